@@ -1,0 +1,1 @@
+"""sms-analytics: SMS delivery analytics."""

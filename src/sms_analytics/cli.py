@@ -1,0 +1,162 @@
+"""The `sms-analytics` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+import urllib.error
+import urllib.request
+from typing import Any, Optional
+
+import orjson
+import typer
+
+from sms_analytics import logs
+from sms_analytics.settings import Settings
+
+cli = typer.Typer(add_completion=False, no_args_is_help=True, help="SMS delivery analytics pipeline.")
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    logs.configure(settings.sms_log_level, settings.sms_log_json)
+    return settings
+
+
+def _loop_policy() -> None:
+    try:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:  # pragma: no cover
+        pass
+
+
+@cli.command()
+def up() -> None:
+    """Run everything (embedded broker unless KAFKA_BOOTSTRAP_SERVERS is set) until SIGINT/SIGTERM."""
+    from sms_analytics.runtime import Runtime, run_until_signal
+
+    _loop_policy()
+    asyncio.run(run_until_signal(Runtime(_settings())))
+
+
+@cli.command()
+def worker() -> None:
+    """Run the faust worker and the ClickHouse sink alone, against an external broker."""
+    from sms_analytics.runtime import Parts, Runtime, run_until_signal
+
+    settings = _settings()
+    if not settings.kafka_bootstrap_servers:
+        raise typer.BadParameter("KAFKA_BOOTSTRAP_SERVERS must be set for a standalone worker")
+    _loop_policy()
+    asyncio.run(run_until_signal(Runtime(settings, Parts(receiver=False))))
+
+
+@cli.command()
+def receiver() -> None:
+    """Run the HTTP receiver alone, against an external broker."""
+    from sms_analytics.runtime import Parts, Runtime, run_until_signal
+
+    settings = _settings()
+    if not settings.kafka_bootstrap_servers:
+        raise typer.BadParameter("KAFKA_BOOTSTRAP_SERVERS must be set for a standalone receiver")
+    _loop_policy()
+    asyncio.run(run_until_signal(Runtime(settings, Parts(worker=False, sink=False, query=False))))
+
+
+@cli.command()
+def run(
+    duration: float = typer.Option(60.0, help="Seconds of simulated provider traffic."),
+    rate: float = typer.Option(40.0, help="Messages per second offered."),
+    seed: int = typer.Option(1),
+) -> None:
+    """The main job: the pipeline on embedded defaults, driven by simulated traffic, then a summary."""
+    from sms_analytics.demo import run_demo
+
+    _loop_policy()
+    ok = asyncio.run(run_demo(_settings(), duration=duration, rate=rate, seed=seed))
+    raise typer.Exit(0 if ok else 1)
+
+
+@cli.command()
+def sql(
+    statement: str = typer.Argument(..., help="A read-only statement (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN)."),
+    fmt: str = typer.Option("table", "--format", help="json (one object per line), table or csv."),
+) -> None:
+    """Run a read-only query: through the running process if there is one, else on the warehouse."""
+    from sms_analytics.sinks.query_api import FORMATS, render
+    from sms_analytics.sinks.warehouse import NotReadOnly, Warehouse, check_read_only
+
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"--format must be one of {', '.join(FORMATS)}")
+    settings = _settings()
+    try:
+        check_read_only(statement)
+    except NotReadOnly as exc:
+        typer.echo(f"refused: {exc}", err=True)
+        raise typer.Exit(2)
+    url = f"http://{settings.sms_query_host}:{settings.sms_query_port}/query?format={fmt}"
+    request = urllib.request.Request(url, data=statement.encode(), method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            sys.stdout.write(response.read().decode())
+            return
+    except urllib.error.HTTPError as exc:
+        typer.echo(f"error: {_error_text(exc.read())}", err=True)
+        raise typer.Exit(1)
+    except (urllib.error.URLError, ConnectionError):
+        pass  # nothing runs: open the warehouse directly
+    warehouse = Warehouse(settings.warehouse_url).open()
+    try:
+        columns, rows = warehouse.query(statement)
+    except Exception as exc:
+        typer.echo(f"error: {str(exc).strip()[:2000]}", err=True)
+        raise typer.Exit(1)
+    finally:
+        warehouse.close()
+    sys.stdout.write(render(columns, rows, fmt))
+
+
+def _error_text(body: bytes) -> str:
+    try:
+        return str(orjson.loads(body).get("error"))
+    except Exception:
+        return body.decode("utf-8", "replace")
+
+
+@cli.command()
+def migrate() -> None:
+    """Apply the warehouse migrations (also done at every start)."""
+    from sms_analytics.sinks.warehouse import Warehouse
+
+    warehouse = Warehouse(_settings().warehouse_url).open()
+    try:
+        applied = warehouse.migrate()
+    finally:
+        warehouse.close()
+    typer.echo(f"applied: {', '.join(applied) or 'nothing (up to date)'}")
+
+
+@cli.command()
+def simulate(
+    url: str = typer.Option("http://127.0.0.1:8080", help="Receiver base URL."),
+    duration: float = typer.Option(30.0),
+    rate: float = typer.Option(40.0),
+    seed: int = typer.Option(1),
+) -> None:
+    """Drive a running receiver with simulated provider traffic; prints the ground truth."""
+    from sms_analytics.simulate.traffic import drive
+
+    settings = _settings()
+    truth = asyncio.run(drive(url, duration=duration, rate=rate, token=settings.callback_token, seed=seed))
+    typer.echo(orjson.dumps(truth.to_dict(), option=orjson.OPT_INDENT_2).decode())
+
+
+def main() -> Any:  # console script entry point
+    return cli()
+
+
+if __name__ == "__main__":
+    main()

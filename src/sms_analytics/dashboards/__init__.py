@@ -1,0 +1,1 @@
+"""What people look at: the run summary, Grafana dashboards and provisioning (later: alert rules)."""

@@ -1,0 +1,1 @@
+"""The pipeline's shared vocabulary: events on the topics, phone numbers, times, failure classes."""

@@ -1,0 +1,143 @@
+"""Events on the topics (msgspec structs, JSON on the wire).
+
+Every event carries the message identity (provider, message_id, phone) and the derived,
+non-personal phone fields, so downstream stages never need to re-derive them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Literal
+
+import msgspec
+
+Provider = Literal["aliyun", "tencent", "kx"]
+PROVIDERS: tuple[str, ...] = ("aliyun", "tencent", "kx")
+
+
+class Identity(msgspec.Struct, kw_only=True):
+    provider: str
+    message_id: str
+    phone: str  # E.164; Kafka only (it is in the key anyway), never the warehouse by default
+    phone_hash: str
+    phone_masked: str
+    carrier: str
+    country_code: str
+
+
+class SendEvent(Identity, kw_only=True, tag="send"):
+    sent_at_ms: int
+    received_at_ms: int
+    template: str = ""
+    sign: str = ""
+    segments: int = 1
+    out_id: str = ""
+    submit_ok: bool = True
+    submit_code: str = ""
+    submit_message: str = ""
+
+
+class ReceiptEvent(Identity, kw_only=True, tag="receipt"):
+    delivered: bool
+    error_code: str
+    error_message: str
+    reported_at_ms: int
+    received_at_ms: int
+    sent_at_ms: int | None = None  # the provider's own send time, where the receipt has one
+    out_id: str = ""
+    source: str = "push"
+
+    @property
+    def receipt_id(self) -> str:
+        """Same message, code and report time: the same receipt (retries, push + poll)."""
+        raw = f"{self.provider}|{self.message_id}|{self.phone}|{self.error_code}|{self.reported_at_ms}"
+        return hashlib.blake2b(raw.encode(), digest_size=12).hexdigest()
+
+
+class ReplyEvent(msgspec.Struct, kw_only=True, tag="reply"):
+    provider: str
+    reply_id: str
+    phone: str
+    phone_hash: str
+    phone_masked: str
+    carrier: str
+    country_code: str
+    content: str
+    sign: str = ""
+    dest_code: str = ""
+    replied_at_ms: int
+    received_at_ms: int
+
+
+Event = SendEvent | ReceiptEvent | ReplyEvent
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(SendEvent | ReceiptEvent)
+_reply_decoder = msgspec.json.Decoder(ReplyEvent)
+
+
+def encode(event: msgspec.Struct) -> bytes:
+    return _encoder.encode(event)
+
+
+def decode_message_event(raw: bytes) -> SendEvent | ReceiptEvent:
+    return _decoder.decode(raw)
+
+
+def decode_reply(raw: bytes) -> ReplyEvent:
+    return _reply_decoder.decode(raw)
+
+
+class Delivery(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The joined state of one message, as the stream last saw it (topic sms.deliveries.v1).
+
+    A delivery may be partial (a receipt whose send the stream never saw): the warehouse merges
+    every delivery of a message, so a partial one never erases what an earlier one said.
+    """
+
+    provider: str
+    message_id: str
+    phone: str
+    phone_hash: str
+    phone_masked: str
+    carrier: str
+    country_code: str
+    has_send: bool = False
+    template: str | None = None
+    sign: str | None = None
+    segments: int | None = None
+    out_id: str | None = None
+    sent_at_ms: int | None = None
+    receipt_sent_at_ms: int | None = None
+    status: str = "pending"  # pending | delivered | failed
+    stage: str = ""  # "" | submit | receipt
+    outcome_at_ms: int = 0  # the time the outcome refers to (report time, or send time at submit)
+    error_code: str = ""
+    error_message: str = ""
+    failure_category: str = ""
+    receipt_ids: list[str] = msgspec.field(default_factory=list)
+    updated_at_ms: int = 0
+
+    @property
+    def reported_at_ms(self) -> int | None:
+        return self.outcome_at_ms if self.stage == "receipt" else None
+
+    @property
+    def latency_ms(self) -> int | None:
+        sent = self.sent_at_ms if self.sent_at_ms is not None else self.receipt_sent_at_ms
+        reported = self.reported_at_ms
+        if sent is None or reported is None:
+            return None
+        return max(0, reported - sent)
+
+
+_delivery_encoder = msgspec.json.Encoder()
+_delivery_decoder = msgspec.json.Decoder(Delivery)
+
+
+def encode_delivery(delivery: Delivery) -> bytes:
+    return _delivery_encoder.encode(delivery)
+
+
+def decode_delivery(raw: bytes) -> Delivery:
+    return _delivery_decoder.decode(raw)

@@ -1,0 +1,82 @@
+"""Provider time formats -> epoch milliseconds (UTC).
+
+Provider times without an offset are China time (UTC+8). A time outside the sanity window
+(2000-01-01 .. now + 1 day) is rejected with a clear reason.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+
+CHINA = timezone(timedelta(hours=8))
+_MIN_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
+_FUTURE_SLACK_MS = 86_400_000
+
+
+class BadTime(ValueError):
+    pass
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _checked(ms: int, raw: object) -> int:
+    if ms < _MIN_MS or ms > now_ms() + _FUTURE_SLACK_MS:
+        raise BadTime(f"time {raw!r} is outside the accepted window (2000-01-01 .. now+1d)")
+    return ms
+
+
+def _from_naive_china(dt: datetime) -> int:
+    return int(dt.replace(tzinfo=CHINA).timestamp() * 1000)
+
+
+def parse_china_datetime(value: object) -> int:
+    """'2017-01-01 00:00:00' (Alibaba, Tencent), China time."""
+    if not isinstance(value, str):
+        raise BadTime(f"expected a 'YYYY-MM-DD HH:MM:SS' string, got {type(value).__name__}")
+    try:
+        dt = datetime.strptime(value.strip(), "%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        raise BadTime(f"time {value!r} is not 'YYYY-MM-DD HH:MM:SS'") from None
+    return _checked(_from_naive_china(dt), value)
+
+
+def parse_compact(value: object) -> int:
+    """'20161012150400' (KX yyyyMMddHHmmss), China time."""
+    if not isinstance(value, str) or len(value.strip()) != 14 or not value.strip().isdigit():
+        raise BadTime(f"time {value!r} is not yyyyMMddHHmmss")
+    try:
+        dt = datetime.strptime(value.strip(), "%Y%m%d%H%M%S")
+    except ValueError:
+        raise BadTime(f"time {value!r} is not a valid yyyyMMddHHmmss date") from None
+    return _checked(_from_naive_china(dt), value)
+
+
+def parse_epoch_seconds(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadTime(f"expected epoch seconds, got {type(value).__name__}")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise BadTime(f"time {value!r} is not a finite number")
+    return _checked(int(round(value * 1000)), value)
+
+
+def parse_instant(value: object) -> int:
+    """Normalized API times: epoch seconds (number) or ISO-8601 *with* an offset."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return parse_epoch_seconds(value)
+    if not isinstance(value, str):
+        raise BadTime(f"expected ISO-8601 with offset or epoch seconds, got {type(value).__name__}")
+    text = value.strip()
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+    except ValueError:
+        raise BadTime(f"time {value!r} is not ISO-8601") from None
+    if dt.tzinfo is None:
+        raise BadTime(f"time {value!r} has no UTC offset")
+    return _checked(int(dt.timestamp() * 1000), value)
+
+
+def ms_to_datetime(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)

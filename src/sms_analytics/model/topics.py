@@ -1,0 +1,17 @@
+"""Kafka topic names (public contract) and the message key every stage agrees on."""
+
+from __future__ import annotations
+
+SENDS = "sms.sends.v1"
+RECEIPTS = "sms.receipts.v1"
+REPLIES = "sms.replies.v1"
+DELIVERIES = "sms.deliveries.v1"
+ALERTS = "sms.alerts.v1"
+DEADLETTER = "sms.deadletter.v1"
+
+ALL = (SENDS, RECEIPTS, REPLIES, DELIVERIES, ALERTS, DEADLETTER)
+
+
+def message_key(provider: str, message_id: str, phone_e164: str) -> bytes:
+    """provider + message_id + E.164 phone: a message's send and receipts share a partition."""
+    return f"{provider}|{message_id}|{phone_e164}".encode()

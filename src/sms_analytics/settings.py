@@ -1,0 +1,75 @@
+"""One settings object for the whole pipeline, read from the environment (or an env file).
+
+Every knob is an environment variable; the names below (upper-cased) are the public contract
+that docker-compose.yml and the README rely on.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # --- storage -------------------------------------------------------------------------------
+    sms_data_dir: Path = Field(default=Path("./data"), description="Local state: warehouse, hash key.")
+    clickhouse_url: str | None = Field(
+        default=None,
+        description="clickhouse-connect DSN; default chdb:///$SMS_DATA_DIR/warehouse (embedded).",
+    )
+    clickhouse_database: str = "sms"
+
+    # --- Kafka -----------------------------------------------------------------------------------
+    kafka_bootstrap_servers: str | None = Field(
+        default=None, description="host:port[,host:port]; unset starts the embedded Tansu broker."
+    )
+    kafka_partitions: int = Field(default=4, ge=1, description="Partitions per topic we create.")
+    kafka_replication_factor: int = Field(default=1, ge=1)
+    sms_app_id: str = Field(default="sms-analytics", description="faust app id / consumer group prefix.")
+
+    # --- HTTP receiver ---------------------------------------------------------------------------
+    sms_http_host: str = "127.0.0.1"
+    sms_http_port: int = 8080
+    sms_query_host: str = Field(default="127.0.0.1", description="Read-only query endpoint (loopback).")
+    sms_query_port: int = 8081
+    sms_callback_token: SecretStr | None = None
+    sms_max_body_bytes: int = 5 * 1024 * 1024
+    sms_max_records_per_push: int = 10_000
+
+    # --- personal data ---------------------------------------------------------------------------
+    sms_phone_hash_key: SecretStr | None = Field(
+        default=None, description="HMAC-SHA256 key; unset: generated once into $SMS_DATA_DIR/phone_hash.key"
+    )
+    sms_store_raw_phone: bool = False
+    sms_default_country: str = "CN"
+
+    # --- stream / sink tuning --------------------------------------------------------------------
+    sms_sink_batch_rows: int = 5_000
+    sms_sink_flush_seconds: float = 0.5
+    sms_join_batch: int = 2_000
+    sms_join_within_seconds: float = 0.1
+    sms_worker_web_port: int = 6066
+
+    # --- logging ---------------------------------------------------------------------------------
+    sms_log_level: str = "INFO"
+    sms_log_json: bool = False
+
+    @property
+    def warehouse_url(self) -> str:
+        if self.clickhouse_url:
+            return self.clickhouse_url
+        return f"chdb:///{self.sms_data_dir.resolve() / 'warehouse'}"
+
+    @property
+    def callback_token(self) -> str | None:
+        return self.sms_callback_token.get_secret_value() if self.sms_callback_token else None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

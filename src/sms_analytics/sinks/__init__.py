@@ -1,0 +1,1 @@
+"""The warehouse side: ClickHouse schema and migrations, the batched idempotent writer."""

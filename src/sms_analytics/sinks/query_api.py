@@ -1,0 +1,83 @@
+"""The read-only query endpoint of a running process (loopback by default).
+
+`POST /query?format=json|csv|table` with the SQL as the body. Only read statements, run with
+readonly=2; anything else is answered 403. chDB opens a warehouse in one process at a time, so
+`sms-analytics sql` goes through this endpoint while `up` runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import datetime as dt
+import io
+from decimal import Decimal
+from typing import Any, Callable
+from uuid import UUID
+
+import orjson
+from aiohttp import web
+
+from sms_analytics.sinks.warehouse import NotReadOnly, Warehouse
+
+FORMATS = ("json", "csv", "table")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        return value.isoformat(timespec="milliseconds")
+    if isinstance(value, (dt.date, Decimal, UUID)):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+def render(columns: list[str], rows: list[tuple[Any, ...]], fmt: str) -> str:
+    plain = [[_plain(v) for v in row] for row in rows]
+    if fmt == "json":
+        return "".join(orjson.dumps(dict(zip(columns, row))).decode() + "\n" for row in plain)
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(columns)
+        writer.writerows([[orjson.dumps(v).decode() if isinstance(v, (list, dict)) else v for v in r] for r in plain])
+        return buf.getvalue()
+    if fmt == "table":
+        cells = [[str(c) for c in columns]] + [["NULL" if v is None else str(v) for v in r] for r in plain]
+        widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        return "\n".join(lines) + "\n"
+    raise ValueError(f"format must be one of {', '.join(FORMATS)}")
+
+
+def query_app(warehouse: Warehouse, readiness: Callable[[], dict[str, bool]]) -> web.Application:
+    async def query(request: web.Request) -> web.Response:
+        fmt = request.query.get("format", "json")
+        if fmt not in FORMATS:
+            return web.json_response({"error": f"format must be one of {', '.join(FORMATS)}"}, status=400)
+        sql = (await request.read()).decode("utf-8", "replace")
+        try:
+            columns, rows = await asyncio.to_thread(warehouse.query, sql)
+        except NotReadOnly as exc:
+            return web.json_response({"error": str(exc)}, status=403)
+        except Exception as exc:
+            return web.json_response({"error": str(exc).strip()[:2000]}, status=400)
+        return web.Response(text=render(columns, rows, fmt), content_type="text/plain" if fmt != "json" else "application/x-ndjson")
+
+    async def healthz(request: web.Request) -> web.Response:
+        components = readiness()
+        ok = all(components.values())
+        return web.json_response({"status": "ok" if ok else "starting", "components": components}, status=200 if ok else 503)
+
+    app = web.Application(client_max_size=1024 * 1024)
+    app.router.add_post("/query", query)
+    app.router.add_get("/healthz", healthz)
+    return app

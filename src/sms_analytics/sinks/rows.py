@@ -1,0 +1,48 @@
+"""Deliveries and replies as warehouse rows."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sms_analytics.model.events import Delivery, ReplyEvent
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_RANK = {"pending": 0, "failed": 1, "delivered": 2}
+
+MESSAGE_COLUMNS = (
+    "provider", "message_id", "phone_hash", "phone_masked", "phone_raw", "carrier", "country_code",
+    "template", "sign", "segments", "out_id", "sent_at", "receipt_sent_at", "outcome", "receipt_ids",
+    "first_seen_at", "updated_at",
+)
+REPLY_COLUMNS = (
+    "provider", "reply_id", "phone_hash", "phone_masked", "carrier", "country_code", "content", "sign",
+    "dest_code", "replied_at", "received_at",
+)
+
+
+def _dt(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+
+
+def message_row(d: Delivery, *, store_raw_phone: bool) -> list[Any]:
+    send = d.has_send  # send fields stay NULL in a receipt-only part, so they never erase a send's
+    outcome = (
+        _dt(d.outcome_at_ms) if d.status != "pending" else _EPOCH,
+        _RANK[d.status], d.stage, d.error_code, d.error_message, d.failure_category,
+    )
+    return [
+        d.provider, d.message_id, d.phone_hash, d.phone_masked, d.phone if store_raw_phone else None,
+        d.carrier, d.country_code,
+        d.template if send else None, d.sign if send else None,
+        min(max(d.segments or 1, 1), 255) if send else None, d.out_id if send else None,
+        _dt(d.sent_at_ms), _dt(d.receipt_sent_at_ms), outcome, list(d.receipt_ids),
+        _dt(d.updated_at_ms), _dt(d.updated_at_ms),
+    ]
+
+
+def reply_row(r: ReplyEvent) -> list[Any]:
+    return [
+        r.provider, r.reply_id, r.phone_hash, r.phone_masked, r.carrier, r.country_code, r.content,
+        r.sign, r.dest_code, _dt(r.replied_at_ms), _dt(r.received_at_ms),
+    ]

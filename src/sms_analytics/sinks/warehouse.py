@@ -1,0 +1,121 @@
+"""ClickHouse through clickhouse-connect: chdb:///path (embedded, in-process) or http(s)://server.
+
+One `Warehouse` per process. Calls are serialized by a lock (a chDB session is one engine) and
+are blocking: async callers run them in a thread.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from importlib import resources
+from typing import Any, Sequence
+
+import clickhouse_connect
+import structlog
+
+log = structlog.get_logger(__name__)
+
+_READ_ONLY = re.compile(r"^\s*(\(\s*)*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXPLAIN|EXISTS)\b", re.IGNORECASE)
+
+
+class NotReadOnly(ValueError):
+    pass
+
+
+def check_read_only(sql: str) -> str:
+    """Refuse anything but one read statement (the server also runs it with readonly=2: no writes, no DDL)."""
+    text = sql.strip().rstrip(";").strip()
+    if not text:
+        raise NotReadOnly("empty statement")
+    if ";" in _strip_literals(text):
+        raise NotReadOnly("only one statement is allowed")
+    if not _READ_ONLY.match(text):
+        raise NotReadOnly("only SELECT, WITH, SHOW, DESCRIBE, EXPLAIN and EXISTS statements are allowed")
+    return text
+
+
+def _strip_literals(sql: str) -> str:
+    return re.sub(r"'(?:[^'\\]|\\.)*'", "''", sql)
+
+
+def migrations() -> list[tuple[str, str]]:
+    folder = resources.files("sms_analytics.sinks") / "migrations"
+    files = sorted((f.name, f.read_text(encoding="utf-8")) for f in folder.iterdir() if f.name.endswith(".sql"))
+    return [(name.removesuffix(".sql"), text) for name, text in files]
+
+
+def statements(sql: str) -> list[str]:
+    body = "\n".join(line for line in sql.splitlines() if not line.strip().startswith("--"))
+    return [s.strip() for s in body.split(";") if s.strip()]
+
+
+class Warehouse:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._lock = threading.Lock()
+        self._client: Any = None
+
+    @property
+    def embedded(self) -> bool:
+        return self.url.startswith("chdb:")
+
+    def open(self) -> "Warehouse":
+        if self.embedded:
+            path = self.url.removeprefix("chdb://")
+            from pathlib import Path
+
+            Path(path).mkdir(parents=True, exist_ok=True)
+        self._client = clickhouse_connect.get_client(dsn=self.url)
+        return self
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            raise RuntimeError("warehouse is not open")
+        return self._client
+
+    def migrate(self) -> list[str]:
+        """Apply the versioned SQL files not yet applied; safe to run at every start."""
+        with self._lock:
+            self.client.command("CREATE DATABASE IF NOT EXISTS sms")
+            self.client.command(
+                "CREATE TABLE IF NOT EXISTS sms.schema_migrations (version String, "
+                "applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = ReplacingMergeTree ORDER BY version"
+            )
+            done = {r[0] for r in self.client.query("SELECT version FROM sms.schema_migrations FINAL").result_rows}
+            applied = []
+            for version, sql in migrations():
+                if version in done:
+                    continue
+                for statement in statements(sql):
+                    self.client.command(statement)
+                self.client.insert("sms.schema_migrations", [[version]], column_names=["version"])
+                applied.append(version)
+        if applied:
+            log.info("warehouse.migrated", versions=applied)
+        return applied
+
+    def insert(self, table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str], token: str | None = None) -> None:
+        settings = {"insert_deduplication_token": token} if token else None
+        with self._lock:
+            self.client.insert(table, rows, column_names=list(columns), settings=settings)
+
+    def query(self, sql: str, *, read_only: bool = True) -> tuple[list[str], list[tuple[Any, ...]]]:
+        if read_only:
+            sql = check_read_only(sql)
+        with self._lock:
+            result = self.client.query(sql, settings={"readonly": 2} if read_only else None)
+        return list(result.column_names), [tuple(r) for r in result.result_rows]
+
+    def ping(self) -> bool:
+        try:
+            self.query("SELECT 1")
+            return True
+        except Exception:
+            return False

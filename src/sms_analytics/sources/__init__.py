@@ -1,0 +1,1 @@
+"""Provider payloads in, events out: HTTP receivers (and, later, pollers)."""

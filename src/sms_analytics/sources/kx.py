@@ -1,0 +1,102 @@
+"""KX aggregator (seed 001): MT / P2PBatch sends (taskid), Report and MO pushes."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sms_analytics.model.events import ReceiptEvent, ReplyEvent, SendEvent
+from sms_analytics.model.times import parse_compact
+from sms_analytics.sources.base import (
+    BadBody, BadRecord, Event, Parsed, as_list, collect, obj, opt_str, req_str,
+)
+from sms_analytics.sources.provider import Provider, Reply, segments_for
+
+_SIGN = re.compile(r"^\s*【([^】]{1,40})】|【([^】]{1,40})】\s*$")
+
+
+def sign_of(content: str) -> str:
+    match = _SIGN.search(content)
+    return (match.group(1) or match.group(2)) if match else ""
+
+
+def _code(value: Any) -> str:
+    return str(value).strip() if value is not None else ""
+
+
+class Kx(Provider):
+    name = "kx"
+
+    def ok(self) -> Reply:
+        return Reply(b"SUCCESS", "text/plain")
+
+    def error(self, reason: str) -> Reply:
+        return Reply(f"FAIL {reason}".encode(), "text/plain")
+
+    def sends(self, request: dict[str, Any], response: dict[str, Any], sent_at_ms: int, now_ms: int) -> Parsed:
+        code = _code(response.get("code"))
+        if not code:
+            raise BadBody("response.code is missing")
+        data = response.get("data") if isinstance(response.get("data"), dict) else {}
+        taskid = _code(data.get("taskid"))
+        if code == "0" and not taskid:
+            raise BadBody("response.code is 0 but data.taskid is missing")
+        message_id = taskid or f"submit-failed:{request.get('ts') or sent_at_ms}"
+        per_number = {
+            str(r.get("mobile", "")).strip(): r for r in data.get("result") or [] if isinstance(r, dict)
+        }
+        if isinstance(request.get("list"), list):  # P2PBatch
+            items = request["list"]
+        elif isinstance(request.get("mobile"), str):  # MT
+            content = str(request.get("msgcontent") or "")
+            items = [{"mobile": m, "msgcontent": content} for m in request["mobile"].split(",") if m.strip()]
+        else:
+            raise BadBody("request needs mobile (MT) or list (P2PBatch)")
+
+        def convert(item: Any) -> list[Event]:
+            rec = {k.strip(): v for k, v in obj(item, "list entry").items()}  # the doc's sample has "mobile "
+            mobile = req_str(rec, "mobile")
+            phone = self.ids.phone(mobile)
+            content = opt_str(rec, "msgcontent")
+            number_code = _code(per_number[mobile].get("code")) if mobile in per_number else code
+            ok = code == "0" and number_code == "0"
+            failure = number_code if number_code != "0" else code
+            message = per_number.get(mobile, response).get("msg", "") if not ok else ""
+            return [SendEvent(
+                **self.ids.identity(self.name, message_id, phone),
+                sent_at_ms=sent_at_ms, received_at_ms=now_ms, sign=sign_of(content),
+                segments=segments_for(content), out_id=str(request.get("messageid") or ""),
+                submit_ok=ok, submit_code="" if ok else failure, submit_message=str(message or ""),
+            )]
+
+        return collect(items, convert)
+
+    def receipts(self, doc: Any, now_ms: int) -> Parsed:
+        return collect(as_list(doc, "Report push"), lambda r: [self._report(obj(r, "report"), now_ms)])
+
+    def _report(self, rec: dict[str, Any], now_ms: int) -> ReceiptEvent:
+        phone = self.ids.phone(req_str(rec, "mobile"))
+        code = req_str(rec, "code")
+        return ReceiptEvent(
+            **self.ids.identity(self.name, req_str(rec, "taskid"), phone),
+            delivered=code == "DELIVRD",
+            error_code=code,
+            error_message=opt_str(rec, "msg"),
+            reported_at_ms=parse_compact(rec.get("time")),
+            received_at_ms=now_ms,
+            out_id=opt_str(rec, "messageid"),
+        )
+
+    def replies(self, doc: Any, now_ms: int) -> Parsed:
+        return collect(as_list(doc, "MO push"), lambda r: [self._reply(obj(r, "mo"), now_ms)])
+
+    def _reply(self, rec: dict[str, Any], now_ms: int) -> ReplyEvent:
+        phone = self.ids.phone(req_str(rec, "mobile"))
+        content = rec.get("msgcontent")
+        if not isinstance(content, str):
+            raise BadRecord("field 'msgcontent' must be a string")
+        return ReplyEvent(
+            provider=self.name, reply_id=f"kx:{req_str(rec, 'id')}", **self.ids.fields(phone),
+            content=content, dest_code=opt_str(rec, "srcid"),
+            replied_at_ms=parse_compact(rec.get("time")), received_at_ms=now_ms,
+        )

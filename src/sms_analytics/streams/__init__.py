@@ -1,0 +1,1 @@
+"""The faust app: send <-> receipt join, enrichment (later: alerts)."""

@@ -1,0 +1,71 @@
+"""The join of sends and receipts, as a pure function over one message's state.
+
+- A send and its receipt meet in either order.
+- The newest receipt by report time wins; at equal times a delivery beats a failure.
+- The same receipt twice (same message, code and report time) counts once.
+- A send rejected at submit is failed with stage `submit`.
+"""
+
+from __future__ import annotations
+
+from sms_analytics.model.events import Delivery, ReceiptEvent, SendEvent
+from sms_analytics.model.failures import classify
+
+_RANK = {"pending": 0, "failed": 1, "delivered": 2}
+
+
+def new_state(event: SendEvent | ReceiptEvent) -> Delivery:
+    return Delivery(
+        provider=event.provider, message_id=event.message_id, phone=event.phone,
+        phone_hash=event.phone_hash, phone_masked=event.phone_masked, carrier=event.carrier,
+        country_code=event.country_code,
+    )
+
+
+def apply(state: Delivery | None, event: SendEvent | ReceiptEvent, now_ms: int) -> tuple[Delivery, bool]:
+    """Merge one event into the message's state; returns (state, changed)."""
+    current = state if state is not None else new_state(event)
+    changed = _apply_send(current, event) if isinstance(event, SendEvent) else _apply_receipt(current, event)
+    if changed or state is None:
+        current.updated_at_ms = now_ms
+    return current, changed or state is None
+
+
+def _apply_send(state: Delivery, send: SendEvent) -> bool:
+    if state.has_send and state.sent_at_ms == send.sent_at_ms:
+        return False  # a replayed send
+    state.has_send = True
+    state.template, state.sign, state.segments = send.template, send.sign, send.segments
+    state.out_id, state.sent_at_ms = send.out_id, send.sent_at_ms
+    if not send.submit_ok and _wins(state, "failed", send.sent_at_ms):
+        state.status, state.stage, state.outcome_at_ms = "failed", "submit", send.sent_at_ms
+        state.error_code, state.error_message = send.submit_code, send.submit_message
+        state.failure_category = classify(False, send.submit_code, send.submit_message)
+    return True
+
+
+def _apply_receipt(state: Delivery, receipt: ReceiptEvent) -> bool:
+    receipt_id = receipt.receipt_id
+    if receipt_id in state.receipt_ids:
+        return False
+    state.receipt_ids.append(receipt_id)
+    if state.receipt_sent_at_ms is None and receipt.sent_at_ms is not None:
+        state.receipt_sent_at_ms = receipt.sent_at_ms
+    status = "delivered" if receipt.delivered else "failed"
+    if _wins(state, status, receipt.reported_at_ms):
+        state.status, state.stage, state.outcome_at_ms = status, "receipt", receipt.reported_at_ms
+        state.error_code, state.error_message = receipt.error_code, receipt.error_message
+        state.failure_category = classify(receipt.delivered, receipt.error_code, receipt.error_message)
+    return True
+
+
+def _wins(state: Delivery, status: str, at_ms: int) -> bool:
+    """Same order as the warehouse's max((outcome_at, rank, …)): newest, then delivered first."""
+    if state.status == "pending":
+        return True
+    return (at_ms, _RANK[status]) > (state.outcome_at_ms, _RANK[state.status])
+
+
+def is_final(state: Delivery) -> bool:
+    """Joined and decided: the stream may forget it (the warehouse keeps the merged row)."""
+    return state.has_send and state.status != "pending"
