@@ -1,0 +1,1 @@
+"""Traffic simulator: drives our HTTP receivers with provider-format traffic."""
