@@ -1,0 +1,78 @@
+"""The warehouse merge on chDB: parts of one message inserted in any order, replayed, or missing
+their send, fold into one correct row, whether or not the parts were merged on disk."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+
+from sms_analytics.model.events import Delivery
+from sms_analytics.sinks.rows import MESSAGE_COLUMNS, message_row
+from sms_analytics.sinks.warehouse import NotReadOnly, Warehouse, check_read_only
+
+BASE = dict(provider="aliyun", phone="+8613900000001", phone_hash="h1", phone_masked="139****0001",
+            carrier="mobile", country_code="86")
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Warehouse:
+    wh = Warehouse(f"chdb://{tmp_path_factory.mktemp('wh') / 'warehouse'}").open()
+    assert wh.migrate() == ["0001_messages"]
+    assert wh.migrate() == []  # idempotent
+    yield wh
+    wh.close()
+
+
+def parts(mid: str) -> dict[str, Delivery]:
+    send = Delivery(**BASE, message_id=mid, has_send=True, template="T", sign="S", segments=2,
+                    sent_at_ms=1_700_000_000_000, updated_at_ms=1)
+    fail = Delivery(**BASE, message_id=mid, status="failed", stage="receipt", outcome_at_ms=1_700_000_004_000,
+                    error_code="MK:0001", failure_category="unreachable", receipt_ids=["r1"], updated_at_ms=2)
+    ok = Delivery(**BASE, message_id=mid, status="delivered", stage="receipt", outcome_at_ms=1_700_000_009_000,
+                  error_code="DELIVERED", failure_category="delivered", receipt_ids=["r2"], updated_at_ms=3)
+    joined = Delivery(**BASE, message_id=mid, has_send=True, template="T", sign="S", segments=2,
+                      sent_at_ms=1_700_000_000_000, status="failed", stage="receipt",
+                      outcome_at_ms=1_700_000_004_000, error_code="MK:0001", failure_category="unreachable",
+                      receipt_ids=["r1"], updated_at_ms=4)
+    return {"send": send, "fail": fail, "ok": ok, "joined": joined}
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(["send", "fail", "ok", "joined"])))
+@pytest.mark.parametrize("optimize", [False, True])
+def test_parts_fold_into_one_row_in_any_order(warehouse: Warehouse, order: tuple[str, ...], optimize: bool) -> None:
+    mid = f"m-{'-'.join(order)}-{optimize}"
+    p = parts(mid)
+    for name in order + order[:2]:  # every part once, then two replays
+        warehouse.insert("sms.message_parts", [message_row(p[name], store_raw_phone=False)], MESSAGE_COLUMNS)
+    if optimize:
+        warehouse.query("OPTIMIZE TABLE sms.message_parts FINAL", read_only=False)
+    for final in ("", " FINAL"):
+        cols, rows = warehouse.query(
+            f"SELECT status, error_code, latency_ms, receipt_count, template, segments, sent_at IS NOT NULL, "
+            f"failure_category FROM sms.messages{final} WHERE message_id = '{mid}'")
+        assert rows == [("delivered", "DELIVERED", 9000, 2, "T", 2, True, "delivered")], (final, rows)
+
+
+def test_insert_token_deduplicates_a_retried_batch(warehouse: Warehouse) -> None:
+    row = message_row(parts("dedup")["fail"], store_raw_phone=False)
+    for _ in range(3):
+        warehouse.insert("sms.message_parts", [row], MESSAGE_COLUMNS, token="batch-1")
+    _, rows = warehouse.query("SELECT count() FROM sms.message_parts WHERE message_id = 'dedup'")
+    assert rows == [(1,)]
+
+
+@pytest.mark.parametrize("sql", ["INSERT INTO sms.replies VALUES (1)", "DROP TABLE sms.message_parts",
+                                 "SELECT 1; DROP TABLE sms.message_parts", "ALTER TABLE sms.x DELETE WHERE 1",
+                                 "", "OPTIMIZE TABLE sms.message_parts"])
+def test_read_only_refuses_writes(sql: str) -> None:
+    with pytest.raises(NotReadOnly):
+        check_read_only(sql)
+
+
+def test_read_only_engine_setting_refuses_a_write_disguised_as_select(warehouse: Warehouse) -> None:
+    assert check_read_only("SELECT ';' AS x") == "SELECT ';' AS x"
+    with pytest.raises(Exception, match="(?i)readonly"):
+        warehouse.query("SELECT * FROM url('http://127.0.0.1:1/x', CSV, 'a String') "
+                        "SETTINGS readonly = 0")
