@@ -108,7 +108,12 @@ def sql(
         raise typer.Exit(1)
     except (urllib.error.URLError, ConnectionError):
         pass  # nothing runs: open the warehouse directly
-    warehouse = Warehouse(settings.warehouse_url).open()
+    try:
+        warehouse = Warehouse(settings.warehouse_url).open()
+    except Exception as exc:
+        typer.echo(f"error: no running process answered on {url.split('/query')[0]} and the warehouse "
+                   f"could not be opened directly (is another process using it?): {str(exc).strip()[:500]}", err=True)
+        raise typer.Exit(1)
     try:
         columns, rows = warehouse.query(statement)
     except Exception as exc:

@@ -8,6 +8,7 @@ topics is gone when it stops (the warehouse keeps the merged rows).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import socket
@@ -34,9 +35,19 @@ def tansu_binary() -> str:
 
 async def wait_for_broker(bootstrap: str, timeout: float = 30.0) -> None:
     """Poll until the broker answers a metadata request, or raise TimeoutError."""
+    deadline = time.monotonic() + timeout
+    quiet = logging.getLogger("aiokafka")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)  # "connection refused" is expected while it boots
+    try:
+        await _poll(bootstrap, deadline)
+    finally:
+        quiet.setLevel(level)
+
+
+async def _poll(bootstrap: str, deadline: float) -> None:
     from aiokafka.admin import AIOKafkaAdminClient
 
-    deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
@@ -52,7 +63,7 @@ async def wait_for_broker(bootstrap: str, timeout: float = 30.0) -> None:
             except Exception:
                 pass
         await asyncio.sleep(0.2)
-    raise TimeoutError(f"broker at {bootstrap} did not answer within {timeout:.0f}s: {last!r}")
+    raise TimeoutError(f"broker at {bootstrap} did not answer in time: {last!r}")
 
 
 @dataclass

@@ -14,7 +14,7 @@ CATEGORIES = (
 )
 
 _RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("invalid_number", ("空号", "号码错误", "号码异常", "号段不存在", "销号", "MOBILE_NUMBER_ILLEGAL", "INVALID")),
+    ("invalid_number", ("空号", "号码错误", "号码异常", "号段不存在", "号码不存在", "销号", "MOBILE_NUMBER_ILLEGAL", "INVALID")),
     ("unreachable", ("关机", "停机", "欠费", "不在服务区", "无法接通", "暂停服务")),
     ("blacklisted", ("黑名单", "免打扰", "BLACK")),
     ("content_blocked", ("关键字", "敏感词", "内容拦截", "签名", "模板", "KEYWORD", "REJECTD")),
