@@ -10,19 +10,24 @@ import pytest
 
 from sms_analytics.model.events import Delivery
 from sms_analytics.sinks.rows import MESSAGE_COLUMNS, message_row
-from sms_analytics.sinks.warehouse import NotReadOnly, Warehouse, check_read_only
+from sms_analytics.runtime import Runtime
+from sms_analytics.sinks.warehouse import NotReadOnly, Warehouse, check_read_only, migrations
 
 BASE = dict(provider="aliyun", phone="+8613900000001", phone_hash="h1", phone_masked="139****0001",
             carrier="mobile", country_code="86")
 
 
 @pytest.fixture(scope="module")
-def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Warehouse:
-    wh = Warehouse(f"chdb://{tmp_path_factory.mktemp('wh') / 'warehouse'}").open()
-    assert wh.migrate() == ["0001_messages"]
-    assert wh.migrate() == []  # idempotent
-    yield wh
-    wh.close()
+def warehouse(pipeline: Runtime) -> Warehouse:
+    """The pipeline's own chDB warehouse: one process can open only one chDB path."""
+    assert pipeline.warehouse is not None
+    return pipeline.warehouse
+
+
+def test_migrations_are_recorded_and_idempotent(warehouse: Warehouse) -> None:
+    assert warehouse.migrate() == []
+    _, rows = warehouse.query("SELECT version FROM sms.schema_migrations FINAL ORDER BY version")
+    assert [r[0] for r in rows] == [version for version, _ in migrations()] and rows[0] == ("0001_messages",)
 
 
 def parts(mid: str) -> dict[str, Delivery]:
