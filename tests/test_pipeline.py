@@ -20,7 +20,7 @@ from tests.conftest import HASH_KEY, TOKEN, eventually, rows
 
 pytestmark = pytest.mark.pipeline
 CHINA = timezone(timedelta(hours=8))
-T0 = datetime(2026, 11, 20, 12, 0, 0, tzinfo=CHINA)
+T0 = datetime.now(CHINA).replace(microsecond=0) - timedelta(hours=1)  # well inside SMS_EXPIRE_AFTER
 
 
 def uid() -> str:
@@ -198,7 +198,7 @@ async def test_submit_failures_are_failed_without_latency(http: aiohttp.ClientSe
 async def test_normalized_sends_accept_valid_and_reject_invalid(http: aiohttp.ClientSession, pipeline: Runtime) -> None:
     mid = uid()
     status, body = await post(http, "/v1/sends", [
-        {"provider": "tencent", "message_id": mid, "phone": "+8613312345678", "sent_at": "2026-11-20T04:00:00Z",
+        {"provider": "tencent", "message_id": mid, "phone": "+8613312345678", "sent_at": T0.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
          "template": "T9", "sign": "S", "segments": 2},
         {"provider": "nope", "message_id": "x", "phone": "13312345678", "sent_at": 1_700_000_000},
         {"provider": "kx", "message_id": "y", "phone": "not-a-number", "sent_at": 1_700_000_000},
@@ -301,3 +301,27 @@ async def test_no_column_holds_a_raw_phone_number(pipeline: Runtime) -> None:
     assert leaked[0]["n"] == 0
     raw = await rows(pipeline, "SELECT countIf(phone_raw IS NOT NULL) AS n, count() AS total FROM sms.message_parts")
     assert raw[0]["total"] > 0 and raw[0]["n"] == 0
+
+
+async def test_no_final_receipt_within_expire_after_is_expired_until_a_late_receipt(
+        http: aiohttp.ClientSession, pipeline: Runtime) -> None:
+    biz = f"{uid()}^0"
+    old = datetime.now(CHINA).replace(microsecond=0) - pipeline.settings.sms_expire_after - timedelta(minutes=5)
+    await post(http, "/v1/sends/aliyun", aliyun_send(biz, ["13900000011", "13900000012"], sent=old))
+    got = await eventually(lambda: _n_rows(message(pipeline, "aliyun", biz), 2))
+    assert [(r["status"], r["failure_category"], r["reported_at"]) for r in got] == [("expired", "expired", None)] * 2
+    late = aliyun_report(biz, "13900000011", sent=old, reported=datetime.now(CHINA).replace(microsecond=0))
+    await post(http, "/callbacks/aliyun/sms-report", [late])
+    row = (await eventually(lambda: message(pipeline, "aliyun", biz, "phone_masked = '139****0011' AND status = 'delivered'")))[0]
+    assert row["failure_category"] == "delivered" and row["receipt_count"] == 1
+
+
+async def test_long_message_is_one_message_with_segments(http: aiohttp.ClientSession, pipeline: Runtime) -> None:
+    biz = f"{uid()}^0"
+    await post(http, "/v1/sends/aliyun", aliyun_send(biz, ["13900000013"]))
+    report = aliyun_report(biz, "13900000013")
+    report["sms_size"] = "3"
+    await post(http, "/callbacks/aliyun/sms-report", [report])
+    got = await eventually(lambda: message(pipeline, "aliyun", biz, "status = 'delivered'"))
+    assert [(r["segments"], r["receipt_count"]) for r in got] == [(3, 1)]
+    assert len(await message(pipeline, "aliyun", biz)) == 1

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -24,6 +25,7 @@ from sms_analytics.model import topics
 from sms_analytics.model.events import decode_delivery
 from tests.conftest import HASH_KEY, TOKEN, eventually
 
+CHINA = timezone(timedelta(hours=8))
 CLI = str(Path(sys.executable).with_name("sms-analytics"))
 
 
@@ -88,12 +90,13 @@ async def test_crash_restart_sql_and_clean_shutdown(up: Up) -> None:
     broker = up.env["KAFKA_BOOTSTRAP_SERVERS"]
     await up.start()
     serial = f"5000:{time.time_ns()}"
+    sent_at = datetime.now(CHINA).replace(microsecond=0) - timedelta(minutes=5)
     send = {"request": {"PhoneNumberSet": ["+8613900004444"], "SmsSdkAppId": "1400006666", "TemplateId": "77",
                         "SignName": "腾讯云"},
             "response": {"Response": {"SendStatusSet": [{"SerialNo": serial, "PhoneNumber": "+8613900004444",
                                                          "Fee": 1, "Code": "Ok", "Message": "send success"}],
                                       "RequestId": "r"}},
-            "sent_at": "2026-11-20T04:00:00+00:00"}
+            "sent_at": sent_at.isoformat()}
     assert await up.post("/v1/sends/tencent", send) == 202
     where = f"FROM sms.messages WHERE message_id = '{serial}'"
 
@@ -111,7 +114,7 @@ async def test_crash_restart_sql_and_clean_shutdown(up: Up) -> None:
 
     await up.start()  # same app id and broker: the join state comes back from the changelog
     assert await up.post("/callbacks/tencent/status", [{
-        "user_receive_time": "2026-11-20 12:00:06", "nationcode": "86", "mobile": "13900004444",
+        "user_receive_time": (sent_at + timedelta(seconds=6)).strftime("%Y-%m-%d %H:%M:%S"), "nationcode": "86", "mobile": "13900004444",
         "report_status": "SUCCESS", "errmsg": "DELIVRD", "description": "ok", "sid": serial}]) == 200
 
     consumer = AIOKafkaConsumer(topics.DELIVERIES, bootstrap_servers=broker, auto_offset_reset="earliest",

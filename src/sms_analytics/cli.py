@@ -136,9 +136,11 @@ def migrate() -> None:
     """Apply the warehouse migrations (also done at every start)."""
     from sms_analytics.sinks.warehouse import Warehouse
 
-    warehouse = Warehouse(_settings().warehouse_url).open()
+    settings = _settings()
+    warehouse = Warehouse(settings.warehouse_url).open()
     try:
         applied = warehouse.migrate()
+        warehouse.apply_views(int(settings.sms_expire_after.total_seconds()))
     finally:
         warehouse.close()
     typer.echo(f"applied: {', '.join(applied) or 'nothing (up to date)'}")

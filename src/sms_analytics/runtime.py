@@ -66,6 +66,7 @@ class Runtime:
             self.warehouse = Warehouse(s.warehouse_url)
             await asyncio.to_thread(self.warehouse.open)
             await asyncio.to_thread(self.warehouse.migrate)
+            await asyncio.to_thread(self.warehouse.apply_views, int(s.sms_expire_after.total_seconds()))
         if self.parts.worker:
             s.sms_data_dir.mkdir(parents=True, exist_ok=True)
             self.app, self.join_stats = build_app(

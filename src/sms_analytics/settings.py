@@ -6,6 +6,7 @@ that docker-compose.yml and the README rely on.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 
@@ -47,6 +48,12 @@ class Settings(BaseSettings):
     )
     sms_store_raw_phone: bool = False
     sms_default_country: str = "CN"
+
+    # --- message states ---------------------------------------------------------------------------
+    sms_expire_after: timedelta = Field(
+        default=timedelta(hours=72),
+        description="No final receipt within this long after sent_at: expired (seconds or ISO-8601, e.g. PT72H).",
+    )
 
     # --- stream / sink tuning --------------------------------------------------------------------
     sms_sink_batch_rows: int = 5_000

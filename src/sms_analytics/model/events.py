@@ -30,7 +30,7 @@ class SendEvent(Identity, kw_only=True, tag="send"):
     received_at_ms: int
     template: str = ""
     sign: str = ""
-    segments: int = 1
+    segments: int | None = None  # billed parts, where the send response says (Tencent Fee, KX length)
     out_id: str = ""
     submit_ok: bool = True
     submit_code: str = ""
@@ -44,6 +44,7 @@ class ReceiptEvent(Identity, kw_only=True, tag="receipt"):
     reported_at_ms: int
     received_at_ms: int
     sent_at_ms: int | None = None  # the provider's own send time, where the receipt has one
+    segments: int | None = None  # parts as the receipt reports them (Alibaba sms_size)
     out_id: str = ""
     source: str = "push"
 
@@ -106,6 +107,7 @@ class Delivery(msgspec.Struct, kw_only=True, omit_defaults=True):
     template: str | None = None
     sign: str | None = None
     segments: int | None = None
+    receipt_segments: int | None = None
     out_id: str | None = None
     sent_at_ms: int | None = None
     receipt_sent_at_ms: int | None = None

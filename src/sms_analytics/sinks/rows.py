@@ -12,7 +12,7 @@ _RANK = {"pending": 0, "failed": 1, "delivered": 2}
 
 MESSAGE_COLUMNS = (
     "provider", "message_id", "phone_hash", "phone_masked", "phone_raw", "carrier", "country_code",
-    "template", "sign", "segments", "out_id", "sent_at", "receipt_sent_at", "outcome", "receipt_ids",
+    "template", "sign", "segments", "receipt_segments", "out_id", "sent_at", "receipt_sent_at", "outcome", "receipt_ids",
     "first_seen_at", "updated_at",
 )
 REPLY_COLUMNS = (
@@ -35,7 +35,7 @@ def message_row(d: Delivery, *, store_raw_phone: bool) -> list[Any]:
         d.provider, d.message_id, d.phone_hash, d.phone_masked, d.phone if store_raw_phone else None,
         d.carrier, d.country_code,
         d.template if send else None, d.sign if send else None,
-        min(max(d.segments or 1, 1), 255) if send else None, d.out_id if send else None,
+        d.segments if send else None, d.receipt_segments, d.out_id if send else None,
         _dt(d.sent_at_ms), _dt(d.receipt_sent_at_ms), outcome, list(d.receipt_ids),
         _dt(d.updated_at_ms), _dt(d.updated_at_ms),
     ]

@@ -101,6 +101,14 @@ class Warehouse:
             log.info("warehouse.migrated", versions=applied)
         return applied
 
+    def apply_views(self, expire_after_seconds: int) -> None:
+        """(Re)create the views with the configured settings; they hold no data."""
+        text = (resources.files("sms_analytics.sinks") / "views.sql").read_text(encoding="utf-8")
+        text = text.replace("{expire_after_seconds}", str(int(expire_after_seconds)))
+        with self._lock:
+            for statement in statements(text):
+                self.client.command(statement)
+
     def insert(self, table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str], token: str | None = None) -> None:
         settings = {"insert_deduplication_token": token} if token else None
         with self._lock:

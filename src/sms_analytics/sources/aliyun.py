@@ -26,6 +26,15 @@ def _json_list(value: Any, name: str) -> list[Any]:
     return value
 
 
+def _segments(value: Any) -> int | None:
+    """sms_size: one message of N billed parts (never N messages); unusable values are ignored."""
+    try:
+        size = int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+    return size if 1 <= size <= 255 else None
+
+
 class Aliyun(Provider):
     name = "aliyun"
 
@@ -83,6 +92,7 @@ class Aliyun(Provider):
             error_message=opt_str(rec, "err_msg"),
             reported_at_ms=parse_china_datetime(rec.get("report_time")),
             sent_at_ms=parse_china_datetime(send_time) if send_time else None,
+            segments=_segments(rec.get("sms_size")),
             received_at_ms=now_ms,
             out_id=opt_str(rec, "out_id"),
         )

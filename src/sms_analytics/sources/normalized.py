@@ -17,8 +17,9 @@ def parse_sends(doc: Any, ids: Identities, now_ms: int) -> Parsed:
             raise BadRecord(f"provider must be one of {', '.join(PROVIDERS)}")
         phone = ids.phone(req_str(rec, "phone"))
         sent_at = rec.get("sent_at")
-        segments = rec.get("segments", 1)
-        if isinstance(segments, bool) or not isinstance(segments, int) or not 1 <= segments <= 255:
+        segments = rec.get("segments")
+        if segments is not None and (isinstance(segments, bool) or not isinstance(segments, int)
+                                     or not 1 <= segments <= 255):
             raise BadRecord("segments must be an integer from 1 to 255")
         return [SendEvent(
             **ids.identity(provider, req_str(rec, "message_id"), phone),

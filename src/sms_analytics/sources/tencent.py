@@ -48,7 +48,7 @@ class Tencent(Provider):
             return [SendEvent(
                 **self.ids.identity(self.name, serial or f"submit-failed:{request_id}", phone),
                 sent_at_ms=sent_at_ms, received_at_ms=now_ms, template=template, sign=sign,
-                segments=fee if isinstance(fee, int) and 0 < fee < 256 else 1,
+                segments=fee if isinstance(fee, int) and not isinstance(fee, bool) and 0 < fee < 256 else None,
                 out_id=opt_str(rec, "SessionContext", context), submit_ok=ok,
                 submit_code="" if ok else code, submit_message="" if ok else opt_str(rec, "Message"),
             )]

@@ -51,6 +51,8 @@ def _apply_receipt(state: Delivery, receipt: ReceiptEvent) -> bool:
     state.receipt_ids.append(receipt_id)
     if state.receipt_sent_at_ms is None and receipt.sent_at_ms is not None:
         state.receipt_sent_at_ms = receipt.sent_at_ms
+    if receipt.segments is not None:
+        state.receipt_segments = receipt.segments
     status = "delivered" if receipt.delivered else "failed"
     if _wins(state, status, receipt.reported_at_ms):
         state.status, state.stage, state.outcome_at_ms = status, "receipt", receipt.reported_at_ms
