@@ -81,3 +81,28 @@ def test_read_only_engine_setting_refuses_a_write_disguised_as_select(warehouse:
     with pytest.raises(Exception, match="(?i)readonly"):
         warehouse.query("SELECT * FROM url('http://127.0.0.1:1/x', CSV, 'a String') "
                         "SETTINGS readonly = 0")
+
+
+def test_rollups_follow_late_receipts_without_double_counting(warehouse: Warehouse) -> None:
+    from sms_analytics.sinks.rollups import Rollups
+
+    rollups = Rollups(warehouse, expire_after_seconds=72 * 3600)
+    minute_ms = 1_800_000_000_000 // 60_000 * 60_000  # a minute of its own, in 2027
+    base = dict(BASE, provider="tencent", phone_hash="roll")
+    send = Delivery(**base, message_id="roll-1", has_send=True, template="TR", sign="S",
+                    sent_at_ms=minute_ms + 1000, updated_at_ms=1)
+    fail = Delivery(**base, message_id="roll-1", status="failed", stage="receipt", outcome_at_ms=minute_ms + 5000,
+                    error_code="X", failure_category="unreachable", receipt_ids=["a"], updated_at_ms=2)
+    ok = Delivery(**base, message_id="roll-1", status="delivered", stage="receipt", outcome_at_ms=minute_ms + 9000,
+                  error_code="DELIVRD", failure_category="delivered", receipt_ids=["b"], updated_at_ms=3)
+    query = (f"SELECT failure_category, sum(sent), sum(delivered), sum(failed), sum(pending), "
+             f"quantilesDDMerge(0.005, 0.5, 0.9, 0.95, 0.99)(latency_state)[1] FROM sms.rollup_minute "
+             f"WHERE minute = toDateTime({minute_ms // 1000}, 'UTC') GROUP BY failure_category ORDER BY failure_category")
+    for part, expected in ((send, [("", 1, 0, 0, 1)]), (fail, [("unreachable", 1, 0, 1, 0)]),
+                           (ok, [("delivered", 1, 1, 0, 0)]), (fail, [("delivered", 1, 1, 0, 0)])):
+        warehouse.insert("sms.message_parts", [message_row(part, store_raw_phone=False)], MESSAGE_COLUMNS)
+        rollups.mark([send])
+        assert rollups.recompute() == 1
+        _, rows = warehouse.query(query)
+        assert [r[:5] for r in rows] == expected
+    assert abs(rows[0][5] - 8000) <= 8000 * 0.005

@@ -21,6 +21,7 @@ from sms_analytics.broker.embedded import EmbeddedBroker
 from sms_analytics.model.phone import PhoneHasher, load_or_create_key
 from sms_analytics.settings import Settings
 from sms_analytics.sinks.query_api import query_app
+from sms_analytics.sinks.rollups import Rollups
 from sms_analytics.sinks.warehouse import Warehouse
 from sms_analytics.sinks.writer import ClickHouseSink
 from sms_analytics.sources.base import Identities
@@ -80,6 +81,8 @@ class Runtime:
             self.sink = ClickHouseSink(
                 self.warehouse, self.bootstrap, group=f"{s.sms_app_id}-sink", batch_rows=s.sms_sink_batch_rows,
                 flush_seconds=s.sms_sink_flush_seconds, store_raw_phone=s.sms_store_raw_phone,
+                rollups=Rollups(self.warehouse, int(s.sms_expire_after.total_seconds())),
+                rollup_seconds=s.sms_rollup_seconds,
             )
             self._sink_task = asyncio.create_task(self.sink.run(), name="clickhouse-sink")
         if self.parts.receiver:

@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     # --- stream / sink tuning --------------------------------------------------------------------
     sms_sink_batch_rows: int = 5_000
     sms_sink_flush_seconds: float = 0.5
+    sms_rollup_seconds: float = Field(default=5.0, description="How often dirty rollup minutes are recomputed.")
     sms_join_batch: int = 2_000
     sms_join_within_seconds: float = 0.1
     sms_worker_web_port: int = 6066

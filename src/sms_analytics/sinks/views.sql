@@ -52,3 +52,14 @@ FROM
     FROM sms.message_parts FINAL
 );
 
+
+-- The current rollups: the newest generation of every minute (older generations are leftovers of
+-- earlier recomputes). Sentinel rows (sent = 0) only mark a recompute of an emptied minute.
+CREATE OR REPLACE VIEW sms.rollup_minute AS
+SELECT
+    minute, provider, carrier, template, sign, country_code, failure_category, sent, delivered, failed,
+    expired, pending, segments, final_within_1m, final_within_5m, final_within_30m, delivered_within,
+    latency_state, latency_sum_ms
+FROM sms.rollup_minute_raw FINAL
+WHERE sent > 0
+  AND (minute, generation) IN (SELECT minute, max(generation) FROM sms.rollup_minute_raw GROUP BY minute);

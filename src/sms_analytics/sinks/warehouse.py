@@ -114,6 +114,10 @@ class Warehouse:
         with self._lock:
             self.client.insert(table, rows, column_names=list(columns), settings=settings)
 
+    def command(self, sql: str) -> None:
+        with self._lock:
+            self.client.command(sql)
+
     def query(self, sql: str, *, read_only: bool = True) -> tuple[list[str], list[tuple[Any, ...]]]:
         if read_only:
             sql = check_read_only(sql)

@@ -21,6 +21,7 @@ from aiokafka.errors import CommitFailedError
 
 from sms_analytics.model import topics
 from sms_analytics.model.events import decode_delivery, decode_reply
+from sms_analytics.sinks.rollups import Rollups
 from sms_analytics.sinks.rows import MESSAGE_COLUMNS, REPLY_COLUMNS, message_row, reply_row
 from sms_analytics.sinks.warehouse import Warehouse
 
@@ -46,14 +47,17 @@ class SinkStats:
 
 class ClickHouseSink:
     def __init__(self, warehouse: Warehouse, bootstrap: str, *, group: str, batch_rows: int,
-                 flush_seconds: float, store_raw_phone: bool) -> None:
+                 flush_seconds: float, store_raw_phone: bool, rollups: Rollups | None = None,
+                 rollup_seconds: float = 5.0) -> None:
         self.warehouse = warehouse
+        self.rollups = rollups
+        self.rollup_seconds = rollup_seconds
+        self.store_raw_phone = store_raw_phone
         self.batch_rows = batch_rows
         self.flush_seconds = flush_seconds
         self.stats = SinkStats()
         self.tables = {
-            topics.DELIVERIES: Table("sms.message_parts", MESSAGE_COLUMNS,
-                                     lambda raw: message_row(decode_delivery(raw), store_raw_phone=store_raw_phone)),
+            topics.DELIVERIES: Table("sms.message_parts", MESSAGE_COLUMNS, self._delivery_row),
             topics.REPLIES: Table("sms.replies", REPLY_COLUMNS, lambda raw: reply_row(decode_reply(raw))),
         }
         self.consumer = AIOKafkaConsumer(
@@ -63,10 +67,30 @@ class ClickHouseSink:
         )
         self._pending: dict[TopicPartition, tuple[int, int]] = {}  # first, last offset not yet written
         self._stopping = asyncio.Event()
+        self._last_rollup = 0.0
         self.ready = False
+
+    def _delivery_row(self, raw: bytes) -> list[Any]:
+        delivery = decode_delivery(raw)
+        if self.rollups is not None:
+            self.rollups.mark((delivery,))  # recomputed only after this row is written (see run)
+        return message_row(delivery, store_raw_phone=self.store_raw_phone)
+
+    async def _maybe_roll_up(self, force: bool = False) -> None:
+        """Right after a flush, so every dirty minute's rows are already in the warehouse."""
+        if self.rollups is None or (not force and time.monotonic() - self._last_rollup < self.rollup_seconds):
+            return
+        self._last_rollup = time.monotonic()
+        self.rollups.mark_expiring(int(time.time()))
+        try:
+            await asyncio.to_thread(self.rollups.recompute)
+        except Exception as exc:  # the minutes stay dirty and are retried next round
+            log.warning("rollups.recompute_failed", error=str(exc)[:300])
 
     async def run(self) -> None:
         await self.consumer.start()
+        if self.rollups is not None:
+            await asyncio.to_thread(self.rollups.recover)
         self.ready = True
         last_flush = time.monotonic()
         try:
@@ -78,9 +102,12 @@ class ClickHouseSink:
                 if self._buffered() >= self.batch_rows or (due and self._pending):
                     await self.flush()
                     last_flush = time.monotonic()
+                    await self._maybe_roll_up()
                 elif due:
                     last_flush = time.monotonic()
+                    await self._maybe_roll_up()
             await self.flush()
+            await self._maybe_roll_up(force=True)
         finally:
             self.ready = False
             await self.consumer.stop()
