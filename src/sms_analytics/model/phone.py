@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,7 +79,7 @@ def normalize(raw: object, nationcode: str | None = None) -> Phone:
         raw = str(raw)
     if not isinstance(raw, str):
         raise BadPhone(f"phone must be a string, got {type(raw).__name__}")
-    text = raw.strip().replace(" ", "").replace("-", "")
+    text = unicodedata.normalize("NFKC", raw).strip().replace(" ", "").replace("-", "")  # full-width digits
     if not text or len(text) > 20:
         raise BadPhone("phone is empty or too long")
     if nationcode and not text.startswith("+"):
@@ -93,7 +94,7 @@ def normalize(raw: object, nationcode: str | None = None) -> Phone:
             text = "+86" + text
         else:
             text = "+" + text
-    if not text[1:].isdigit():
+    if not (text[1:].isascii() and text[1:].isdigit()):
         raise BadPhone("phone has characters other than digits")
     try:
         parsed = phonenumbers.parse(text, None)
@@ -101,8 +102,9 @@ def normalize(raw: object, nationcode: str | None = None) -> Phone:
         raise BadPhone(f"phone is not a number: {exc.args[0] if exc.args else exc}") from None
     if not phonenumbers.is_possible_number(parsed):
         raise BadPhone("phone is not a possible number for its country")
-    national = str(parsed.national_number)
-    return Phone(e164=f"+{parsed.country_code}{national}", country_code=str(parsed.country_code), national=national)
+    national = phonenumbers.national_significant_number(parsed)  # keeps a leading zero (Italy, Côte d'Ivoire)
+    e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    return Phone(e164=e164, country_code=str(parsed.country_code), national=national)
 
 
 class PhoneHasher:

@@ -59,6 +59,8 @@ def parse_epoch_seconds(value: object) -> int:
         raise BadTime(f"expected epoch seconds, got {type(value).__name__}")
     if value != value or value in (float("inf"), float("-inf")):
         raise BadTime(f"time {value!r} is not a finite number")
+    if not -1e11 < value < 1e11:  # so far out that milliseconds would overflow
+        raise BadTime(f"time {value!r} is not a plausible epoch in seconds")
     return _checked(int(round(value * 1000)), value)
 
 

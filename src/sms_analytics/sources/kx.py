@@ -42,9 +42,10 @@ class Kx(Provider):
         if code == "0" and not taskid:
             raise BadBody("response.code is 0 but data.taskid is missing")
         message_id = taskid or f"submit-failed:{request.get('ts') or sent_at_ms}"
-        per_number = {
-            str(r.get("mobile", "")).strip(): r for r in data.get("result") or [] if isinstance(r, dict)
-        }
+        results = data.get("result") or []
+        if not isinstance(results, list):
+            raise BadBody("response.data.result must be an array")
+        per_number = {str(r.get("mobile", "")).strip(): r for r in results if isinstance(r, dict)}
         if isinstance(request.get("list"), list):  # P2PBatch
             items = request["list"]
         elif isinstance(request.get("mobile"), str):  # MT

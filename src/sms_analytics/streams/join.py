@@ -37,7 +37,7 @@ def _apply_send(state: Delivery, send: SendEvent) -> bool:
     state.has_send = True
     state.template, state.sign, state.segments = send.template, send.sign, send.segments
     state.out_id, state.sent_at_ms = send.out_id, send.sent_at_ms
-    if not send.submit_ok and _wins(state, "failed", send.sent_at_ms):
+    if not send.submit_ok and _wins(state, "failed", send.sent_at_ms, "submit", send.submit_code, send.submit_message):
         state.status, state.stage, state.outcome_at_ms = "failed", "submit", send.sent_at_ms
         state.error_code, state.error_message = send.submit_code, send.submit_message
         state.failure_category = classify(False, send.submit_code, send.submit_message)
@@ -54,18 +54,20 @@ def _apply_receipt(state: Delivery, receipt: ReceiptEvent) -> bool:
     if receipt.segments is not None:
         state.receipt_segments = receipt.segments
     status = "delivered" if receipt.delivered else "failed"
-    if _wins(state, status, receipt.reported_at_ms):
+    if _wins(state, status, receipt.reported_at_ms, "receipt", receipt.error_code, receipt.error_message):
         state.status, state.stage, state.outcome_at_ms = status, "receipt", receipt.reported_at_ms
         state.error_code, state.error_message = receipt.error_code, receipt.error_message
         state.failure_category = classify(receipt.delivered, receipt.error_code, receipt.error_message)
     return True
 
 
-def _wins(state: Delivery, status: str, at_ms: int) -> bool:
-    """Same order as the warehouse's max((outcome_at, rank, …)): newest, then delivered first."""
+def _wins(state: Delivery, status: str, at_ms: int, stage: str, code: str, message: str) -> bool:
+    """The warehouse's order, max((outcome_at, rank, stage, code, message)): newest first, then a
+    delivery over a failure, then the greater code, so a tie never depends on arrival order."""
     if state.status == "pending":
         return True
-    return (at_ms, _RANK[status]) > (state.outcome_at_ms, _RANK[state.status])
+    return (at_ms, _RANK[status], stage, code, message) > (
+        state.outcome_at_ms, _RANK[state.status], state.stage, state.error_code, state.error_message)
 
 
 def is_final(state: Delivery) -> bool:
