@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from sms_analytics.model.events import Delivery, ReceiptEvent, SendEvent
-from sms_analytics.model.failures import classify
-from sms_analytics.streams.join import apply, is_final
+from sms_analytics.streams.join import apply, failure_category, is_final
 
 IDENT: dict[str, str] = dict(
     provider="kx", message_id="1222015900000109761867", phone="+8613812341234", phone_hash="a" * 64,
@@ -104,7 +103,7 @@ def test_final_state_is_independent_of_order_and_duplicates(
     assert state.stage == "receipt"
     assert state.outcome_at_ms == state.reported_at_ms == winner.reported_at_ms
     assert (state.error_code, state.error_message) == (winner.error_code, winner.error_message)
-    assert state.failure_category == classify(winner.delivered, winner.error_code, winner.error_message)
+    assert state.failure_category == failure_category(state, winner.delivered, winner.error_code, winner.error_message, "receipt")
     assert state.latency_ms == max(0, winner.reported_at_ms - SENT)
     assert state.latency_ms is not None and state.latency_ms >= 0
     assert is_final(state)
@@ -159,7 +158,7 @@ def test_submit_failure_is_failed_at_submit_without_latency(
     assert changes == [True] + [False] * (copies - 1)  # a replayed send is not a change
     assert (state.status, state.stage, state.outcome_at_ms) == ("failed", "submit", sent_at)
     assert (state.error_code, state.error_message) == (code, message)
-    assert state.failure_category == classify(False, code, message)
+    assert state.failure_category == failure_category(state, False, code, message, "submit")
     assert state.reported_at_ms is None
     assert state.latency_ms is None
     assert state.receipt_ids == []

@@ -74,7 +74,7 @@ async def test_aliyun_multi_number_bizid_send_then_receipts(http: aiohttp.Client
     assert (status, orjson.loads(body)) == (202, {"accepted": 3, "rejected": []})
     status, body = await post(http, "/callbacks/aliyun/sms-report", [
         aliyun_report(biz, "13900000001"),
-        aliyun_report(biz, "13100000002", ok=False, code="MN:0001", msg="空号",
+        aliyun_report(biz, "13100000002", ok=False, code="R:00242", msg="空号",
                       reported=T0 + timedelta(seconds=9)),
     ])
     assert (status, orjson.loads(body)) == (200, {"code": 0, "msg": "接收成功"})
@@ -83,7 +83,7 @@ async def test_aliyun_multi_number_bizid_send_then_receipts(http: aiohttp.Client
     assert set(by_mask) == {"139****0001", "131****0002", "189****0003"}
     delivered, failed, pending = by_mask["139****0001"], by_mask["131****0002"], by_mask["189****0003"]
     assert (delivered["status"], delivered["latency_ms"], delivered["carrier"]) == ("delivered", 5000, "mobile")
-    assert (failed["status"], failed["error_code"], failed["latency_ms"]) == ("failed", "MN:0001", 9000)
+    assert (failed["status"], failed["error_code"], failed["latency_ms"]) == ("failed", "R:00242", 9000)
     assert failed["failure_category"] == "invalid_number" and failed["carrier"] == "unicom"
     assert (pending["status"], pending["reported_at"], pending["carrier"]) == ("pending", None, "telecom")
     assert delivered["phone_hash"] == hashed("+8613900000001")
@@ -325,3 +325,27 @@ async def test_long_message_is_one_message_with_segments(http: aiohttp.ClientSes
     got = await eventually(lambda: message(pipeline, "aliyun", biz, "status = 'delivered'"))
     assert [(r["segments"], r["receipt_count"]) for r in got] == [(3, 1)]
     assert len(await message(pipeline, "aliyun", biz)) == 1
+
+
+async def test_codes_resolve_through_the_knowledge_base_and_unmapped_ones_are_counted(
+        http: aiohttp.ClientSession, pipeline: Runtime) -> None:
+    code = f"ZZ:{uid()[:6]}"
+    tencent = lambda sid, errmsg, desc, mobile: {  # noqa: E731
+        "user_receive_time": china(T0 + timedelta(seconds=3)), "nationcode": "86", "mobile": mobile,
+        "report_status": "FAIL", "errmsg": errmsg, "description": desc, "sid": sid}
+    known, unknown = f"5000:{uid()}", f"5000:{uid()}"
+    await post(http, "/callbacks/tencent/status", [tencent(known, "DB:0005", "号码异常", "13100000021"),
+                                                   tencent(unknown, code, "新错误", "13800000022")])
+    await eventually(lambda: message(pipeline, "tencent", unknown))
+    row = (await eventually(lambda: message(pipeline, "tencent", known)))[0]
+    # DB:0005 means 空号 for 联通 in the Tencent table (and 运营商内部错误 for 移动).
+    assert (row["failure_category"], row["carrier"]) == ("invalid_number", "unicom")
+    joined = await rows(pipeline, f"SELECT dictGet('sms.error_code_dict', ('description', 'action', 'source'), "
+                                  f"(provider, carrier, error_code, outcome_stage)) AS d FROM sms.messages "
+                                  f"WHERE message_id = '{known}'")
+    assert (joined[0]["d"]["description"], joined[0]["d"]["source"]) == ("空号", "tencent")
+    unmapped = await rows(pipeline, f"SELECT provider, carrier, stage, count FROM sms.unmapped_codes WHERE code = '{code}'")
+    assert unmapped == [{"provider": "tencent", "carrier": "mobile", "stage": "receipt", "count": 1}]
+    loaded = await rows(pipeline, "SELECT count() AS n, uniqExact(kb_version) AS v FROM sms.error_codes")
+    from sms_analytics.model.knowledge import KnowledgeBase
+    assert loaded == [{"n": len(KnowledgeBase.load()), "v": 1}]

@@ -132,8 +132,43 @@ def _error_text(body: bytes) -> str:
 
 
 @cli.command()
+def explain(
+    code: str = typer.Argument(..., help="A provider error or receipt code, e.g. DB:0005."),
+    provider: Optional[str] = typer.Option(None, help="aliyun, tencent or kx: show what the pipeline resolves."),
+    carrier: Optional[str] = typer.Option(None, help="mobile, unicom, telecom, broadnet (or 移动, 联通, 电信, 广电)."),
+) -> None:
+    """What a code means: description, suggested action, failure category, from the provider documents."""
+    from sms_analytics.model.knowledge import KnowledgeBase
+
+    kb = KnowledgeBase.load()
+    if provider is not None:
+        if provider not in ("aliyun", "tencent", "kx"):
+            raise typer.BadParameter("--provider must be aliyun, tencent or kx")
+        for stage in ("receipt", "submit"):
+            entry = kb.lookup(provider, code, carrier or "", stage)
+            typer.echo(f"{provider} {carrier or 'any carrier'} at {stage}: " + (
+                f"{entry.failure_category} ({'permanent' if entry.permanent else 'temporary'}) - {entry.description}"
+                f" | action: {entry.action or '-'} | {entry.source} {entry.carrier or '(all carriers)'} "
+                f"{entry.seed_file}:{entry.seed_line}" if entry else "not in the tables (unknown)"))
+        return
+    matches = [e for e in kb.rows() if e.code.casefold() == code.strip().casefold()
+               and (carrier is None or e.carrier in (carrier, _CARRIER_NAMES.get(carrier, carrier)))]
+    if not matches:
+        typer.echo(f"{code}: not in the tables (unknown)")
+        raise typer.Exit(1)
+    for e in matches:
+        typer.echo(f"{e.source:<8} {e.carrier or '-':<4} {e.stage:<8} {e.failure_category:<16} "
+                   f"{'permanent' if e.permanent else 'temporary':<9} {e.description} | action: {e.action or '-'} "
+                   f"| {e.seed_file}:{e.seed_line}")
+
+
+_CARRIER_NAMES = {"mobile": "移动", "unicom": "联通", "telecom": "电信", "broadnet": "广电"}
+
+
+@cli.command()
 def migrate() -> None:
     """Apply the warehouse migrations (also done at every start)."""
+    from sms_analytics.sinks import error_codes
     from sms_analytics.sinks.warehouse import Warehouse
 
     settings = _settings()
@@ -141,6 +176,7 @@ def migrate() -> None:
     try:
         applied = warehouse.migrate()
         warehouse.apply_views(int(settings.sms_expire_after.total_seconds()))
+        error_codes.load(warehouse)
     finally:
         warehouse.close()
     typer.echo(f"applied: {', '.join(applied) or 'nothing (up to date)'}")

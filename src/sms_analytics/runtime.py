@@ -20,6 +20,7 @@ from sms_analytics.broker.admin import ensure_topics
 from sms_analytics.broker.embedded import EmbeddedBroker
 from sms_analytics.model.phone import PhoneHasher, load_or_create_key
 from sms_analytics.settings import Settings
+from sms_analytics.sinks import error_codes
 from sms_analytics.sinks.query_api import query_app
 from sms_analytics.sinks.rollups import Rollups
 from sms_analytics.sinks.warehouse import Warehouse
@@ -68,6 +69,7 @@ class Runtime:
             await asyncio.to_thread(self.warehouse.open)
             await asyncio.to_thread(self.warehouse.migrate)
             await asyncio.to_thread(self.warehouse.apply_views, int(s.sms_expire_after.total_seconds()))
+            await asyncio.to_thread(error_codes.load, self.warehouse)
         if self.parts.worker:
             s.sms_data_dir.mkdir(parents=True, exist_ok=True)
             self.app, self.join_stats = build_app(

@@ -1,7 +1,7 @@
 """The run summary: counts, delivery rate and latency per provider, top failure reasons.
 
-Delivery rate = delivered / (delivered + failed): the share of messages with a final status that
-arrived. Pending messages are shown beside it, not counted as failures.
+Metrics as defined once in the README: delivery rate = delivered / (delivered + failed + expired);
+pending messages are shown beside it, not in it; latency percentiles over delivered messages.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ SELECT provider,
        count() AS sent,
        countIf(status = 'delivered') AS delivered,
        countIf(status = 'failed') AS failed,
+       countIf(status = 'expired') AS expired,
        countIf(status = 'pending') AS pending,
-       round(if(delivered + failed = 0, nan, delivered / (delivered + failed)), 4) AS delivery_rate,
+       round(if(delivered + failed + expired = 0, nan, delivered / (delivered + failed + expired)), 4) AS delivery_rate,
        quantileExactIf(0.5)(latency_ms, status = 'delivered') AS p50_latency_ms,
        quantileExactIf(0.95)(latency_ms, status = 'delivered') AS p95_latency_ms
 FROM sms.messages
@@ -39,8 +40,8 @@ def collect(query: Query) -> dict[str, Any]:
     providers = [dict(zip(cols, row)) for row in rows]
     cols, rows = query(TOP_FAILURES)
     failures = [dict(zip(cols, row)) for row in rows]
-    totals = {k: sum(int(p[k]) for p in providers) for k in ("sent", "delivered", "failed", "pending")}
-    final = totals["delivered"] + totals["failed"]
+    totals = {k: sum(int(p[k]) for p in providers) for k in ("sent", "delivered", "failed", "expired", "pending")}
+    final = totals["delivered"] + totals["failed"] + totals["expired"]
     totals["delivery_rate"] = round(totals["delivered"] / final, 4) if final else None
     return {"totals": totals, "providers": providers, "top_failures": failures}
 
@@ -49,16 +50,18 @@ def render(summary: dict[str, Any]) -> str:
     t = summary["totals"]
     rate = "n/a" if t["delivery_rate"] is None else f"{t['delivery_rate']:.2%}"
     lines = [
-        f"messages: sent {t['sent']}, delivered {t['delivered']}, failed {t['failed']}, pending {t['pending']}; "
+        f"messages: sent {t['sent']}, delivered {t['delivered']}, failed {t['failed']}, expired {t['expired']}, "
+        f"pending {t['pending']}; "
         f"delivery rate {rate}",
         "",
-        f"{'provider':<9} {'sent':>7} {'delivered':>9} {'failed':>7} {'pending':>7} {'rate':>8} {'p50 ms':>8} {'p95 ms':>8}",
+        f"{'provider':<9} {'sent':>7} {'delivered':>9} {'failed':>7} {'expired':>7} {'pending':>7} {'rate':>8} "
+        f"{'p50 ms':>8} {'p95 ms':>8}",
     ]
     for p in summary["providers"]:
         r = p["delivery_rate"]
         rate_text = "n/a" if r is None or r != r else f"{r:.2%}"
         lines.append(
-            f"{p['provider']:<9} {p['sent']:>7} {p['delivered']:>9} {p['failed']:>7} {p['pending']:>7} "
+            f"{p['provider']:<9} {p['sent']:>7} {p['delivered']:>9} {p['failed']:>7} {p['expired']:>7} {p['pending']:>7} "
             f"{rate_text:>8} {_num(p['p50_latency_ms']):>8} {_num(p['p95_latency_ms']):>8}"
         )
     lines += ["", "top failure reasons:"]

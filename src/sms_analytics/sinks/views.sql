@@ -63,3 +63,19 @@ SELECT
 FROM sms.rollup_minute_raw FINAL
 WHERE sent > 0
   AND (minute, generation) IN (SELECT minute, max(generation) FROM sms.rollup_minute_raw GROUP BY minute);
+
+-- Failure codes whose meaning the knowledge base does not give (not in the provider documents'
+-- tables, or in them with a text that names no cause): new codes for ops to look at.
+CREATE OR REPLACE VIEW sms.unmapped_codes AS
+SELECT
+    provider,
+    carrier,
+    error_code AS code,
+    outcome_stage AS stage,
+    min(coalesce(reported_at, sent_at, first_seen_at)) AS first_seen,
+    max(coalesce(reported_at, sent_at, first_seen_at)) AS last_seen,
+    count() AS count,
+    any(error_message) AS example_message
+FROM sms.messages
+WHERE status = 'failed' AND failure_category = 'unknown'
+GROUP BY provider, carrier, code, stage;

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from sms_analytics.model.events import Delivery, ReceiptEvent, SendEvent
-from sms_analytics.model.failures import classify
+from sms_analytics.model.knowledge import KnowledgeBase
 
 _RANK = {"pending": 0, "failed": 1, "delivered": 2}
 
@@ -40,7 +40,7 @@ def _apply_send(state: Delivery, send: SendEvent) -> bool:
     if not send.submit_ok and _wins(state, "failed", send.sent_at_ms, "submit", send.submit_code, send.submit_message):
         state.status, state.stage, state.outcome_at_ms = "failed", "submit", send.sent_at_ms
         state.error_code, state.error_message = send.submit_code, send.submit_message
-        state.failure_category = classify(False, send.submit_code, send.submit_message)
+        state.failure_category = failure_category(state, False, send.submit_code, send.submit_message, "submit")
     return True
 
 
@@ -57,8 +57,21 @@ def _apply_receipt(state: Delivery, receipt: ReceiptEvent) -> bool:
     if _wins(state, status, receipt.reported_at_ms, "receipt", receipt.error_code, receipt.error_message):
         state.status, state.stage, state.outcome_at_ms = status, "receipt", receipt.reported_at_ms
         state.error_code, state.error_message = receipt.error_code, receipt.error_message
-        state.failure_category = classify(receipt.delivered, receipt.error_code, receipt.error_message)
+        state.failure_category = failure_category(
+            state, receipt.delivered, receipt.error_code, receipt.error_message, "receipt")
     return True
+
+
+def failure_category(state: Delivery, delivered: bool, code: str, message: str, stage: str) -> str:
+    """The category of an outcome, from the error-code knowledge base (provider, carrier, code, stage).
+
+    A code not in the tables is `unknown` (and shows in sms.unmapped_codes). A code in the tables
+    whose own text names no cause is categorized by the text the provider sent with it.
+    """
+    if delivered:
+        return "delivered"
+    category = KnowledgeBase.load().classify(state.provider, code, state.carrier, stage, message)[0]
+    return "unknown" if category == "delivered" else category  # a failure never counts as delivered
 
 
 def _wins(state: Delivery, status: str, at_ms: int, stage: str, code: str, message: str) -> bool:

@@ -1,0 +1,56 @@
+-- The error-code knowledge base (src/sms_analytics/model/error_codes.csv, built from the provider
+-- documents), loaded at start when its version changes (sinks/error_codes.py).
+CREATE TABLE IF NOT EXISTS sms.error_codes
+(
+    source LowCardinality(String),
+    carrier LowCardinality(String),
+    code String,
+    stage LowCardinality(String),
+    description String,
+    action String,
+    failure_category LowCardinality(String),
+    permanent Bool,
+    seed_file LowCardinality(String),
+    seed_line UInt32,
+    kb_version LowCardinality(String)
+)
+ENGINE = MergeTree
+ORDER BY (source, code, carrier, stage);
+
+-- What the pipeline's lookup resolves for each (provider, our carrier, code, stage): the provider's
+-- own table for that carrier first, then its all-carrier rows, then the shared CMPP / map tables.
+CREATE TABLE IF NOT EXISTS sms.error_code_lookup
+(
+    provider LowCardinality(String),
+    carrier LowCardinality(String),
+    code String,
+    stage LowCardinality(String),
+    source LowCardinality(String),
+    source_carrier LowCardinality(String),
+    description String,
+    action String,
+    failure_category LowCardinality(String),
+    permanent Bool,
+    kb_version LowCardinality(String)
+)
+ENGINE = MergeTree
+ORDER BY (provider, code, carrier, stage);
+
+-- dictGet('sms.error_code_dict', 'description', (provider, carrier, error_code, outcome_stage))
+CREATE DICTIONARY IF NOT EXISTS sms.error_code_dict
+(
+    provider String,
+    carrier String,
+    code String,
+    stage String,
+    source String,
+    source_carrier String,
+    description String,
+    action String,
+    failure_category String,
+    permanent UInt8
+)
+PRIMARY KEY provider, carrier, code, stage
+SOURCE(CLICKHOUSE(DB 'sms' TABLE 'error_code_lookup'))
+LIFETIME(MIN 0 MAX 3600)
+LAYOUT(COMPLEX_KEY_HASHED());
