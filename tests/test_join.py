@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from typing import Any, Iterable
 
 import pytest
@@ -270,3 +271,44 @@ def test_tied_failures_pick_the_same_code_in_any_order() -> None:
     ba, _ = fold([send(), b, a])
     assert ab.error_code == ba.error_code
     assert ab.failure_category == ba.failure_category
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    plans=st.lists(st.tuples(st.booleans(), st.lists(st.tuples(st.booleans(), st.integers(-5, 30)), max_size=3)),
+                   min_size=1, max_size=25),
+    data=st.data(),
+)
+def test_counts_are_conserved_over_many_interleaved_messages(plans: list[Any], data: st.DataObject) -> None:
+    """Many messages' events, interleaved and duplicated as a partition delivers them, folded the way the
+    agent does (a table of states keyed by message, final states forgotten and re-created on late
+    events): every message ends with the same status as its own fold, and the status counts add up."""
+    events: list[tuple[str, SendEvent | ReceiptEvent]] = []
+    alone: dict[str, str] = {}
+    for i, (has_send, receipts) in enumerate(plans):
+        ident = {**IDENT, "message_id": f"m{i}"}
+        mine: list[SendEvent | ReceiptEvent] = [SendEvent(**ident, sent_at_ms=SENT, received_at_ms=SENT)] if has_send else []
+        for ok, offset in receipts:
+            code, text = ("DELIVRD", "成功") if ok else ("UNDELIV", "短信接收失败")
+            r = ReceiptEvent(**ident, delivered=ok, error_code=code, error_message=text,
+                             reported_at_ms=SENT + offset * 1000, received_at_ms=SENT)
+            mine += [r, r] if data.draw(st.booleans()) else [r]
+        alone[f"m{i}"] = fold(mine)[0].status if mine else "none"
+        events += [(f"m{i}", e) for e in mine]
+    interleaved = data.draw(st.permutations(events))
+    table: dict[str, Delivery] = {}
+    rank = {"pending": 0, "failed": 1, "delivered": 2}
+    best: dict[str, tuple[Any, ...]] = {}  # what the warehouse keeps: max((outcome_at, rank, ...)) per message
+    for now, (key, event) in enumerate(interleaved, start=1):
+        state, changed = apply(table.get(key), event, now)
+        if changed:
+            candidate = (state.outcome_at_ms, rank[state.status], state.stage, state.error_code, state.status)
+            best[key] = max(best.get(key, candidate), candidate)
+        if is_final(state):
+            table.pop(key, None)
+        else:
+            table[key] = state
+    merged = {k: v[-1] for k, v in best.items()}
+    expected = {k: v for k, v in alone.items() if v != "none"}
+    assert merged == expected
+    assert sum(Counter(merged.values()).values()) == len(expected)

@@ -218,3 +218,46 @@ def _has_sent(msgs: list[Msg], message_id: str) -> bool:
 
 
 _BY_ID: dict[str, Msg] = {}
+
+
+async def test_completeness_maturation_lag_and_reconciliation_views(pipeline: Runtime) -> None:
+    """Run after the scenario: its hour (49 h ago) holds only scenario messages."""
+    base = (int(time.time()) - 49 * 3600) // 3600 * 3600
+    hour = f"toDateTime({base}, 'UTC')"
+    msgs = await rows(pipeline, f"SELECT provider, carrier, status, outcome_stage, latency_ms FROM sms.messages "
+                                f"WHERE sent_at >= {hour} AND sent_at < {hour} + INTERVAL 1 HOUR")
+    assert len(msgs) > 1000
+    completeness = await rows(pipeline, f"SELECT * FROM sms.receipt_completeness WHERE hour = {hour}")
+    for c in completeness:
+        group = [m for m in msgs if (m["provider"], m["carrier"]) == (c["provider"], c["carrier"])]
+        final = [m for m in group if m["outcome_stage"] == "receipt"]
+        assert c["sent"] == len(group)
+        for name, limit in (("within_1m", 60_000), ("within_5m", 300_000), ("within_30m", 1_800_000)):
+            assert c[name] == pytest.approx(sum(1 for m in final if m["latency_ms"] <= limit) / len(group))
+        assert 0 <= c["within_1m"] <= c["within_5m"] <= c["within_30m"] <= 1
+    maturation = await rows(pipeline, f"SELECT * FROM sms.cohort_maturation WHERE hour = {hour} ORDER BY provider")
+    assert [m["provider"] for m in maturation] == ["aliyun", "kx", "tencent"]
+    for m in maturation:
+        rates = m["provisional_rate"]
+        assert rates == sorted(rates) and 0 <= rates[0] and rates[-1] <= 1
+        delivered = sum(1 for x in msgs if x["provider"] == m["provider"] and x["status"] == "delivered")
+        assert rates[-1] == pytest.approx(delivered / m["sent"])  # receipts all came within 72 h
+    lag = await rows(pipeline, "SELECT provider, lag_seconds FROM sms.receipt_lag ORDER BY provider")
+    assert [r["provider"] for r in lag] == ["aliyun", "kx", "tencent"] and all(r["lag_seconds"] >= 0 for r in lag)
+
+    ours = [m for m in msgs if m["provider"] == "tencent"]
+    theirs = {"request_success_count": len(ours) + 3, "callback_success_count": sum(m["status"] == "delivered" for m in ours),
+              "callback_fail_count": sum(m["status"] == "failed" for m in ours) - 2}
+    pipeline.warehouse.insert("sms.provider_stats", [["tencent", "1400006666", datetime_utc(base), *theirs.values(),
+                                                      datetime_utc(time.time())]],
+                              ["provider", "app_id", "hour", *theirs, "pulled_at"])
+    rec = await rows(pipeline, f"SELECT * FROM sms.reconciliation WHERE provider = 'tencent' AND hour = {hour}")
+    assert len(rec) == 1
+    assert (rec[0]["sent_diff"], rec[0]["delivered_diff"], rec[0]["failed_diff"]) == (-3, 0, 2)
+    assert rec[0]["our_sent"] == len(ours)
+
+
+def datetime_utc(ts: float) -> Any:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(ts, tz=timezone.utc)

@@ -79,3 +79,101 @@ SELECT
 FROM sms.messages
 WHERE status = 'failed' AND failure_category = 'unknown'
 GROUP BY provider, carrier, code, stage;
+
+-- Receipt lag per provider: now minus the newest receipt's report time. A lag that grows while
+-- sends continue is a receipt blackout.
+CREATE OR REPLACE VIEW sms.receipt_lag AS
+SELECT
+    provider,
+    max(tupleElement(identity(outcome), 'at')) AS newest_receipt_at,
+    dateDiff('second', newest_receipt_at, now64(3)) AS lag_seconds
+FROM sms.message_parts
+WHERE tupleElement(identity(outcome), 'stage') = 'receipt'
+GROUP BY provider;
+
+-- Receipt completeness per provider, carrier and hour sent: the share of sends with a final
+-- receipt within 1, 5 and 30 minutes of the send (from the rollups).
+CREATE OR REPLACE VIEW sms.receipt_completeness AS
+SELECT
+    provider,
+    carrier,
+    toStartOfHour(minute) AS hour,
+    sum(r.sent) AS sent,
+    sum(r.final_within_1m) / sum(r.sent) AS within_1m,
+    sum(r.final_within_5m) / sum(r.sent) AS within_5m,
+    sum(r.final_within_30m) / sum(r.sent) AS within_30m
+FROM sms.rollup_minute AS r
+GROUP BY provider, carrier, hour;
+
+-- Maturation of each hourly send cohort: its delivery rate as receipts arrive (delivered within
+-- N seconds of the send, over the cohort's sends: provisional) against its rate now (final once
+-- nothing is pending). `age_seconds[i]` pairs with `provisional_rate[i]`.
+CREATE OR REPLACE VIEW sms.cohort_maturation AS
+SELECT
+    provider,
+    hour,
+    sent,
+    [{maturation_seconds}] AS age_seconds,
+    arrayMap(x -> x / sent, delivered_by_age) AS provisional_rate,
+    delivered / (delivered + failed + expired) AS delivery_rate,
+    pending
+FROM
+(
+    SELECT
+        provider, toStartOfHour(minute) AS hour, sum(r.sent) AS sent, sumForEach(r.delivered_within) AS delivered_by_age,
+        sum(r.delivered) AS delivered, sum(r.failed) AS failed, sum(r.expired) AS expired, sum(r.pending) AS pending
+    FROM sms.rollup_minute AS r
+    GROUP BY provider, hour
+);
+
+-- Our counts against the provider's own statistics, per provider and hour (UTC). Tencent's
+-- callback classes map onto our categories: InternalError -> carrier_error, InvalidNumber ->
+-- invalid_number, ShutdownError -> unreachable, BlackList -> blacklisted, FrequencyLimit ->
+-- rate_limited. `*_diff` is ours minus theirs.
+CREATE OR REPLACE VIEW sms.reconciliation AS
+SELECT
+    provider,
+    hour,
+    ours.sent AS our_sent,
+    theirs.request_success_count AS their_sent,
+    ours.delivered AS our_delivered,
+    theirs.callback_success_count AS their_delivered,
+    ours.failed_total AS our_failed,
+    theirs.callback_fail_count AS their_failed,
+    ours.carrier_error AS our_carrier_error,
+    theirs.internal_error_count AS their_internal_error,
+    ours.invalid_number AS our_invalid_number,
+    theirs.invalid_number_count AS their_invalid_number,
+    ours.unreachable AS our_unreachable,
+    theirs.shutdown_error_count AS their_shutdown_error,
+    ours.blacklisted AS our_blacklisted,
+    theirs.blacklist_count AS their_blacklist,
+    ours.rate_limited AS our_rate_limited,
+    theirs.frequency_limit_count AS their_frequency_limit,
+    toInt64(ours.sent) - toInt64(theirs.request_success_count) AS sent_diff,
+    toInt64(ours.delivered) - toInt64(theirs.callback_success_count) AS delivered_diff,
+    toInt64(ours.failed_total) - toInt64(theirs.callback_fail_count) AS failed_diff
+FROM
+(
+    SELECT
+        provider, toStartOfHour(minute) AS hour, sum(r.sent) AS sent, sum(r.delivered) AS delivered,
+        sum(r.failed) + sum(r.expired) AS failed_total,
+        sumIf(r.failed, r.failure_category = 'carrier_error') AS carrier_error,
+        sumIf(r.failed, r.failure_category = 'invalid_number') AS invalid_number,
+        sumIf(r.failed, r.failure_category = 'unreachable') AS unreachable,
+        sumIf(r.failed, r.failure_category = 'blacklisted') AS blacklisted,
+        sumIf(r.failed, r.failure_category = 'rate_limited') AS rate_limited
+    FROM sms.rollup_minute AS r
+    GROUP BY provider, hour
+) AS ours
+FULL OUTER JOIN
+(
+    SELECT
+        provider, hour, sum(request_success_count) AS request_success_count,
+        sum(callback_success_count) AS callback_success_count, sum(callback_fail_count) AS callback_fail_count,
+        sum(internal_error_count) AS internal_error_count, sum(invalid_number_count) AS invalid_number_count,
+        sum(shutdown_error_count) AS shutdown_error_count, sum(blacklist_count) AS blacklist_count,
+        sum(frequency_limit_count) AS frequency_limit_count
+    FROM sms.provider_stats FINAL
+    GROUP BY provider, hour
+) AS theirs USING (provider, hour);

@@ -104,7 +104,10 @@ class Warehouse:
     def apply_views(self, expire_after_seconds: int) -> None:
         """(Re)create the views with the configured settings; they hold no data."""
         text = (resources.files("sms_analytics.sinks") / "views.sql").read_text(encoding="utf-8")
+        from sms_analytics.sinks.rollups import MATURATION_SECONDS
+
         text = text.replace("{expire_after_seconds}", str(int(expire_after_seconds)))
+        text = text.replace("{maturation_seconds}", ", ".join(map(str, MATURATION_SECONDS)))
         with self._lock:
             for statement in statements(text):
                 self.client.command(statement)
