@@ -349,3 +349,22 @@ async def test_codes_resolve_through_the_knowledge_base_and_unmapped_ones_are_co
     loaded = await rows(pipeline, "SELECT count() AS n, uniqExact(kb_version) AS v FROM sms.error_codes")
     from sms_analytics.model.knowledge import KnowledgeBase
     assert loaded == [{"n": len(KnowledgeBase.load()), "v": 1}]
+
+
+async def test_uplink_links_to_the_latest_send_to_that_number_within_48h(
+        http: aiohttp.ClientSession, pipeline: Runtime) -> None:
+    phone = f"1390{uuid.uuid4().int % 10**7:07d}"
+    old, new = f"{uid()}^0", f"{uid()}^0"
+    await post(http, "/v1/sends/aliyun", aliyun_send(old, [phone], sent=T0 - timedelta(hours=50)))
+    await post(http, "/v1/sends/aliyun", aliyun_send(new, [phone], sent=T0 - timedelta(minutes=30)))
+    seq = uuid.uuid4().int % 10**12
+    await post(http, "/callbacks/aliyun/sms-up", [{"phone_number": phone, "send_time": china(T0), "content": "好的",
+                                                   "sign_name": "阿里云", "dest_code": "1", "sequence_id": seq}])
+    orphan = uuid.uuid4().int % 10**12
+    await post(http, "/callbacks/aliyun/sms-up", [{"phone_number": "13911112222", "send_time": china(T0),
+                                                   "content": "?", "sign_name": "", "dest_code": "1", "sequence_id": orphan}])
+    await eventually(lambda: _n_rows(message(pipeline, "aliyun", new), 1))
+    got = await eventually(lambda: _n_rows(rows(pipeline, f"SELECT reply_id, linked_message_id FROM sms.replies_linked "
+                                                          f"WHERE reply_id IN ('aliyun:{seq}', 'aliyun:{orphan}') "
+                                                          f"ORDER BY reply_id = 'aliyun:{seq}'"), 2))
+    assert [(r["reply_id"], r["linked_message_id"]) for r in got] == [(f"aliyun:{orphan}", ""), (f"aliyun:{seq}", new)]

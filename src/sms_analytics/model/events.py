@@ -143,3 +143,39 @@ def encode_delivery(delivery: Delivery) -> bytes:
 
 def decode_delivery(raw: bytes) -> Delivery:
     return _delivery_decoder.decode(raw)
+
+
+class ProviderBalance(msgspec.Struct, kw_only=True, tag="balance"):
+    """A provider account's remaining messages (KX Balance), topic sms.provider_stats.v1."""
+
+    provider: str
+    account: str
+    balance: int
+    at_ms: int
+
+
+class ProviderStats(msgspec.Struct, kw_only=True, tag="stats"):
+    """One hour of a provider's own statistics (Tencent Send/CallbackStatusStatistics)."""
+
+    provider: str
+    app_id: str
+    hour_ms: int  # start of the hour, UTC
+    request_count: int = 0
+    request_success_count: int = 0
+    fee_count: int = 0
+    callback_count: int = 0
+    callback_success_count: int = 0
+    callback_fail_count: int = 0
+    internal_error_count: int = 0
+    invalid_number_count: int = 0
+    shutdown_error_count: int = 0
+    blacklist_count: int = 0
+    frequency_limit_count: int = 0
+    pulled_at_ms: int
+
+
+_provider_metric_decoder = msgspec.json.Decoder(ProviderBalance | ProviderStats)
+
+
+def decode_provider_metric(raw: bytes) -> ProviderBalance | ProviderStats:
+    return _provider_metric_decoder.decode(raw)

@@ -8,8 +8,9 @@ REPLIES = "sms.replies.v1"
 DELIVERIES = "sms.deliveries.v1"
 ALERTS = "sms.alerts.v1"
 DEADLETTER = "sms.deadletter.v1"
+PROVIDER_STATS = "sms.provider_stats.v1"  # provider-side balance and statistics from the pull feeds
 
-ALL = (SENDS, RECEIPTS, REPLIES, DELIVERIES, ALERTS, DEADLETTER)
+ALL = (SENDS, RECEIPTS, REPLIES, DELIVERIES, ALERTS, DEADLETTER, PROVIDER_STATS)
 
 
 def message_key(provider: str, message_id: str, phone_e164: str) -> bytes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sms_analytics.model.events import Delivery, ReplyEvent
+from sms_analytics.model.events import Delivery, ProviderBalance, ProviderStats, ReplyEvent
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _RANK = {"pending": 0, "failed": 1, "delivered": 2}
@@ -19,6 +19,27 @@ REPLY_COLUMNS = (
     "provider", "reply_id", "phone_hash", "phone_masked", "carrier", "country_code", "content", "sign",
     "dest_code", "replied_at", "received_at",
 )
+
+
+BALANCE_COLUMNS = ("provider", "account", "balance", "at")
+STATS_COLUMNS = (
+    "provider", "app_id", "hour", "request_count", "request_success_count", "fee_count", "callback_count",
+    "callback_success_count", "callback_fail_count", "internal_error_count", "invalid_number_count",
+    "shutdown_error_count", "blacklist_count", "frequency_limit_count", "pulled_at",
+)
+
+
+def balance_row(b: ProviderBalance) -> list[Any]:
+    return [b.provider, b.account, b.balance, _dt(b.at_ms)]
+
+
+def stats_row(s: ProviderStats) -> list[Any]:
+    return [
+        s.provider, s.app_id, _dt(s.hour_ms), s.request_count, s.request_success_count, s.fee_count,
+        s.callback_count, s.callback_success_count, s.callback_fail_count, s.internal_error_count,
+        s.invalid_number_count, s.shutdown_error_count, s.blacklist_count, s.frequency_limit_count,
+        _dt(s.pulled_at_ms),
+    ]
 
 
 def _dt(ms: int | None) -> datetime | None:

@@ -177,3 +177,20 @@ FULL OUTER JOIN
     FROM sms.provider_stats FINAL
     GROUP BY provider, hour
 ) AS theirs USING (provider, hour);
+
+-- Uplink linked to the latest send to the same number (any provider) within 48 h before it.
+CREATE OR REPLACE VIEW sms.replies_linked AS
+SELECT
+    r.provider AS provider, r.reply_id AS reply_id, r.phone_hash AS phone_hash, r.phone_masked AS phone_masked,
+    r.content AS content, r.sign AS sign, r.dest_code AS dest_code, r.replied_at AS replied_at,
+    if(m.sent_at > toDateTime64(0, 3, 'UTC') AND r.replied_at - m.sent_at <= 48 * 3600, m.provider, '') AS linked_provider,
+    if(linked_provider != '', m.message_id, '') AS linked_message_id,
+    if(linked_provider != '', m.template, '') AS linked_template,
+    if(linked_provider != '', m.sent_at, NULL) AS linked_sent_at
+FROM (SELECT * FROM sms.replies FINAL) AS r
+ASOF LEFT JOIN
+(
+    SELECT provider, message_id, phone_hash, template, assumeNotNull(sent_at) AS sent_at
+    FROM sms.messages WHERE sent_at IS NOT NULL
+) AS m
+ON r.phone_hash = m.phone_hash AND r.replied_at >= m.sent_at;

@@ -20,9 +20,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError
 
 from sms_analytics.model import topics
-from sms_analytics.model.events import decode_delivery, decode_reply
+from sms_analytics.model.events import ProviderBalance, decode_delivery, decode_provider_metric, decode_reply
 from sms_analytics.sinks.rollups import Rollups
-from sms_analytics.sinks.rows import MESSAGE_COLUMNS, REPLY_COLUMNS, message_row, reply_row
+from sms_analytics.sinks.rows import (
+    BALANCE_COLUMNS, MESSAGE_COLUMNS, REPLY_COLUMNS, STATS_COLUMNS, balance_row, message_row, reply_row, stats_row,
+)
 from sms_analytics.sinks.warehouse import Warehouse
 
 log = structlog.get_logger(__name__)
@@ -32,7 +34,6 @@ log = structlog.get_logger(__name__)
 class Table:
     name: str
     columns: tuple[str, ...]
-    to_row: Callable[[bytes], list[Any]]
     rows: list[list[Any]] = field(default_factory=list)
 
 
@@ -56,12 +57,19 @@ class ClickHouseSink:
         self.batch_rows = batch_rows
         self.flush_seconds = flush_seconds
         self.stats = SinkStats()
-        self.tables = {
-            topics.DELIVERIES: Table("sms.message_parts", MESSAGE_COLUMNS, self._delivery_row),
-            topics.REPLIES: Table("sms.replies", REPLY_COLUMNS, lambda raw: reply_row(decode_reply(raw))),
+        messages = Table("sms.message_parts", MESSAGE_COLUMNS)
+        replies = Table("sms.replies", REPLY_COLUMNS)
+        balances = Table("sms.provider_balance", BALANCE_COLUMNS)
+        stats = Table("sms.provider_stats", STATS_COLUMNS)
+        self.tables = [messages, replies, balances, stats]
+        # Each topic's record becomes one row of one table.
+        self.routes: dict[str, Callable[[bytes], tuple[Table, list[Any]]]] = {
+            topics.DELIVERIES: lambda raw: (messages, self._delivery_row(raw)),
+            topics.REPLIES: lambda raw: (replies, reply_row(decode_reply(raw))),
+            topics.PROVIDER_STATS: lambda raw: _metric_row(decode_provider_metric(raw), balances, stats),
         }
         self.consumer = AIOKafkaConsumer(
-            *self.tables, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+            *self.routes, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
             auto_offset_reset="earliest", session_timeout_ms=6000, heartbeat_interval_ms=1000,
             max_poll_records=batch_rows,
         )
@@ -116,10 +124,11 @@ class ClickHouseSink:
         self._stopping.set()
 
     def _buffer(self, tp: TopicPartition, records: list[Any]) -> None:
-        table = self.tables[tp.topic]
+        route = self.routes[tp.topic]
         for record in records:
             try:
-                table.rows.append(table.to_row(record.value))
+                table, row = route(record.value)
+                table.rows.append(row)
             except Exception as exc:  # only our own stream writes these topics: count and skip
                 self.stats.undecodable += 1
                 log.warning("sink.undecodable", topic=tp.topic, offset=record.offset, error=str(exc)[:200])
@@ -128,14 +137,14 @@ class ClickHouseSink:
             self._pending[tp] = (first, records[-1].offset)
 
     def _buffered(self) -> int:
-        return sum(len(t.rows) for t in self.tables.values())
+        return sum(len(t.rows) for t in self.tables)
 
     async def flush(self) -> None:
         if not self._pending:
             return
         started = time.monotonic()
         token_base = ",".join(f"{tp.topic}:{tp.partition}:{a}-{b}" for tp, (a, b) in sorted(self._pending.items()))
-        for table in self.tables.values():
+        for table in self.tables:
             if table.rows:
                 token = hashlib.sha1(f"{table.name}|{token_base}".encode()).hexdigest()
                 await self._insert_with_retry(table, token)
@@ -161,3 +170,9 @@ class ClickHouseSink:
                             retry_in=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+
+
+def _metric_row(metric: Any, balances: Table, stats: Table) -> tuple[Table, list[Any]]:
+    if isinstance(metric, ProviderBalance):
+        return balances, balance_row(metric)
+    return stats, stats_row(metric)

@@ -11,11 +11,11 @@ from typing import Any, Callable
 
 import orjson
 
-from sms_analytics.model.events import Identity, ReceiptEvent, ReplyEvent, SendEvent
+from sms_analytics.model.events import Identity, ProviderBalance, ProviderStats, ReceiptEvent, ReplyEvent, SendEvent
 from sms_analytics.model.phone import BadPhone, Phone, PhoneHasher, normalize
 from sms_analytics.model.times import BadTime
 
-Event = SendEvent | ReceiptEvent | ReplyEvent
+Event = SendEvent | ReceiptEvent | ReplyEvent | ProviderBalance | ProviderStats
 MAX_FIELD_CHARS = 4096
 
 

@@ -10,7 +10,7 @@ import structlog
 from aiokafka import AIOKafkaProducer
 
 from sms_analytics.model import topics
-from sms_analytics.model.events import ReceiptEvent, ReplyEvent, SendEvent, encode
+from sms_analytics.model.events import ProviderBalance, ProviderStats, ReceiptEvent, ReplyEvent, SendEvent, encode
 from sms_analytics.model.times import now_ms
 from sms_analytics.sources.base import Event, Rejected
 
@@ -28,6 +28,10 @@ def route(event: Event) -> tuple[str, bytes]:
         return topics.RECEIPTS, topics.message_key(event.provider, event.message_id, event.phone)
     if isinstance(event, ReplyEvent):
         return topics.REPLIES, f"{event.provider}|{event.phone}".encode()
+    if isinstance(event, ProviderBalance):
+        return topics.PROVIDER_STATS, f"balance|{event.provider}|{event.account}".encode()
+    if isinstance(event, ProviderStats):
+        return topics.PROVIDER_STATS, f"stats|{event.provider}|{event.app_id}|{event.hour_ms}".encode()
     raise TypeError(f"not an event: {type(event).__name__}")
 
 

@@ -84,9 +84,52 @@ class Tencent(Provider):
         if not isinstance(text, str):
             raise BadRecord("field 'text' must be a string")
         replied_at_ms = parse_epoch_seconds(rec.get("time"))
-        digest = hashlib.blake2b(f"{phone.e164}|{replied_at_ms}|{text}".encode(), digest_size=10).hexdigest()
         return ReplyEvent(
-            provider=self.name, reply_id=f"tencent:{digest}", **self.ids.fields(phone), content=text,
+            provider=self.name, reply_id=_reply_id(phone.e164, replied_at_ms, text), **self.ids.fields(phone), content=text,
             sign=opt_str(rec, "sign"), dest_code=opt_str(rec, "extend"),
             replied_at_ms=replied_at_ms, received_at_ms=now_ms,
         )
+
+    # --- pulled (PullSmsSendStatus / PullSmsReplyStatus): same events as the callbacks ----------------
+    def pulled_statuses(self, records: list[Any], now_ms: int) -> Parsed:
+        """PullSmsSendStatusSet entries. `Description` carries the code (DELIVRD …) that the status
+        callback calls `errmsg`, and UserReceiveTime is epoch seconds, so a receipt pushed and
+        pulled gets the same receipt id and counts once."""
+        return collect(records, lambda r: [self._pulled_status(obj(r, "PullSmsSendStatus"), now_ms)])
+
+    def _pulled_status(self, rec: dict[str, Any], now_ms: int) -> ReceiptEvent:
+        phone = self.ids.phone(req_str(rec, "PhoneNumber"))
+        report_status = req_str(rec, "ReportStatus").upper()
+        if report_status not in ("SUCCESS", "FAIL"):
+            raise BadRecord(f"ReportStatus must be SUCCESS or FAIL, got {report_status[:20]!r}")
+        delivered = report_status == "SUCCESS"
+        return ReceiptEvent(
+            **self.ids.identity(self.name, req_str(rec, "SerialNo"), phone),
+            delivered=delivered,
+            error_code=opt_str(rec, "Description", "DELIVRD" if delivered else ""),
+            error_message="",
+            reported_at_ms=parse_epoch_seconds(rec.get("UserReceiveTime")),
+            received_at_ms=now_ms,
+            out_id=opt_str(rec, "SessionContext"),
+            source="poll",
+        )
+
+    def pulled_replies(self, records: list[Any], now_ms: int) -> Parsed:
+        return collect(records, lambda r: [self._pulled_reply(obj(r, "PullSmsReplyStatus"), now_ms)])
+
+    def _pulled_reply(self, rec: dict[str, Any], now_ms: int) -> ReplyEvent:
+        phone = self.ids.phone(req_str(rec, "PhoneNumber"))
+        text = rec.get("ReplyContent")
+        if not isinstance(text, str):
+            raise BadRecord("field 'ReplyContent' must be a string")
+        replied_at_ms = parse_epoch_seconds(rec.get("ReplyTime"))
+        return ReplyEvent(
+            provider=self.name, reply_id=_reply_id(phone.e164, replied_at_ms, text), **self.ids.fields(phone),
+            content=text, sign=opt_str(rec, "SignName"), dest_code=opt_str(rec, "ExtendCode"),
+            replied_at_ms=replied_at_ms, received_at_ms=now_ms,
+        )
+
+
+def _reply_id(e164: str, replied_at_ms: int, text: str) -> str:
+    """A reply pushed and pulled has the same id (same number, time and text)."""
+    return "tencent:" + hashlib.blake2b(f"{e164}|{replied_at_ms}|{text}".encode(), digest_size=10).hexdigest()

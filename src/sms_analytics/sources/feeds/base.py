@@ -1,0 +1,154 @@
+"""The extension point for a pull feed: a loop with its own checkpoint, rate limit, backoff and
+metrics. A subclass implements `poll()`, which fetches one batch, publishes it (through the same
+publisher as the HTTP receivers, so it returns only after the broker acknowledged) and returns how
+many records it handled. A full batch is followed at once by the next poll (within the rate
+limit); an empty one waits `interval`. Errors back off exponentially up to `max_backoff`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Sequence
+
+import orjson
+import structlog
+from prometheus_client import Counter, Gauge
+
+from sms_analytics.sources.base import Event, Parsed, Rejected
+
+log = structlog.get_logger(__name__)
+
+Publish = Callable[[Sequence[Event], Sequence[Rejected], str], Awaitable[None]]
+
+POLLS = Counter("sms_feed_polls_total", "Polls by feed and outcome", ["feed", "outcome"])
+RECORDS = Counter("sms_feed_records_total", "Records handled by feed", ["feed"])
+LAST_SUCCESS = Gauge("sms_feed_last_success_timestamp_seconds", "Last successful poll", ["feed"])
+
+
+class Checkpoint:
+    """A feed's small JSON state in the data dir, written atomically: survives a restart."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self) -> dict[str, Any]:
+        try:
+            return dict(orjson.loads(self.path.read_bytes()))
+        except FileNotFoundError:
+            return {}
+
+    def save(self, state: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(orjson.dumps(state))
+        tmp.replace(self.path)
+
+
+class RateLimiter:
+    """At most `rate` calls per second, spaced evenly."""
+
+    def __init__(self, rate: float) -> None:
+        self.gap = 1.0 / rate if rate > 0 else 0.0
+        self._next = 0.0
+
+    async def wait(self) -> None:
+        now = time.monotonic()
+        if self._next > now:
+            await asyncio.sleep(self._next - now)
+        self._next = max(now, self._next) + self.gap
+
+
+@dataclass
+class FeedStats:
+    polls: int = 0
+    records: int = 0
+    errors: int = 0
+    last_error: str = ""
+
+
+class Feed(ABC):
+    name: str = "feed"
+
+    def __init__(self, publish: Publish, *, interval: float = 5.0, rate: float = 5.0, max_backoff: float = 60.0,
+                 checkpoint: Checkpoint | None = None) -> None:
+        self.publish = publish
+        self.interval = interval
+        self.limiter = RateLimiter(rate)
+        self.max_backoff = max_backoff
+        self.checkpoint = checkpoint
+        self.stats = FeedStats()
+
+    @abstractmethod
+    async def poll(self) -> int:
+        """Fetch, publish and return the number of records handled (0: nothing new)."""
+
+    async def publish_parsed(self, parsed: Parsed) -> int:
+        await self.publish(parsed.events, parsed.rejected, f"feed:{self.name}")
+        handled = len(parsed.events) + len(parsed.rejected)
+        RECORDS.labels(self.name).inc(handled)
+        return handled
+
+    async def run(self, stop: asyncio.Event) -> None:
+        backoff = 0.0
+        while not stop.is_set():
+            await self.limiter.wait()
+            try:
+                handled = await self.poll()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any failure of one poll: back off and try again
+                self.stats.errors += 1
+                self.stats.last_error = f"{type(exc).__name__}: {str(exc)[:200]}"
+                POLLS.labels(self.name, "error").inc()
+                backoff = min(self.max_backoff, backoff * 2 if backoff else 1.0)
+                log.warning("feed.poll_failed", feed=self.name, error=self.stats.last_error, retry_in=backoff)
+                await _sleep_or_stop(stop, backoff)
+                continue
+            backoff = 0.0
+            self.stats.polls += 1
+            self.stats.records += handled
+            POLLS.labels(self.name, "ok").inc()
+            LAST_SUCCESS.labels(self.name).set(time.time())
+            if handled == 0:
+                await _sleep_or_stop(stop, self.interval)
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except asyncio.TimeoutError:
+        pass
+
+
+class SpooledPull(Feed):
+    """A pull whose records the provider returns only once (KX MTQuery/MOQuery, Tencent
+    PullSmsSendStatus/PullSmsReplyStatus): what was fetched is written to the checkpoint before it
+    is published and cleared after the broker acknowledged, so neither a broker outage nor a
+    crash between the two loses it (a crash may publish it twice; the join counts it once)."""
+
+    def __init__(self, publish: Publish, *, checkpoint: Checkpoint, **kwargs: Any) -> None:
+        super().__init__(publish, checkpoint=checkpoint, **kwargs)
+        self.spool = checkpoint
+
+    @abstractmethod
+    async def fetch(self) -> list[Any]: ...
+
+    @abstractmethod
+    def parse(self, records: list[Any], now_ms: int) -> Parsed: ...
+
+    async def poll(self) -> int:
+        from sms_analytics.model.times import now_ms
+
+        pending = list(self.spool.load().get("pending") or [])
+        if not pending:
+            pending = await self.fetch()
+            if not pending:
+                return 0
+            self.spool.save({"pending": pending})
+        handled = await self.publish_parsed(self.parse(pending, now_ms()))
+        self.spool.save({"pending": []})
+        return handled
