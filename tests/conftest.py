@@ -25,6 +25,7 @@ def pipeline_settings(data_dir: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = dict(
         sms_data_dir=data_dir, sms_http_port=0, sms_query_port=0, sms_callback_token=TOKEN,
         sms_phone_hash_key=HASH_KEY, sms_sink_flush_seconds=0.2, sms_join_within_seconds=0.05,
+        sms_compensate_scan_seconds=1.0,
     )
     values.update(overrides)
     return Settings(_env_file=None, **values)

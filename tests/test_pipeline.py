@@ -368,3 +368,31 @@ async def test_uplink_links_to_the_latest_send_to_that_number_within_48h(
                                                           f"WHERE reply_id IN ('aliyun:{seq}', 'aliyun:{orphan}') "
                                                           f"ORDER BY reply_id = 'aliyun:{seq}'"), 2))
     assert [(r["reply_id"], r["linked_message_id"]) for r in got] == [(f"aliyun:{orphan}", ""), (f"aliyun:{seq}", new)]
+
+
+async def test_pending_messages_past_compensate_after_are_asked_about_once(
+        http: aiohttp.ClientSession, pipeline: Runtime) -> None:
+    from sms_analytics.model.events import decode_compensation
+
+    stale, fresh = f"{uid()}^0", f"{uid()}^0"
+    await post(http, "/v1/sends/aliyun", aliyun_send(stale, ["13900000031"], sent=datetime.now(CHINA) - timedelta(minutes=20)))
+    await post(http, "/v1/sends/aliyun", aliyun_send(fresh, ["13900000032"], sent=datetime.now(CHINA) - timedelta(minutes=2)))
+    await eventually(lambda: _n_rows(message(pipeline, "aliyun", stale), 1))
+
+    async def requests() -> list[Any]:
+        consumer = AIOKafkaConsumer(topics.COMPENSATION, bootstrap_servers=pipeline.bootstrap,
+                                    auto_offset_reset="earliest", enable_auto_commit=False, group_id=None)
+        await consumer.start()
+        try:
+            found = []
+            while batch := await consumer.getmany(timeout_ms=500):
+                found += [decode_compensation(r.value) for recs in batch.values() for r in recs]
+            return [r for r in found if r.message_id in (stale, fresh)]
+        finally:
+            await consumer.stop()
+
+    got = await eventually(requests, timeout=20)
+    assert [(r.message_id, r.phone) for r in got] == [(stale, "+8613900000031")]
+    import asyncio
+    await asyncio.sleep(3)  # three more scans: asked once per SMS_COMPENSATE_INTERVAL
+    assert len(await requests()) == 1

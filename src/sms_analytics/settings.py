@@ -63,6 +63,30 @@ class Settings(BaseSettings):
     sms_join_within_seconds: float = 0.1
     sms_worker_web_port: int = 6066
 
+    # --- provider pull feeds: each is on when its credentials are set ------------------------------
+    sms_compensate_after: timedelta = Field(default=timedelta(minutes=10),
+                                            description="Ask the provider about messages pending this long.")
+    sms_compensate_interval: timedelta = Field(default=timedelta(minutes=30),
+                                               description="Never ask about one message twice within this.")
+    sms_compensate_scan_seconds: float = Field(default=30.0, description="How often the stream looks for them.")
+    sms_feed_interval_seconds: float = Field(default=5.0, description="Wait after an empty poll.")
+    sms_feed_rate: float = Field(default=5.0, description="At most this many calls per second per feed.")
+    sms_kx_base_url: str | None = Field(default=None, description="KX API, e.g. http://ip:port")
+    sms_kx_userid: str | None = None
+    sms_kx_apikey: SecretStr | None = None
+    sms_tencent_secret_id: str | None = None
+    sms_tencent_secret_key: SecretStr | None = None
+    sms_tencent_endpoint: str = "sms.tencentcloudapi.com"
+    sms_tencent_scheme: str = "https"
+    sms_tencent_app_ids: str = Field(default="", description="SmsSdkAppIds to pull, comma-separated.")
+    sms_aliyun_endpoint: str = Field(default="dysmsapi.aliyuncs.com", description="SMS API (QuerySendDetails).")
+    sms_aliyun_protocol: str = "https"
+    sms_aliyun_mns_endpoint: str | None = Field(default=None, description="MNS endpoint, e.g. https://<id>.mns.cn-hangzhou.aliyuncs.com")
+    sms_aliyun_access_key_id: str | None = None
+    sms_aliyun_access_key_secret: SecretStr | None = None
+    sms_aliyun_mns_report_queue: str | None = Field(default=None, description="Queue of SmsReport messages.")
+    sms_aliyun_mns_up_queue: str | None = Field(default=None, description="Queue of SmsUp messages.")
+
     # --- logging ---------------------------------------------------------------------------------
     sms_log_level: str = "INFO"
     sms_log_json: bool = False

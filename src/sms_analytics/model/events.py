@@ -119,6 +119,7 @@ class Delivery(msgspec.Struct, kw_only=True, omit_defaults=True):
     failure_category: str = ""
     receipt_ids: list[str] = msgspec.field(default_factory=list)
     updated_at_ms: int = 0
+    compensation_asked_ms: int | None = None  # when the stream last asked a poller about it
 
     @property
     def reported_at_ms(self) -> int | None:
@@ -172,6 +173,24 @@ class ProviderStats(msgspec.Struct, kw_only=True, tag="stats"):
     blacklist_count: int = 0
     frequency_limit_count: int = 0
     pulled_at_ms: int
+
+
+class CompensationRequest(msgspec.Struct, kw_only=True):
+    """Ask the provider about a message still pending (topic sms.compensation.v1). Carries the
+    raw number, because the provider's query API is by number."""
+
+    provider: str
+    message_id: str
+    phone: str
+    sent_at_ms: int
+    asked_at_ms: int
+
+
+_compensation_decoder = msgspec.json.Decoder(CompensationRequest)
+
+
+def decode_compensation(raw: bytes) -> CompensationRequest:
+    return _compensation_decoder.decode(raw)
 
 
 _provider_metric_decoder = msgspec.json.Decoder(ProviderBalance | ProviderStats)

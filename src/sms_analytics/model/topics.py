@@ -9,8 +9,9 @@ DELIVERIES = "sms.deliveries.v1"
 ALERTS = "sms.alerts.v1"
 DEADLETTER = "sms.deadletter.v1"
 PROVIDER_STATS = "sms.provider_stats.v1"  # provider-side balance and statistics from the pull feeds
+COMPENSATION = "sms.compensation.v1"  # pending messages the pollers should ask the provider about
 
-ALL = (SENDS, RECEIPTS, REPLIES, DELIVERIES, ALERTS, DEADLETTER, PROVIDER_STATS)
+ALL = (SENDS, RECEIPTS, REPLIES, DELIVERIES, ALERTS, DEADLETTER, PROVIDER_STATS, COMPENSATION)
 
 
 def message_key(provider: str, message_id: str, phone_e164: str) -> bytes:

@@ -8,6 +8,7 @@ sms.deliveries.v1 and forgotten by the stream (the warehouse keeps the merged ro
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,7 @@ import structlog
 
 from sms_analytics.model import topics
 from sms_analytics.model.events import (
-    Delivery, ReceiptEvent, SendEvent, decode_delivery, decode_message_event, encode_delivery,
+    CompensationRequest, Delivery, encode, ReceiptEvent, SendEvent, decode_delivery, decode_message_event, encode_delivery,
 )
 from sms_analytics.model.times import now_ms
 from sms_analytics.streams.join import apply, is_final
@@ -30,6 +31,7 @@ class JoinStats:
     events: int = 0
     undecodable: int = 0
     emitted: int = 0
+    compensation_requests: int = 0
     busy_seconds: float = 0.0  # time spent processing batches (not waiting for input)
     first_event_ms: int = 0
     last_event_ms: int = 0
@@ -40,8 +42,28 @@ class JoinStats:
         return self.events / self.busy_seconds if self.busy_seconds else 0.0
 
 
+@dataclass(frozen=True)
+class Compensation:
+    """Which pending messages to ask the provider about, and how often."""
+
+    after_ms: int = 600_000  # SMS_COMPENSATE_AFTER
+    interval_ms: int = 1_800_000  # never ask about one message twice within this
+    scan_seconds: float = 30.0
+    max_age_ms: int = 30 * 86_400_000  # QuerySendDetails looks back 30 days
+    providers: tuple[str, ...] = ("aliyun", "tencent")  # KX has no per-message query
+
+
+def due_for_compensation(d: Delivery, now: int, policy: Compensation) -> bool:
+    if d.status != "pending" or not d.has_send or d.sent_at_ms is None or d.provider not in policy.providers:
+        return False
+    age = now - d.sent_at_ms
+    if age < policy.after_ms or age > policy.max_age_ms:
+        return False
+    return d.compensation_asked_ms is None or now - d.compensation_asked_ms >= policy.interval_ms
+
+
 def build_app(*, app_id: str, bootstrap: str, partitions: int, replication: int, data_dir: str,
-              batch: int, within: float) -> tuple[faust.App, JoinStats]:
+              batch: int, within: float, compensation: Compensation | None = None) -> tuple[faust.App, JoinStats]:
     app = faust.App(
         app_id,
         broker=f"kafka://{bootstrap}",
@@ -64,6 +86,27 @@ def build_app(*, app_id: str, bootstrap: str, partitions: int, replication: int,
     dead = app.topic(topics.DEADLETTER, key_type=bytes, value_type=bytes, partitions=partitions)
     state = app.Table("message_state", default=None, key_type=bytes, value_type=bytes,
                       partitions=partitions, use_partitioner=True)
+    requests = app.topic(topics.COMPENSATION, key_type=bytes, value_type=bytes, partitions=partitions)
+    policy = compensation or Compensation()
+
+    @app.timer(interval=policy.scan_seconds, name="sms_compensation_scan")
+    async def compensate() -> None:
+        """Pending messages past SMS_COMPENSATE_AFTER become requests to the pollers, at most once
+        per interval per message (the asked time is kept in the message's state)."""
+        now = now_ms()
+        for i, (key, raw) in enumerate(list(state.items())):
+            if i % 5000 == 4999:
+                await asyncio.sleep(0)  # a large table must not stall the join
+            d = decode_delivery(raw)
+            if not due_for_compensation(d, now, policy):
+                continue
+            d.compensation_asked_ms = now
+            state[key] = encode_delivery(d)
+            assert d.sent_at_ms is not None
+            await requests.send(key=key, value=encode(CompensationRequest(
+                provider=d.provider, message_id=d.message_id, phone=d.phone, sent_at_ms=d.sent_at_ms,
+                asked_at_ms=now)))
+            stats.compensation_requests += 1
 
     @app.agent(source, name="sms_join")
     async def join(stream: Any) -> None:

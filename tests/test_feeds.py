@@ -1,0 +1,140 @@
+"""Pull feeds against the provider simulators, through the real broker, worker and warehouse:
+records fetched by a poll land in sms.messages / sms.replies / sms.provider_balance; a receipt
+delivered by both a push and a poll counts once; a poller's spool survives a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import aiohttp
+import orjson
+import pytest
+import pytest_asyncio
+from aiohttp import web
+
+from sms_analytics.runtime import Runtime
+from sms_analytics.simulate.kx import KxSimulator
+from sms_analytics.sources.feeds.base import Checkpoint
+from sms_analytics.sources.feeds.kx import KxBalance, KxReports, KxUplink
+from sms_analytics.sources.kx import Kx
+from sms_analytics.sources.kx_client import KxClient
+from sms_analytics.sources.publisher import BrokerUnavailable
+from tests.conftest import TOKEN, eventually, rows
+
+pytestmark = pytest.mark.pipeline
+
+
+async def serve(app: web.Application) -> tuple[str, web.AppRunner]:
+    runner = web.AppRunner(app)
+    await runner.setup()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return f"http://127.0.0.1:{port}", runner
+
+
+@pytest_asyncio.fixture
+async def kx() -> AsyncIterator[tuple[KxSimulator, KxClient]]:
+    sim = KxSimulator(userid="100001", apikey="kx-test-key", report_delay=None)
+    url, runner = await serve(sim.app())
+    client = KxClient(url, "100001", "kx-test-key")
+    yield sim, client
+    await client.close()
+    await runner.cleanup()
+
+
+def kx_ids(pipeline: Runtime) -> Kx:
+    return Kx(pipeline_ids(pipeline))
+
+
+def pipeline_ids(pipeline: Runtime) -> Any:
+    from sms_analytics.model.phone import PhoneHasher
+    from sms_analytics.sources.base import Identities
+
+    return Identities(PhoneHasher(pipeline.settings.sms_phone_hash_key.get_secret_value().encode()))
+
+
+async def run_until(feed: Any, condition: Any, timeout: float = 30.0) -> Any:
+    stop = asyncio.Event()
+    task = asyncio.create_task(feed.run(stop))
+    try:
+        return await eventually(condition, timeout=timeout)
+    finally:
+        stop.set()
+        await task
+
+
+async def test_kx_mtquery_receipts_and_push_plus_poll_count_once(pipeline: Runtime, kx: Any, tmp_path: Path) -> None:
+    sim, client = kx
+    response = await client.send(["15996480001", "15996480002"], "【邦邦快递】您的快递已到")
+    taskid = response["data"]["taskid"]
+    async with aiohttp.ClientSession(base_url=pipeline.receiver_url) as http:
+        async with http.post(f"/v1/sends/kx?token={TOKEN}", data=orjson.dumps({
+            "request": {"userid": "100001", "ts": "1", "sign": "s", "mobile": "15996480001,15996480002",
+                        "msgcontent": "【邦邦快递】您的快递已到"}, "response": response})) as resp:
+            assert resp.status == 202
+        assert sim.report_for_all() == 2
+        sim.queue_report(taskid, "15996480002", code="DELIVRD")  # KX may report a number twice
+        # The same receipt also arrives by push: it must count once.
+        pushed = [{"time": r["time"], "taskid": r["taskid"], "code": r["code"], "msg": r["msg"], "mobile": r["mobile"]}
+                  for r in sim_reports(sim) if r["mobile"] == "15996480001"]
+        async with http.post(f"/callbacks/kx/report?token={TOKEN}", data=orjson.dumps(pushed)) as resp:
+            assert await resp.text() == "SUCCESS"
+    feed = KxReports(client, kx_ids(pipeline), pipeline.publisher.publish, tmp_path, interval=0.2, rate=50)
+
+    async def delivered() -> Any:
+        got = await rows(pipeline, f"SELECT phone_masked, status, receipt_count FROM sms.messages "
+                                   f"WHERE provider = 'kx' AND message_id = '{taskid}' ORDER BY phone_masked")
+        return got if [r["status"] for r in got] == ["delivered", "delivered"] else None
+
+    got = await run_until(feed, delivered)
+    assert [r["receipt_count"] for r in got] == [1, 1] and feed.stats.records >= 3
+    assert await client.mt_query() == []  # each record is returned once
+
+
+def sim_reports(sim: KxSimulator) -> list[dict[str, Any]]:
+    return [p.body for p in sim._reports]  # noqa: SLF001 - the records the next MTQuery returns
+
+
+async def test_kx_spool_survives_a_failed_publish_and_a_restart(pipeline: Runtime, kx: Any, tmp_path: Path) -> None:
+    sim, client = kx
+    response = await client.send(["15996480003"], "【邦邦快递】取件码 1234")
+    taskid = response["data"]["taskid"]
+    sim.report_for_all()
+
+    async def broker_down(*args: Any) -> None:
+        raise BrokerUnavailable("broker unreachable")
+
+    failing = KxReports(client, kx_ids(pipeline), broker_down, tmp_path, interval=0.1, rate=50, max_backoff=0.2)
+    await run_until(failing, lambda: failing.stats.errors >= 2)
+    spooled = Checkpoint(tmp_path / "feeds" / "kx.mtquery.json").load()["pending"]
+    assert [r["taskid"] for r in spooled] == [taskid]
+    assert await client.mt_query() == []  # KX will never return it again: only the spool has it
+
+    restarted = KxReports(client, kx_ids(pipeline), pipeline.publisher.publish, tmp_path, interval=0.1, rate=50)
+    got = await run_until(restarted, lambda: rows_where(pipeline, f"provider = 'kx' AND message_id = '{taskid}'"))
+    assert got[0]["status"] == "delivered" and got[0]["sent_at"] is None  # receipt-only: the send was never posted
+    assert Checkpoint(tmp_path / "feeds" / "kx.mtquery.json").load() == {"pending": []}
+
+
+async def rows_where(pipeline: Runtime, where: str) -> list[dict[str, Any]]:
+    return await rows(pipeline, f"SELECT * FROM sms.messages WHERE {where}")
+
+
+async def test_kx_moquery_and_balance(pipeline: Runtime, kx: Any, tmp_path: Path) -> None:
+    sim, client = kx
+    text = f"上行 {tmp_path.name}"
+    sim.queue_mo("15996480329", text)
+    uplink = KxUplink(client, kx_ids(pipeline), pipeline.publisher.publish, tmp_path, interval=0.1, rate=50)
+    got = await run_until(uplink, lambda: rows(pipeline, f"SELECT provider, phone_masked FROM sms.replies "
+                                                        f"WHERE content = '{text}'"))
+    assert got == [{"provider": "kx", "phone_masked": "159****0329"}]
+    account = f"acct-{tmp_path.name[-8:]}"
+    balance = KxBalance(client, account, pipeline.publisher.publish, interval=0.1, rate=50)
+    got = await run_until(balance, lambda: rows(pipeline, f"SELECT balance FROM sms.provider_balance "
+                                                         f"WHERE account = '{account}'"))
+    assert got[0]["balance"] == sim.balance
