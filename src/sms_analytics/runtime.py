@@ -26,9 +26,10 @@ from sms_analytics.sinks.rollups import Rollups
 from sms_analytics.sinks.warehouse import Warehouse
 from sms_analytics.sinks.writer import ClickHouseSink
 from sms_analytics.sources.base import Identities
+from sms_analytics.sources.feeds.setup import build_feeds
 from sms_analytics.sources.http import Receiver
 from sms_analytics.sources.publisher import Publisher
-from sms_analytics.streams.app import JoinStats, build_app
+from sms_analytics.streams.app import Compensation, JoinStats, build_app
 
 log = structlog.get_logger(__name__)
 
@@ -56,6 +57,9 @@ class Runtime:
         self._runners: list[web.AppRunner] = []
         self.receiver_url = ""
         self.query_url = ""
+        self.feeds: list[Any] = []
+        self._feed_tasks: list[asyncio.Task[None]] = []
+        self._feeds_stop = asyncio.Event()
 
     # --- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -76,6 +80,9 @@ class Runtime:
                 app_id=s.sms_app_id, bootstrap=self.bootstrap, partitions=s.kafka_partitions,
                 replication=s.kafka_replication_factor, data_dir=str(s.sms_data_dir / "faust"),
                 batch=s.sms_join_batch, within=s.sms_join_within_seconds,
+                compensation=Compensation(after_ms=int(s.sms_compensate_after.total_seconds() * 1000),
+                                          interval_ms=int(s.sms_compensate_interval.total_seconds() * 1000),
+                                          scan_seconds=s.sms_compensate_scan_seconds),
             )
             await self.app.start()
         if self.parts.sink:
@@ -93,12 +100,15 @@ class Runtime:
             key = load_or_create_key(
                 s.sms_phone_hash_key.get_secret_value() if s.sms_phone_hash_key else None, s.sms_data_dir
             )
+            ids = Identities(PhoneHasher(key))
             receiver = Receiver(
-                self.publisher, Identities(PhoneHasher(key)), token=s.callback_token,
+                self.publisher, ids, token=s.callback_token,
                 max_body=s.sms_max_body_bytes, max_records=s.sms_max_records_per_push, readiness=self.readiness,
             )
             port = await self._serve(receiver.app(), s.sms_http_host, s.sms_http_port)
             self.receiver_url = f"http://{_client_host(s.sms_http_host)}:{port}"
+            self.feeds = build_feeds(s, ids, self.publisher.publish, self.bootstrap)
+            self._feed_tasks = [asyncio.create_task(f.run(self._feeds_stop), name=f"feed:{f.name}") for f in self.feeds]
         if self.parts.query and self.warehouse is not None:
             port = await self._serve(query_app(self.warehouse, self.readiness), s.sms_query_host, s.sms_query_port)
             self.query_url = f"http://{_client_host(s.sms_query_host)}:{port}"
@@ -147,6 +157,9 @@ class Runtime:
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()
+        self._feeds_stop.set()
+        if self._feed_tasks:
+            await asyncio.gather(*self._feed_tasks, return_exceptions=True)
         if self.publisher is not None:
             await self.publisher.stop()
         if self.app is not None:

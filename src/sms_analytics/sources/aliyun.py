@@ -111,3 +111,31 @@ class Aliyun(Provider):
             content=content, sign=opt_str(rec, "sign_name"), dest_code=opt_str(rec, "dest_code"),
             replied_at_ms=parse_china_datetime(rec.get("send_time")), received_at_ms=now_ms,
         )
+
+    # --- QuerySendDetails (compensation, seed 000 §8.1) ----------------------------------------------
+    def queried(self, details: list[Any], biz_id: str, now_ms: int) -> Parsed:
+        """SmsSendDetailDTOs as receipts: SendStatus 3 delivered, 2 failed, 1 still waiting (no
+        receipt). ErrCode and ReceiveDate are what the push calls err_code and report_time, so a
+        receipt pushed and queried gets the same id and counts once."""
+        def convert(record: Any) -> list[Event]:
+            rec = obj(record, "SmsSendDetailDTO")
+            status = str(rec.get("SendStatus", "")).strip()
+            if status == "1":
+                return []
+            if status not in ("2", "3"):
+                raise BadRecord(f"SendStatus must be 1, 2 or 3, got {status[:10]!r}")
+            delivered = status == "3"
+            send_date = rec.get("SendDate")
+            return [ReceiptEvent(
+                **self.ids.identity(self.name, biz_id, self.ids.phone(req_str(rec, "PhoneNum"))),
+                delivered=delivered,
+                error_code=opt_str(rec, "ErrCode", "DELIVERED" if delivered else ""),
+                error_message="",
+                reported_at_ms=parse_china_datetime(rec.get("ReceiveDate")),
+                sent_at_ms=parse_china_datetime(send_date) if send_date else None,
+                received_at_ms=now_ms,
+                out_id=opt_str(rec, "OutId"),
+                source="poll",
+            )]
+
+        return collect(details, convert)

@@ -14,6 +14,7 @@ from typing import Any, Callable
 import orjson
 import structlog
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sms_analytics.model.times import now_ms
 from sms_analytics.sources.aliyun import Aliyun
@@ -54,6 +55,7 @@ class Receiver:
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.max_body, middlewares=[self._auth])
         app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/metrics", metrics)
         app.router.add_post("/v1/sends", self._v1(lambda body, now: parse_sends(self._records(body), self.ids, now)))
         for name, provider in self.providers.items():
             app.router.add_post(f"/v1/sends/{name}", self._v1(provider.send_envelope))
@@ -146,6 +148,11 @@ class Receiver:
         ok = all(components.values())
         return web.Response(status=200 if ok else 503, content_type="application/json",
                             body=orjson.dumps({"status": "ok" if ok else "starting", "components": components}))
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus metrics of this process (feeds' polls, records, last success)."""
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def _respond(reply: Reply, status: int) -> web.Response:
