@@ -18,7 +18,7 @@ from aiohttp import web
 from sms_analytics.runtime import Runtime
 from sms_analytics.simulate.kx import KxSimulator
 from sms_analytics.sources.feeds.base import Checkpoint
-from sms_analytics.sources.feeds.kx import KxBalance, KxReports, KxUplink
+from sms_analytics.sources.feeds.kx import KxBalance, kx_reports, kx_uplink
 from sms_analytics.sources.kx import Kx
 from sms_analytics.sources.kx_client import KxClient
 from sms_analytics.sources.publisher import BrokerUnavailable
@@ -84,7 +84,7 @@ async def test_kx_mtquery_receipts_and_push_plus_poll_count_once(pipeline: Runti
                   for r in sim_reports(sim) if r["mobile"] == "15996480001"]
         async with http.post(f"/callbacks/kx/report?token={TOKEN}", data=orjson.dumps(pushed)) as resp:
             assert await resp.text() == "SUCCESS"
-    feed = KxReports(client, kx_ids(pipeline), pipeline.publisher.publish, tmp_path, interval=0.2, rate=50)
+    feed = kx_reports(client, kx_ids(pipeline), pipeline.publisher.publish, tmp_path, interval=0.2, rate=50)
 
     async def delivered() -> Any:
         got = await rows(pipeline, f"SELECT phone_masked, status, receipt_count FROM sms.messages "
@@ -109,13 +109,13 @@ async def test_kx_spool_survives_a_failed_publish_and_a_restart(pipeline: Runtim
     async def broker_down(*args: Any) -> None:
         raise BrokerUnavailable("broker unreachable")
 
-    failing = KxReports(client, kx_ids(pipeline), broker_down, tmp_path, interval=0.1, rate=50, max_backoff=0.2)
+    failing = kx_reports(client, kx_ids(pipeline), broker_down, tmp_path, interval=0.1, rate=50, max_backoff=0.2)
     await run_until(failing, lambda: failing.stats.errors >= 2)
     spooled = Checkpoint(tmp_path / "feeds" / "kx.mtquery.json").load()["pending"]
     assert [r["taskid"] for r in spooled] == [taskid]
     assert await client.mt_query() == []  # KX will never return it again: only the spool has it
 
-    restarted = KxReports(client, kx_ids(pipeline), pipeline.publisher.publish, tmp_path, interval=0.1, rate=50)
+    restarted = kx_reports(client, kx_ids(pipeline), pipeline.publisher.publish, tmp_path, interval=0.1, rate=50)
     got = await run_until(restarted, lambda: rows_where(pipeline, f"provider = 'kx' AND message_id = '{taskid}'"))
     assert got[0]["status"] == "delivered" and got[0]["sent_at"] is None  # receipt-only: the send was never posted
     assert Checkpoint(tmp_path / "feeds" / "kx.mtquery.json").load() == {"pending": []}
@@ -129,7 +129,7 @@ async def test_kx_moquery_and_balance(pipeline: Runtime, kx: Any, tmp_path: Path
     sim, client = kx
     text = f"上行 {tmp_path.name}"
     sim.queue_mo("15996480329", text)
-    uplink = KxUplink(client, kx_ids(pipeline), pipeline.publisher.publish, tmp_path, interval=0.1, rate=50)
+    uplink = kx_uplink(client, kx_ids(pipeline), pipeline.publisher.publish, tmp_path, interval=0.1, rate=50)
     got = await run_until(uplink, lambda: rows(pipeline, f"SELECT provider, phone_masked FROM sms.replies "
                                                         f"WHERE content = '{text}'"))
     assert got == [{"provider": "kx", "phone_masked": "159****0329"}]

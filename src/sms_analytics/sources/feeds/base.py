@@ -130,15 +130,12 @@ class SpooledPull(Feed):
     is published and cleared after the broker acknowledged, so neither a broker outage nor a
     crash between the two loses it (a crash may publish it twice; the join counts it once)."""
 
-    def __init__(self, publish: Publish, *, checkpoint: Checkpoint, **kwargs: Any) -> None:
-        super().__init__(publish, checkpoint=checkpoint, **kwargs)
-        self.spool = checkpoint
-
-    @abstractmethod
-    async def fetch(self) -> list[Any]: ...
-
-    @abstractmethod
-    def parse(self, records: list[Any], now_ms: int) -> Parsed: ...
+    def __init__(self, name: str, fetch: Callable[[], Awaitable[list[Any]]], parse: Callable[[list[Any], int], Parsed],
+                 publish: Publish, data_dir: Path, **kwargs: Any) -> None:
+        self.name = name
+        self.spool = Checkpoint(data_dir / "feeds" / f"{name}.json")
+        super().__init__(publish, checkpoint=self.spool, **kwargs)
+        self.fetch, self.parse = fetch, parse
 
     async def poll(self) -> int:
         from sms_analytics.model.times import now_ms

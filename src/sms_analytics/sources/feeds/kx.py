@@ -9,40 +9,23 @@ from typing import Any
 from sms_analytics.model.events import ProviderBalance
 from sms_analytics.model.times import now_ms
 from sms_analytics.sources.base import Parsed
-from sms_analytics.sources.feeds.base import Checkpoint, Feed, Publish, SpooledPull
+from sms_analytics.sources.feeds.base import Feed, Publish, SpooledPull
 from sms_analytics.sources.kx import Kx
 from sms_analytics.sources.kx_client import KxClient
 
 
-class KxReports(SpooledPull):
-    name = "kx.mtquery"
-
-    def __init__(self, client: KxClient, provider: Kx, publish: Publish, data_dir: Path, **kw: Any) -> None:
-        super().__init__(publish, checkpoint=Checkpoint(data_dir / "feeds" / f"{self.name}.json"), **kw)
-        self.client, self.provider = client, provider
-
-    async def fetch(self) -> list[Any]:
-        return await self.client.mt_query()
-
-    def parse(self, records: list[Any], now: int) -> Parsed:
-        parsed = self.provider.receipts(records, now)
+def kx_reports(client: KxClient, provider: Kx, publish: Publish, data_dir: Path, **kw: Any) -> SpooledPull:
+    def parse(records: list[Any], now: int) -> Parsed:
+        parsed = provider.receipts(records, now)
         for event in parsed.events:
             event.source = "poll"
         return parsed
 
+    return SpooledPull("kx.mtquery", client.mt_query, parse, publish, data_dir, **kw)
 
-class KxUplink(SpooledPull):
-    name = "kx.moquery"
 
-    def __init__(self, client: KxClient, provider: Kx, publish: Publish, data_dir: Path, **kw: Any) -> None:
-        super().__init__(publish, checkpoint=Checkpoint(data_dir / "feeds" / f"{self.name}.json"), **kw)
-        self.client, self.provider = client, provider
-
-    async def fetch(self) -> list[Any]:
-        return await self.client.mo_query()
-
-    def parse(self, records: list[Any], now: int) -> Parsed:
-        return self.provider.replies(records, now)
+def kx_uplink(client: KxClient, provider: Kx, publish: Publish, data_dir: Path, **kw: Any) -> SpooledPull:
+    return SpooledPull("kx.moquery", client.mo_query, provider.replies, publish, data_dir, **kw)
 
 
 class KxBalance(Feed):

@@ -22,18 +22,18 @@ def build_feeds(settings: Settings, ids: Identities, publish: Publish, bootstrap
     common = {"interval": s.sms_feed_interval_seconds, "rate": s.sms_feed_rate}
     feeds: list[Any] = []
     if s.sms_kx_base_url and s.sms_kx_userid and s.sms_kx_apikey:
-        from sms_analytics.sources.feeds.kx import KxBalance, KxReports, KxUplink
+        from sms_analytics.sources.feeds.kx import KxBalance, kx_reports, kx_uplink
         from sms_analytics.sources.kx import Kx
         from sms_analytics.sources.kx_client import KxClient
 
         client = KxClient(s.sms_kx_base_url, s.sms_kx_userid, s.sms_kx_apikey.get_secret_value())
         kx = Kx(ids)
-        feeds += [KxReports(client, kx, publish, data_dir, **common), KxUplink(client, kx, publish, data_dir, **common),
+        feeds += [kx_reports(client, kx, publish, data_dir, **common), kx_uplink(client, kx, publish, data_dir, **common),
                   KxBalance(client, s.sms_kx_userid, publish, rate=s.sms_feed_rate)]
     app_ids = [a.strip() for a in s.sms_tencent_app_ids.split(",") if a.strip()]
     compensate: dict[str, Any] = {}
     if s.sms_tencent_secret_id and s.sms_tencent_secret_key and app_ids:
-        from sms_analytics.sources.feeds.tencent import TencentReplies, TencentStatistics, TencentStatuses
+        from sms_analytics.sources.feeds.tencent import TencentStatistics, tencent_replies, tencent_statuses
         from sms_analytics.sources.tencent import Tencent
         from sms_analytics.sources.tencent_client import TencentClient
 
@@ -42,8 +42,8 @@ def build_feeds(settings: Settings, ids: Identities, publish: Publish, bootstrap
         tencent = Tencent(ids)
         compensate["tencent"] = (client, app_ids, tencent)
         for app_id in app_ids:
-            feeds += [TencentStatuses(client, app_id, tencent, publish, data_dir, **common),
-                      TencentReplies(client, app_id, tencent, publish, data_dir, **common),
+            feeds += [tencent_statuses(client, app_id, tencent, publish, data_dir, **common),
+                      tencent_replies(client, app_id, tencent, publish, data_dir, **common),
                       TencentStatistics(client, app_id, publish, data_dir, rate=s.sms_feed_rate)]
     if s.sms_aliyun_access_key_id and s.sms_aliyun_access_key_secret:
         from sms_analytics.sources.aliyun import Aliyun
