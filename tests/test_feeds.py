@@ -138,3 +138,39 @@ async def test_kx_moquery_and_balance(pipeline: Runtime, kx: Any, tmp_path: Path
     got = await run_until(balance, lambda: rows(pipeline, f"SELECT balance FROM sms.provider_balance "
                                                          f"WHERE account = '{account}'"))
     assert got[0]["balance"] == sim.balance
+
+
+async def test_mns_smsreport_queue_into_the_warehouse(pipeline: Runtime, tmp_path: Path) -> None:
+    from sms_analytics.simulate.mns import MnsSimulator
+    from sms_analytics.sources.aliyun import Aliyun
+    from sms_analytics.sources.aliyun_mns import MnsConsumer
+
+    sim = MnsSimulator(access_id="mns-id", access_key="mns-key", visibility_timeout=5)
+    url, runner = await serve(sim.app())
+    biz = f"{tmp_path.name[-10:]}^0"
+    from datetime import datetime, timedelta, timezone
+
+    now = datetime.now(timezone(timedelta(hours=8))).replace(microsecond=0)
+    for phone, ok in (("13900000041", True), ("13900000042", False)):
+        sim.send("Alicom-Queue-report", {"phone_number": phone, "success": ok, "biz_id": biz, "out_id": "",
+                                         "send_time": (now - timedelta(seconds=9)).strftime("%Y-%m-%d %H:%M:%S"),
+                                         "report_time": now.strftime("%Y-%m-%d %H:%M:%S"),
+                                         "err_code": "DELIVERED" if ok else "IB:0064", "err_msg": "", "sms_size": "1"})
+    sim.send("Alicom-Queue-report", "not json at all")
+    consumer = MnsConsumer(endpoint=url, access_id="mns-id", access_key="mns-key", queue="Alicom-Queue-report",
+                           kind="SmsReport", publish=pipeline.publisher.publish,
+                           parse=Aliyun(pipeline_ids(pipeline)).receipts, wait_seconds=1)
+    try:
+        got = await run_until(consumer, lambda: _two(rows(pipeline, f"SELECT phone_masked, status, failure_category, "
+                                                                  f"latency_ms FROM sms.messages WHERE message_id = '{biz}' "
+                                                                  f"ORDER BY phone_masked")))
+    finally:
+        await runner.cleanup()
+    assert [(r["status"], r["failure_category"], r["latency_ms"]) for r in got] == [
+        ("delivered", "delivered", 9000), ("failed", "unreachable", 9000)]
+    assert sim.size("Alicom-Queue-report") == 0 and consumer.stats.rejected == 1  # dead-lettered, then deleted
+
+
+async def _two(coro: Any) -> Any:
+    got = await coro
+    return got if len(got) == 2 else None
