@@ -174,3 +174,86 @@ async def test_mns_smsreport_queue_into_the_warehouse(pipeline: Runtime, tmp_pat
 async def _two(coro: Any) -> Any:
     got = await coro
     return got if len(got) == 2 else None
+
+
+@pytest_asyncio.fixture
+async def tencent() -> AsyncIterator[tuple[Any, Any]]:
+    from sms_analytics.simulate.tencent import TencentSimulator
+    from sms_analytics.sources.tencent_client import TencentClient
+
+    sim = TencentSimulator(secret_id="AKIDtest", secret_key="tencent-test-key", app_id="1400006666")
+    url, runner = await serve(sim.app())
+    yield sim, TencentClient(secret_id="AKIDtest", secret_key="tencent-test-key", endpoint=url.removeprefix("http://"),
+                             scheme="http")
+    await runner.cleanup()
+
+
+async def test_tencent_pulls_statistics_and_compensation(pipeline: Runtime, tencent: Any, tmp_path: Path) -> None:
+    from sms_analytics.sources.feeds.compensation import Compensator
+    from sms_analytics.sources.feeds.tencent import TencentStatistics, tencent_replies, tencent_statuses
+    from sms_analytics.sources.tencent import Tencent
+    from sms_analytics.model.events import CompensationRequest
+    import time as clock
+
+    sim, client = tencent
+    provider = Tencent(pipeline_ids(pipeline))
+    sent = await client.send_sms("1400006666", ["+8613800000051", "+8613100000052", "+8613300000053"], "1110", "腾讯云")
+    serials = [s["SerialNo"] for s in sent["SendStatusSet"]]
+    async with aiohttp.ClientSession(base_url=pipeline.receiver_url) as http:
+        async with http.post(f"/v1/sends/tencent?token={TOKEN}", data=orjson.dumps({
+            "request": {"PhoneNumberSet": ["+8613800000051", "+8613100000052", "+8613300000053"],
+                        "SmsSdkAppId": "1400006666", "TemplateId": "1110", "SignName": "腾讯云"},
+            "response": {"Response": sent}})) as resp:
+            assert resp.status == 202
+    at = clock.time() - 5
+    sim.report(serials[0], at=at)
+    sim.report(serials[1], delivered=False, errmsg="DB:0005", description="空号", at=at)
+    sim.add_reply("+8613800000051", f"TD {tmp_path.name}")
+
+    statuses = tencent_statuses(client, "1400006666", provider, pipeline.publisher.publish, tmp_path, interval=0.1, rate=50)
+    where = "provider = 'tencent' AND message_id IN (" + ", ".join(f"'{s}'" for s in serials) + ")"
+    got = await run_until(statuses, lambda: _n(rows(pipeline, f"SELECT message_id, status, failure_category FROM sms.messages "
+                                                              f"WHERE {where} AND status != 'pending'"), 2))
+    by_id = {r["message_id"]: r for r in got}
+    assert (by_id[serials[0]]["status"], by_id[serials[1]]["failure_category"]) == ("delivered", "invalid_number")
+    assert await client.pull_send_status("1400006666") == []  # each status is returned once
+
+    replies = tencent_replies(client, "1400006666", provider, pipeline.publisher.publish, tmp_path, interval=0.1, rate=50)
+    got = await run_until(replies, lambda: rows(pipeline, f"SELECT phone_masked FROM sms.replies WHERE content = 'TD {tmp_path.name}'"))
+    assert got == [{"phone_masked": "138****0051"}]
+
+    # Compensation: the third message is still pending; the provider knows it by now.
+    sim.report(serials[2], at=clock.time() - 2)
+    assert len(await client.pull_send_status("1400006666")) == 1  # consumed: only the by-phone query can find it now
+    from aiokafka import AIOKafkaProducer
+    from sms_analytics.model import topics
+    from sms_analytics.model.events import encode
+
+    producer = AIOKafkaProducer(bootstrap_servers=pipeline.bootstrap)
+    await producer.start()
+    await producer.send_and_wait(topics.COMPENSATION, encode(CompensationRequest(
+        provider="tencent", message_id=serials[2], phone="+8613300000053", sent_at_ms=int((clock.time() - 60) * 1000),
+        asked_at_ms=int(clock.time() * 1000))))
+    await producer.stop()
+    compensator = Compensator(pipeline.bootstrap, f"test-compensation-{tmp_path.name}", pipeline.publisher.publish,
+                              tencent=(client, ["1400006666"], provider), interval=0.1, rate=50)
+    got = await run_until(compensator, lambda: rows(pipeline, f"SELECT status FROM sms.messages WHERE message_id = "
+                                                             f"'{serials[2]}' AND status = 'delivered'"), timeout=40)
+    assert got and compensator.answered >= 1
+
+    hour_ms = int(clock.time() * 1000) // 3_600_000 * 3_600_000
+    stats = TencentStatistics(client, "1400006666", pipeline.publisher.publish, tmp_path, interval=0.1, rate=50,
+                              backfill_hours=0)
+    stats.checkpoint.save({"next_hour_ms": hour_ms})
+    stats.settle_ms = -3_600_000  # pull the current hour now (a test may not wait for it to end)
+    got = await run_until(stats, lambda: rows(pipeline, f"SELECT request_success_count, callback_success_count, "
+                                                       f"callback_fail_count, invalid_number_count FROM sms.provider_stats FINAL "
+                                                       f"WHERE provider = 'tencent' AND hour = toDateTime({hour_ms // 1000}, 'UTC') "
+                                                       f"AND request_success_count > 0"))
+    assert got[0]["request_success_count"] >= 3 and got[0]["callback_fail_count"] >= 1
+    assert stats.checkpoint.load() == {"next_hour_ms": hour_ms + 3_600_000}  # survives a restart
+
+
+async def _n(coro: Any, n: int) -> Any:
+    got = await coro
+    return got if len(got) == n else None
