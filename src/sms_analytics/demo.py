@@ -1,5 +1,7 @@
 """`make run`: the pipeline on embedded defaults, driven by simulated traffic from all three
-providers through its own HTTP endpoints, then a summary read back from the warehouse."""
+providers, then a summary read back from the warehouse. Two lanes run side by side: provider
+pushes to our own HTTP endpoints (`simulate.traffic`), and messages sent through the provider
+simulators with the real clients whose receipts our pull feeds collect (`simulate.lane`)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import structlog
 from sms_analytics.dashboards.summary import collect, render
 from sms_analytics.runtime import Runtime
 from sms_analytics.settings import Settings
+from sms_analytics.simulate.lane import ProviderLane
 from sms_analytics.simulate.traffic import drive
 
 log = structlog.get_logger(__name__)
@@ -35,7 +38,20 @@ def _observed(summary: dict[str, Any]) -> dict[str, dict[str, int]]:
     }
 
 
+def _merge(*truths: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for truth in truths:
+        for provider, counts in truth.items():
+            mine = out.setdefault(provider, {"sends": 0, "delivered": 0, "failed": 0, "pending": 0})
+            for key in mine:
+                mine[key] += int(counts.get(key, 0))
+    return out
+
+
 async def run_demo(settings: Settings, *, duration: float, rate: float, seed: int) -> bool:
+    lane = ProviderLane()
+    await lane.start()
+    settings = Settings(_env_file=None, **{**settings.model_dump(), **lane.settings()})
     runtime = Runtime(settings)
     try:
         await runtime.start()
@@ -44,9 +60,13 @@ async def run_demo(settings: Settings, *, duration: float, rate: float, seed: in
         print(f"pipeline ready: receiver {runtime.receiver_url}, broker {runtime.bootstrap}; "
               f"driving {duration:.0f}s of simulated traffic at {rate:.0f} messages/s", flush=True)
         started = time.monotonic()
-        truth = await drive(runtime.receiver_url, duration=duration, rate=rate, token=settings.callback_token, seed=seed)
+        truth, _ = await asyncio.gather(
+            drive(runtime.receiver_url, duration=duration, rate=rate, token=settings.callback_token, seed=seed),
+            lane.drive(runtime.receiver_url, duration=duration, rate=max(1.0, rate / 10), token=settings.callback_token,
+                       seed=seed),
+        )
         driven = time.monotonic() - started
-        expected = _expected(truth.to_dict())
+        expected = _merge(_expected(truth.to_dict()), lane.ground_truth())
         summary, caught_up = await _wait_caught_up(runtime, expected, timeout=30.0)
         stats = runtime.join_stats
         print()
@@ -57,12 +77,15 @@ async def run_demo(settings: Settings, *, duration: float, rate: float, seed: in
               f"{stats.capacity:.0f} events/s (events / time spent in the join)")
         print(f"sink: {runtime.sink.stats.rows_written if runtime.sink else 0} rows written in "
               f"{runtime.sink.stats.batches if runtime.sink else 0} batches")
+        feeds = ", ".join(f"{f.name} {f.stats.records}" for f in runtime.feeds if getattr(f, "stats", None))
+        print(f"pull feeds (records): {feeds}")
         print(f"ground truth ({'matches the warehouse' if caught_up else 'DOES NOT match the warehouse'}): "
               f"{orjson.dumps(expected).decode()}")
         print(f"the data stays queryable: sms-analytics sql \"SELECT status, count() FROM sms.messages GROUP BY status\"")
         return caught_up
     finally:
         await runtime.stop()
+        await lane.stop()
 
 
 async def _wait_caught_up(runtime: Runtime, expected: dict[str, dict[str, int]], timeout: float) -> tuple[dict[str, Any], bool]:
