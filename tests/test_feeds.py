@@ -257,3 +257,54 @@ async def test_tencent_pulls_statistics_and_compensation(pipeline: Runtime, tenc
 async def _n(coro: Any, n: int) -> Any:
     got = await coro
     return got if len(got) == n else None
+
+
+async def test_aliyun_query_send_details_compensation_and_http_push(pipeline: Runtime, tmp_path: Path) -> None:
+    import time as clock
+
+    from aiokafka import AIOKafkaProducer
+
+    from sms_analytics.model import topics
+    from sms_analytics.model.events import CompensationRequest, encode
+    from sms_analytics.simulate.aliyun import AliyunSimulator
+    from sms_analytics.sources.aliyun import Aliyun
+    from sms_analytics.sources.aliyun_client import AliyunClient
+    from sms_analytics.sources.feeds.compensation import Compensator
+
+    sim = AliyunSimulator(access_key_id="LTAItest", access_key_secret="aliyun-test-secret")
+    url, runner = await serve(sim.app())
+    client = AliyunClient(access_key_id="LTAItest", access_key_secret="aliyun-test-secret",
+                          endpoint=url.removeprefix("http://"), protocol="http")
+    try:
+        phones = ["13900000061", "13900000062"]
+        sent = await client.send_sms(phones, "阿里云", "SMS_153055065")
+        biz = sent["body"]["BizId"] if "body" in sent else sent["BizId"]
+        async with aiohttp.ClientSession(base_url=pipeline.receiver_url) as http:
+            async with http.post(f"/v1/sends/aliyun?token={TOKEN}", data=orjson.dumps({
+                "request": {"PhoneNumbers": ",".join(phones), "SignName": "阿里云", "TemplateCode": "SMS_153055065"},
+                "response": sent.get("body", sent)})) as resp:
+                assert resp.status == 202
+            # One receipt comes by the HTTP batch push (with the documented retry until {"code":0}) ...
+            sim.push_to(f"{pipeline.receiver_url}/callbacks/aliyun/sms-report?token={TOKEN}", None)
+            sim.report(biz, phones[0], at=clock.time() - 3)
+            assert (await sim.flush_pushes(http))["reports"] == 1
+        # ... the other is found only by QuerySendDetails, when the stream asks about it.
+        sim.push_to(None, None)
+        sim.report(biz, phones[1], delivered=False, err_code="IB:0064", at=clock.time() - 2)
+        producer = AIOKafkaProducer(bootstrap_servers=pipeline.bootstrap)
+        await producer.start()
+        for phone in phones:  # asking about the pushed one too: the query's copy must count once
+            await producer.send_and_wait(topics.COMPENSATION, encode(CompensationRequest(
+                provider="aliyun", message_id=biz, phone=f"+86{phone}", sent_at_ms=int(clock.time() * 1000) - 60_000,
+                asked_at_ms=int(clock.time() * 1000))))
+        await producer.stop()
+        compensator = Compensator(pipeline.bootstrap, f"test-aliyun-comp-{tmp_path.name}", pipeline.publisher.publish,
+                                  aliyun=(client, Aliyun(pipeline_ids(pipeline))), interval=0.1, rate=50)
+        got = await run_until(compensator, lambda: _n(rows(
+            pipeline, f"SELECT phone_masked, status, error_code, receipt_count FROM sms.messages WHERE provider = 'aliyun' "
+                      f"AND message_id = '{biz}' AND status != 'pending' ORDER BY phone_masked"), 2), timeout=40)
+        assert [(r["status"], r["error_code"], r["receipt_count"]) for r in got] == [
+            ("delivered", "DELIVERED", 1), ("failed", "IB:0064", 1)]
+        assert compensator.answered == 2
+    finally:
+        await runner.cleanup()
