@@ -255,15 +255,16 @@ class AliyunSimulator:
         return {"reports": len(self._report_queue), "up": len(self._up_queue)}
 
     def report(self, biz_id: str, phone: str, *, delivered: bool = True, err_code: str = "DELIVERED",
-               at: float | None = None, err_msg: str | None = None) -> dict[str, Any]:
+               at: float | None = None, err_msg: str | None = None, push: bool = True) -> dict[str, Any]:
         """Set the final state of one sent number (the first not yet reported one of ``biz_id`` and
         ``phone``; if all are reported, the first is reported again) and queue its SmsReport (§11.3.2)
-        for push. Returns the SmsReport body. ``KeyError`` if that number was never sent."""
+        for push (``push=False``: only QuerySendDetails will show it, as when a push is lost).
+        Returns the SmsReport body. ``KeyError`` if that number was never sent."""
         matches = [m for m in self._messages if m.biz_id == biz_id and m.phone == phone]
         if not matches:
             raise KeyError("no such sent message")
         message = next((m for m in matches if m.status == SEND_PENDING), matches[0])
-        return self._report(message, delivered, err_code, at, err_msg)
+        return self._report(message, delivered, err_code, at, err_msg, push)
 
     def report_all(self, *, delivered: bool = True, err_code: str = "DELIVERED", at: float | None = None,
                    err_msg: str | None = None) -> int:
@@ -302,7 +303,7 @@ class AliyunSimulator:
     # --- internals: records and pushes ----------------------------------------------------------
 
     def _report(self, message: _Message, delivered: bool, err_code: str, at: float | None,
-                err_msg: str | None) -> dict[str, Any]:
+                err_msg: str | None, push: bool = True) -> dict[str, Any]:
         when = self.clock() if at is None else at
         message.status = SEND_OK if delivered else SEND_FAILED
         message.err_code = err_code
@@ -320,7 +321,8 @@ class AliyunSimulator:
             "out_id": message.out_id,
         }
         self.reports.append(body)
-        self._report_queue.append(_Push(body, when, next(self._seq)))
+        if push:
+            self._report_queue.append(_Push(body, when, next(self._seq)))
         return body
 
     async def _flush(self, session: aiohttp.ClientSession, url: str | None, queue: list[_Push],

@@ -1,8 +1,10 @@
 """The provider-API lane of `make run`: messages sent through the provider simulators with the
-real clients (the official Tencent SDK, the KX md5 client), their sends recorded to our
-/v1/sends/<provider>, and their receipts and uplink collected by our pull feeds (KX MTQuery and
-MOQuery, Tencent PullSmsSendStatus and PullSmsReplyStatus) — the other lane (`traffic.drive`)
-exercises the push endpoints. Deterministic for a seed; returns its own ground truth."""
+real clients (the official Alibaba and Tencent SDKs, the KX md5 client), their sends recorded to
+our /v1/sends/<provider>, and their receipts and uplink collected the ways each provider offers:
+KX MTQuery and MOQuery, Tencent PullSmsSendStatus and PullSmsReplyStatus, Alibaba's HTTP batch
+push from its simulator, and Alibaba QuerySendDetails compensation for receipts that never come
+by push. The other lane (`traffic.drive`) posts provider pushes directly. Deterministic for a
+seed; returns its own ground truth."""
 
 from __future__ import annotations
 
@@ -17,14 +19,18 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from sms_analytics.simulate.aliyun import AliyunSimulator
 from sms_analytics.simulate.kx import KxSimulator
 from sms_analytics.simulate.tencent import TencentSimulator
 from sms_analytics.simulate.traffic import random_phone
+from sms_analytics.sources.aliyun_client import AliyunClient
 from sms_analytics.sources.kx_client import KxClient
 from sms_analytics.sources.tencent_client import TencentClient
 
 KX_USER, KX_KEY = "100001", "demo-kx-apikey"
 TC_ID, TC_KEY, TC_APP = "AKIDdemo", "demo-tencent-secret", "1400006666"
+ALI_ID, ALI_KEY = "LTAIdemo", "demo-aliyun-secret"
+ALI_FAILURES = (("IB:0064", "关机"), ("MK:0001", "空号"), ("DB:0141", "黑名单"))
 KX_FAILURES = (("UNDELIV", "短信接收失败"), ("EXPIRED", "短信接收失败"), ("REJECTD", "客户接收失败"))
 TC_FAILURES = (("DB:0107", "关机"), ("ERR:044", "空号"), ("MN:0006", "运营商频率限制"))
 
@@ -48,13 +54,15 @@ class ProviderLane:
     kx: KxSimulator = field(default_factory=lambda: KxSimulator(userid=KX_USER, apikey=KX_KEY, report_delay=None))
     tencent: TencentSimulator = field(default_factory=lambda: TencentSimulator(secret_id=TC_ID, secret_key=TC_KEY,
                                                                               app_id=TC_APP))
+    aliyun: AliyunSimulator = field(default_factory=lambda: AliyunSimulator(access_key_id=ALI_ID,
+                                                                            access_key_secret=ALI_KEY))
     runners: list[web.AppRunner] = field(default_factory=list)
     urls: dict[str, str] = field(default_factory=dict)
-    truth: dict[str, Counts] = field(default_factory=lambda: {"kx": Counts(), "tencent": Counts()})
+    truth: dict[str, Counts] = field(default_factory=lambda: {"kx": Counts(), "tencent": Counts(), "aliyun": Counts()})
     replies: int = 0
 
     async def start(self) -> None:
-        for name, app in (("kx", self.kx.app()), ("tencent", self.tencent.app())):
+        for name, app in (("kx", self.kx.app()), ("tencent", self.tencent.app()), ("aliyun", self.aliyun.app())):
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
             port = _free_port()
@@ -69,6 +77,10 @@ class ProviderLane:
             "sms_tencent_secret_id": TC_ID, "sms_tencent_secret_key": TC_KEY,
             "sms_tencent_endpoint": self.urls["tencent"].removeprefix("http://"), "sms_tencent_scheme": "http",
             "sms_tencent_app_ids": TC_APP, "sms_feed_interval_seconds": 0.5,
+            "sms_aliyun_access_key_id": ALI_ID, "sms_aliyun_access_key_secret": ALI_KEY,
+            "sms_aliyun_endpoint": self.urls["aliyun"].removeprefix("http://"), "sms_aliyun_protocol": "http",
+            # compensation within the run: ask about Alibaba/Tencent messages pending for 5 s
+            "sms_compensate_after": 5, "sms_compensate_scan_seconds": 1.0, "sms_feed_rate": 50.0,
         }
 
     async def stop(self) -> None:
@@ -80,25 +92,33 @@ class ProviderLane:
         kx = KxClient(self.urls["kx"], KX_USER, KX_KEY)
         tencent = TencentClient(secret_id=TC_ID, secret_key=TC_KEY,
                                 endpoint=self.urls["tencent"].removeprefix("http://"), scheme="http")
+        aliyun = AliyunClient(access_key_id=ALI_ID, access_key_secret=ALI_KEY,
+                              endpoint=self.urls["aliyun"].removeprefix("http://"), protocol="http")
         query = f"?token={token}" if token else ""
+        self.aliyun.push_to(f"{receiver}/callbacks/aliyun/sms-report{query}", None)
         started = time.monotonic()
         reports: list[tuple[float, Any]] = []
         try:
             async with aiohttp.ClientSession(base_url=receiver) as http:
                 while time.monotonic() - started < duration:
                     for _ in range(max(1, int(rate))):
-                        if rng.random() < 0.5:
+                        pick = rng.random()
+                        if pick < 0.34:
                             reports.append(await self._kx_send(kx, http, query, rng))
-                        else:
+                        elif pick < 0.67:
                             reports.append(await self._tencent_send(tencent, http, query, rng))
+                        else:
+                            reports.append(await self._aliyun_send(aliyun, http, query, rng))
                     await asyncio.sleep(1.0)
                     now = time.monotonic()
                     due = [r for r in reports if r[0] <= now]
                     reports = [r for r in reports if r[0] > now]
                     for _, report in due:
                         report()
+                    await self.aliyun.flush_pushes(http)
                 for _, report in reports:  # the rest now, so the run ends with everything reported
                     report()
+                await self.aliyun.flush_pushes(http)
         finally:
             await kx.close()
 
@@ -152,6 +172,33 @@ class ProviderLane:
                 code, text = rng.choice(TC_FAILURES)
                 self.tencent.report(serial, delivered=False, errmsg=code, description=text)
                 self.truth["tencent"].failed += 1
+
+        return time.monotonic() + rng.uniform(0.5, 4.0), report
+
+    async def _aliyun_send(self, client: AliyunClient, http: aiohttp.ClientSession, query: str,
+                           rng: random.Random) -> Any:
+        phone, _ = random_phone(rng)
+        answer = await client.send_sms([phone], "阿里云", "SMS_153055065", params={"code": str(rng.randrange(1000, 9999))})
+        response = answer.get("body", answer)
+        biz = response["BizId"]
+        await _post(http, f"/v1/sends/aliyun{query}", {
+            "request": {"PhoneNumbers": phone, "SignName": "阿里云", "TemplateCode": "SMS_153055065"},
+            "response": response})
+        self.truth["aliyun"].sends += 1
+        outcome, by_push = rng.random(), rng.random() < 0.7
+
+        def report() -> None:
+            if outcome < 0.03:
+                self.truth["aliyun"].pending += 1
+                return
+            delivered = outcome < 0.91
+            code = "DELIVERED" if delivered else rng.choice(ALI_FAILURES)[0]
+            # not by push: found only when our compensation asks QuerySendDetails
+            self.aliyun.report(biz, phone, delivered=delivered, err_code=code, push=by_push)
+            if delivered:
+                self.truth["aliyun"].delivered += 1
+            else:
+                self.truth["aliyun"].failed += 1
 
         return time.monotonic() + rng.uniform(0.5, 4.0), report
 
