@@ -78,6 +78,7 @@ async def run_demo(settings: Settings, *, duration: float, rate: float, seed: in
         print(f"sink: {runtime.sink.stats.rows_written if runtime.sink else 0} rows written in "
               f"{runtime.sink.stats.batches if runtime.sink else 0} batches")
         feeds = ", ".join(f"{f.name} {f.stats.records}" for f in runtime.feeds if getattr(f, "stats", None))
+        print(f"provider-API lane (sent through the simulators): {orjson.dumps(lane.ground_truth()).decode()}")
         print(f"pull feeds (records): {feeds}")
         print(f"ground truth ({'matches the warehouse' if caught_up else 'DOES NOT match the warehouse'}): "
               f"{orjson.dumps(expected).decode()}")

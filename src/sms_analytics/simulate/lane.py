@@ -97,15 +97,16 @@ class ProviderLane:
         query = f"?token={token}" if token else ""
         self.aliyun.push_to(f"{receiver}/callbacks/aliyun/sms-report{query}", None)
         started = time.monotonic()
+        turn = -1
         reports: list[tuple[float, Any]] = []
         try:
             async with aiohttp.ClientSession(base_url=receiver) as http:
                 while time.monotonic() - started < duration:
-                    for _ in range(max(1, int(rate))):
-                        pick = rng.random()
-                        if pick < 0.34:
+                    for _ in range(max(1, int(rate))):  # the providers in turn, so each gets traffic
+                        turn = (turn + 1) % 3
+                        if turn == 0:
                             reports.append(await self._kx_send(kx, http, query, rng))
-                        elif pick < 0.67:
+                        elif turn == 1:
                             reports.append(await self._tencent_send(tencent, http, query, rng))
                         else:
                             reports.append(await self._aliyun_send(aliyun, http, query, rng))
