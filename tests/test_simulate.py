@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
+import math
+import random
 import re
+import statistics
 from collections import Counter
+from datetime import datetime
+from statistics import NormalDist
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +23,9 @@ from aiohttp.test_utils import TestServer
 
 from sms_analytics.simulate import traffic as t
 from sms_analytics.simulate.traffic import (
+    Blackout,
     GroundTruth,
+    Outage,
     SimulatorError,
     aliyun_report,
     aliyun_send,
@@ -26,6 +34,7 @@ from sms_analytics.simulate.traffic import (
     kx_mo,
     kx_report,
     kx_send,
+    parse_scenario,
     plan_traffic,
     tencent_reply,
     tencent_send,
@@ -206,7 +215,8 @@ def test_kx_mt_p2p_report_mo() -> None:
 
 def _bodies(plan: t.TrafficPlan) -> bytes:
     sends = [(s.provider, s.at, s.body) for s in plan.sends]
-    receipts = [(m.receipt, m.receipt_due, m.duplicate_due, m.early) for m in plan.messages()]
+    receipts = [(m.outcome, m.receipt, m.receipt_due, m.duplicate_due, m.early, m.late, m.segments, m.in_outage)
+                for m in plan.messages()]
     return orjson.dumps([sends, receipts, [(u.at, u.body) for u in plan.uplinks]])
 
 
@@ -216,6 +226,159 @@ def test_plan_is_deterministic_for_a_seed() -> None:
     c = plan_traffic(duration=10, rate=30, seed=8, start=TS)
     assert _bodies(a) == _bodies(b)
     assert _bodies(a) != _bodies(c)
+    # With the scenario switches too; a blackout is for the driver and leaves the plan as it is.
+    scenarios: dict[str, Any] = {"outage": Outage("联通", 0.2, 2.0, 5.0),
+                                 "blackout": Blackout("kx", 1.0, 3.0, catch_up=True)}
+    d = plan_traffic(duration=10, rate=30, seed=7, start=TS, **scenarios)
+    e = plan_traffic(duration=10, rate=30, seed=7, start=TS, **scenarios)
+    assert _bodies(d) == _bodies(e) and _bodies(d) != _bodies(a)
+    assert d.outages == (scenarios["outage"],) and d.blackouts == (scenarios["blackout"],)
+    blackout_only = plan_traffic(duration=10, rate=30, seed=7, start=TS, blackout=scenarios["blackout"])
+    assert _bodies(blackout_only) == _bodies(a)
+
+
+def _china(text: str) -> float:
+    return datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=t.CHINA_TZ).timestamp()
+
+
+def _kx(text: str) -> float:
+    return datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=t.CHINA_TZ).timestamp()
+
+
+def _report_lag(provider: str, record: dict[str, Any], send_wall: float) -> float:
+    """Seconds from the send to the report time a receipt record states (whole seconds)."""
+    if provider == "aliyun":
+        return _china(record["report_time"]) - _china(record["send_time"])
+    if provider == "tencent":
+        return _china(record["user_receive_time"]) - send_wall
+    return _kx(record["time"]) - send_wall
+
+
+def _parts(text: str) -> int:
+    return 1 if len(text) <= 70 else math.ceil(len(text) / 67)
+
+
+def test_receipt_latency_is_per_carrier_with_a_slow_tail() -> None:
+    plan = plan_traffic(duration=120, rate=50, seed=4, start=TS)  # a full-length run: not compressed
+    delays: dict[str, list[float]] = {c: [] for c in t.CARRIER_WEIGHTS}
+    for send in plan.sends:
+        for m in send.messages:
+            if m.receipt is not None and not m.late:
+                delays[m.carrier].append(m.receipt_due - send.at)
+    medians = {c: statistics.median(v) for c, v in delays.items()}
+    for carrier, median in medians.items():
+        assert len(delays[carrier]) > 500
+        assert abs(median / t.CARRIER_LATENCY[carrier].median - 1) < 0.15, (carrier, median)
+        assert max(delays[carrier]) <= t.RECEIPT_MAX_S + 1e-6
+    assert medians["移动"] * 1.25 < medians["联通"] and medians["联通"] * 1.25 < medians["电信"], medians
+
+
+def test_receipt_delay_has_a_slow_tail_per_carrier() -> None:
+    rng = random.Random(3)
+    for carrier, profile in t.CARRIER_LATENCY.items():
+        draws = [t.receipt_delay(rng, carrier) for _ in range(20000)]
+        assert 0.5 <= min(draws) and max(draws) <= t.RECEIPT_MAX_S
+        # Above 12 s: what the log-normal body alone gives, plus most of the tail share.
+        body = 1 - NormalDist().cdf(math.log(12.0 / profile.median) / profile.sigma)
+        slow = sum(d > 12.0 for d in draws) / len(draws)
+        assert body + profile.tail_share * 0.3 < slow < body + profile.tail_share * 1.2, (carrier, body, slow)
+
+
+def test_late_receipts_report_hours_after_the_send_but_post_within_the_run() -> None:
+    plan = plan_traffic(duration=90, rate=50, seed=6, start=TS)
+    late = normal = 0
+    for send in plan.sends:
+        for m in send.messages:
+            if m.receipt is None:
+                continue
+            lag = _report_lag(m.provider, m.receipt, TS + send.at)
+            assert send.at < m.receipt_due <= send.at + t.RECEIPT_MAX_S + 1e-6  # posted within the run
+            if m.late:
+                late += 1
+                assert 2 * 3600 - 2 <= lag <= 6 * 3600 + 2, (m.provider, lag)
+                assert not m.early
+            else:
+                normal += 1
+                assert -1 <= lag <= t.RECEIPT_MAX_S + 1, (m.provider, lag)
+    assert 0.004 < late / (late + normal) < 0.02, late
+    # Late ones are posted in step with their provider time, scaled: 6 h -> 30 s of a full run.
+    for send in plan.sends:
+        for m in send.messages:
+            if m.late and m.receipt is not None:
+                lag = _report_lag(m.provider, m.receipt, TS + send.at)
+                assert abs((m.receipt_due - send.at) - lag / (6 * 3600) * t.RECEIPT_MAX_S) < 0.01
+
+
+def test_long_messages_have_segments_in_their_provider_format() -> None:
+    plan = plan_traffic(duration=60, rate=50, seed=2, start=TS)
+    for send in plan.sends:
+        req, resp = send.body["request"], send.body["response"]
+        for i, m in enumerate(send.messages):
+            if m.provider == "aliyun":
+                if m.receipt is not None:
+                    assert int(m.receipt["sms_size"]) == m.segments
+            elif m.provider == "tencent":
+                assert resp["Response"]["SendStatusSet"][i]["Fee"] == m.segments
+            else:
+                text = req["list"][i]["msgcontent"] if "list" in req else req["msgcontent"]
+                assert _parts(text) == m.segments
+    for provider in t.PROVIDERS:
+        segs = Counter(m.segments for m in plan.messages(provider) if m.outcome != "submit_failed")
+        long_share = sum(n for k, n in segs.items() if k > 1) / sum(segs.values())
+        assert {1, 2, 3} <= set(segs) and 0.03 < long_share < 0.25, (provider, segs)
+    assert t.kx_segments("x" * 70) == 1 and t.kx_segments("x" * 71) == 2 and t.kx_segments("x" * 135) == 3
+
+
+def _delivered_share(messages: list[t.PlannedMessage]) -> float:
+    with_receipt = [m for m in messages if m.outcome in ("delivered", "failed")]
+    assert len(with_receipt) > 100
+    return sum(m.outcome == "delivered" for m in with_receipt) / len(with_receipt)
+
+
+def test_outage_lowers_that_carriers_delivery_inside_its_window_only() -> None:
+    outage = Outage(carrier="移动", delivery_rate=0.3, start=30.0, duration=30.0)
+    base = plan_traffic(duration=90, rate=50, seed=11, start=TS)
+    hit = plan_traffic(duration=90, rate=50, seed=11, start=TS, outage=outage)
+    inside: list[t.PlannedMessage] = []
+    outside: list[t.PlannedMessage] = []
+    others_inside: list[t.PlannedMessage] = []
+    base_inside: list[t.PlannedMessage] = []
+    mobile_codes = {c for c, _, _ in t.ALIYUN_RECEIPT_FAILURES["移动"]} | {
+        c for c, _, _ in t.TENCENT_RECEIPT_FAILURES["移动"]} | {c for c, _, _ in t.KX_RECEIPT_FAILURES}
+    for s0, s1 in zip(base.sends, hit.sends, strict=True):
+        assert s0.at == s1.at and s0.body == s1.body  # sends are the same
+        for m0, m1 in zip(s0.messages, s1.messages, strict=True):
+            window = outage.start <= s1.at < outage.end
+            assert m1.in_outage == (window and m1.carrier == "移动")
+            if m1.in_outage:
+                inside.append(m1)
+                base_inside.append(m0)
+                if m1.outcome == "failed":
+                    assert m1.code in mobile_codes
+            else:
+                # Everything outside the window (and other carriers inside it) is untouched.
+                assert (m0.outcome, m0.code, m0.receipt, m0.receipt_due) == (m1.outcome, m1.code, m1.receipt,
+                                                                            m1.receipt_due)
+                (others_inside if window else outside).append(m1)
+    assert 0.2 < _delivered_share(inside) < 0.4
+    assert _delivered_share(base_inside) > 0.85
+    assert _delivered_share([m for m in outside if m.carrier == "移动"]) > 0.85
+    assert _delivered_share(others_inside) > 0.85
+
+
+def test_parse_scenario() -> None:
+    assert parse_scenario("outage:移动:0.3:10:30") == Outage("移动", 0.3, 10.0, 30.0)
+    assert parse_scenario(" outage:unicom:0:0:5.5 ") == Outage("联通", 0.0, 0.0, 5.5)
+    assert parse_scenario("blackout:tencent:5:20") == Blackout("tencent", 5.0, 20.0, catch_up=False)
+    assert parse_scenario("blackout:KX:0:1:catch_up") == Blackout("kx", 0.0, 1.0, catch_up=True)
+    assert parse_scenario("blackout:aliyun:1:2:drop").catch_up is False
+    for bad in ("outage:移动:1.5:10:30", "outage:卫星:0.3:10:30", "outage:移动:0.3:10", "blackout:tencent:5:0",
+                "blackout:wechat:5:20", "blackout:tencent:-1:20", "blackout:tencent:5:20:maybe", "storm:1:2",
+                "outage:移动:x:10:30", ""):
+        with pytest.raises(ValueError):
+            parse_scenario(bad)
+    with pytest.raises(ValueError):
+        Outage("移动", 0.3, 0.0, math.inf)
 
 
 def test_plan_shape() -> None:
@@ -259,11 +422,13 @@ REPLIES: dict[str, Any] = {
 class Recorder:
     def __init__(self, replies: dict[str, Any]) -> None:
         self.requests: list[tuple[str, str | None, Any]] = []
+        self.times: list[float] = []  # event-loop time at which each request arrived
         self.replies = replies
 
     async def handle(self, request: web.Request) -> web.Response:
         body = orjson.loads(await request.read())
         self.requests.append((request.path, request.query.get("token"), body))
+        self.times.append(asyncio.get_running_loop().time())
         if request.path.startswith("/v1/sends/"):
             return web.json_response({"accepted": True}, status=202)
         reply = self.replies[request.path]
@@ -304,13 +469,33 @@ def _receipt_key(provider: str, record: dict[str, Any]) -> tuple[tuple[str, str]
     return (record["taskid"], record["mobile"]), record["code"] == "DELIVRD"
 
 
+def _sent_wall(sent_at: float | str) -> float:
+    return float(sent_at) if not isinstance(sent_at, str) else datetime.fromisoformat(sent_at).timestamp()
+
+
+def _send_segments(provider: str, body: dict[str, Any]) -> tuple[int, list[tuple[str, str]]]:
+    """(segments known from the send record, Alibaba message keys whose segments the receipt says)."""
+    req, resp = body["request"], body["response"]
+    if provider == "tencent":
+        return sum(s["Fee"] for s in resp["Response"]["SendStatusSet"]), []
+    if provider == "kx":
+        if "list" in req:
+            return sum(_parts(item["msgcontent"]) for item in req["list"]), []
+        return _parts(req["msgcontent"]) * len(req["mobile"].split(",")), []
+    keys, n_failed = _send_keys(provider, body)
+    return n_failed, keys  # a message rejected at submit counts 1
+
+
 def _check_against_server(truth: GroundTruth, recorder: Recorder) -> None:
     for provider in t.PROVIDERS:
         counts = truth.of(provider)
         sent: set[tuple[str, str]] = set()
         seen: set[tuple[str, str]] = set()
         sends = submit_failed = receipt_records = dups = delivered = failed = early = replies = 0
-        send_requests = receipt_requests = 0
+        send_requests = receipt_requests = segments = 0
+        send_walls: dict[tuple[str, str], float] = {}
+        firsts: dict[tuple[str, str], dict[str, Any]] = {}
+        aliyun_keys: list[tuple[str, str]] = []
         for path, _, body in recorder.requests:
             if path == t.SEND_PATHS[provider]:
                 keys, n_failed = _send_keys(provider, body)
@@ -318,6 +503,10 @@ def _check_against_server(truth: GroundTruth, recorder: Recorder) -> None:
                 sends += len(keys) + n_failed
                 submit_failed += n_failed
                 sent.update(keys)
+                send_walls.update((key, _sent_wall(body["sent_at"])) for key in keys)
+                known, receipt_keys = _send_segments(provider, body)
+                segments += known
+                aliyun_keys += receipt_keys
             elif path == t.RECEIPT_PATHS[provider]:
                 assert isinstance(body, list) and 1 <= len(body) <= 100
                 receipt_requests += 1
@@ -328,6 +517,7 @@ def _check_against_server(truth: GroundTruth, recorder: Recorder) -> None:
                         dups += 1
                         continue
                     seen.add(key)
+                    firsts[key] = record
                     delivered += ok
                     failed += not ok
                     early += key not in sent
@@ -343,6 +533,15 @@ def _check_against_server(truth: GroundTruth, recorder: Recorder) -> None:
         assert counts.pending == sends - delivered - failed - submit_failed
         assert counts.receipts_before_send == early
         assert counts.replies_posted == replies
+        # Segments: Alibaba's from the receipt posted for the message, else 1.
+        segments += sum(int(firsts[key]["sms_size"]) if key in firsts else 1 for key in aliyun_keys)
+        assert counts.segments == segments == truth.segments[provider], provider
+        lags = [_report_lag(provider, record, send_walls[key]) for key, record in firsts.items()]
+        late = [lag for lag in lags if lag > 3600]
+        assert all(2 * 3600 - 2 <= lag <= 6 * 3600 + 2 for lag in late)
+        assert all(-2 <= lag <= t.RECEIPT_MAX_S for lag in lags if lag <= 3600)
+        assert counts.late_receipts == len(late), provider
+    assert truth.late_receipts == sum(truth.of(p).late_receipts for p in t.PROVIDERS)
 
 
 @pytest.mark.asyncio
@@ -364,9 +563,83 @@ async def test_drive_against_recording_server(caplog: pytest.LogCaptureFixture) 
     assert totals["receipts_before_send"] > 0 and totals["duplicate_receipts_posted"] > 0
     assert totals["replies_posted"] >= 3
     assert set(truth.to_dict()) == {"aliyun", "tencent", "kx"}
+    assert all(truth.segments[p] > truth.of(p).sends - truth.of(p).submit_failed for p in ("aliyun", "kx"))
+    assert all(truth.of(p).receipts_dropped == truth.of(p).receipts_caught_up == 0 for p in t.PROVIDERS)
     # No phone number reaches the logs.
     phones = {m for _, _, body in recorder.requests for m in re.findall(r"1[3-9]\d{9}", orjson.dumps(body).decode())}
     assert phones and not any(p in caplog.text for p in phones)
+
+
+def _receipt_posts(recorder: Recorder, provider: str, t0: float) -> list[tuple[float, list[dict[str, Any]]]]:
+    return [(at - t0, body) for (path, _, body), at in zip(recorder.requests, recorder.times, strict=True)
+            if path == t.RECEIPT_PATHS[provider]]
+
+
+@pytest.mark.asyncio
+async def test_drive_with_outage_blackouts_and_late_receipts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(t, "LATE_RECEIPT_SHARE", 0.25)  # enough late receipts in a short run
+    monkeypatch.setattr(t, "LONG_WEIGHT", 1.0)  # and enough long messages
+    duration, rate, seed = 2.5, 30.0, 5
+    outage = Outage(carrier="移动", delivery_rate=0.0, start=0.0, duration=duration)  # 移动 fails all run
+    lost = Blackout(provider="aliyun", start=0.8, duration=1.0)
+    held = Blackout(provider="tencent", start=0.8, duration=0.8, catch_up=True)
+    plan = plan_traffic(duration=duration, rate=rate, seed=seed, start=TS, outage=outage, blackout=[lost, held])
+    # The plan has receipts due in both windows, so the checks below are not vacuous.
+    for b in (lost, held):
+        assert sum(b.start <= m.receipt_due < b.end for m in plan.messages(b.provider) if m.receipt) >= 3
+    assert sum(m.segments > 1 and m.receipt is not None and lost.start <= m.receipt_due < lost.end
+               for m in plan.messages("aliyun")) >= 2
+
+    recorder = Recorder(REPLIES)
+    server = TestServer(recorder.app(), host="127.0.0.1")
+    await server.start_server()
+    try:
+        t0 = asyncio.get_running_loop().time()
+        truth = await drive(str(server.make_url("")), duration=duration, rate=rate, seed=seed, outage=outage,
+                            blackout=[lost, held])
+    finally:
+        await server.close()
+    _check_against_server(truth, recorder)
+
+    # Blackouts: no receipt push of that provider inside its window (the margin covers a push that
+    # started just before it); pushes before and after it.
+    for b in (lost, held):
+        times = [at for at, _ in _receipt_posts(recorder, b.provider, t0)]
+        assert not [at for at in times if b.start + 0.3 <= at < b.end], (b, times)
+        assert any(at < b.start + 0.3 for at in times) and any(at >= b.end for at in times), (b, times)
+    # Lost for good: exactly the receipts the blackout withheld are missing; they stay pending, and
+    # a long message without its receipt counts 1 segment (nothing said its sms_size).
+    aliyun = truth.aliyun
+    planned = sum(1 for m in plan.messages("aliyun") if m.receipt)
+    assert aliyun.receipts_dropped > 0 and aliyun.receipts_caught_up == 0
+    assert aliyun.delivered + aliyun.failed - aliyun.submit_failed == planned - aliyun.receipts_dropped
+    assert aliyun.pending >= aliyun.receipts_dropped
+    assert aliyun.segments < sum(m.segments for m in plan.messages("aliyun"))
+    # Caught up: nothing lost, the held ones go out right after the window.
+    tencent = truth.tencent
+    assert tencent.receipts_caught_up > 0 and tencent.receipts_dropped == 0
+    assert tencent.delivered == sum(m.outcome == "delivered" for m in plan.messages("tencent"))
+    assert tencent.failed == sum(m.outcome in ("failed", "submit_failed") for m in plan.messages("tencent"))
+    assert tencent.segments == sum(m.segments for m in plan.messages("tencent"))
+    after = [len(body) for at, body in _receipt_posts(recorder, "tencent", t0) if held.end <= at < held.end + 0.6]
+    assert sum(after) >= tencent.receipts_caught_up
+    # Outage: every receipt for a 移动 number says failed, with that carrier's codes; others deliver.
+    mobile = {"aliyun": {c for c, _, _ in t.ALIYUN_RECEIPT_FAILURES["移动"]},
+              "tencent": {c for c, _, _ in t.TENCENT_RECEIPT_FAILURES["移动"]},
+              "kx": {c for c, _, _ in t.KX_RECEIPT_FAILURES}}
+    outcomes: Counter[tuple[str, bool]] = Counter()
+    for provider in t.PROVIDERS:
+        for _, body in _receipt_posts(recorder, provider, t0):
+            for record in body:
+                key, ok = _receipt_key(provider, record)
+                is_mobile = t.carrier_of(key[1]) == "移动"
+                outcomes[("移动" if is_mobile else "other", ok)] += 1
+                if is_mobile:
+                    code = {"aliyun": "err_code", "tencent": "errmsg", "kx": "code"}[provider]
+                    assert record[code] in mobile[provider]
+    assert outcomes[("移动", True)] == 0 and outcomes[("移动", False)] > 5
+    assert outcomes[("other", True)] > 10
+    assert truth.late_receipts > 0
 
 
 @pytest.mark.asyncio

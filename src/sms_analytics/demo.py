@@ -77,7 +77,7 @@ async def run_demo(settings: Settings, *, duration: float, rate: float, seed: in
               f"{stats.capacity:.0f} events/s (events / time spent in the join)")
         print(f"sink: {runtime.sink.stats.rows_written if runtime.sink else 0} rows written in "
               f"{runtime.sink.stats.batches if runtime.sink else 0} batches")
-        feeds = ", ".join(f"{f.name} {f.stats.records}" for f in runtime.feeds if getattr(f, "stats", None))
+        feeds = ", ".join(f"{f.name} {getattr(f.stats, 'records', getattr(f.stats, 'events', 0))}" for f in runtime.feeds)
         print(f"provider-API lane (sent through the simulators): {orjson.dumps(lane.ground_truth()).decode()}")
         print(f"pull feeds (records): {feeds}")
         print(f"ground truth ({'matches the warehouse' if caught_up else 'DOES NOT match the warehouse'}): "

@@ -60,6 +60,7 @@ class Runtime:
         self.feeds: list[Any] = []
         self._feed_tasks: list[asyncio.Task[None]] = []
         self._feeds_stop = asyncio.Event()
+        self._feed_clients: list[Any] = []
 
     # --- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -107,7 +108,7 @@ class Runtime:
             )
             port = await self._serve(receiver.app(), s.sms_http_host, s.sms_http_port)
             self.receiver_url = f"http://{_client_host(s.sms_http_host)}:{port}"
-            self.feeds = build_feeds(s, ids, self.publisher.publish, self.bootstrap)
+            self.feeds, self._feed_clients = build_feeds(s, ids, self.publisher.publish, self.bootstrap)
             self._feed_tasks = [asyncio.create_task(f.run(self._feeds_stop), name=f"feed:{f.name}") for f in self.feeds]
         if self.parts.query and self.warehouse is not None:
             port = await self._serve(query_app(self.warehouse, self.readiness), s.sms_query_host, s.sms_query_port)
@@ -160,6 +161,8 @@ class Runtime:
         self._feeds_stop.set()
         if self._feed_tasks:
             await asyncio.gather(*self._feed_tasks, return_exceptions=True)
+        for client in self._feed_clients:
+            await client.close()
         if self.publisher is not None:
             await self.publisher.stop()
         if self.app is not None:

@@ -2,8 +2,8 @@
 real clients (the official Alibaba and Tencent SDKs, the KX md5 client), their sends recorded to
 our /v1/sends/<provider>, and their receipts and uplink collected the ways each provider offers:
 KX MTQuery and MOQuery, Tencent PullSmsSendStatus and PullSmsReplyStatus, Alibaba's HTTP batch
-push from its simulator, and Alibaba QuerySendDetails compensation for receipts that never come
-by push. The other lane (`traffic.drive`) posts provider pushes directly. Deterministic for a
+push from its simulator, Alibaba's MNS queue, and Alibaba QuerySendDetails compensation for
+receipts that never come by push or queue. The other lane (`traffic.drive`) posts provider pushes directly. Deterministic for a
 seed; returns its own ground truth."""
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from aiohttp import web
 
 from sms_analytics.simulate.aliyun import AliyunSimulator
 from sms_analytics.simulate.kx import KxSimulator
+from sms_analytics.simulate.mns import MnsSimulator
 from sms_analytics.simulate.tencent import TencentSimulator
 from sms_analytics.simulate.traffic import random_phone
 from sms_analytics.sources.aliyun_client import AliyunClient
@@ -30,6 +31,7 @@ from sms_analytics.sources.tencent_client import TencentClient
 KX_USER, KX_KEY = "100001", "demo-kx-apikey"
 TC_ID, TC_KEY, TC_APP = "AKIDdemo", "demo-tencent-secret", "1400006666"
 ALI_ID, ALI_KEY = "LTAIdemo", "demo-aliyun-secret"
+MNS_QUEUE = "Alicom-Queue-demo-SmsReport"
 ALI_FAILURES = (("IB:0064", "关机"), ("MK:0001", "空号"), ("DB:0141", "黑名单"))
 KX_FAILURES = (("UNDELIV", "短信接收失败"), ("EXPIRED", "短信接收失败"), ("REJECTD", "客户接收失败"))
 TC_FAILURES = (("DB:0107", "关机"), ("ERR:044", "空号"), ("MN:0006", "运营商频率限制"))
@@ -56,13 +58,16 @@ class ProviderLane:
                                                                               app_id=TC_APP))
     aliyun: AliyunSimulator = field(default_factory=lambda: AliyunSimulator(access_key_id=ALI_ID,
                                                                             access_key_secret=ALI_KEY))
+    mns: MnsSimulator = field(default_factory=lambda: MnsSimulator(access_id=ALI_ID, access_key=ALI_KEY))
     runners: list[web.AppRunner] = field(default_factory=list)
     urls: dict[str, str] = field(default_factory=dict)
     truth: dict[str, Counts] = field(default_factory=lambda: {"kx": Counts(), "tencent": Counts(), "aliyun": Counts()})
     replies: int = 0
 
     async def start(self) -> None:
-        for name, app in (("kx", self.kx.app()), ("tencent", self.tencent.app()), ("aliyun", self.aliyun.app())):
+        self.mns.create_queue(MNS_QUEUE)
+        for name, app in (("kx", self.kx.app()), ("tencent", self.tencent.app()), ("aliyun", self.aliyun.app()),
+                          ("mns", self.mns.app())):
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
             port = _free_port()
@@ -79,6 +84,7 @@ class ProviderLane:
             "sms_tencent_app_ids": TC_APP, "sms_feed_interval_seconds": 0.5,
             "sms_aliyun_access_key_id": ALI_ID, "sms_aliyun_access_key_secret": ALI_KEY,
             "sms_aliyun_endpoint": self.urls["aliyun"].removeprefix("http://"), "sms_aliyun_protocol": "http",
+            "sms_aliyun_mns_endpoint": self.urls["mns"], "sms_aliyun_mns_report_queue": MNS_QUEUE,
             # compensation within the run: ask about Alibaba/Tencent messages pending for 5 s
             "sms_compensate_after": 5, "sms_compensate_scan_seconds": 1.0, "sms_feed_rate": 50.0,
         }
@@ -169,6 +175,9 @@ class ProviderLane:
             if outcome < 0.92:
                 self.tencent.report(serial)
                 self.truth["tencent"].delivered += 1
+                if rng.random() < 0.1:
+                    self.tencent.add_reply(e164, "好的")
+                    self.replies += 1
             else:
                 code, text = rng.choice(TC_FAILURES)
                 self.tencent.report(serial, delivered=False, errmsg=code, description=text)
@@ -186,7 +195,7 @@ class ProviderLane:
             "request": {"PhoneNumbers": phone, "SignName": "阿里云", "TemplateCode": "SMS_153055065"},
             "response": response})
         self.truth["aliyun"].sends += 1
-        outcome, by_push = rng.random(), rng.random() < 0.7
+        outcome, channel = rng.random(), rng.choices(("push", "mns", "query"), (0.5, 0.25, 0.25))[0]
 
         def report() -> None:
             if outcome < 0.03:
@@ -194,8 +203,10 @@ class ProviderLane:
                 return
             delivered = outcome < 0.91
             code = "DELIVERED" if delivered else rng.choice(ALI_FAILURES)[0]
-            # not by push: found only when our compensation asks QuerySendDetails
-            self.aliyun.report(biz, phone, delivered=delivered, err_code=code, push=by_push)
+            # "query": found only when our compensation asks QuerySendDetails
+            body = self.aliyun.report(biz, phone, delivered=delivered, err_code=code, push=channel == "push")
+            if channel == "mns":
+                self.mns.send(MNS_QUEUE, body)
             if delivered:
                 self.truth["aliyun"].delivered += 1
             else:

@@ -14,6 +14,18 @@ The pure builders (``aliyun_send``, ``aliyun_report``, ``tencent_send``, ``tence
 JSON bodies, so tests can craft precise cases. ``plan_traffic`` turns a seed into a deterministic
 schedule; ``drive`` posts that schedule and returns the :class:`GroundTruth`.
 
+The traffic model:
+
+* receipt latency is log-normal per carrier (移动 fastest, 电信 slowest, see ``CARRIER_LATENCY``)
+  with a slow tail, capped at 30 s and compressed for runs shorter than a minute;
+* about 1% of receipts are *late*: their report time is 2..6 h after the send in provider time,
+  while the POST itself is time-scaled into the run (6 h of provider time = 30 s of a full run);
+* some messages are long: Alibaba reports them with ``sms_size`` N > 1, Tencent bills
+  ``Fee`` N, KX content is longer than 70 characters (67 characters a part);
+* scenario switches (default off): :class:`Outage` (one carrier delivers only at a given rate for a
+  while) and :class:`Blackout` (one provider's receipt pushes stop for a while, lost or caught up
+  afterwards). ``parse_scenario`` reads them from command-line strings.
+
 Phone numbers never appear in log output.
 """
 
@@ -177,12 +189,15 @@ KX_OK: tuple[str, str] = ("0", "成功")
 # --- templates and signs -------------------------------------------------------------------------
 
 ALIYUN_SIGNS: tuple[str, ...] = ("阿里云短信测试", "云栖科技", "鲜果园", "速达物流")
-ALIYUN_TEMPLATES: tuple[tuple[str, int], ...] = (  # (TemplateCode, sms_size)
+ALIYUN_TEMPLATES: tuple[tuple[str, int], ...] = (  # (TemplateCode, sms_size): long ones have N > 1
     ("SMS_153055065", 1), ("SMS_152550005", 1), ("SMS_205392047", 1), ("SMS_217436583", 2),
+    ("SMS_229843212", 3),
 )
 TENCENT_SDK_APP_IDS: tuple[str, ...] = ("1400006666", "1400787878")
 TENCENT_SIGNS: tuple[str, ...] = ("腾讯云", "乐享出行", "微鲸健康")
-TENCENT_TEMPLATES: tuple[tuple[str, int], ...] = (("1110", 1), ("449739", 1), ("1528346", 2))
+TENCENT_TEMPLATES: tuple[tuple[str, int], ...] = (  # (TemplateId, Fee): long ones bill N > 1
+    ("1110", 1), ("449739", 1), ("1528346", 2), ("1733921", 3),
+)
 KX_USERID = "100001"
 KX_APIKEY = "simulator-apikey"  # not a credential: the simulator signs with a fixed fake key
 KX_CONTENTS: tuple[str, ...] = (
@@ -190,7 +205,16 @@ KX_CONTENTS: tuple[str, ...] = (
     "【鲜果园】您的验证码为{n}，5分钟内有效，请勿泄露。",
     "【安心保险】尊敬的客户，您的保单{n}已生效，详情请登录APP查看。退订回T",
     "【城市燃气】您本月燃气费账单已出，户号{n}，请及时缴费。",
+    # Long messages (> 70 characters: billed 67 characters a part): 2 and 3 parts.
+    "【安心保险】尊敬的客户，您的保单{n}已完成续保，保障期间为一年。电子保单已发送至您预留的邮箱，"
+    "如需纸质保单请在APP内申请邮寄，如有疑问请致电客服热线。退订回T",
+    "【城市燃气】尊敬的用户，您的户号{n}本月燃气费账单已出。为保障用气安全，我司将于近期开展入户安检，"
+    "请您提前预约上门时间并保持家中有人。安检人员均佩戴工作证并出示安检工单，安检过程不收取任何费用，"
+    "请勿向任何人员支付现金，谨防上当受骗。如需改约请拨打客服热线或在公众号内办理。退订回T",
 )
+KX_SEGMENT_CHARS = 70  # up to 70 characters is one part
+KX_PART_CHARS = 67  # longer messages are billed 67 characters a part
+LONG_WEIGHT = 0.15  # a long template / content is picked this much as often as a short one
 UPLINK_TEXTS: tuple[str, ...] = ("TD", "退订", "收到，谢谢", "好的", "R", "1")
 
 # --- traffic shape -------------------------------------------------------------------------------
@@ -213,13 +237,163 @@ DUPLICATE_SHARE = 0.05
 EARLY_RECEIPT_SHARE = 0.10
 MAX_RECORDS_PER_PUSH: dict[Provider, int] = {"aliyun": 100, "tencent": 100, "kx": 100}
 PUSH_TICK: dict[Provider, float] = {"aliyun": 0.4, "tencent": 0.25, "kx": 0.8}
-RECEIPT_MEDIAN_S = 3.0
+RECEIPT_MEDIAN_S = 3.0  # the carrier-independent profile of ``receipt_delay(rng)``
 RECEIPT_MAX_S = 30.0
 RECEIPT_SIGMA = 0.85  # p99 ~ 22 s
 
 
+@dataclass(frozen=True, slots=True)
+class LatencyProfile:
+    """Receipt delay of one carrier: log-normal body plus a slower log-normal tail (seconds)."""
+
+    median: float
+    sigma: float
+    tail_share: float
+    tail_median: float
+    tail_sigma: float = 0.4
+
+
+CARRIER_LATENCY: dict[Carrier, LatencyProfile] = {
+    "移动": LatencyProfile(median=2.2, sigma=0.6, tail_share=0.03, tail_median=14.0),
+    "联通": LatencyProfile(median=3.4, sigma=0.65, tail_share=0.04, tail_median=16.0),
+    "电信": LatencyProfile(median=5.0, sigma=0.7, tail_share=0.05, tail_median=18.0),
+}
+# Late receipts: report time 2..6 h after the send (provider time), POSTed within the run; the
+# POST delay is the late time scaled so that LATE_REPORT_MAX_S maps onto RECEIPT_MAX_S.
+LATE_RECEIPT_SHARE = 0.01
+LATE_REPORT_MIN_S = 2 * 3600.0
+LATE_REPORT_MAX_S = 6 * 3600.0
+
+
 class SimulatorError(RuntimeError):
     """The receiver answered something other than the provider's documented success reply."""
+
+
+# --- scenarios -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Outage:
+    """A carrier outage: messages to ``carrier`` sent in ``[start, start + duration)`` (seconds after
+    the run start) are delivered only at ``delivery_rate``; the rest fail with that carrier's receipt
+    codes from the seed tables (KX: its §12.2 codes). Messages rejected at submit and messages that
+    never get a receipt are unaffected."""
+
+    carrier: Carrier
+    delivery_rate: float
+    start: float
+    duration: float
+
+    def __post_init__(self) -> None:
+        if self.carrier not in CARRIER_WEIGHTS:
+            raise ValueError(f"unknown carrier {self.carrier!r} (one of {', '.join(CARRIER_WEIGHTS)})")
+        if not 0.0 <= self.delivery_rate <= 1.0:
+            raise ValueError("delivery_rate must be within 0..1")
+        _check_window(self.start, self.duration)
+
+    @property
+    def end(self) -> float:
+        return self.start + self.duration
+
+    def covers(self, carrier: Carrier, at: float) -> bool:
+        return carrier == self.carrier and self.start <= at < self.end
+
+
+@dataclass(frozen=True, slots=True)
+class Blackout:
+    """A provider's receipt pushes stop during ``[start, start + duration)`` (seconds after the run
+    start). Receipts that would have been pushed in the window are never posted (their messages stay
+    pending), or with ``catch_up=True`` are posted once the window ends. Send records and uplinks
+    are not affected."""
+
+    provider: Provider
+    start: float
+    duration: float
+    catch_up: bool = False
+
+    def __post_init__(self) -> None:
+        if self.provider not in PROVIDERS:
+            raise ValueError(f"unknown provider {self.provider!r} (one of {', '.join(PROVIDERS)})")
+        _check_window(self.start, self.duration)
+
+    @property
+    def end(self) -> float:
+        return self.start + self.duration
+
+    def covers(self, provider: Provider, now: float) -> bool:
+        return provider == self.provider and self.start <= now < self.end
+
+
+Scenario = Outage | Blackout
+
+
+def _check_window(start: float, duration: float) -> None:
+    if not (math.isfinite(start) and start >= 0):
+        raise ValueError("start must be a finite number of seconds >= 0")
+    if not (math.isfinite(duration) and duration > 0):
+        raise ValueError("duration must be a finite number of seconds > 0")
+
+
+CARRIER_ALIASES: dict[str, Carrier] = {
+    "移动": "移动", "cmcc": "移动", "mobile": "移动", "chinamobile": "移动",
+    "联通": "联通", "cucc": "联通", "unicom": "联通", "chinaunicom": "联通",
+    "电信": "电信", "ctcc": "电信", "telecom": "电信", "chinatelecom": "电信",
+}
+PROVIDER_ALIASES: dict[str, Provider] = {
+    "aliyun": "aliyun", "alibaba": "aliyun", "000": "aliyun",
+    "kx": "kx", "001": "kx",
+    "tencent": "tencent", "qcloud": "tencent", "002": "tencent",
+}
+_CATCH_UP_WORDS = {"catch_up", "catch-up", "catchup", "1", "true", "yes"}
+_NO_CATCH_UP_WORDS = {"drop", "0", "false", "no"}
+
+
+def parse_scenario(text: str) -> Scenario:
+    """A scenario switch from a command-line string (fields separated by ``:``).
+
+    * ``outage:<carrier>:<delivery_rate>:<start>:<duration>`` -> :class:`Outage`, e.g.
+      ``"outage:移动:0.3:10:30"``: messages to China Mobile sent from 10 s to 40 s after the start
+      are delivered at 30%. ``<carrier>`` is 移动/联通/电信 or cmcc/cucc/ctcc
+      (mobile/unicom/telecom); ``<delivery_rate>`` is 0..1.
+    * ``blackout:<provider>:<start>:<duration>[:catch_up]`` -> :class:`Blackout`, e.g.
+      ``"blackout:tencent:5:20"``: Tencent's receipt pushes stop from 5 s to 25 s after the start
+      and the receipts of that window are lost; with a fifth field ``catch_up`` they are posted
+      when the window ends (``drop``, the default, loses them). ``<provider>`` is aliyun/tencent/kx.
+
+    Times are seconds relative to the run start. Raises ValueError on anything else.
+    """
+    parts = [part.strip() for part in text.strip().split(":")]
+    kind = parts[0].lower()
+    try:
+        if kind == "outage" and len(parts) == 5:
+            carrier = CARRIER_ALIASES.get(parts[1].lower())
+            if carrier is None:
+                raise ValueError(f"unknown carrier {parts[1]!r}")
+            return Outage(carrier, float(parts[2]), float(parts[3]), float(parts[4]))
+        if kind == "blackout" and len(parts) in (4, 5):
+            provider = PROVIDER_ALIASES.get(parts[1].lower())
+            if provider is None:
+                raise ValueError(f"unknown provider {parts[1]!r}")
+            mode = parts[4].lower() if len(parts) == 5 else "drop"
+            if mode not in _CATCH_UP_WORDS | _NO_CATCH_UP_WORDS:
+                raise ValueError(f"the fifth field must be catch_up or drop, not {parts[4]!r}")
+            return Blackout(provider, float(parts[2]), float(parts[3]), catch_up=mode in _CATCH_UP_WORDS)
+    except ValueError as exc:
+        raise ValueError(f"scenario {text!r}: {exc}") from None
+    raise ValueError(
+        f"scenario {text!r}: expected outage:<carrier>:<rate>:<start>:<duration> or "
+        "blackout:<provider>:<start>:<duration>[:catch_up]"
+    )
+
+
+def _as_tuple(value: Any, kind: type) -> tuple[Any, ...]:
+    if value is None:
+        return ()
+    items = (value,) if isinstance(value, kind) else tuple(value)
+    for item in items:
+        if not isinstance(item, kind):
+            raise TypeError(f"expected {kind.__name__}, got {item!r}")
+    return items
 
 
 # --- time formats --------------------------------------------------------------------------------
@@ -540,7 +714,12 @@ class PlannedSend:
 
 @dataclass(slots=True, eq=False)
 class PlannedMessage:
-    """One message (one phone). ``receipt`` is None for pending and submit-failed messages."""
+    """One message (one phone). ``receipt`` is None for pending and submit-failed messages.
+
+    ``segments``: Alibaba the receipt's ``sms_size``, Tencent the ``Fee`` (0 if rejected at
+    submit), KX the parts of its content. ``late``: the receipt's report time is hours after the
+    send (its POST is still within the run). ``in_outage``: sent to a carrier during an outage.
+    """
 
     provider: Provider
     phone: str
@@ -554,6 +733,12 @@ class PlannedMessage:
     early: bool = False
     receipt_posted: bool = False
     duplicate_posted: bool = False
+    segments: int = 1
+    late: bool = False
+    in_outage: bool = False
+    receipt_dropped: bool = False  # a blackout withheld the receipt for good
+    receipt_held: bool = False  # a catch-up blackout held the receipt back
+    duplicate_dropped: bool = False  # a blackout lost the duplicate (or the receipt it repeats)
 
 
 @dataclass(slots=True)
@@ -569,6 +754,8 @@ class TrafficPlan:
     duration: float
     sends: list[PlannedSend]
     uplinks: list[PlannedUplink]
+    outages: tuple[Outage, ...] = ()
+    blackouts: tuple[Blackout, ...] = ()
 
     def messages(self, provider: Provider | None = None) -> Iterator[PlannedMessage]:
         for send in self.sends:
@@ -582,6 +769,18 @@ class _Ctx:
     start: float
     scale: float
     seq: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    outages: tuple[Outage, ...] = ()
+    # Outage draws come from their own stream, so an outage changes nothing outside its window.
+    outage_rng: random.Random = field(default_factory=random.Random)
+
+    def outage_outcome(self, outcome: Outcome, carrier: Carrier, at: float) -> tuple[Outcome, bool]:
+        """(outcome, in an outage): in an outage window a receipt says delivered at its rate."""
+        for outage in self.outages:
+            if outage.covers(carrier, at):
+                if outcome not in ("delivered", "failed"):
+                    return outcome, True
+                return ("delivered" if self.outage_rng.random() < outage.delivery_rate else "failed"), True
+        return outcome, False
 
     def wall(self, offset: float) -> float:
         return self.start + offset
@@ -609,13 +808,29 @@ def delay_scale(duration: float) -> float:
     return max(0.01, min(1.0, duration / 60.0))
 
 
-def receipt_delay(rng: random.Random) -> float:
-    """Unscaled receipt delay: lognormal, median 3 s, tail redrawn at 30 s (floor 0.5 s)."""
+def receipt_delay(rng: random.Random, carrier: Carrier | None = None) -> float:
+    """Unscaled receipt delay in seconds, redrawn above 30 s (floor 0.5 s).
+
+    With ``carrier``: that carrier's :data:`CARRIER_LATENCY` (log-normal body, slow log-normal
+    tail); without: one log-normal with median 3 s.
+    """
     for _ in range(8):
-        delay = rng.lognormvariate(math.log(RECEIPT_MEDIAN_S), RECEIPT_SIGMA)
+        if carrier is None:
+            delay = rng.lognormvariate(math.log(RECEIPT_MEDIAN_S), RECEIPT_SIGMA)
+        else:
+            profile = CARRIER_LATENCY[carrier]
+            if rng.random() < profile.tail_share:
+                delay = rng.lognormvariate(math.log(profile.tail_median), profile.tail_sigma)
+            else:
+                delay = rng.lognormvariate(math.log(profile.median), profile.sigma)
         if delay <= RECEIPT_MAX_S:
             return max(delay, 0.5)
     return RECEIPT_MAX_S
+
+
+def kx_segments(text: str) -> int:
+    """KX billing parts: up to 70 characters is 1, longer messages are 67 characters a part."""
+    return 1 if len(text) <= KX_SEGMENT_CHARS else math.ceil(len(text) / KX_PART_CHARS)
 
 
 def _pick(rng: random.Random, rows: Sequence[tuple[str, str, int]]) -> tuple[str, str]:
@@ -643,18 +858,29 @@ ReceiptMaker = Callable[[float, str, str], Json]  # (report wall time, code, msg
 
 def _attach_receipt(ctx: _Ctx, msg: PlannedMessage, at: float, make: ReceiptMaker,
                     delivered: tuple[str, str], code_msg: tuple[str, str] | None) -> None:
-    """Give a delivered/failed message its receipt record, delay, duplicate and early flags."""
+    """Give a delivered/failed message its receipt record, delay, late, duplicate and early flags.
+
+    A late receipt (LATE_RECEIPT_SHARE) reports 2..6 h after the send; it is posted after the
+    same time scaled down (6 h -> RECEIPT_MAX_S, compressed for short runs) and never before its
+    send record."""
     if msg.outcome not in ("delivered", "failed"):
         return
     rng = ctx.rng
     code, text = delivered if msg.outcome == "delivered" else (code_msg or delivered)
-    delay = receipt_delay(rng) * ctx.scale
+    delay = receipt_delay(rng, msg.carrier) * ctx.scale
+    report = ctx.wall(at + delay)
+    if rng.random() < LATE_RECEIPT_SHARE:
+        # Hours late in provider time; the POST is time-scaled into the run (6 h -> 30 s).
+        late_s = rng.uniform(LATE_REPORT_MIN_S, LATE_REPORT_MAX_S)
+        delay = late_s / LATE_REPORT_MAX_S * RECEIPT_MAX_S * ctx.scale
+        report = ctx.wall(at) + late_s
+        msg.late = True
     msg.code = code
     msg.receipt_due = at + delay
-    msg.receipt = make(ctx.wall(at + delay), code, text)
+    msg.receipt = make(report, code, text)
     if rng.random() < DUPLICATE_SHARE:
         msg.duplicate_due = msg.receipt_due + rng.uniform(1.0, 10.0) * ctx.scale
-    msg.early = rng.random() < EARLY_RECEIPT_SHARE
+    msg.early = rng.random() < EARLY_RECEIPT_SHARE and not msg.late
 
 
 def _plan_aliyun(ctx: _Ctx, at: float) -> PlannedSend:
@@ -663,7 +889,7 @@ def _plan_aliyun(ctx: _Ctx, at: float) -> PlannedSend:
     n = 1 if kind == "single" else rng.randint(2, 5) if kind == "multi" else rng.randint(2, 10)
     numbers = [random_phone(rng) for _ in range(n)]
     sign = rng.choice(ALIYUN_SIGNS)
-    template, sms_size = rng.choice(ALIYUN_TEMPLATES)
+    template, sms_size = _pick_long(rng, ALIYUN_TEMPLATES, lambda row: row[1] > 1)
     out_id = f"ord{rng.randrange(10**8, 10**9)}" if kind != "batch" and rng.random() < 0.6 else None
     error = rng.choice(ALIYUN_SUBMIT_ERRORS) if rng.random() < PROFILES["aliyun"].submit_failed else None
     biz_id = None if error else ctx.biz_id()
@@ -674,7 +900,9 @@ def _plan_aliyun(ctx: _Ctx, at: float) -> PlannedSend:
     send_wall = ctx.wall(at)
     for phone, carrier in numbers:
         outcome: Outcome = "submit_failed" if error else _receipt_outcome(rng, PROFILES["aliyun"])
-        msg = PlannedMessage("aliyun", phone, carrier, biz_id or "", outcome, error[0] if error else "")
+        outcome, in_outage = ctx.outage_outcome(outcome, carrier, at)
+        msg = PlannedMessage("aliyun", phone, carrier, biz_id or "", outcome, error[0] if error else "",
+                             segments=sms_size, in_outage=in_outage)
 
         def make(report: float, code: str, text: str, phone: str = phone) -> Json:
             return aliyun_report(phone, biz_id or "", send_time=send_wall, report_time=report,
@@ -689,7 +917,7 @@ def _plan_tencent(ctx: _Ctx, at: float) -> PlannedSend:
     rng = ctx.rng
     n = 1 if rng.random() < 0.85 else rng.randint(2, 5)
     numbers = [random_phone(rng) for _ in range(n)]
-    template, fee = rng.choice(TENCENT_TEMPLATES)
+    template, fee = _pick_long(rng, TENCENT_TEMPLATES, lambda row: row[1] > 1)
     sign = rng.choice(TENCENT_SIGNS)
     outcomes = [_draw_outcome(rng, PROFILES["tencent"]) for _ in numbers]
     results = [rng.choice(TENCENT_SUBMIT_ERRORS) if o == "submit_failed" else TENCENT_SEND_OK for o in outcomes]
@@ -700,8 +928,10 @@ def _plan_tencent(ctx: _Ctx, at: float) -> PlannedSend:
                         serial_nos=serials, request_id=ctx.uuid(), sent_at=ctx.sent_at(at),
                         results=results, fee=fee)
     send = PlannedSend("tencent", at, body, defer_lag=rng.uniform(0.05, 0.5))
-    for (phone, carrier), outcome, serial, (code, _) in zip(numbers, outcomes, serials, results, strict=True):
-        msg = PlannedMessage("tencent", phone, carrier, serial, outcome, code if outcome == "submit_failed" else "")
+    for (phone, carrier), drawn, serial, (code, _) in zip(numbers, outcomes, serials, results, strict=True):
+        outcome, in_outage = ctx.outage_outcome(drawn, carrier, at)
+        msg = PlannedMessage("tencent", phone, carrier, serial, outcome, code if outcome == "submit_failed" else "",
+                             segments=fee if outcome != "submit_failed" else 0, in_outage=in_outage)
 
         def make(report: float, c: str, text: str, phone: str = phone, serial: str = serial) -> Json:
             return tencent_status(phone, serial, receive_time=report, errmsg=c, description=text)
@@ -711,8 +941,14 @@ def _plan_tencent(ctx: _Ctx, at: float) -> PlannedSend:
     return send
 
 
+def _pick_long(rng: random.Random, rows: Sequence[Any], long: Callable[[Any], bool]) -> Any:
+    """One of ``rows``, the long ones (multi-segment) weighted by LONG_WEIGHT."""
+    return rng.choices(rows, weights=[LONG_WEIGHT if long(row) else 1.0 for row in rows])[0]
+
+
 def _kx_content(rng: random.Random) -> str:
-    return rng.choice(KX_CONTENTS).format(n=rng.randrange(1000, 1000000))
+    text: str = _pick_long(rng, KX_CONTENTS, lambda c: kx_segments(c.format(n=0)) > 1)
+    return text.format(n=rng.randrange(1000, 1000000))
 
 
 def _plan_kx(ctx: _Ctx, at: float) -> PlannedSend:
@@ -731,9 +967,12 @@ def _plan_kx(ctx: _Ctx, at: float) -> PlannedSend:
                    ts_ms=int(ctx.wall(at) * 1000), sent_at=ctx.sent_at(at), extnum=extnum,
                    p2p=p2p, results=results if p2p else None)
     send = PlannedSend("kx", at, body, defer_lag=rng.uniform(0.05, 0.5))
-    for (phone, carrier), outcome, (code, _) in zip(numbers, outcomes, results, strict=True):
+    texts = [contents] * len(numbers) if isinstance(contents, str) else contents
+    for (phone, carrier), drawn, (code, _), content in zip(numbers, outcomes, results, texts, strict=True):
+        outcome, in_outage = ctx.outage_outcome(drawn, carrier, at)
         msg = PlannedMessage("kx", phone, carrier, "" if all_failed else taskid, outcome,
-                             code if outcome == "submit_failed" else "")
+                             code if outcome == "submit_failed" else "", segments=kx_segments(content),
+                             in_outage=in_outage)
 
         def make(report: float, c: str, text: str, phone: str = phone) -> Json:
             return kx_report(phone, taskid, report_time=report, code=c, msg=text)
@@ -779,15 +1018,30 @@ def _plan_uplinks(ctx: _Ctx, sends: Sequence[PlannedSend], duration: float) -> l
     return sorted(uplinks, key=lambda u: u.at)
 
 
-def plan_traffic(*, duration: float, rate: float = 50.0, seed: int = 1, start: float | None = None) -> TrafficPlan:
-    """A deterministic schedule for ``seed``: the same seed and ``start`` give identical bodies.
+def plan_traffic(
+    *,
+    duration: float,
+    rate: float = 50.0,
+    seed: int = 1,
+    start: float | None = None,
+    outage: Outage | Sequence[Outage] | None = None,
+    blackout: Blackout | Sequence[Blackout] | None = None,
+) -> TrafficPlan:
+    """A deterministic schedule for ``seed``: the same seed, ``start`` and scenarios give identical
+    bodies.
 
     Requests arrive as a Poisson process of ~``rate`` messages/s over ``duration`` seconds.
     ``start`` (epoch seconds, default now) only shifts the timestamps and the id prefixes.
+    ``outage`` (one :class:`Outage` or several) changes the outcomes of the messages in its window
+    only: everything else is the same as without it. ``blackout`` (one :class:`Blackout` or
+    several) is kept on the plan for the driver; it does not change the plan itself.
     """
     if duration <= 0 or rate <= 0:
         raise ValueError("duration and rate must be positive")
-    ctx = _Ctx(random.Random(seed), time.time() if start is None else start, delay_scale(duration))
+    outages: tuple[Outage, ...] = _as_tuple(outage, Outage)
+    blackouts: tuple[Blackout, ...] = _as_tuple(blackout, Blackout)
+    ctx = _Ctx(random.Random(seed), time.time() if start is None else start, delay_scale(duration),
+               outages=outages, outage_rng=random.Random(f"outage:{seed}"))
     providers = list(PROVIDER_WEIGHTS)
     sends: list[PlannedSend] = []
     at = 0.0
@@ -799,7 +1053,7 @@ def plan_traffic(*, duration: float, rate: float = 50.0, seed: int = 1, start: f
         send = _PLANNERS[provider](ctx, at)
         at += sum(ctx.rng.expovariate(rate) for _ in send.messages[1:])  # keep ~rate messages/s
         sends.append(send)
-    return TrafficPlan(ctx.start, duration, sends, _plan_uplinks(ctx, sends, duration))
+    return TrafficPlan(ctx.start, duration, sends, _plan_uplinks(ctx, sends, duration), outages, blackouts)
 
 
 # --- ground truth ------------------------------------------------------------------------------
@@ -820,6 +1074,13 @@ class ProviderCounts:
     send_requests: int = 0
     receipts_posted: int = 0  # receipt records incl. duplicates
     receipt_requests: int = 0
+    # Billed parts our pipeline should store, summed over the messages: Alibaba the sms_size of the
+    # receipt posted for the message, else 1; Tencent the SendStatusSet Fee (0 for a number rejected
+    # at submit); KX 1 up to 70 characters of content, else ceil(len / 67).
+    segments: int = 0
+    late_receipts: int = 0  # messages whose (first) receipt posted says report time 2..6 h after send
+    receipts_dropped: int = 0  # messages whose receipt a blackout withheld for good (they stay pending)
+    receipts_caught_up: int = 0  # messages whose receipt a catch-up blackout held, posted after it
 
 
 @dataclass(slots=True)
@@ -831,6 +1092,16 @@ class GroundTruth:
     def of(self, provider: Provider) -> ProviderCounts:
         counts: ProviderCounts = getattr(self, provider)
         return counts
+
+    @property
+    def segments(self) -> dict[Provider, int]:
+        """Segments per provider (see :attr:`ProviderCounts.segments`)."""
+        return {p: self.of(p).segments for p in PROVIDERS}
+
+    @property
+    def late_receipts(self) -> int:
+        """Late receipts posted, all providers (see :attr:`ProviderCounts.late_receipts`)."""
+        return sum(self.of(p).late_receipts for p in PROVIDERS)
 
     def to_dict(self) -> dict[str, dict[str, int]]:
         return {p: asdict(self.of(p)) for p in PROVIDERS}
@@ -879,6 +1150,9 @@ class _Runner:
         self.loop = asyncio.get_running_loop()
         self.t0 = self.loop.time()
         self.deadline = plan.duration + plan.duration * 0.5 + 10.0
+        for blackout in plan.blackouts:  # held receipts go out once their window is over
+            if blackout.catch_up:
+                self.deadline = max(self.deadline, blackout.end + 5.0)
         self.send_slots = asyncio.Semaphore(32)
         self.tasks: set[asyncio.Task[None]] = set()
         self.error: BaseException | None = None
@@ -949,6 +1223,31 @@ class _Runner:
             await self.post(RECEIPT_PATHS[provider], records[i:i + limit], EXPECTED_REPLIES[provider])
             self.truth.of(provider).receipt_requests += 1
 
+    def blackout(self, provider: Provider, now: float) -> Blackout | None:
+        return next((b for b in self.plan.blackouts if b.covers(provider, now)), None)
+
+    def withhold(
+        self, provider: Provider, blackout: Blackout, now: float,
+        firsts: list[tuple[PlannedMessage, PlannedSend]], dups: list[tuple[PlannedMessage, PlannedSend]],
+    ) -> tuple[list[tuple[PlannedMessage, PlannedSend]], list[tuple[PlannedMessage, PlannedSend]]]:
+        """During a blackout: the receipts due by now are held (catch-up) or lost for good."""
+        due = [(m, s) for m, s in firsts if m.receipt_due <= now]
+        if blackout.catch_up:
+            for m, _ in due:
+                m.receipt_held = True
+            return firsts, dups
+        for m, s in due:
+            m.receipt_dropped = True
+            if s.state == "waiting":  # its send waited for this receipt: the send goes out anyway
+                s.state = "triggered"
+                self.spawn(self.deferred_send(s))
+        self.truth.of(provider).receipts_dropped += len(due)
+        for m, _ in dups:  # a duplicate due in the window is lost, as is one of a lost receipt
+            if m.receipt_dropped or (m.receipt_posted and (m.duplicate_due or 0) <= now):
+                m.duplicate_dropped = True
+        return ([(m, s) for m, s in firsts if not m.receipt_dropped],
+                [(m, s) for m, s in dups if not m.duplicate_dropped])
+
     async def receipt_loop(self, provider: Provider) -> None:
         owned = [(m, s) for s in self.plan.sends if s.provider == provider for m in s.messages if m.receipt]
         firsts = sorted(owned, key=lambda ms: ms[0].receipt_due)
@@ -958,6 +1257,10 @@ class _Runner:
             await asyncio.sleep(PUSH_TICK[provider])
             self.raise_if_failed()
             now = self.now()
+            blackout = self.blackout(provider, now)
+            if blackout is not None:
+                firsts, dups = self.withhold(provider, blackout, now, firsts, dups)
+                continue
             batch = [(m, s) for m, s in firsts if m.receipt_due <= now and self.may_post(m, s)]
             if batch:
                 early = [s for _, s in batch if s.state != "done"]
@@ -967,12 +1270,16 @@ class _Runner:
                     counts.receipts_posted += 1
                     counts.delivered += m.outcome == "delivered"
                     counts.failed += m.outcome == "failed"
+                    counts.late_receipts += m.late
+                    counts.receipts_caught_up += m.receipt_held
                 counts.receipts_before_send += len(early)
                 for s in early:
                     if s.state == "waiting":
                         s.state = "triggered"
                         self.spawn(self.deferred_send(s))
                 firsts = [(m, s) for m, s in firsts if not m.receipt_posted]
+            if self.blackout(provider, self.now()) is not None:
+                continue  # the window opened while pushing: the duplicates wait for the next tick
             again = [m for m, _ in dups if m.receipt_posted and (m.duplicate_due or 0) <= now]
             if again:
                 await self.push(provider, [m.receipt for m in again if m.receipt])
@@ -1015,6 +1322,12 @@ class _Runner:
             for task in leftovers:
                 task.cancel()
             await asyncio.gather(*leftovers, return_exceptions=True)
+        for send in self.plan.sends:
+            if send.state != "done":
+                continue
+            counts = self.truth.of(send.provider)
+            for m in send.messages:
+                counts.segments += m.segments if send.provider != "aliyun" or m.receipt_posted else 1
         for provider in PROVIDERS:
             c = self.truth.of(provider)
             c.pending = c.sends - c.delivered - c.failed
@@ -1029,13 +1342,19 @@ async def drive(
     token: str | None = None,
     seed: int = 1,
     session: aiohttp.ClientSession | None = None,
+    outage: Outage | Sequence[Outage] | None = None,
+    blackout: Blackout | Sequence[Blackout] | None = None,
 ) -> GroundTruth:
     """Post ~``rate`` messages/s of provider traffic for ``duration`` s, then the late receipts.
 
-    Waits at most ``duration * 0.5 + 10`` s after the sends for the last scheduled receipts.
-    Raises :class:`SimulatorError` on any reply that is not the documented success reply.
+    Waits at most ``duration * 0.5 + 10`` s after the sends for the last scheduled receipts (or
+    until 5 s after the end of a catch-up blackout, if later). ``outage`` / ``blackout``: the
+    scenario switches of :func:`plan_traffic` (default off); the returned :class:`GroundTruth`
+    counts exactly what was posted. Raises :class:`SimulatorError` on any reply that is not the
+    documented success reply.
     """
-    plan = plan_traffic(duration=duration, rate=rate, seed=seed, start=time.time())
+    plan = plan_traffic(duration=duration, rate=rate, seed=seed, start=time.time(), outage=outage,
+                        blackout=blackout)
     own = session is None
     client = session or aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
     try:
@@ -1055,9 +1374,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--token", default=None)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--scenario", type=parse_scenario, action="append", default=[],
+                        help='repeatable: "outage:<carrier>:<rate>:<start>:<duration>" or '
+                             '"blackout:<provider>:<start>:<duration>[:catch_up]"')
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
-    truth = asyncio.run(drive(args.url, duration=args.duration, rate=args.rate, token=args.token, seed=args.seed))
+    outages = [s for s in args.scenario if isinstance(s, Outage)]
+    blackouts = [s for s in args.scenario if isinstance(s, Blackout)]
+    truth = asyncio.run(drive(args.url, duration=args.duration, rate=args.rate, token=args.token, seed=args.seed,
+                              outage=outages, blackout=blackouts))
     print(orjson.dumps(truth.to_dict(), option=orjson.OPT_INDENT_2).decode())
 
 

@@ -173,6 +173,7 @@ class MnsConsumer:
         self.endpoint = endpoint.rstrip("/")
         self.queue_name = queue
         self.kind = kind
+        self.name = f"aliyun.mns.{kind}"
         self.publish = publish
         self.parse = parse
         self.batch = batch

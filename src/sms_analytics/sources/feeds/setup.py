@@ -16,17 +16,20 @@ class Runnable(Protocol):
     async def run(self, stop: asyncio.Event) -> None: ...
 
 
-def build_feeds(settings: Settings, ids: Identities, publish: Publish, bootstrap: str) -> list[Any]:
+def build_feeds(settings: Settings, ids: Identities, publish: Publish, bootstrap: str) -> tuple[list[Any], list[Any]]:
+    """The feeds to run, and the clients to close when they stop."""
     s = settings
     data_dir = s.sms_data_dir
     common = {"interval": s.sms_feed_interval_seconds, "rate": s.sms_feed_rate}
     feeds: list[Any] = []
+    closers: list[Any] = []
     if s.sms_kx_base_url and s.sms_kx_userid and s.sms_kx_apikey:
         from sms_analytics.sources.feeds.kx import KxBalance, kx_reports, kx_uplink
         from sms_analytics.sources.kx import Kx
         from sms_analytics.sources.kx_client import KxClient
 
         client = KxClient(s.sms_kx_base_url, s.sms_kx_userid, s.sms_kx_apikey.get_secret_value())
+        closers.append(client)
         kx = Kx(ids)
         feeds += [kx_reports(client, kx, publish, data_dir, **common), kx_uplink(client, kx, publish, data_dir, **common),
                   KxBalance(client, s.sms_kx_userid, publish, rate=s.sms_feed_rate)]
@@ -68,4 +71,4 @@ def build_feeds(settings: Settings, ids: Identities, publish: Publish, bootstrap
                 feeds.append(MnsConsumer(endpoint=s.sms_aliyun_mns_endpoint, access_id=s.sms_aliyun_access_key_id,
                                          access_key=s.sms_aliyun_access_key_secret.get_secret_value(), queue=queue,
                                          kind=kind, publish=publish, parse=parse))
-    return feeds
+    return feeds, closers
