@@ -5,6 +5,7 @@ delivered by both a push and a poll counts once; a poller's spool survives a res
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -39,7 +40,8 @@ async def serve(app: web.Application) -> tuple[str, web.AppRunner]:
 
 @pytest_asyncio.fixture
 async def kx() -> AsyncIterator[tuple[KxSimulator, KxClient]]:
-    sim = KxSimulator(userid="100001", apikey="kx-test-key", report_delay=None)
+    # A seed of its own: the simulator's taskids follow its seed, and tests share one warehouse.
+    sim = KxSimulator(userid="100001", apikey="kx-test-key", report_delay=None, rng_seed=random.randrange(1 << 30))
     url, runner = await serve(sim.app())
     client = KxClient(url, "100001", "kx-test-key")
     yield sim, client

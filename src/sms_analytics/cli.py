@@ -188,12 +188,20 @@ def simulate(
     duration: float = typer.Option(30.0),
     rate: float = typer.Option(40.0),
     seed: int = typer.Option(1),
+    scenario: list[str] = typer.Option([], help="outage:<carrier>:<rate>:<start>:<duration> or "
+                                                "blackout:<provider>:<start>:<duration>[:catch_up]; repeatable."),
 ) -> None:
     """Drive a running receiver with simulated provider traffic; prints the ground truth."""
-    from sms_analytics.simulate.traffic import drive
+    from sms_analytics.simulate.traffic import Blackout, Outage, drive, parse_scenario
 
     settings = _settings()
-    truth = asyncio.run(drive(url, duration=duration, rate=rate, token=settings.callback_token, seed=seed))
+    try:
+        switches = [parse_scenario(text) for text in scenario]
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    truth = asyncio.run(drive(url, duration=duration, rate=rate, token=settings.callback_token, seed=seed,
+                              outage=[s for s in switches if isinstance(s, Outage)] or None,
+                              blackout=[s for s in switches if isinstance(s, Blackout)] or None))
     typer.echo(orjson.dumps(truth.to_dict(), option=orjson.OPT_INDENT_2).decode())
 
 
