@@ -16,7 +16,6 @@ from typing import Any, AsyncIterator
 
 import aiohttp
 import orjson
-import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer
 

@@ -4,7 +4,6 @@ their send, fold into one correct row, whether or not the parts were merged on d
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import pytest
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 import urllib.error
 import urllib.request
 from typing import Any, Optional
