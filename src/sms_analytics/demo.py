@@ -82,7 +82,7 @@ async def run_demo(settings: Settings, *, duration: float, rate: float, seed: in
         print(f"pull feeds (records): {feeds}")
         print(f"ground truth ({'matches the warehouse' if caught_up else 'DOES NOT match the warehouse'}): "
               f"{orjson.dumps(expected).decode()}")
-        print(f"the data stays queryable: sms-analytics sql \"SELECT status, count() FROM sms.messages GROUP BY status\"")
+        print("the data stays queryable: sms-analytics sql \"SELECT status, count() FROM sms.messages GROUP BY status\"")
         return caught_up
     finally:
         await runtime.stop()
