@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
+from pathlib import Path
 from typing import Any, Optional
 
 import orjson
@@ -81,10 +83,29 @@ def run(
 
 @cli.command()
 def sql(
-    statement: str = typer.Argument(..., help="A read-only statement (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN)."),
+    statement: Optional[str] = typer.Argument(None, help="A read-only statement (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN)."),
     fmt: str = typer.Option("table", "--format", help="json (one object per line), table or csv."),
+    file: Optional[Path] = typer.Option(None, "--file", help="Read the statement from this file."),
+    param: list[str] = typer.Option([], "--param", help="name=value for a {name:Type} query parameter; repeatable."),
 ) -> None:
     """Run a read-only query: through the running process if there is one, else on the warehouse."""
+    if (statement is None) == (file is None):
+        raise typer.BadParameter("give a statement or --file, not both")
+    if file is not None:
+        statement = file.read_text(encoding="utf-8")
+    assert statement is not None
+    params = dict(_param(p) for p in param)
+    _run_sql(statement, fmt, params)
+
+
+def _param(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip().isidentifier():
+        raise typer.BadParameter(f"--param takes name=value, got {text!r}")
+    return name.strip(), value
+
+
+def _run_sql(statement: str, fmt: str, params: dict[str, str]) -> None:
     from sms_analytics.sinks.query_api import FORMATS, render
     from sms_analytics.sinks.warehouse import NotReadOnly, Warehouse, check_read_only
 
@@ -96,7 +117,8 @@ def sql(
     except NotReadOnly as exc:
         typer.echo(f"refused: {exc}", err=True)
         raise typer.Exit(2)
-    url = f"http://{settings.sms_query_host}:{settings.sms_query_port}/query?format={fmt}"
+    query = urllib.parse.urlencode({"format": fmt, **{f"param_{k}": v for k, v in params.items()}})
+    url = f"http://{settings.sms_query_host}:{settings.sms_query_port}/query?{query}"
     request = urllib.request.Request(url, data=statement.encode(), method="POST")
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
@@ -114,7 +136,7 @@ def sql(
                    f"could not be opened directly (is another process using it?): {str(exc).strip()[:500]}", err=True)
         raise typer.Exit(1)
     try:
-        columns, rows = warehouse.query(statement)
+        columns, rows = warehouse.query(statement, params=params)
     except Exception as exc:
         typer.echo(f"error: {str(exc).strip()[:2000]}", err=True)
         raise typer.Exit(1)
@@ -128,6 +150,35 @@ def _error_text(body: bytes) -> str:
         return str(orjson.loads(body).get("error"))
     except Exception:
         return body.decode("utf-8", "replace")
+
+
+@cli.command()
+def lookup(
+    phone: str = typer.Argument(..., help="A phone number, in any form the providers use."),
+    fmt: str = typer.Option("table", "--format", help="json, table or csv."),
+) -> None:
+    """A number's messages: the number is hashed with the same key as the pipeline's, never stored."""
+    from sms_analytics.model.phone import BadPhone, PhoneHasher, load_or_create_key, normalize
+
+    settings = _settings()
+    try:
+        e164 = normalize(phone).e164
+    except BadPhone as exc:
+        raise typer.BadParameter(str(exc)) from None
+    try:
+        key = load_or_create_key(settings.sms_phone_hash_key.get_secret_value() if settings.sms_phone_hash_key else None,
+                                 settings.sms_data_dir, create=False)
+    except FileNotFoundError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1)
+    _run_sql(LOOKUP_SQL, fmt, {"hash": PhoneHasher(key)(e164)})
+
+
+LOOKUP_SQL = (
+    "SELECT provider, message_id, phone_masked, carrier, template, sign, sent_at, reported_at, status, error_code, "
+    "failure_category, latency_ms, receipt_count FROM sms.messages WHERE phone_hash = {hash:String} "
+    "ORDER BY sent_at DESC NULLS LAST LIMIT 1000"
+)
 
 
 @cli.command()

@@ -119,13 +119,15 @@ class PhoneHasher:
         return hmac.new(self._key, e164.encode(), hashlib.sha256).hexdigest()
 
 
-def load_or_create_key(configured: str | None, data_dir: Path) -> bytes:
+def load_or_create_key(configured: str | None, data_dir: Path, *, create: bool = True) -> bytes:
     """The configured key, or one generated once and kept in the data dir (mode 0600)."""
     if configured:
         return configured.encode()
     path = data_dir / "phone_hash.key"
     if path.exists():
         return path.read_bytes().strip()
+    if not create:
+        raise FileNotFoundError(f"no SMS_PHONE_HASH_KEY and no {path}: nothing was hashed with a key here yet")
     data_dir.mkdir(parents=True, exist_ok=True)
     key = secrets.token_hex(32).encode()
     tmp = path.with_suffix(f".{os.getpid()}.tmp")

@@ -1,6 +1,7 @@
 """The read-only query endpoint of a running process (loopback by default).
 
-`POST /query?format=json|csv|table` with the SQL as the body. Only read statements, run with
+`POST /query?format=json|csv|table[&param_<name>=<value>…]` with the SQL as the body; the params
+fill ClickHouse query parameters ({name:Type}). Only read statements, run with
 readonly=2; anything else is answered 403. chDB opens a warehouse in one process at a time, so
 `sms-analytics sql` goes through this endpoint while `up` runs.
 """
@@ -65,7 +66,8 @@ def query_app(warehouse: Warehouse, readiness: Callable[[], dict[str, bool]]) ->
             return web.json_response({"error": f"format must be one of {', '.join(FORMATS)}"}, status=400)
         sql = (await request.read()).decode("utf-8", "replace")
         try:
-            columns, rows = await asyncio.to_thread(warehouse.query, sql)
+            params = {k.removeprefix("param_"): v for k, v in request.query.items() if k.startswith("param_")}
+            columns, rows = await asyncio.to_thread(lambda: warehouse.query(sql, params=params))
         except NotReadOnly as exc:
             return web.json_response({"error": str(exc)}, status=403)
         except Exception as exc:

@@ -25,7 +25,7 @@ class NotReadOnly(ValueError):
 
 def check_read_only(sql: str) -> str:
     """Refuse anything but one read statement (the server also runs it with readonly=2: no writes, no DDL)."""
-    text = sql.strip().rstrip(";").strip()
+    text = _strip_comments(sql).strip().rstrip(";").strip()
     if not text:
         raise NotReadOnly("empty statement")
     if ";" in _strip_literals(text):
@@ -33,6 +33,12 @@ def check_read_only(sql: str) -> str:
     if not _READ_ONLY.match(text):
         raise NotReadOnly("only SELECT, WITH, SHOW, DESCRIBE, EXPLAIN and EXISTS statements are allowed")
     return text
+
+
+def _strip_comments(sql: str) -> str:
+    """Blank `-- …` and `/* … */` comments outside string literals (what the engine ignores)."""
+    return re.sub(r"'(?:[^'\\]|\\.)*'|--[^\n]*|/\*.*?\*/", lambda m: m.group(0) if m.group(0).startswith("'") else " ",
+                  sql, flags=re.S)
 
 
 def _strip_literals(sql: str) -> str:
@@ -121,11 +127,13 @@ class Warehouse:
         with self._lock:
             self.client.command(sql)
 
-    def query(self, sql: str, *, read_only: bool = True) -> tuple[list[str], list[tuple[Any, ...]]]:
+    def query(self, sql: str, *, read_only: bool = True,
+              params: dict[str, Any] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run a query; `params` fill ClickHouse query parameters such as {name:String}."""
         if read_only:
             sql = check_read_only(sql)
         with self._lock:
-            result = self.client.query(sql, settings={"readonly": 2} if read_only else None)
+            result = self.client.query(sql, parameters=params or None, settings={"readonly": 2} if read_only else None)
         return list(result.column_names), [tuple(r) for r in result.result_rows]
 
     def ping(self) -> bool:
