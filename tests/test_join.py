@@ -312,3 +312,23 @@ def test_counts_are_conserved_over_many_interleaved_messages(plans: list[Any], d
     expected = {k: v for k, v in alone.items() if v != "none"}
     assert merged == expected
     assert sum(Counter(merged.values()).values()) == len(expected)
+
+
+def test_the_stream_forgets_states_older_than_expire_after() -> None:
+    from sms_analytics.streams.app import Compensation, due_for_compensation, should_forget
+
+    policy = Compensation(after_ms=600_000, interval_ms=1_800_000, forget_after_ms=72 * 3_600_000)
+    waiting, _ = fold([send()])
+    receipt_only, _ = fold([receipt(True, SENT + 5000)])
+    assert not should_forget(waiting, SENT + 71 * 3_600_000, policy)
+    assert should_forget(waiting, SENT + 73 * 3_600_000, policy)
+    assert not should_forget(receipt_only, receipt_only.updated_at_ms + 3_600_000, policy)
+    assert should_forget(receipt_only, receipt_only.updated_at_ms + 73 * 3_600_000, policy)
+    # Compensation: only Alibaba/Tencent, only past `after`, once per interval.
+    ali = Delivery(**{**IDENT, "provider": "aliyun"}, has_send=True, sent_at_ms=SENT)
+    assert not due_for_compensation(ali, SENT + 500_000, policy)
+    assert due_for_compensation(ali, SENT + 700_000, policy)
+    ali.compensation_asked_ms = SENT + 700_000
+    assert not due_for_compensation(ali, SENT + 1_000_000, policy)
+    assert due_for_compensation(ali, SENT + 2_600_000, policy)
+    assert not due_for_compensation(waiting, SENT + 700_000, policy)  # KX has no per-message query

@@ -83,7 +83,8 @@ class Runtime:
                 batch=s.sms_join_batch, within=s.sms_join_within_seconds,
                 compensation=Compensation(after_ms=int(s.sms_compensate_after.total_seconds() * 1000),
                                           interval_ms=int(s.sms_compensate_interval.total_seconds() * 1000),
-                                          scan_seconds=s.sms_compensate_scan_seconds),
+                                          scan_seconds=s.sms_compensate_scan_seconds,
+                                          forget_after_ms=int(s.sms_expire_after.total_seconds() * 1000)),
             )
             await self.app.start()
         if self.parts.sink:

@@ -32,6 +32,7 @@ class JoinStats:
     undecodable: int = 0
     emitted: int = 0
     compensation_requests: int = 0
+    forgotten: int = 0
     busy_seconds: float = 0.0  # time spent processing batches (not waiting for input)
     first_event_ms: int = 0
     last_event_ms: int = 0
@@ -51,6 +52,7 @@ class Compensation:
     scan_seconds: float = 30.0
     max_age_ms: int = 30 * 86_400_000  # QuerySendDetails looks back 30 days
     providers: tuple[str, ...] = ("aliyun", "tencent")  # KX has no per-message query
+    forget_after_ms: int = 72 * 3_600_000  # SMS_EXPIRE_AFTER: the stream drops states older than this
 
 
 def due_for_compensation(d: Delivery, now: int, policy: Compensation) -> bool:
@@ -60,6 +62,14 @@ def due_for_compensation(d: Delivery, now: int, policy: Compensation) -> bool:
     if age < policy.after_ms or age > policy.max_age_ms:
         return False
     return d.compensation_asked_ms is None or now - d.compensation_asked_ms >= policy.interval_ms
+
+
+def should_forget(d: Delivery, now: int, policy: Compensation) -> bool:
+    """A state still waiting after SMS_EXPIRE_AFTER (a send without a final receipt: expired in the
+    warehouse; a receipt whose send never came) leaves the stream's table. A receipt arriving later
+    still lands in the warehouse, which merges it with what it has."""
+    since = d.sent_at_ms if d.sent_at_ms is not None else d.updated_at_ms
+    return now - since > policy.forget_after_ms
 
 
 def build_app(*, app_id: str, bootstrap: str, partitions: int, replication: int, data_dir: str,
@@ -98,6 +108,10 @@ def build_app(*, app_id: str, bootstrap: str, partitions: int, replication: int,
             if i % 5000 == 4999:
                 await asyncio.sleep(0)  # a large table must not stall the join
             d = decode_delivery(raw)
+            if should_forget(d, now, policy):
+                del state[key]
+                stats.forgotten += 1
+                continue
             if not due_for_compensation(d, now, policy):
                 continue
             d.compensation_asked_ms = now
