@@ -29,6 +29,7 @@ from sms_analytics.sources.base import Identities
 from sms_analytics.sources.feeds.setup import build_feeds
 from sms_analytics.sources.http import Receiver
 from sms_analytics.sources.publisher import Publisher
+from sms_analytics.streams.alerts import Rules
 from sms_analytics.streams.app import Compensation, JoinStats, build_app
 
 log = structlog.get_logger(__name__)
@@ -85,6 +86,7 @@ class Runtime:
                                           interval_ms=int(s.sms_compensate_interval.total_seconds() * 1000),
                                           scan_seconds=s.sms_compensate_scan_seconds,
                                           forget_after_ms=int(s.sms_expire_after.total_seconds() * 1000)),
+                rules=Rules.load(s.sms_alert_rules),
             )
             await self.app.start()
         if self.parts.sink:

@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     sms_compensate_interval: timedelta = Field(default=timedelta(minutes=30),
                                                description="Never ask about one message twice within this.")
     sms_compensate_scan_seconds: float = Field(default=30.0, description="How often the stream looks for them.")
+    sms_alert_rules: Path | None = Field(default=None, description="Alert rules YAML (default: the packaged one).")
     sms_feed_interval_seconds: float = Field(default=5.0, description="Wait after an empty poll.")
     sms_feed_rate: float = Field(default=5.0, description="At most this many calls per second per feed.")
     sms_kx_base_url: str | None = Field(default=None, description="KX API, e.g. http://ip:port")

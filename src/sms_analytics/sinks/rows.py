@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+
+import orjson
 from typing import Any
 
 from sms_analytics.model.events import Delivery, ProviderBalance, ProviderStats, ReplyEvent
@@ -27,6 +29,15 @@ STATS_COLUMNS = (
     "callback_success_count", "callback_fail_count", "internal_error_count", "invalid_number_count",
     "shutdown_error_count", "blacklist_count", "frequency_limit_count", "pulled_at",
 )
+
+
+ALERT_COLUMNS = ("rule", "key", "state", "value", "threshold", "window_seconds", "started_at", "at", "summary")
+
+
+def alert_row(raw: bytes) -> list[Any]:
+    a = orjson.loads(raw)
+    return [a["rule"], a["key"], a["state"], float(a["value"]), float(a["threshold"]), int(a["window_seconds"]),
+            _dt(a["started_at_ms"]), _dt(a["at_ms"]), a["summary"]]
 
 
 def balance_row(b: ProviderBalance) -> list[Any]:

@@ -23,7 +23,7 @@ from sms_analytics.model import topics
 from sms_analytics.model.events import ProviderBalance, decode_delivery, decode_provider_metric, decode_reply
 from sms_analytics.sinks.rollups import Rollups
 from sms_analytics.sinks.rows import (
-    BALANCE_COLUMNS, MESSAGE_COLUMNS, REPLY_COLUMNS, STATS_COLUMNS, balance_row, message_row, reply_row, stats_row,
+    ALERT_COLUMNS, BALANCE_COLUMNS, MESSAGE_COLUMNS, REPLY_COLUMNS, STATS_COLUMNS, alert_row, balance_row, message_row, reply_row, stats_row,
 )
 from sms_analytics.sinks.warehouse import Warehouse
 
@@ -61,12 +61,14 @@ class ClickHouseSink:
         replies = Table("sms.replies", REPLY_COLUMNS)
         balances = Table("sms.provider_balance", BALANCE_COLUMNS)
         stats = Table("sms.provider_stats", STATS_COLUMNS)
-        self.tables = [messages, replies, balances, stats]
+        alerts = Table("sms.alerts", ALERT_COLUMNS)
+        self.tables = [messages, replies, balances, stats, alerts]
         # Each topic's record becomes one row of one table.
         self.routes: dict[str, Callable[[bytes], tuple[Table, list[Any]]]] = {
             topics.DELIVERIES: lambda raw: (messages, self._delivery_row(raw)),
             topics.REPLIES: lambda raw: (replies, reply_row(decode_reply(raw))),
             topics.PROVIDER_STATS: lambda raw: _metric_row(decode_provider_metric(raw), balances, stats),
+            topics.ALERTS: lambda raw: (alerts, alert_row(raw)),
         }
         self.consumer = AIOKafkaConsumer(
             *self.routes, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,

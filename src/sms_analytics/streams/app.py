@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
+import msgspec
 import structlog
 
 from sms_analytics.model import topics
@@ -21,6 +22,7 @@ from sms_analytics.model.events import (
     CompensationRequest, Delivery, encode, ReceiptEvent, SendEvent, decode_delivery, decode_message_event, encode_delivery,
 )
 from sms_analytics.model.times import now_ms
+from sms_analytics.streams.alerts import Alert, Detector, Rules, webhook_body
 from sms_analytics.streams.join import apply, is_final
 
 log = structlog.get_logger(__name__)
@@ -33,6 +35,8 @@ class JoinStats:
     emitted: int = 0
     compensation_requests: int = 0
     forgotten: int = 0
+    alerts: int = 0
+    detector: Any = None
     busy_seconds: float = 0.0  # time spent processing batches (not waiting for input)
     first_event_ms: int = 0
     last_event_ms: int = 0
@@ -73,7 +77,8 @@ def should_forget(d: Delivery, now: int, policy: Compensation) -> bool:
 
 
 def build_app(*, app_id: str, bootstrap: str, partitions: int, replication: int, data_dir: str,
-              batch: int, within: float, compensation: Compensation | None = None) -> tuple[faust.App, JoinStats]:
+              batch: int, within: float, compensation: Compensation | None = None,
+              rules: Rules | None = None) -> tuple[faust.App, JoinStats]:
     app = faust.App(
         app_id,
         broker=f"kafka://{bootstrap}",
@@ -97,7 +102,20 @@ def build_app(*, app_id: str, bootstrap: str, partitions: int, replication: int,
     state = app.Table("message_state", default=None, key_type=bytes, value_type=bytes,
                       partitions=partitions, use_partitioner=True)
     requests = app.topic(topics.COMPENSATION, key_type=bytes, value_type=bytes, partitions=partitions)
+    alerts_topic = app.topic(topics.ALERTS, key_type=bytes, value_type=bytes, partitions=partitions)
     policy = compensation or Compensation()
+    detector = Detector(rules) if rules is not None else None
+    stats.detector = detector
+
+    if detector is not None:
+        @app.timer(interval=detector.rules.evaluate_every_seconds, name="sms_alerts")
+        async def evaluate_alerts() -> None:
+            for alert in detector.evaluate(now_ms()):
+                stats.alerts += 1
+                await alerts_topic.send(key=f"{alert.rule}|{alert.key}".encode(), value=msgspec.json.encode(alert))
+                log.warning("alert", rule=alert.rule, key=alert.key, state=alert.state, summary=alert.summary)
+                for hook in detector.rules.webhooks:
+                    asyncio.create_task(_post_webhook(hook, alert))
 
     @app.timer(interval=policy.scan_seconds, name="sms_compensation_scan")
     async def compensate() -> None:
@@ -137,7 +155,10 @@ def build_app(*, app_id: str, bootstrap: str, partitions: int, replication: int,
                     await dead.send(value=raw, headers={"reason": f"undecodable event: {exc}"[:500].encode(),
                                                         "endpoint": b"streams.join"})
                     continue
-                out.extend(_join_one(state, event, now))
+                joined = _join_one(state, event, now)
+                if detector is not None:
+                    _observe(detector, event, joined, now)
+                out.extend(joined)
             stats.events += len(values)
             for delivery in out:
                 await deliveries.send(key=topics.message_key(delivery.provider, delivery.message_id, delivery.phone),
@@ -147,6 +168,27 @@ def build_app(*, app_id: str, bootstrap: str, partitions: int, replication: int,
             stats.busy_seconds += time.perf_counter() - started
 
     return app, stats
+
+
+def _observe(detector: Detector, event: SendEvent | ReceiptEvent, joined: list[Delivery], now: int) -> None:
+    """Feed the alert windows: sends, and each outcome the first time the stream sees it."""
+    if isinstance(event, SendEvent):
+        detector.observe_send(event.provider, now)
+        if not event.submit_ok and joined:
+            detector.observe_outcome(event.provider, event.carrier, False, None, now)
+    elif joined:  # a new receipt (a duplicate changes nothing and joins nothing)
+        detector.observe_receipt(event.provider, now)
+        detector.observe_outcome(event.provider, event.carrier, event.delivered, joined[0].latency_ms, now)
+
+
+async def _post_webhook(hook: dict[str, str], alert: Alert) -> None:
+    import aiohttp
+
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+            await session.post(hook["url"], json=webhook_body(alert, hook.get("format", "generic")))
+    except Exception as exc:  # a webhook down must not stop the stream
+        log.warning("alert.webhook_failed", format=hook.get("format", "generic"), error=type(exc).__name__)
 
 
 def _join_one(state: Any, event: SendEvent | ReceiptEvent, now: int) -> list[Delivery]:

@@ -1,0 +1,162 @@
+"""In-stream alert detectors on sliding windows: delivery-rate drop (per provider and per
+provider/carrier), receipt blackout (receipts stalled while sends continue) and p95 latency above
+an SLO. Fed by the join as it processes events; evaluated on a timer; each alert fires once and is
+followed by one `resolved`. A firing alert resolves only once the value is clearly back (delivery
+rate ≥ floor + 0.05, p95 ≤ 0.9 × SLO), so a value hovering at the threshold does not flap. Rules and
+thresholds come from one YAML file (alert_rules.yaml)."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import yaml
+
+
+class Alert(msgspec.Struct, kw_only=True):
+    """A record on sms.alerts.v1 (and a row of sms.alerts)."""
+
+    rule: str  # delivery_rate | receipt_blackout | latency_p95
+    key: str  # provider, or provider/carrier
+    state: str  # firing | resolved
+    value: float
+    threshold: float
+    window_seconds: int
+    started_at_ms: int
+    at_ms: int
+    summary: str
+
+
+@dataclass(frozen=True)
+class Rules:
+    evaluate_every_seconds: float = 5.0
+    window_seconds: int = 300
+    rate_floor: float = 0.8
+    rate_min_volume: int = 100
+    rate_by_carrier: bool = True
+    blackout_lag_seconds: int = 180
+    blackout_min_sends: int = 20
+    latency_slo_ms: int = 60_000
+    latency_min_volume: int = 100
+    webhooks: tuple[dict[str, str], ...] = ()
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> "Rules":
+        text = path.read_text(encoding="utf-8") if path else (
+            resources.files("sms_analytics.streams") / "alert_rules.yaml").read_text(encoding="utf-8")
+        doc: dict[str, Any] = yaml.safe_load(text) or {}
+        rate, blackout, latency = doc.get("delivery_rate", {}), doc.get("receipt_blackout", {}), doc.get("latency_p95", {})
+        return cls(
+            evaluate_every_seconds=float(doc.get("evaluate_every_seconds", 5)),
+            window_seconds=int(doc.get("window_seconds", 300)),
+            rate_floor=float(rate.get("floor", 0.8)), rate_min_volume=int(rate.get("min_volume", 100)),
+            rate_by_carrier="carrier" in rate.get("by", ["provider", "carrier"]),
+            blackout_lag_seconds=int(blackout.get("lag_seconds", 180)),
+            blackout_min_sends=int(blackout.get("min_sends", 20)),
+            latency_slo_ms=int(latency.get("slo_ms", 60_000)), latency_min_volume=int(latency.get("min_volume", 100)),
+            webhooks=tuple(doc.get("webhooks") or ()),
+        )
+
+
+@dataclass
+class _Window:
+    """Timestamped observations in arrival order, pruned to the window."""
+
+    items: deque[tuple[int, Any]] = field(default_factory=deque)
+
+    def add(self, at_ms: int, value: Any) -> None:
+        self.items.append((at_ms, value))
+
+    def prune(self, since_ms: int) -> None:
+        while self.items and self.items[0][0] < since_ms:
+            self.items.popleft()
+
+
+class Detector:
+    def __init__(self, rules: Rules) -> None:
+        self.rules = rules
+        self.outcomes: dict[str, _Window] = {}  # key -> (at, delivered)
+        self.latencies: dict[str, _Window] = {}  # provider -> (at, latency_ms)
+        self.sends: dict[str, _Window] = {}
+        self.last_receipt_ms: dict[str, int] = {}
+        self.active: dict[tuple[str, str], Alert] = {}
+
+    # --- feeding ----------------------------------------------------------------------------------
+    def observe_send(self, provider: str, at_ms: int) -> None:
+        self.sends.setdefault(provider, _Window()).add(at_ms, None)
+        self.last_receipt_ms.setdefault(provider, at_ms)  # the lag counts from the first send seen
+
+    def observe_receipt(self, provider: str, at_ms: int) -> None:
+        self.last_receipt_ms[provider] = at_ms
+
+    def observe_outcome(self, provider: str, carrier: str, delivered: bool, latency_ms: int | None, at_ms: int) -> None:
+        keys = [provider] + ([f"{provider}/{carrier}"] if self.rules.rate_by_carrier else [])
+        for key in keys:
+            self.outcomes.setdefault(key, _Window()).add(at_ms, delivered)
+        if delivered and latency_ms is not None:
+            self.latencies.setdefault(provider, _Window()).add(at_ms, latency_ms)
+
+    # --- evaluating -------------------------------------------------------------------------------
+    def evaluate(self, now_ms: int) -> list[Alert]:
+        since = now_ms - self.rules.window_seconds * 1000
+        conditions: dict[tuple[str, str], tuple[bool, float, float, str]] = {}
+        r = self.rules
+        for key, window in self.outcomes.items():
+            window.prune(since)
+            n = len(window.items)
+            if n:
+                rate = sum(1 for _, ok in window.items if ok) / n
+                floor = r.rate_floor + (0.05 if ("delivery_rate", key) in self.active else 0.0)
+                conditions[("delivery_rate", key)] = (n >= r.rate_min_volume and rate < floor, rate, r.rate_floor,
+                                                      f"delivery rate of {key} is {rate:.1%} over {n} outcomes")
+        for provider, window in self.sends.items():
+            window.prune(since)
+            lag = (now_ms - self.last_receipt_ms.get(provider, now_ms)) / 1000
+            sends = len(window.items)
+            conditions[("receipt_blackout", provider)] = (
+                sends >= r.blackout_min_sends and lag > r.blackout_lag_seconds, lag, r.blackout_lag_seconds,
+                f"no {provider} receipt for {lag:.0f} s while {sends} messages were sent")
+        for provider, window in self.latencies.items():
+            window.prune(since)
+            values = sorted(v for _, v in window.items)
+            if values:
+                p95 = float(values[max(0, math.ceil(0.95 * len(values)) - 1)])  # nearest rank
+                slo = r.latency_slo_ms * (0.9 if ("latency_p95", provider) in self.active else 1.0)
+                conditions[("latency_p95", provider)] = (len(values) >= r.latency_min_volume and p95 > slo,
+                                                         p95, r.latency_slo_ms,
+                                                         f"p95 delivery latency of {provider} is {p95 / 1000:.1f} s")
+        return self._transitions(conditions, now_ms)
+
+    def _transitions(self, conditions: dict[tuple[str, str], tuple[bool, float, float, str]], now_ms: int) -> list[Alert]:
+        out: list[Alert] = []
+        for (rule, key), (holds, value, threshold, summary) in sorted(conditions.items()):
+            active = self.active.get((rule, key))
+            if holds and active is None:
+                alert = Alert(rule=rule, key=key, state="firing", value=value, threshold=threshold,
+                              window_seconds=self.rules.window_seconds, started_at_ms=now_ms, at_ms=now_ms,
+                              summary=summary)
+                self.active[(rule, key)] = alert
+                out.append(alert)
+            elif not holds and active is not None:
+                del self.active[(rule, key)]
+                out.append(Alert(rule=rule, key=key, state="resolved", value=value, threshold=threshold,
+                                 window_seconds=self.rules.window_seconds, started_at_ms=active.started_at_ms,
+                                 at_ms=now_ms, summary=f"resolved: {summary}"))
+        return out
+
+
+def webhook_body(alert: Alert, fmt: str) -> dict[str, Any]:
+    """The alert in a webhook's format: generic JSON, DingTalk, WeCom or Slack."""
+    text = f"[{alert.state.upper()}] {alert.rule} {alert.key}: {alert.summary}"
+    if fmt == "dingtalk":
+        return {"msgtype": "text", "text": {"content": text}}
+    if fmt == "wecom":
+        return {"msgtype": "text", "text": {"content": text}}
+    if fmt == "slack":
+        return {"text": text}
+    return msgspec.to_builtins(alert)

@@ -1,0 +1,157 @@
+"""The stream's alert detectors: a delivery-rate drop, a receipt blackout and a latency SLO each
+fire once within the window and resolve once afterwards; normal traffic raises none."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from sms_analytics.streams.alerts import Detector, Rules, webhook_body
+
+RULES = Rules(evaluate_every_seconds=1, window_seconds=60, rate_floor=0.8, rate_min_volume=50,
+              blackout_lag_seconds=30, blackout_min_sends=10, latency_slo_ms=20_000, latency_min_volume=50)
+T0 = 1_800_000_000_000
+
+
+def run(detector: Detector, seconds: range, outcome: callable, per_second: int = 5) -> list:
+    """Feed `per_second` sends and outcomes a second and evaluate every second."""
+    fired = []
+    rng = random.Random(7)
+    for s in seconds:
+        now = T0 + s * 1000
+        for _ in range(per_second):
+            carrier = rng.choice(("mobile", "unicom"))
+            detector.observe_send("aliyun", now)
+            result = outcome(s, carrier, rng)
+            if result is not None:
+                delivered, latency = result
+                detector.observe_receipt("aliyun", now)
+                detector.observe_outcome("aliyun", carrier, delivered, latency, now)
+        fired += [(s, a.rule, a.key, a.state) for a in detector.evaluate(now)]
+    return fired
+
+
+def normal(s: int, carrier: str, rng: random.Random) -> tuple[bool, int]:
+    return rng.random() < 0.95, int(rng.lognormvariate(8, 0.5))
+
+
+def test_normal_traffic_raises_nothing() -> None:
+    assert run(Detector(RULES), range(600), normal) == []
+
+
+def test_a_carrier_outage_fires_once_and_resolves_once() -> None:
+    def outage(s: int, carrier: str, rng: random.Random) -> tuple[bool, int]:
+        if 100 <= s < 200 and carrier == "mobile":
+            return rng.random() < 0.3, 3000
+        return normal(s, carrier, rng)
+
+    fired = run(Detector(RULES), range(400), outage)
+    mobile = [f for f in fired if f[2] == "aliyun/mobile"]
+    assert [f[3] for f in mobile] == ["firing", "resolved"]
+    assert 100 < mobile[0][0] <= 100 + 60  # within the window
+    assert 200 < mobile[1][0] <= 200 + 60 + 5  # once the outage left the window
+    assert all(f[2] != "aliyun/unicom" for f in fired)
+
+
+def test_a_receipt_blackout_fires_while_sends_continue_and_resolves() -> None:
+    def blackout(s: int, carrier: str, rng: random.Random) -> tuple[bool, int] | None:
+        return None if 100 <= s < 200 else normal(s, carrier, rng)
+
+    fired = [f for f in run(Detector(RULES), range(300), blackout) if f[1] == "receipt_blackout"]
+    assert [(f[2], f[3]) for f in fired] == [("aliyun", "firing"), ("aliyun", "resolved")]
+    assert fired[0][0] == 100 + 30 and fired[1][0] == 200  # lag > 30 s after the last receipt at 99
+
+
+def test_latency_above_the_slo_fires() -> None:
+    def slow(s: int, carrier: str, rng: random.Random) -> tuple[bool, int]:
+        return True, 45_000 if 100 <= s < 200 else 2_000
+
+    fired = [f for f in run(Detector(RULES), range(300), slow) if f[1] == "latency_p95"]
+    assert [f[3] for f in fired] == ["firing", "resolved"] and 100 < fired[0][0] <= 160
+
+
+def test_rules_load_from_yaml_and_webhook_formats(tmp_path: Path) -> None:
+    packaged = Rules.load()
+    assert (packaged.window_seconds, packaged.rate_floor, packaged.blackout_lag_seconds) == (300, 0.8, 180)
+    custom = tmp_path / "rules.yaml"
+    custom.write_text("window_seconds: 20\ndelivery_rate: {floor: 0.5, min_volume: 3, by: [provider]}\n"
+                      "webhooks: [{url: 'http://127.0.0.1:9/x', format: dingtalk}]\n")
+    rules = Rules.load(custom)
+    assert (rules.window_seconds, rules.rate_floor, rules.rate_min_volume, rules.rate_by_carrier) == (20, 0.5, 3, False)
+    detector = Detector(rules)
+    for i in range(4):
+        detector.observe_outcome("kx", "mobile", False, None, T0 + i)
+    alert = detector.evaluate(T0 + 10)[0]
+    assert (alert.rule, alert.key, alert.state) == ("delivery_rate", "kx", "firing")
+    assert webhook_body(alert, "dingtalk")["msgtype"] == "text" and "FIRING" in webhook_body(alert, "slack")["text"]
+    assert webhook_body(alert, "generic")["rule"] == "delivery_rate"
+
+
+async def test_outage_and_blackout_raise_and_resolve_alerts_end_to_end(tmp_path: Path) -> None:
+    """`sms-analytics up` with tight rules, driven by the simulator's outage (移动 delivers nothing)
+    and Tencent blackout (pushes stop); the alerts reach sms.alerts.v1 and the warehouse."""
+    import asyncio
+    import os
+    import sys
+
+    import aiohttp
+    import orjson
+    from aiokafka import AIOKafkaConsumer
+
+    from sms_analytics.broker.embedded import EmbeddedBroker, free_port
+    from sms_analytics.model import topics
+    from sms_analytics.simulate.traffic import Blackout, Outage, drive
+    from tests.conftest import eventually
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("evaluate_every_seconds: 1\nwindow_seconds: 6\n"
+                     "delivery_rate: {floor: 0.6, min_volume: 8, by: [provider, carrier]}\n"
+                     "receipt_blackout: {lag_seconds: 4, min_sends: 5}\nlatency_p95: {slo_ms: 600000, min_volume: 5}\n")
+    broker = EmbeddedBroker()
+    bootstrap = await broker.start()
+    http_port = free_port()
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "SMS_DATA_DIR": str(tmp_path), "SMS_APP_ID": "alerts-test",
+           "SMS_HTTP_PORT": str(http_port), "SMS_QUERY_PORT": str(free_port()), "SMS_ALERT_RULES": str(rules),
+           "SMS_PHONE_HASH_KEY": "alerts-test-key-0123456789"}
+    env.pop("SMS_CALLBACK_TOKEN", None)
+    proc = await asyncio.create_subprocess_exec(str(Path(sys.executable).with_name("sms-analytics")), "up", env=env,
+                                                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        async def healthy() -> bool:
+            try:
+                async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{http_port}/healthz") as r:
+                    return r.status == 200
+            except aiohttp.ClientError:
+                return False
+
+        await eventually(healthy, timeout=90, interval=0.5)
+        await drive(f"http://127.0.0.1:{http_port}", duration=24, rate=40, seed=3,
+                    outage=Outage(carrier="移动", delivery_rate=0.0, start=2, duration=10),
+                    blackout=Blackout(provider="tencent", start=2, duration=10))
+        consumer = AIOKafkaConsumer(topics.ALERTS, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                    enable_auto_commit=False, group_id=None)
+        await consumer.start()
+        seen: list[dict] = []
+
+        async def both_resolved() -> bool:
+            for recs in (await consumer.getmany(timeout_ms=500)).values():
+                seen.extend(orjson.loads(r.value) for r in recs)
+            states = {(a["rule"], a["key"]): a["state"] for a in seen}
+            return (states.get(("receipt_blackout", "tencent")) == "resolved"
+                    and any(k[0] == "delivery_rate" and k[1].endswith("/mobile") and v == "resolved"
+                            for k, v in states.items()))
+
+        try:
+            await eventually(both_resolved, timeout=40)
+        finally:
+            await consumer.stop()
+        blackout = [a["state"] for a in seen if (a["rule"], a["key"]) == ("receipt_blackout", "tencent")]
+        assert blackout == ["firing", "resolved"]  # deduplicated: one firing, one resolve
+        unicom = [a for a in seen if a["key"].endswith("/unicom") and a["rule"] == "delivery_rate"]
+        assert unicom == []  # only the carrier in the outage
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 20)
+        broker.stop()
