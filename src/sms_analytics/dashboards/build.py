@@ -1,0 +1,311 @@
+"""The Grafana dashboards, built as plain dicts: `python -m sms_analytics.dashboards.build` rewrites
+grafana/json/overview.json and drilldown.json (provisioned by grafana/provisioning/dashboards).
+
+Panel SQL uses the plugin 4.20 macros and template variables only (dashboards/macros.py expands
+them the same way for the tests). Metrics as defined in README "Metrics": delivery rate =
+delivered / (delivered + failed + expired) over messages sent in the window, latency percentiles
+over delivered messages from the rollups' quantilesDD sketch.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+DATASOURCE = {"type": "grafana-clickhouse-datasource", "uid": "sms-clickhouse"}
+PLUGIN_VERSION = "4.20.0"
+JSON_DIR = Path(__file__).resolve().parent / "grafana" / "json"
+FORMAT_TIMESERIES, FORMAT_TABLE = 0, 1
+
+# Template variables: (name, label, column of sms.rollup_minute).
+VARIABLES = (
+    ("provider", "Provider", "provider"),
+    ("carrier", "Carrier", "carrier"),
+    ("template", "Template", "template"),
+    ("sign", "Sign", "sign"),
+    ("country", "Country", "country_code"),
+)
+
+# quantilesDD(relative_accuracy, levels...): 0.005 is the accuracy, so q = [p50, p90, p95, p99].
+# Filters on the template variables, by the columns a source has.
+ROLLUP_FILTER = ("provider IN (${provider:singlequote}) AND carrier IN (${carrier:singlequote}) "
+                 "AND template IN (${template:singlequote}) AND sign IN (${sign:singlequote}) "
+                 "AND $__conditionalAll(country_code IN (${country:singlequote}), $country)")
+MESSAGE_FILTER = ROLLUP_FILTER  # sms.messages has the same dimension columns
+PROVIDER_CARRIER_FILTER = "provider IN (${provider:singlequote}) AND carrier IN (${carrier:singlequote})"
+PROVIDER_FILTER = "provider IN (${provider:singlequote})"
+
+RATE = "if(delivered + failed + expired = 0, NULL, delivered / (delivered + failed + expired))"
+MEANING = "dictGet('sms.error_code_dict', ('description', 'action'), (provider, carrier, error_code, outcome_stage))"
+
+
+# --- panels ---------------------------------------------------------------------------------------
+
+def _target(sql: str, fmt: int) -> dict[str, Any]:
+    return {
+        "refId": "A",
+        "datasource": dict(DATASOURCE),
+        "editorType": "sql",
+        "queryType": "timeseries" if fmt == FORMAT_TIMESERIES else "table",
+        "format": fmt,
+        "rawSql": sql.strip(),
+        "pluginVersion": PLUGIN_VERSION,
+    }
+
+
+def _panel(kind: str, title: str, sql: str, fmt: int, grid: tuple[int, int, int, int],
+           description: str, field_config: dict[str, Any] | None = None,
+           options: dict[str, Any] | None = None) -> dict[str, Any]:
+    x, y, w, h = grid
+    return {
+        "type": kind,
+        "title": title,
+        "description": description,
+        "datasource": dict(DATASOURCE),
+        "gridPos": {"x": x, "y": y, "w": w, "h": h},
+        "targets": [_target(sql, fmt)],
+        "fieldConfig": {"defaults": field_config or {}, "overrides": []},
+        "options": options or {},
+    }
+
+
+def timeseries(title: str, sql: str, grid: tuple[int, int, int, int], description: str = "",
+               unit: str = "short") -> dict[str, Any]:
+    return _panel("timeseries", title, sql, FORMAT_TIMESERIES, grid, description, {"unit": unit},
+                  {"legend": {"displayMode": "table", "placement": "bottom"}, "tooltip": {"mode": "multi"}})
+
+
+def table(title: str, sql: str, grid: tuple[int, int, int, int], description: str = "") -> dict[str, Any]:
+    return _panel("table", title, sql, FORMAT_TABLE, grid, description, {},
+                  {"showHeader": True, "cellHeight": "sm"})
+
+
+def stat(title: str, sql: str, grid: tuple[int, int, int, int], description: str = "",
+         unit: str = "short") -> dict[str, Any]:
+    return _panel("stat", title, sql, FORMAT_TABLE, grid, description, {"unit": unit},
+                  {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": True},
+                   "colorMode": "value", "graphMode": "none", "textMode": "auto"})
+
+
+def bar(title: str, sql: str, grid: tuple[int, int, int, int], description: str = "") -> dict[str, Any]:
+    return _panel("barchart", title, sql, FORMAT_TABLE, grid, description, {"unit": "short"},
+                  {"orientation": "horizontal", "showValue": "auto", "stacking": "none",
+                   "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True}})
+
+
+# --- variables ------------------------------------------------------------------------------------
+
+def query_variable(name: str, label: str, column: str) -> dict[str, Any]:
+    where = "$__timeFilter(minute)" if name == "provider" else "$__timeFilter(minute) AND provider IN (${provider:singlequote})"
+    return {
+        "type": "query",
+        "name": name,
+        "label": label,
+        "datasource": dict(DATASOURCE),
+        "query": f"SELECT DISTINCT {column} FROM sms.rollup_minute WHERE {where} ORDER BY {column}",
+        "definition": f"SELECT DISTINCT {column} FROM sms.rollup_minute WHERE {where} ORDER BY {column}",
+        "refresh": 2,  # on time range change
+        "multi": True,
+        "includeAll": True,
+        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+        "options": [],
+        "sort": 1,
+    }
+
+
+def textbox_variable(name: str, label: str) -> dict[str, Any]:
+    return {"type": "textbox", "name": name, "label": label, "query": "", "hide": 0,
+            "current": {"text": "", "value": ""}, "options": []}
+
+
+def variable_query(variable: dict[str, Any]) -> str:
+    return variable["query"]
+
+
+# --- dashboards -----------------------------------------------------------------------------------
+
+def _dashboard(uid: str, title: str, panels: list[dict[str, Any]], variables: list[dict[str, Any]]) -> dict[str, Any]:
+    for n, p in enumerate(panels, start=1):
+        p["id"] = n
+    return {
+        "uid": uid,
+        "title": title,
+        "tags": ["sms"],
+        "timezone": "utc",
+        "editable": False,
+        "graphTooltip": 1,
+        "refresh": "1m",
+        "schemaVersion": 39,
+        "version": 1,
+        "time": {"from": "now-24h", "to": "now"},
+        "templating": {"list": variables},
+        "annotations": {"list": []},
+        "links": [{"title": "SMS dashboards", "type": "dashboards", "tags": ["sms"], "asDropdown": False,
+                   "keepTime": True, "includeVars": True}],
+        "panels": panels,
+    }
+
+
+def _dimension_variables() -> list[dict[str, Any]]:
+    return [query_variable(*v) for v in VARIABLES]
+
+
+def overview() -> dict[str, Any]:
+    panels = [
+        timeseries("Messages by status per provider", f"""
+SELECT $__timeInterval(minute) AS time, provider,
+       sum(sent) AS sent, sum(delivered) AS delivered, sum(failed) AS failed,
+       sum(pending) AS pending, sum(expired) AS expired
+FROM sms.rollup_minute
+WHERE $__timeFilter(minute) AND {ROLLUP_FILTER}
+GROUP BY time, provider
+ORDER BY time, provider""", (0, 0, 12, 8), "Messages sent per interval (send cohort) and their current status."),
+        timeseries("Delivery rate per provider", f"""
+SELECT $__timeInterval(minute) AS time, provider,
+       sum(delivered) AS delivered, sum(failed) AS failed, sum(expired) AS expired,
+       {RATE} AS delivery_rate
+FROM sms.rollup_minute
+WHERE $__timeFilter(minute) AND {ROLLUP_FILTER}
+GROUP BY time, provider
+ORDER BY time, provider""", (12, 0, 12, 8),
+                   "delivered / (delivered + failed + expired) of the messages sent in each interval; pending excluded.",
+                   unit="percentunit"),
+        *[table(f"Delivery rate by {label}", f"""
+SELECT {column}, sum(sent) AS sent, sum(delivered) AS delivered, sum(failed) AS failed,
+       sum(expired) AS expired, sum(pending) AS pending, {RATE} AS delivery_rate
+FROM sms.rollup_minute
+WHERE $__timeFilter(minute) AND {ROLLUP_FILTER}
+GROUP BY {column}
+ORDER BY sent DESC""", (8 * n, 8, 8, 8), f"Delivery rate per {label} over the time range.")
+          for n, (column, label) in enumerate((("carrier", "carrier"), ("template", "template"), ("sign", "sign")))],
+        timeseries("Latency p50 / p90 / p99 by carrier", f"""
+SELECT time, carrier, q[1] AS p50, q[2] AS p90, q[4] AS p99
+FROM
+(
+    SELECT $__timeInterval(minute) AS time, carrier,
+           quantilesDDMerge(0.005, 0.5, 0.9, 0.95, 0.99)(latency_state) AS q
+    FROM sms.rollup_minute
+    WHERE $__timeFilter(minute) AND {ROLLUP_FILTER}
+    GROUP BY time, carrier
+    HAVING sum(delivered) > 0
+)
+ORDER BY time, carrier""", (0, 16, 12, 8), "Send-to-report latency of delivered messages (ms).", unit="ms"),
+        bar("Failures by category", f"""
+SELECT failure_category, sum(r.failed) AS failed, sum(r.expired) AS expired, sum(r.failed) + sum(r.expired) AS failures
+FROM sms.rollup_minute AS r
+WHERE $__timeFilter(minute) AND {ROLLUP_FILTER}
+GROUP BY failure_category
+HAVING failures > 0
+ORDER BY failures DESC""", (12, 16, 12, 8), "Failed and expired messages sent in the range, by failure category."),
+        table("Top error codes", f"""
+SELECT provider, carrier, error_code, outcome_stage, failure_category, count() AS count,
+       tupleElement({MEANING}, 1) AS description,
+       tupleElement({MEANING}, 2) AS action
+FROM sms.messages
+WHERE $__timeFilter(sent_at) AND {MESSAGE_FILTER} AND status = 'failed'
+GROUP BY provider, carrier, error_code, outcome_stage, failure_category
+ORDER BY count DESC
+LIMIT 50""", (0, 24, 24, 9), "Failure codes of messages sent in the range, with the knowledge base's description and suggested action."),
+        table("Receipt completeness (1 / 5 / 30 min)", f"""
+SELECT hour, provider, carrier, sent, within_1m, within_5m, within_30m
+FROM sms.receipt_completeness
+WHERE $__timeFilter(hour) AND {PROVIDER_CARRIER_FILTER}
+ORDER BY hour DESC, provider, carrier""", (0, 33, 12, 8),
+              "Share of each hour's sends with a final receipt within 1, 5 and 30 minutes."),
+        table("Cohort maturation", f"""
+SELECT hour, provider, sent, age_seconds, provisional_rate, delivery_rate, pending
+FROM sms.cohort_maturation
+WHERE $__timeFilter(hour) AND {PROVIDER_FILTER}
+ORDER BY hour DESC, provider""", (12, 33, 12, 8),
+              "Delivered within N seconds of the send / cohort size (provisional), against the cohort's delivery rate now."),
+        stat("Receipt lag per provider", f"""
+SELECT provider, max(reported_at) AS newest_receipt_at,
+       dateDiff('second', max(reported_at), $__toTime) AS lag_seconds
+FROM sms.messages
+WHERE reported_at <= $__toTime AND {PROVIDER_FILTER}
+GROUP BY provider
+ORDER BY provider""", (0, 41, 8, 6),
+             "Range end minus the newest receipt's report time (sms.receipt_lag at range end = now).", unit="s"),
+        timeseries("Pending backlog", f"""
+SELECT $__timeInterval(minute) AS time, provider, sum(pending) AS pending, sum(expired) AS expired
+FROM sms.rollup_minute
+WHERE $__timeFilter(minute) AND {ROLLUP_FILTER}
+GROUP BY time, provider
+ORDER BY time, provider""", (8, 41, 8, 6), "Messages still without a final outcome (pending) and expired, by send minute."),
+        timeseries("Provider balance", f"""
+SELECT $__timeInterval(at) AS time, provider, account, argMax(balance, at) AS balance
+FROM sms.provider_balance
+WHERE $__timeFilter(at) AND {PROVIDER_FILTER}
+GROUP BY time, provider, account
+ORDER BY time, provider, account""", (16, 41, 8, 6), "Account balance readings (KX Balance)."),
+        table("Reconciliation with provider statistics", f"""
+SELECT hour, provider, our_sent, their_sent, sent_diff, our_delivered, their_delivered, delivered_diff,
+       our_failed, their_failed, failed_diff
+FROM sms.reconciliation
+WHERE $__timeFilter(hour) AND {PROVIDER_FILTER}
+ORDER BY hour DESC, provider""", (0, 47, 24, 8), "Our counts against the provider's own hourly statistics (ours minus theirs)."),
+        table("Unmapped error codes", f"""
+SELECT provider, carrier, code, stage, first_seen, last_seen, count, example_message
+FROM sms.unmapped_codes
+WHERE last_seen >= $__fromTime AND first_seen <= $__toTime AND {PROVIDER_CARRIER_FILTER}
+ORDER BY count DESC""", (0, 55, 24, 8), "Failure codes the knowledge base does not explain: new codes for ops to look at."),
+    ]
+    return _dashboard("sms-overview", "SMS delivery: overview", panels, _dimension_variables())
+
+
+def drilldown() -> dict[str, Any]:
+    panels = [
+        stat("Delivery rate", f"""
+SELECT sum(sent) AS sent, sum(delivered) AS delivered, sum(failed) AS failed, sum(expired) AS expired,
+       sum(pending) AS pending, {RATE} AS delivery_rate
+FROM sms.rollup_minute
+WHERE $__timeFilter(minute) AND {ROLLUP_FILTER}""", (0, 0, 24, 5), "The selection's totals over the range."),
+        table("Message lookup", f"""
+SELECT message_id, provider, phone_masked, carrier, country_code, template, sign, sent_at, reported_at,
+       status, error_code, error_message, failure_category, latency_ms, receipt_count,
+       tupleElement({MEANING}, 1) AS description
+FROM sms.messages
+WHERE $__timeFilter(sent_at) AND (phone_masked = ${{lookup:singlequote}} OR message_id = ${{lookup:singlequote}})
+ORDER BY sent_at DESC
+LIMIT 100""", (0, 5, 24, 6), "Type a masked phone (138****1234) or a message id in the lookup box."),
+        table("Failed numbers with reasons", f"""
+SELECT phone_masked, provider, carrier, template, sign, message_id, sent_at, status, error_code,
+       failure_category, tupleElement({MEANING}, 1) AS description, tupleElement({MEANING}, 2) AS action
+FROM sms.messages
+WHERE $__timeFilter(sent_at) AND {MESSAGE_FILTER} AND status IN ('failed', 'expired')
+ORDER BY sent_at DESC
+LIMIT 1000""", (0, 11, 24, 12), "Failed and expired messages of the selection (phones masked)."),
+    ]
+    variables = _dimension_variables() + [textbox_variable("lookup", "Masked phone or message id")]
+    return _dashboard("sms-drilldown", "SMS delivery: drill-down", panels, variables)
+
+
+DASHBOARDS = {"overview.json": overview, "drilldown.json": drilldown}
+
+
+def render(dashboard: dict[str, Any]) -> str:
+    return json.dumps(dashboard, indent=2, ensure_ascii=False) + "\n"
+
+
+def write(folder: Path = JSON_DIR) -> list[Path]:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, build in DASHBOARDS.items():
+        path = folder / name
+        path.write_text(render(build()), encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    for path in write(Path(args[0]) if args else JSON_DIR):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
