@@ -242,7 +242,8 @@ async def test_completeness_maturation_lag_and_reconciliation_views(pipeline: Ru
         assert rates == sorted(rates) and 0 <= rates[0] and rates[-1] <= 1
         delivered = sum(1 for x in msgs if x["provider"] == m["provider"] and x["status"] == "delivered")
         assert rates[-1] == pytest.approx(delivered / m["sent"])  # receipts all came within 72 h
-    lag = await rows(pipeline, "SELECT provider, lag_seconds FROM sms.receipt_lag ORDER BY provider")
+    lag = await rows(pipeline, "SELECT provider, lag_seconds FROM sms.receipt_lag "
+                               "WHERE provider IN ('aliyun', 'kx', 'tencent') ORDER BY provider")  # others' test data
     assert [r["provider"] for r in lag] == ["aliyun", "kx", "tencent"] and all(r["lag_seconds"] >= 0 for r in lag)
 
     ours = [m for m in msgs if m["provider"] == "tencent"]
