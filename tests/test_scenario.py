@@ -26,6 +26,7 @@ from sms_analytics.simulate import traffic as sim
 from tests.conftest import TOKEN, eventually, rows
 
 pytestmark = pytest.mark.pipeline
+OURS = "provider IN ('aliyun', 'kx', 'tencent')"  # other tests load providers of their own into nearby hours
 KB = KnowledgeBase.load()
 N = 1200
 RECEIPT_CODES = {  # (code, message, delivered) per provider, from the seed tables
@@ -163,17 +164,20 @@ async def test_scenario_matches_reference_and_rollups(pipeline: Runtime) -> None
 
     where = f"(message_id LIKE '{run}-%' OR message_id LIKE 'submit-failed:{run}-%')"
 
-    async def all_there() -> list[dict[str, Any]] | None:
-        got = await rows(pipeline, f"SELECT provider, message_id, phone_masked, status, error_code, failure_category, "
-                                   f"latency_ms, receipt_count FROM sms.messages WHERE {where}")
-        ok = len(got) == N and all(
-            r["receipt_count"] == expected[(r["provider"], r["message_id"], r["phone_masked"])]["receipt_count"]
-            and r["status"] == expected[(r["provider"], r["message_id"], r["phone_masked"])]["status"] for r in got)
-        return got if ok else None
+    def as_map(got: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
+        return {(r["provider"], r["message_id"], r["phone_masked"]): {k: r[k] for k in (
+            "status", "error_code", "failure_category", "latency_ms", "receipt_count")} for r in got}
 
-    got = await eventually(all_there, timeout=60, interval=1.0)
-    actual = {(r["provider"], r["message_id"], r["phone_masked"]): {k: r[k] for k in (
-        "status", "error_code", "failure_category", "latency_ms", "receipt_count")} for r in got}
+    async def all_there() -> dict[tuple[str, str, str], dict[str, Any]] | None:
+        got = as_map(await rows(pipeline, f"SELECT provider, message_id, phone_masked, status, error_code, "
+                                          f"failure_category, latency_ms, receipt_count FROM sms.messages WHERE {where}"))
+        return got if got == expected else None  # every send and receipt has landed
+
+    try:
+        actual = await eventually(all_there, timeout=90, interval=1.0)
+    except AssertionError:
+        actual = as_map(await rows(pipeline, f"SELECT provider, message_id, phone_masked, status, error_code, "
+                                             f"failure_category, latency_ms, receipt_count FROM sms.messages WHERE {where}"))
     assert actual == expected
     by_class = Counter((v["status"], v["failure_category"]) for v in expected.values())
     assert by_class[("delivered", "delivered")] > 500 and len(by_class) >= 6  # the scenario is not trivial
@@ -186,7 +190,7 @@ async def test_scenario_matches_reference_and_rollups(pipeline: Runtime) -> None
     minutes = f"minute >= toDateTime({base}, 'UTC') AND minute < toDateTime({base + 3600}, 'UTC')"
     totals_sql = (f"SELECT sum(sent) AS sent, sum(delivered) AS delivered, sum(failed) AS failed, sum(expired) AS expired, "
                   f"sum(pending) AS pending, quantilesDDMerge(0.005, 0.5, 0.9, 0.95, 0.99)(latency_state) AS q "
-                  f"FROM sms.rollup_minute WHERE {minutes}")
+                  f"FROM sms.rollup_minute WHERE {minutes} AND provider IN ('aliyun', 'kx', 'tencent')")
     want = Counter(v["status"] for v in expected.values())
     messages_sent = sum(1 for m in msgs if m.with_send or m.provider == "aliyun")  # those with a sent_at
 
@@ -225,9 +229,9 @@ async def test_completeness_maturation_lag_and_reconciliation_views(pipeline: Ru
     base = (int(time.time()) - 49 * 3600) // 3600 * 3600
     hour = f"toDateTime({base}, 'UTC')"
     msgs = await rows(pipeline, f"SELECT provider, carrier, status, outcome_stage, latency_ms FROM sms.messages "
-                                f"WHERE sent_at >= {hour} AND sent_at < {hour} + INTERVAL 1 HOUR")
+                                f"WHERE sent_at >= {hour} AND sent_at < {hour} + INTERVAL 1 HOUR AND {OURS}")
     assert len(msgs) > 1000
-    completeness = await rows(pipeline, f"SELECT * FROM sms.receipt_completeness WHERE hour = {hour}")
+    completeness = await rows(pipeline, f"SELECT * FROM sms.receipt_completeness WHERE hour = {hour} AND {OURS}")
     for c in completeness:
         group = [m for m in msgs if (m["provider"], m["carrier"]) == (c["provider"], c["carrier"])]
         final = [m for m in group if m["outcome_stage"] == "receipt"]
@@ -235,7 +239,7 @@ async def test_completeness_maturation_lag_and_reconciliation_views(pipeline: Ru
         for name, limit in (("within_1m", 60_000), ("within_5m", 300_000), ("within_30m", 1_800_000)):
             assert c[name] == pytest.approx(sum(1 for m in final if m["latency_ms"] <= limit) / len(group))
         assert 0 <= c["within_1m"] <= c["within_5m"] <= c["within_30m"] <= 1
-    maturation = await rows(pipeline, f"SELECT * FROM sms.cohort_maturation WHERE hour = {hour} ORDER BY provider")
+    maturation = await rows(pipeline, f"SELECT * FROM sms.cohort_maturation WHERE hour = {hour} AND {OURS} ORDER BY provider")
     assert [m["provider"] for m in maturation] == ["aliyun", "kx", "tencent"]
     for m in maturation:
         rates = m["provisional_rate"]

@@ -1,0 +1,253 @@
+"""Grafana unified-alerting rules as code: `python -m sms_analytics.dashboards.alerting` rewrites
+grafana/provisioning/alerting/sms-alerts.yaml (file provisioning, apiVersion 1).
+
+Every rule is A = a ClickHouse query (plugin 4.20, table format, one row per provider with string
+label columns and exactly ONE numeric column, so each row becomes one alert instance), B = reduce
+(last) of A, C = threshold on B (the condition). The SQL uses plugin macros only, no template
+variables; windows are anchored at `$__toTime` (the end of the rule's relativeTimeRange, i.e. now).
+Delivery rate = delivered / (delivered + failed + expired), as in README "Metrics".
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DATASOURCE_UID = "sms-clickhouse"
+PLUGIN_VERSION = "4.20.0"
+FOLDER = "SMS"
+GROUP = "sms-delivery"
+INTERVAL = "1m"
+PATH = Path(__file__).resolve().parent / "grafana" / "provisioning" / "alerting" / "sms-alerts.yaml"
+
+RATE_FLOOR = 0.80          # (a) delivery rate below this over the last hour ...
+MIN_FINAL = 100            # ... with at least this many final outcomes (also for (b))
+DROP = 0.25                # (b) relative drop against the same hour over the previous 7 days
+BLACKOUT_LAG_S = 600       # (c) newest receipt older than this ...
+BLACKOUT_MIN_SENDS = 10    # ... while at least this many sends in the last 15 min
+BACKLOG_GROWTH = 1.5       # (d) pending now / pending 30 min ago above this ...
+BACKLOG_MIN_PENDING = 100  # ... with at least this many pending now
+BACKLOG_WINDOW_S = 7200    # pending among messages sent in the 2 h before each instant
+LATENCY_SLO_S = 60         # (e) p95 delivered latency (seconds) above this ...
+LATENCY_MIN_DELIVERED = 100
+
+HOUR = 3600
+
+RATE_FLOOR_SQL = f"""
+SELECT provider, n_delivered / n_final AS delivery_rate
+FROM
+(
+    SELECT provider, sum(delivered) AS n_delivered, sum(delivered + failed + expired) AS n_final
+    FROM sms.rollup_minute
+    WHERE $__timeFilter(minute)
+    GROUP BY provider
+    HAVING n_final >= {MIN_FINAL}
+)
+ORDER BY provider"""
+
+# Same 60-minute slot of each of the previous 7 days: age = seconds before $__toTime; current
+# window age < 1 h, baseline 1 day <= age < 8 days with age mod 1 day < 1 h. Rates are pooled.
+RATE_DROP_SQL = f"""
+SELECT provider, 1 - (cur_delivered / cur_final) / (base_delivered / base_final) AS rate_drop
+FROM
+(
+    SELECT provider,
+           sumIf(delivered, age < {HOUR}) AS cur_delivered,
+           sumIf(delivered + failed + expired, age < {HOUR}) AS cur_final,
+           sumIf(delivered, age >= 86400 AND age % 86400 < {HOUR}) AS base_delivered,
+           sumIf(delivered + failed + expired, age >= 86400 AND age % 86400 < {HOUR}) AS base_final
+    FROM
+    (
+        SELECT provider, delivered, failed, expired, dateDiff('second', minute, $__toTime) AS age
+        FROM sms.rollup_minute
+        WHERE minute > $__toTime - INTERVAL 8 DAY AND minute <= $__toTime
+    )
+    GROUP BY provider
+    HAVING cur_final >= {MIN_FINAL} AND base_final >= {MIN_FINAL} AND base_delivered > 0
+)
+ORDER BY provider"""
+
+# A provider that never had a receipt has no row in sms.receipt_lag: its lag is then counted from
+# the epoch (always above the threshold).
+BLACKOUT_SQL = f"""
+SELECT s.provider AS provider,
+       toFloat64(dateDiff('second', ifNull(l.newest_receipt_at, toDateTime64(0, 3, 'UTC')), $__toTime)) AS receipt_lag_seconds
+FROM
+(
+    SELECT provider, sum(sent) AS sends
+    FROM sms.rollup_minute
+    WHERE minute > $__toTime - INTERVAL 15 MINUTE AND minute <= $__toTime
+    GROUP BY provider
+    HAVING sends >= {BLACKOUT_MIN_SENDS}
+) AS s
+LEFT JOIN (SELECT provider, toNullable(newest_receipt_at) AS newest_receipt_at FROM sms.receipt_lag) AS l
+    ON s.provider = l.provider
+ORDER BY provider"""
+
+# Pending at an instant T: sent in (T - window, T] and without a final outcome at T. Now: status
+# pending. 30 min ago: still pending now, or expired, or its receipt reported after T - 30 min
+# (submit-stage failures were final at send).
+BACKLOG_SQL = f"""
+SELECT provider, pending_now / greatest(pending_before, 1) AS pending_growth
+FROM
+(
+    SELECT provider,
+           countIf(sent_at > $__toTime - INTERVAL {BACKLOG_WINDOW_S} SECOND AND status = 'pending') AS pending_now,
+           countIf(sent_at <= $__toTime - INTERVAL 30 MINUTE
+                   AND sent_at > $__toTime - INTERVAL {BACKLOG_WINDOW_S + 1800} SECOND
+                   AND (status IN ('pending', 'expired') OR reported_at > $__toTime - INTERVAL 30 MINUTE))
+               AS pending_before
+    FROM sms.messages
+    WHERE sent_at > $__toTime - INTERVAL {BACKLOG_WINDOW_S + 1800} SECOND AND sent_at <= $__toTime
+    GROUP BY provider
+    HAVING pending_now >= {BACKLOG_MIN_PENDING}
+)
+ORDER BY provider"""
+
+# quantilesDDMerge(relative_accuracy, levels...): q = [p50, p90, p95, p99], so q[3] is p95 (ms).
+LATENCY_SQL = f"""
+SELECT provider, q[3] / 1000 AS p95_seconds
+FROM
+(
+    SELECT provider, quantilesDDMerge(0.005, 0.5, 0.9, 0.95, 0.99)(latency_state) AS q
+    FROM sms.rollup_minute
+    WHERE $__timeFilter(minute)
+    GROUP BY provider
+    HAVING sum(delivered) >= {LATENCY_MIN_DELIVERED}
+)
+ORDER BY provider"""
+
+UNMAPPED_SQL = """
+SELECT provider, toFloat64(count()) AS new_codes
+FROM sms.unmapped_codes
+WHERE $__timeFilter(first_seen)
+GROUP BY provider
+ORDER BY provider"""
+
+
+def _query(sql: str, seconds: int) -> dict[str, Any]:
+    return {
+        "refId": "A",
+        "queryType": "table",
+        "datasourceUid": DATASOURCE_UID,
+        "relativeTimeRange": {"from": seconds, "to": 0},
+        "model": {
+            "refId": "A",
+            "datasource": {"type": "grafana-clickhouse-datasource", "uid": DATASOURCE_UID},
+            "editorType": "sql",
+            "queryType": "table",
+            "format": 1,
+            "rawSql": sql.strip(),
+            "pluginVersion": PLUGIN_VERSION,
+            "intervalMs": 60000,
+            "maxDataPoints": 43200,
+        },
+    }
+
+
+def _expression(ref: str, model: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "refId": ref,
+        "datasourceUid": "__expr__",
+        "relativeTimeRange": {"from": 0, "to": 0},
+        "model": {"refId": ref, "datasource": {"type": "__expr__", "uid": "__expr__"}, **model},
+    }
+
+
+def rule(uid: str, title: str, sql: str, op: str, threshold: float, *, seconds: int = HOUR, for_: str = "5m",
+         severity: str = "warning", summary: str, description: str) -> dict[str, Any]:
+    return {
+        "uid": uid,
+        "title": title,
+        "condition": "C",
+        "data": [
+            _query(sql, seconds),
+            _expression("B", {"type": "reduce", "expression": "A", "reducer": "last", "settings": {"mode": "dropNN"}}),
+            _expression("C", {"type": "threshold", "expression": "B",
+                              "conditions": [{"evaluator": {"type": op, "params": [threshold]}}]}),
+        ],
+        "for": for_,
+        "noDataState": "OK",
+        "execErrState": "Error",
+        "labels": {"severity": severity, "team": "sms"},
+        "annotations": {"summary": summary, "description": description},
+        "isPaused": False,
+    }
+
+
+def rules() -> list[dict[str, Any]]:
+    return [
+        rule("sms-rate-floor", "SMS delivery rate below floor", RATE_FLOOR_SQL, "lt", RATE_FLOOR, severity="critical",
+             summary="{{ $labels.provider }}: delivery rate {{ humanizePercentage $values.B.Value }} in the last hour",
+             description=f"delivered / (delivered + failed + expired) of messages sent in the last 60 min is below "
+                         f"{RATE_FLOOR:.0%} (at least {MIN_FINAL} final outcomes)."),
+        rule("sms-rate-drop", "SMS delivery rate drop vs same hour last 7 days", RATE_DROP_SQL, "gt", DROP,
+             seconds=8 * 86400 + HOUR, severity="warning",
+             summary="{{ $labels.provider }}: delivery rate {{ humanizePercentage $values.B.Value }} below its usual level",
+             description=f"Delivery rate of the last 60 min is more than {DROP:.0%} below the pooled rate of the same "
+                         f"60 min on each of the previous 7 days (at least {MIN_FINAL} final outcomes in each)."),
+        rule("sms-receipt-blackout", "SMS receipt blackout", BLACKOUT_SQL, "gt", BLACKOUT_LAG_S,
+             seconds=15 * 60, for_="2m", severity="critical",
+             summary="{{ $labels.provider }}: no receipt for {{ $values.B.Value }} s while sends continue",
+             description=f"Newest receipt older than {BLACKOUT_LAG_S // 60} min while the provider sent at least "
+                         f"{BLACKOUT_MIN_SENDS} messages in the last 15 min."),
+        rule("sms-pending-backlog", "SMS pending backlog growing", BACKLOG_SQL, "gt", BACKLOG_GROWTH,
+             seconds=BACKLOG_WINDOW_S + 1800, severity="warning",
+             summary="{{ $labels.provider }}: pending backlog x{{ $values.B.Value }} in 30 min",
+             description=f"Messages without a final outcome (sent in the last 2 h) grew more than {BACKLOG_GROWTH}x "
+                         f"against 30 min ago, with at least {BACKLOG_MIN_PENDING} pending now."),
+        rule("sms-latency-p95", "SMS p95 delivery latency above SLO", LATENCY_SQL, "gt", LATENCY_SLO_S,
+             severity="warning",
+             summary="{{ $labels.provider }}: p95 delivery latency {{ $values.B.Value }} s",
+             description=f"p95 send-to-report latency of delivered messages sent in the last 60 min is above "
+                         f"{LATENCY_SLO_S} s (at least {LATENCY_MIN_DELIVERED} delivered)."),
+        rule("sms-unmapped-codes", "SMS new unmapped error codes", UNMAPPED_SQL, "gt", 0, for_="0s", severity="info",
+             summary="{{ $labels.provider }}: {{ $values.B.Value }} new unmapped error code(s)",
+             description="Failure codes the knowledge base does not explain, first seen in the last hour "
+                         "(sms.unmapped_codes): add them to the error-code documents."),
+    ]
+
+
+def provisioning() -> dict[str, Any]:
+    return {
+        "apiVersion": 1,
+        "groups": [{"orgId": 1, "name": GROUP, "folder": FOLDER, "interval": INTERVAL, "rules": rules()}],
+    }
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    if "\n" in value:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def render(doc: dict[str, Any] | None = None) -> str:
+    header = "# Generated by `python -m sms_analytics.dashboards.alerting`: do not edit by hand.\n"
+    return header + yaml.dump(doc if doc is not None else provisioning(), Dumper=_Dumper, sort_keys=False,
+                              allow_unicode=True, width=120)
+
+
+def write(path: Path = PATH) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render(), encoding="utf-8")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    print(write(Path(argv[0]) if argv else PATH))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
