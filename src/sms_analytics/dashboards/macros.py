@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Callable, Iterator
 
 ALL = "$__all"
 _ALL_NAMES = {ALL, "All", "all"}
@@ -60,30 +60,9 @@ def _format(value: list[str] | str, fmt: str | None) -> str:
     return ",".join(f"'{v}'" for v in values)  # a multi-value without a format: quoted, not escaped
 
 
-def _close_paren(sql: str, open_at: int) -> int:
-    """Index of the `)` matching the `(` at open_at, skipping string literals; -1 if none."""
-    depth, i, quote = 0, open_at, None
-    while i < len(sql):
-        c = sql[i]
-        if quote:
-            if c == "\\":
-                i += 1
-            elif c == quote:
-                quote = None
-        elif c in "'\"`":
-            quote = c
-        elif c == "(":
-            depth += 1
-        elif c == ")":
-            depth -= 1
-            if depth == 0:
-                return i
-        i += 1
-    return -1
-
-
-def _split_args(text: str) -> list[str]:
-    args, depth, quote, start, i = [], 0, None, 0, 0
+def _outside_literals(text: str, start: int = 0) -> Iterator[tuple[int, str, int]]:
+    """(index, character, bracket depth after it) for every character outside string literals."""
+    depth, i, quote = 0, start, None
     while i < len(text):
         c = text[i]
         if quote:
@@ -93,14 +72,24 @@ def _split_args(text: str) -> list[str]:
                 quote = None
         elif c in "'\"`":
             quote = c
-        elif c == "(":
-            depth += 1
-        elif c == ")":
-            depth -= 1
-        elif c == "," and depth == 0:
+        else:
+            depth += (c == "(") - (c == ")")
+            yield i, c, depth
+        i += 1
+
+
+def _close_paren(sql: str, open_at: int) -> int:
+    """Index of the `)` matching the `(` at open_at, skipping string literals; -1 if none."""
+    return next((i for i, c, depth in _outside_literals(sql, open_at) if c == ")" and depth == 0), -1)
+
+
+def _split_args(text: str) -> list[str]:
+    """Arguments split on top-level commas (not inside brackets or literals), trimmed."""
+    args, start = [], 0
+    for i, c, depth in _outside_literals(text):
+        if c == "," and depth == 0:
             args.append(text[start:i].strip())
             start = i + 1
-        i += 1
     args.append(text[start:].strip())
     return args
 
