@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
 import aiohttp
+from aiohttp import web
 import pytest
 import pytest_asyncio
 
@@ -67,3 +68,12 @@ async def rows(runtime: Runtime, sql: str) -> list[dict[str, Any]]:
     assert runtime.warehouse is not None
     columns, data = await asyncio.to_thread(runtime.warehouse.query, sql)
     return [dict(zip(columns, r)) for r in data]
+
+
+async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
+    """Serve an aiohttp app (a provider simulator, a recording receiver) on a free loopback port."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    host, port = runner.addresses[0][:2]
+    return runner, f"http://{host}:{port}"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-import pytest
 
 from sms_analytics.streams.alerts import Detector, Rules, webhook_body
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import socket
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -14,7 +13,6 @@ import aiohttp
 import orjson
 import pytest
 import pytest_asyncio
-from aiohttp import web
 
 from sms_analytics.runtime import Runtime
 from sms_analytics.simulate.kx import KxSimulator
@@ -23,26 +21,16 @@ from sms_analytics.sources.feeds.kx import KxBalance, kx_reports, kx_uplink
 from sms_analytics.sources.kx import Kx
 from sms_analytics.sources.kx_client import KxClient
 from sms_analytics.sources.publisher import BrokerUnavailable
-from tests.conftest import TOKEN, eventually, rows
+from tests.conftest import TOKEN, eventually, rows, serve
 
 pytestmark = pytest.mark.pipeline
-
-
-async def serve(app: web.Application) -> tuple[str, web.AppRunner]:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return f"http://127.0.0.1:{port}", runner
 
 
 @pytest_asyncio.fixture
 async def kx() -> AsyncIterator[tuple[KxSimulator, KxClient]]:
     # A seed of its own: the simulator's taskids follow its seed, and tests share one warehouse.
     sim = KxSimulator(userid="100001", apikey="kx-test-key", report_delay=None, rng_seed=random.randrange(1 << 30))
-    url, runner = await serve(sim.app())
+    runner, url = await serve(sim.app())
     client = KxClient(url, "100001", "kx-test-key")
     yield sim, client
     await client.close()
@@ -148,7 +136,7 @@ async def test_mns_smsreport_queue_into_the_warehouse(pipeline: Runtime, tmp_pat
     from sms_analytics.sources.aliyun_mns import MnsConsumer
 
     sim = MnsSimulator(access_id="mns-id", access_key="mns-key", visibility_timeout=5)
-    url, runner = await serve(sim.app())
+    runner, url = await serve(sim.app())
     biz = f"{tmp_path.name[-10:]}^0"
     from datetime import datetime, timedelta, timezone
 
@@ -184,7 +172,7 @@ async def tencent() -> AsyncIterator[tuple[Any, Any]]:
     from sms_analytics.sources.tencent_client import TencentClient
 
     sim = TencentSimulator(secret_id="AKIDtest", secret_key="tencent-test-key", app_id="1400006666")
-    url, runner = await serve(sim.app())
+    runner, url = await serve(sim.app())
     yield sim, TencentClient(secret_id="AKIDtest", secret_key="tencent-test-key", endpoint=url.removeprefix("http://"),
                              scheme="http")
     await runner.cleanup()
@@ -274,7 +262,7 @@ async def test_aliyun_query_send_details_compensation_and_http_push(pipeline: Ru
     from sms_analytics.sources.feeds.compensation import Compensator
 
     sim = AliyunSimulator(access_key_id="LTAItest", access_key_secret="aliyun-test-secret")
-    url, runner = await serve(sim.app())
+    runner, url = await serve(sim.app())
     client = AliyunClient(access_key_id="LTAItest", access_key_secret="aliyun-test-secret",
                           endpoint=url.removeprefix("http://"), protocol="http")
     try:

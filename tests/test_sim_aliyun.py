@@ -24,6 +24,7 @@ from yarl import URL
 
 from sms_analytics.simulate.aliyun import AliyunSimulator, rpc_signature, rpc_string_to_sign
 from sms_analytics.sources.aliyun_client import AliyunApiError, AliyunClient
+from tests.conftest import serve
 
 AK_ID = "LTAI-test-key-id"
 AK_SECRET = "test-secret-not-a-secret"
@@ -125,12 +126,8 @@ class Clock:
 
 
 async def _serve(app: web.Application) -> tuple[web.AppRunner, str, int]:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    return runner, f"http://{host}:{port}", port
+    runner, url = await serve(app)
+    return runner, url, int(url.rsplit(":", 1)[1])
 
 
 @dataclass

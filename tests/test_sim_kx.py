@@ -16,6 +16,7 @@ from aiohttp import web
 
 from sms_analytics.simulate.kx import KxSimulator
 from sms_analytics.sources.kx_client import KxClient, KxError, kx_sign
+from tests.conftest import serve
 
 USERID = "100001"
 APIKEY = "test-apikey-not-a-secret"
@@ -47,20 +48,11 @@ class Kx:
         return KxClient(self.url, userid, apikey, session=self.session, clock=lambda: self.clock() + skew)
 
 
-async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    return runner, f"http://{host}:{port}"
-
-
 @pytest_asyncio.fixture
 async def kx() -> AsyncIterator[Kx]:
     clock = Clock()
     sim = KxSimulator(userid=USERID, apikey=APIKEY, rng_seed=7, clock=clock)
-    runner, url = await _serve(sim.app())
+    runner, url = await serve(sim.app())
     session = aiohttp.ClientSession()
     client = KxClient(url, USERID, APIKEY, session=session, clock=clock)
     try:
@@ -296,7 +288,7 @@ async def test_push_resends_until_success(kx: Kx) -> None:
     app = web.Application()
     app.router.add_post("/servlet/report", receiver("report"))
     app.router.add_post("/servlet/mo", receiver("mo"))
-    runner, url = await _serve(app)
+    runner, url = await serve(app)
     try:
         kx.sim.push_to(f"{url}/servlet/report", f"{url}/servlet/mo")
         taskid = (await kx.client.send(["13505718888", "13505718889"], f"{SIGNED}hi"))["data"]["taskid"]
@@ -328,7 +320,7 @@ async def test_push_needs_exact_success_body(kx: Kx) -> None:
 
     app = web.Application()
     app.router.add_post("/r", handle)
-    runner, url = await _serve(app)
+    runner, url = await serve(app)
     try:
         kx.sim.push_to(f"{url}/r", None)
         kx.sim.queue_report("T9", "13800000001")

@@ -30,6 +30,7 @@ from sms_analytics.simulate.tencent import (
     string_to_sign,
 )
 from sms_analytics.sources.tencent_client import TencentApiError, TencentClient
+from tests.conftest import serve
 
 SECRET_ID = "AKIDsimulatorTESTsecretid0000000000"
 SECRET_KEY = "simulator-test-secret-key-000000"
@@ -79,12 +80,9 @@ class Tc:
 
 
 async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    return runner, f"{host}:{port}"
+    """The simulator's host:port, as the SDK's endpoint takes it."""
+    runner, url = await serve(app)
+    return runner, url.removeprefix("http://")
 
 
 @pytest_asyncio.fixture
