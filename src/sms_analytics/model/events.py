@@ -85,6 +85,22 @@ def decode_message_event(raw: bytes) -> SendEvent | ReceiptEvent:
     return _decoder.decode(raw)
 
 
+_batch_decoder = msgspec.json.Decoder(list[SendEvent | ReceiptEvent])
+
+
+def encode_batch(events: list[SendEvent] | list[ReceiptEvent] | list[SendEvent | ReceiptEvent]) -> bytes:
+    """A record of sms.sends.v1 / sms.receipts.v1 carrying several events of one partition (a JSON
+    array of tagged events): one Kafka record per partition and push instead of one per event."""
+    return _encoder.encode(events)
+
+
+def decode_message_events(raw: bytes) -> list[SendEvent | ReceiptEvent]:
+    """The events of one record: a batch (JSON array) or a single event (JSON object)."""
+    if raw[:1] == b"[":
+        return _batch_decoder.decode(raw)
+    return [_decoder.decode(raw)]
+
+
 def decode_reply(raw: bytes) -> ReplyEvent:
     return _reply_decoder.decode(raw)
 
