@@ -255,6 +255,43 @@ def simulate(
     typer.echo(orjson.dumps(truth.to_dict(), option=orjson.OPT_INDENT_2).decode())
 
 
+dashboards_cli = typer.Typer(no_args_is_help=True, help="Grafana dashboards and alert rules.")
+cli.add_typer(dashboards_cli, name="dashboards")
+
+
+@dashboards_cli.command("push")
+def dashboards_push(
+    grafana_url: str = typer.Option(..., "--grafana-url", envvar="GRAFANA_URL", help="e.g. http://127.0.0.1:3000"),
+    token: Optional[str] = typer.Option(None, envvar="GRAFANA_TOKEN", help="Service-account token (prefer the env)."),
+    user: Optional[str] = typer.Option(None, envvar="GRAFANA_USER", help="Basic auth user, with --password."),
+    password: Optional[str] = typer.Option(None, envvar="GRAFANA_PASSWORD", help="Basic auth password (prefer env)."),
+    clickhouse_host: str = typer.Option("clickhouse", envvar="CLICKHOUSE_HOST", help="As Grafana reaches ClickHouse."),
+    clickhouse_port: int = typer.Option(8123, envvar="CLICKHOUSE_PORT", help="8123 (http) or 9000 (native)."),
+    clickhouse_protocol: str = typer.Option("http", envvar="CLICKHOUSE_PROTOCOL", help="http or native."),
+    clickhouse_secure: bool = typer.Option(False, envvar="CLICKHOUSE_SECURE", help="TLS to ClickHouse."),
+    clickhouse_user: str = typer.Option("sms", envvar="CLICKHOUSE_USER"),
+    clickhouse_password: Optional[str] = typer.Option(
+        None, envvar="CLICKHOUSE_PASSWORD", help="Stored encrypted in Grafana; omitted = keep the stored one."),
+    clickhouse_database: str = typer.Option("sms", envvar="CLICKHOUSE_DATABASE"),
+    folder_uid: str = typer.Option("sms-analytics", help="Folder for the dashboards and alert rules."),
+    folder_title: str = typer.Option("SMS analytics"),
+) -> None:
+    """Upsert the folder, the ClickHouse datasource (uid sms-clickhouse), the dashboards and the alert rules."""
+    from sms_analytics.dashboards import push
+
+    ch = push.ClickHouse(host=clickhouse_host, port=clickhouse_port, protocol=clickhouse_protocol,
+                         secure=clickhouse_secure, username=clickhouse_user, password=clickhouse_password or None,
+                         database=clickhouse_database)
+    try:
+        outcomes = push.run(grafana_url, push.Credentials(token=token or None, user=user or None, password=password),
+                            ch, folder_uid=folder_uid, folder_title=folder_title,
+                            report=lambda outcome: typer.echo(outcome.line()))
+    except push.PushError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"pushed to {push.redact(grafana_url)}: {push.summary(outcomes)}")
+
+
 def main() -> Any:  # console script entry point
     return cli()
 
