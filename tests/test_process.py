@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer
 
 from sms_analytics.broker.embedded import EmbeddedBroker, free_port
 from sms_analytics.model import topics
-from sms_analytics.model.events import decode_delivery
+from sms_analytics.model.events import decode_deliveries
 from tests.conftest import HASH_KEY, TOKEN, eventually
 
 CHINA = timezone(timedelta(hours=8))
@@ -123,7 +123,7 @@ async def test_crash_restart_sql_and_clean_shutdown(up: Up) -> None:
 
     async def joined_delivery() -> Any:
         for recs in (await consumer.getmany(timeout_ms=500)).values():
-            seen.extend(d for d in map(lambda r: decode_delivery(r.value), recs) if d.message_id == serial)
+            seen.extend(d for r in recs for d in decode_deliveries(r.value) if d.message_id == serial)
         return [d for d in seen if d.status == "delivered"]
 
     try:

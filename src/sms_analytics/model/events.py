@@ -162,6 +162,21 @@ def decode_delivery(raw: bytes) -> Delivery:
     return _delivery_decoder.decode(raw)
 
 
+_deliveries_decoder = msgspec.json.Decoder(list[Delivery])
+
+
+def encode_deliveries(deliveries: list[Delivery]) -> bytes:
+    """A record of sms.deliveries.v1 with the deliveries of one batch and partition (a JSON array)."""
+    return _delivery_encoder.encode(deliveries)
+
+
+def decode_deliveries(raw: bytes) -> list[Delivery]:
+    """The deliveries of one record: a batch (JSON array) or a single delivery (JSON object)."""
+    if raw[:1] == b"[":
+        return _deliveries_decoder.decode(raw)
+    return [_delivery_decoder.decode(raw)]
+
+
 class ProviderBalance(msgspec.Struct, kw_only=True, tag="balance"):
     """A provider account's remaining messages (KX Balance), topic sms.provider_stats.v1."""
 

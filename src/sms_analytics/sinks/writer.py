@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError
 
 from sms_analytics.model import topics
-from sms_analytics.model.events import ProviderBalance, decode_delivery, decode_provider_metric, decode_reply
+from sms_analytics.model.events import ProviderBalance, decode_deliveries, decode_provider_metric, decode_reply
 from sms_analytics.sinks.rollups import Rollups
 from sms_analytics.sinks.rows import (
     ALERT_COLUMNS, BALANCE_COLUMNS, MESSAGE_COLUMNS, REPLY_COLUMNS, STATS_COLUMNS, alert_row, balance_row, message_row, reply_row, stats_row,
@@ -63,28 +63,28 @@ class ClickHouseSink:
         stats = Table("sms.provider_stats", STATS_COLUMNS)
         alerts = Table("sms.alerts", ALERT_COLUMNS)
         self.tables = [messages, replies, balances, stats, alerts]
-        # Each topic's record becomes one row of one table.
-        self.routes: dict[str, Callable[[bytes], tuple[Table, list[Any]]]] = {
-            topics.DELIVERIES: lambda raw: (messages, self._delivery_row(raw)),
-            topics.REPLIES: lambda raw: (replies, reply_row(decode_reply(raw))),
+        # Each topic's record becomes rows of one table (a deliveries record carries a batch).
+        self.routes: dict[str, Callable[[bytes], tuple[Table, list[list[Any]]]]] = {
+            topics.DELIVERIES: lambda raw: (messages, self._delivery_rows(raw)),
+            topics.REPLIES: lambda raw: (replies, [reply_row(decode_reply(raw))]),
             topics.PROVIDER_STATS: lambda raw: _metric_row(decode_provider_metric(raw), balances, stats),
-            topics.ALERTS: lambda raw: (alerts, alert_row(raw)),
+            topics.ALERTS: lambda raw: (alerts, [alert_row(raw)]),
         }
         self.consumer = AIOKafkaConsumer(
             *self.routes, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
             auto_offset_reset="earliest", session_timeout_ms=6000, heartbeat_interval_ms=1000,
-            max_poll_records=batch_rows,
+            max_poll_records=max(10, batch_rows // 20),  # a deliveries record holds up to hundreds of rows
         )
         self._pending: dict[TopicPartition, tuple[int, int]] = {}  # first, last offset not yet written
         self._stopping = asyncio.Event()
         self._last_rollup = 0.0
         self.ready = False
 
-    def _delivery_row(self, raw: bytes) -> list[Any]:
-        delivery = decode_delivery(raw)
+    def _delivery_rows(self, raw: bytes) -> list[list[Any]]:
+        deliveries = decode_deliveries(raw)
         if self.rollups is not None:
-            self.rollups.mark((delivery,))  # recomputed only after this row is written (see run)
-        return message_row(delivery, store_raw_phone=self.store_raw_phone)
+            self.rollups.mark(deliveries)  # recomputed only after these rows are written (see run)
+        return [message_row(d, store_raw_phone=self.store_raw_phone) for d in deliveries]
 
     async def _maybe_roll_up(self, force: bool = False) -> None:
         """Right after a flush, so every dirty minute's rows are already in the warehouse."""
@@ -105,7 +105,7 @@ class ClickHouseSink:
         last_flush = time.monotonic()
         try:
             while not self._stopping.is_set():
-                batches = await self.consumer.getmany(timeout_ms=100, max_records=self.batch_rows)
+                batches = await self.consumer.getmany(timeout_ms=100)
                 for tp, records in batches.items():
                     self._buffer(tp, records)
                 due = time.monotonic() - last_flush >= self.flush_seconds
@@ -129,8 +129,8 @@ class ClickHouseSink:
         route = self.routes[tp.topic]
         for record in records:
             try:
-                table, row = route(record.value)
-                table.rows.append(row)
+                table, rows = route(record.value)
+                table.rows.extend(rows)
             except Exception as exc:  # only our own stream writes these topics: count and skip
                 self.stats.undecodable += 1
                 log.warning("sink.undecodable", topic=tp.topic, offset=record.offset, error=str(exc)[:200])
@@ -174,7 +174,7 @@ class ClickHouseSink:
                 delay = min(delay * 2, 10.0)
 
 
-def _metric_row(metric: Any, balances: Table, stats: Table) -> tuple[Table, list[Any]]:
+def _metric_row(metric: Any, balances: Table, stats: Table) -> tuple[Table, list[list[Any]]]:
     if isinstance(metric, ProviderBalance):
-        return balances, balance_row(metric)
-    return stats, stats_row(metric)
+        return balances, [balance_row(metric)]
+    return stats, [stats_row(metric)]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -63,18 +63,39 @@ class Rules:
         )
 
 
-@dataclass
 class _Window:
-    """Timestamped observations in arrival order, pruned to the window."""
+    """Observations counted in one-second buckets, in arrival order, pruned to the window: the
+    cost per observation is a few integer additions, whatever the rate."""
 
-    items: deque[tuple[int, Any]] = field(default_factory=deque)
+    __slots__ = ("buckets",)
 
-    def add(self, at_ms: int, value: Any) -> None:
-        self.items.append((at_ms, value))
+    def __init__(self) -> None:
+        self.buckets: deque[list[Any]] = deque()  # [second_ms, count, positives, values]
+
+    def add(self, at_ms: int, positive: bool = False, value: int | None = None) -> None:
+        second = at_ms - at_ms % 1000
+        buckets = self.buckets
+        if not buckets or buckets[-1][0] != second:
+            buckets.append([second, 0, 0, []])
+        bucket = buckets[-1]
+        bucket[1] += 1
+        if positive:
+            bucket[2] += 1
+        if value is not None:
+            bucket[3].append(value)
 
     def prune(self, since_ms: int) -> None:
-        while self.items and self.items[0][0] < since_ms:
-            self.items.popleft()
+        while self.buckets and self.buckets[0][0] < since_ms:
+            self.buckets.popleft()
+
+    def count(self) -> int:
+        return sum(b[1] for b in self.buckets)
+
+    def positives(self) -> int:
+        return sum(b[2] for b in self.buckets)
+
+    def values(self) -> list[int]:
+        return [v for b in self.buckets for v in b[3]]
 
 
 class Detector:
@@ -88,18 +109,18 @@ class Detector:
 
     # --- feeding ----------------------------------------------------------------------------------
     def observe_send(self, provider: str, at_ms: int) -> None:
-        self.sends.setdefault(provider, _Window()).add(at_ms, None)
+        self.sends.setdefault(provider, _Window()).add(at_ms)
         self.last_receipt_ms.setdefault(provider, at_ms)  # the lag counts from the first send seen
 
     def observe_receipt(self, provider: str, at_ms: int) -> None:
         self.last_receipt_ms[provider] = at_ms
 
     def observe_outcome(self, provider: str, carrier: str, delivered: bool, latency_ms: int | None, at_ms: int) -> None:
-        keys = [provider] + ([f"{provider}/{carrier}"] if self.rules.rate_by_carrier else [])
-        for key in keys:
-            self.outcomes.setdefault(key, _Window()).add(at_ms, delivered)
+        self.outcomes.setdefault(provider, _Window()).add(at_ms, delivered)
+        if self.rules.rate_by_carrier:
+            self.outcomes.setdefault(f"{provider}/{carrier}", _Window()).add(at_ms, delivered)
         if delivered and latency_ms is not None:
-            self.latencies.setdefault(provider, _Window()).add(at_ms, latency_ms)
+            self.latencies.setdefault(provider, _Window()).add(at_ms, value=latency_ms)
 
     # --- evaluating -------------------------------------------------------------------------------
     def evaluate(self, now_ms: int) -> list[Alert]:
@@ -108,22 +129,22 @@ class Detector:
         r = self.rules
         for key, window in self.outcomes.items():
             window.prune(since)
-            n = len(window.items)
+            n = window.count()
             if n:
-                rate = sum(1 for _, ok in window.items if ok) / n
+                rate = window.positives() / n
                 floor = r.rate_floor + (0.05 if ("delivery_rate", key) in self.active else 0.0)
                 conditions[("delivery_rate", key)] = (n >= r.rate_min_volume and rate < floor, rate, r.rate_floor,
                                                       f"delivery rate of {key} is {rate:.1%} over {n} outcomes")
         for provider, window in self.sends.items():
             window.prune(since)
             lag = (now_ms - self.last_receipt_ms.get(provider, now_ms)) / 1000
-            sends = len(window.items)
+            sends = window.count()
             conditions[("receipt_blackout", provider)] = (
                 sends >= r.blackout_min_sends and lag > r.blackout_lag_seconds, lag, r.blackout_lag_seconds,
                 f"no {provider} receipt for {lag:.0f} s while {sends} messages were sent")
         for provider, window in self.latencies.items():
             window.prune(since)
-            values = sorted(v for _, v in window.items)
+            values = sorted(window.values())
             if values:
                 p95 = float(values[max(0, math.ceil(0.95 * len(values)) - 1)])  # nearest rank
                 slo = r.latency_slo_ms * (0.9 if ("latency_p95", provider) in self.active else 1.0)

@@ -1,9 +1,13 @@
 """The faust app and its join agent.
 
-Sends and receipts are read by one agent over both topics (co-partitioned by the message key),
-in batches (`take`). Each message's state lives in a changelog-backed Table keyed by the message
-key, so it survives a worker restart; a message that is joined and decided is emitted to
-sms.deliveries.v1 and forgotten by the stream (the warehouse keeps the merged row).
+Sends and receipts are read by one agent over both topics (co-partitioned by the message key).
+A record carries a batch of events of one partition (see sources/publisher.py), and the agent
+takes records in batches (`take_events`), so faust's per-record cost is paid once per batch of
+events. Per batch and partition the agent writes one changelog record (the changed states, see
+streams/state.py) and one record of deliveries (the final state of each message it touched) to
+sms.deliveries.v1. A message that is joined and decided is forgotten by the stream (the warehouse
+keeps the merged row). faust flushes the producer before it commits the source offsets, so a
+crash replays records whose effects were not stored; the join and the warehouse ignore repeats.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import faust
@@ -19,11 +24,12 @@ import structlog
 
 from sms_analytics.model import topics
 from sms_analytics.model.events import (
-    CompensationRequest, Delivery, encode, ReceiptEvent, SendEvent, decode_delivery, decode_message_event, encode_delivery,
+    CompensationRequest, Delivery, encode, encode_deliveries, ReceiptEvent, SendEvent, decode_message_events,
 )
 from sms_analytics.model.times import now_ms
 from sms_analytics.streams.alerts import Alert, Detector, Rules, webhook_body
 from sms_analytics.streams.join import apply, is_final
+from sms_analytics.streams.state import MessageStateStore, MessageStateTable, encode_changes
 
 log = structlog.get_logger(__name__)
 
@@ -99,11 +105,13 @@ def build_app(*, app_id: str, bootstrap: str, partitions: int, replication: int,
     source = app.topic(topics.SENDS, topics.RECEIPTS, key_type=bytes, value_type=bytes, partitions=partitions)
     deliveries = app.topic(topics.DELIVERIES, key_type=bytes, value_type=bytes, partitions=partitions)
     dead = app.topic(topics.DEADLETTER, key_type=bytes, value_type=bytes, partitions=partitions)
-    state = app.Table("message_state", default=None, key_type=bytes, value_type=bytes,
-                      partitions=partitions, use_partitioner=True)
+    policy = compensation or Compensation()
+    state = app.tables.add(MessageStateTable(
+        app, name="message_state", default=None, beacon=app.tables.beacon, key_type=bytes, value_type=bytes,
+        partitions=partitions, retention=timedelta(milliseconds=policy.forget_after_ms) + timedelta(days=1)))
+    store: MessageStateStore = state.store
     requests = app.topic(topics.COMPENSATION, key_type=bytes, value_type=bytes, partitions=partitions)
     alerts_topic = app.topic(topics.ALERTS, key_type=bytes, value_type=bytes, partitions=partitions)
-    policy = compensation or Compensation()
     detector = Detector(rules) if rules is not None else None
     stats.detector = detector
 
@@ -122,63 +130,77 @@ def build_app(*, app_id: str, bootstrap: str, partitions: int, replication: int,
         """Pending messages past SMS_COMPENSATE_AFTER become requests to the pollers, at most once
         per interval per message (the asked time is kept in the message's state)."""
         now = now_ms()
-        for i, (key, raw) in enumerate(list(state.items())):
+        changes: dict[int, dict[str, Delivery | None]] = {}
+        for i, (key, d) in enumerate(list(store.data.items())):
             if i % 5000 == 4999:
                 await asyncio.sleep(0)  # a large table must not stall the join
-            d = decode_delivery(raw)
+            if store.data.get(key) is not d:
+                continue  # changed by the join meanwhile
+            partition = store._key_partition.get(key, 0)
             if should_forget(d, now, policy):
-                del state[key]
+                store.forget(key)
+                changes.setdefault(partition, {})[key] = None
                 stats.forgotten += 1
                 continue
             if not due_for_compensation(d, now, policy):
                 continue
             d.compensation_asked_ms = now
-            state[key] = encode_delivery(d)
+            changes.setdefault(partition, {})[key] = d
             assert d.sent_at_ms is not None
-            await requests.send(key=key, value=encode(CompensationRequest(
+            await requests.send(key=key.encode(), value=encode(CompensationRequest(
                 provider=d.provider, message_id=d.message_id, phone=d.phone, sent_at_ms=d.sent_at_ms,
                 asked_at_ms=now)))
             stats.compensation_requests += 1
+        for partition, changed in changes.items():
+            for chunk in _chunks(list(changed.items())):
+                await state.changelog_topic.send(key=b"scan", value=encode_changes(dict(chunk)), partition=partition)
 
     @app.agent(source, name="sms_join")
     async def join(stream: Any) -> None:
-        async for values in stream.take(batch, within=within):
+        async for records in stream.take_events(batch, within=within):
             started = time.perf_counter()
-            out: list[Delivery] = []
             now = now_ms()
             stats.first_event_ms = stats.first_event_ms or now
-            for raw in values:
-                try:
-                    event = decode_message_event(raw)
-                except Exception as exc:  # a record no receiver would write: keep it, don't crash
-                    stats.undecodable += 1
-                    await dead.send(value=raw, headers={"reason": f"undecodable event: {exc}"[:500].encode(),
-                                                        "endpoint": b"streams.join"})
-                    continue
-                joined = _join_one(state, event, now)
-                if detector is not None:
-                    _observe(detector, event, joined, now)
-                out.extend(joined)
-            stats.events += len(values)
-            for delivery in out:
-                await deliveries.send(key=topics.message_key(delivery.provider, delivery.message_id, delivery.phone),
-                                      value=encode_delivery(delivery))
-            stats.emitted += len(out)
+            by_partition: dict[int, list[bytes]] = {}
+            for record in records:
+                by_partition.setdefault(record.message.partition, []).append(record.value)
+            for partition, values in by_partition.items():
+                changes: dict[str, Delivery | None] = {}
+                out: dict[str, Delivery] = {}
+                for raw in values:
+                    try:
+                        events = decode_message_events(raw)
+                    except Exception as exc:  # a record no receiver would write: keep it, don't crash
+                        stats.undecodable += 1
+                        await dead.send(value=raw, headers={"reason": f"undecodable event: {exc}"[:500].encode(),
+                                                            "endpoint": b"streams.join"})
+                        continue
+                    for event in events:
+                        joined = _join_one(store, partition, changes, out, event, now)
+                        if detector is not None:
+                            _observe(detector, event, joined, now)
+                    stats.events += len(events)
+                for chunk in _chunks(list(changes.items())):
+                    await state.changelog_topic.send(key=f"batch|{partition}".encode(),
+                                                     value=encode_changes(dict(chunk)), partition=partition)
+                for chunk in _chunks(list(out.values())):
+                    await deliveries.send(value=encode_deliveries(chunk), partition=partition)
+                stats.emitted += len(out)
             stats.last_event_ms = now_ms()
             stats.busy_seconds += time.perf_counter() - started
 
     return app, stats
 
 
-def _observe(detector: Detector, event: SendEvent | ReceiptEvent, joined: list[Delivery], now: int) -> None:
+def _observe(detector: Detector, event: SendEvent | ReceiptEvent, joined: Delivery | None, now: int) -> None:
     """Feed the alert windows: sends, and each outcome the first time the stream sees it."""
     if isinstance(event, SendEvent):
         detector.observe_send(event.provider, now)
-        if not event.submit_ok and joined:
+        if not event.submit_ok and joined is not None:
             detector.observe_outcome(event.provider, event.carrier, False, None, now)
-    elif joined:  # a new receipt (a duplicate changes nothing and joins nothing)
+    elif joined is not None:  # a new receipt (a duplicate changes nothing and joins nothing)
         detector.observe_receipt(event.provider, now)
-        detector.observe_outcome(event.provider, event.carrier, event.delivered, joined[0].latency_ms, now)
+        detector.observe_outcome(event.provider, event.carrier, event.delivered, joined.latency_ms, now)
 
 
 async def _post_webhook(hook: dict[str, str], alert: Alert) -> None:
@@ -191,16 +213,35 @@ async def _post_webhook(hook: dict[str, str], alert: Alert) -> None:
         log.warning("alert.webhook_failed", format=hook.get("format", "generic"), error=type(exc).__name__)
 
 
-def _join_one(state: Any, event: SendEvent | ReceiptEvent, now: int) -> list[Delivery]:
-    key = topics.message_key(event.provider, event.message_id, event.phone)
-    raw = state.get(key)
-    current = decode_delivery(raw) if raw is not None else None
+RECORD_ITEMS = 500  # states or deliveries per record: a record stays far below a broker's 1 MiB limit
+
+
+def _chunks(items: list[Any], size: int = RECORD_ITEMS) -> list[list[Any]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def _key(event: SendEvent | ReceiptEvent) -> str:
+    return f"{event.provider}|{event.message_id}|{event.phone}"
+
+
+def _join_one(store: MessageStateStore, partition: int, changes: dict[str, Delivery | None],
+              out: dict[str, Delivery], event: SendEvent | ReceiptEvent, now: int) -> Delivery | None:
+    """Merge one event into its message's state; the state if it changed, else None. A decided
+    message leaves the store (its change is recorded as None) but stays in this batch's output,
+    so a repeat later in the same batch is still recognized as one."""
+    key = _key(event)
+    current = store.data.get(key)
+    if current is None:
+        current = out.get(key)
     merged, changed = apply(current, event, now)
     if not changed:
-        return []
+        return None
+    out[key] = merged
     if is_final(merged):
-        if raw is not None:
-            del state[key]
+        if current is not None or key in changes:
+            store.forget(key)
+            changes[key] = None
     else:
-        state[key] = encode_delivery(merged)
-    return [merged]
+        store.put(key, merged, partition)
+        changes[key] = merged
+    return merged

@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from sms_analytics.model.events import Delivery, ReceiptEvent, SendEvent
 from sms_analytics.model.knowledge import KnowledgeBase
 
@@ -70,7 +72,12 @@ def failure_category(state: Delivery, delivered: bool, code: str, message: str, 
     """
     if delivered:
         return "delivered"
-    category = KnowledgeBase.load().classify(state.provider, code, state.carrier, stage, message)[0]
+    return _failure_category(state.provider, state.carrier, code, message, stage)
+
+
+@lru_cache(maxsize=65_536)
+def _failure_category(provider: str, carrier: str, code: str, message: str, stage: str) -> str:
+    category = KnowledgeBase.load().classify(provider, code, carrier, stage, message)[0]
     return "unknown" if category == "delivered" else category  # a failure never counts as delivered
 
 
