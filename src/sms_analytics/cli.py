@@ -44,15 +44,30 @@ def up() -> None:
 
 
 @cli.command()
-def worker() -> None:
-    """Run the faust worker and the ClickHouse sink alone, against an external broker."""
+def worker(
+    sink: bool = typer.Option(True, "--sink/--no-sink",
+                              help="Also run the ClickHouse sink and query endpoint (one process per chDB path)."),
+) -> None:
+    """Run the faust worker (and the ClickHouse sink) alone, against an external broker."""
     from sms_analytics.runtime import Parts, Runtime, run_until_signal
 
     settings = _settings()
     if not settings.kafka_bootstrap_servers:
         raise typer.BadParameter("KAFKA_BOOTSTRAP_SERVERS must be set for a standalone worker")
     _loop_policy()
-    asyncio.run(run_until_signal(Runtime(settings, Parts(receiver=False))))
+    asyncio.run(run_until_signal(Runtime(settings, Parts(receiver=False, sink=sink, query=sink))))
+
+
+@cli.command("sink")
+def sink_only() -> None:
+    """Run the ClickHouse sink and the query endpoint alone, for workers started with --no-sink."""
+    from sms_analytics.runtime import Parts, Runtime, run_until_signal
+
+    settings = _settings()
+    if not settings.kafka_bootstrap_servers:
+        raise typer.BadParameter("KAFKA_BOOTSTRAP_SERVERS must be set for a standalone sink")
+    _loop_policy()
+    asyncio.run(run_until_signal(Runtime(settings, Parts(receiver=False, worker=False))))
 
 
 @cli.command()
@@ -96,6 +111,43 @@ def sql(
     assert statement is not None
     params = dict(_param(p) for p in param)
     _run_sql(statement, fmt, params)
+
+
+@cli.command()
+def report(
+    since: str = typer.Option("24h", help="The range, ending now: 90m, 24h, 7d…"),
+    out: Path = typer.Option(Path("report.html"), "--out", help="The HTML file to write."),
+    url: Optional[str] = typer.Option(None, "--url", help="Warehouse URL (chdb:///path or http(s)://…), opened "
+                                      "directly; default: the running process, else CLICKHOUSE_URL / SMS_DATA_DIR."),
+) -> None:
+    """Write the overview dashboard as one self-contained HTML file (SVG charts, no external resources)."""
+    from sms_analytics.dashboards.report import http_query, last, parse_since, write_report
+    from sms_analytics.sinks.warehouse import Warehouse
+
+    try:
+        rng = last(parse_since(since))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    settings = _settings()
+    if url is None:  # like `sql`: through the running process's query endpoint if one answers
+        query = http_query(f"http://{settings.sms_query_host}:{settings.sms_query_port}", timeout=60)
+        try:
+            query("SELECT 1")
+        except (urllib.error.URLError, ConnectionError, ValueError):
+            pass
+        else:
+            typer.echo(f"report: {write_report(query, out, rng)}")
+            return
+    try:
+        warehouse = Warehouse(url or settings.warehouse_url).open()
+    except Exception as exc:
+        typer.echo(f"error: the warehouse could not be opened (is another process using it?): "
+                   f"{str(exc).strip()[:500]}", err=True)
+        raise typer.Exit(1)
+    try:
+        typer.echo(f"report: {write_report(warehouse.query, out, rng)}")
+    finally:
+        warehouse.close()
 
 
 def _param(text: str) -> tuple[str, str]:

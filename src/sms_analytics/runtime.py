@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import structlog
@@ -69,7 +70,10 @@ class Runtime:
         if not self.bootstrap:
             self.broker = EmbeddedBroker()
             self.bootstrap = await self.broker.start()
-        await ensure_topics(self.bootstrap, s.kafka_partitions, s.kafka_replication_factor)
+        # A receiver alone starts without the broker and answers 503 until it is reachable.
+        receiver_only = not (self.parts.worker or self.parts.sink)
+        if not receiver_only:
+            await ensure_topics(self.bootstrap, s.kafka_partitions, s.kafka_replication_factor)
         if self.parts.sink or self.parts.query:
             self.warehouse = Warehouse(s.warehouse_url)
             await asyncio.to_thread(self.warehouse.open)
@@ -99,8 +103,11 @@ class Runtime:
             )
             self._sink_task = asyncio.create_task(self.sink.run(), name="clickhouse-sink")
         if self.parts.receiver:
-            self.publisher = Publisher(self.bootstrap)
-            await self.publisher.start()
+            self.publisher = Publisher(
+                self.bootstrap, send_timeout=s.sms_publish_timeout_seconds,
+                prepare=partial(ensure_topics, self.bootstrap, s.kafka_partitions, s.kafka_replication_factor),
+            )
+            await self.publisher.start(wait=not receiver_only)
             key = load_or_create_key(
                 s.sms_phone_hash_key.get_secret_value() if s.sms_phone_hash_key else None, s.sms_data_dir
             )

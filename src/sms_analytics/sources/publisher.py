@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from typing import Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
 import structlog
 from aiokafka import AIOKafkaProducer
@@ -56,60 +56,117 @@ def partition_of(key: bytes, partitions: int) -> int:
 
 
 class Publisher:
-    def __init__(self, bootstrap: str, *, send_timeout: float = 10.0) -> None:
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, acks="all", linger_ms=2, request_timeout_ms=int(send_timeout * 1000),
-            max_request_size=8 * 1024 * 1024,
-        )
+    """The receivers' producer. It connects in the background and keeps trying while the broker is
+    unreachable: until it is connected (and whenever a send is not acknowledged within the
+    timeout) `publish` raises BrokerUnavailable, which the receivers answer with 503, so the
+    provider keeps the data and retries."""
+
+    def __init__(self, bootstrap: str, *, send_timeout: float = 10.0,
+                 prepare: Callable[[], Awaitable[Any]] | None = None) -> None:
+        self._bootstrap = bootstrap
         self._timeout = send_timeout
+        self._prepare = prepare  # e.g. create the topics, before the first publish
+        self._producer: AIOKafkaProducer | None = None
+        self._connector: asyncio.Task[None] | None = None
         self._partition_counts: dict[str, int] = {}
         self.ready = False
 
-    async def start(self) -> None:
-        await self._producer.start()
+    def _new_producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap, acks="all", linger_ms=2,
+            request_timeout_ms=int(self._timeout * 1000), max_request_size=8 * 1024 * 1024,
+        )
+
+    async def start(self, *, wait: bool = True) -> None:
+        """Connect now (raising if the broker is unreachable), or with wait=False in the background."""
+        if wait:
+            await self._connect()
+        else:
+            self._connector = asyncio.create_task(self._connect_until_done(), name="publisher-connect")
+
+    async def _connect(self) -> None:
+        if self._prepare is not None:
+            await self._prepare()
+        producer = self._new_producer()
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()
+            raise
+        self._producer = producer
         self.ready = True
+        log.info("publisher.connected", bootstrap=self._bootstrap)
+
+    async def _connect_until_done(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await self._connect()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("publisher.broker_unreachable", bootstrap=self._bootstrap, error=type(exc).__name__,
+                            retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def stop(self) -> None:
         self.ready = False
-        await self._producer.stop()
+        if self._connector is not None:
+            self._connector.cancel()
+            await asyncio.gather(self._connector, return_exceptions=True)
+        if self._producer is not None:
+            await self._producer.stop()
+
+    def _connected(self) -> AIOKafkaProducer:
+        if self._producer is None or not self.ready:
+            raise BrokerUnavailable("not connected to the broker yet")
+        return self._producer
 
     async def publish(self, events: Sequence[Event], rejected: Sequence[Rejected], endpoint: str) -> None:
-        """Send every event and dead letter, then wait for all acknowledgements."""
+        """Send every event and dead letter, then wait for all acknowledgements (bounded by the timeout)."""
         try:
-            futures = []
-            grouped: dict[tuple[str, int], list[Event]] = defaultdict(list)
-            for event in events:
-                topic, key = route(event)
-                if topic in BATCHED:
-                    grouped[(topic, partition_of(key, await self._partitions(topic)))].append(event)
-                else:
-                    futures.append(await self._producer.send(topic, key=key, value=encode(event)))
-            for (topic, partition), group in grouped.items():
-                for i in range(0, len(group), MAX_BATCH_EVENTS):
-                    futures.append(await self._send_group(topic, partition, group[i:i + MAX_BATCH_EVENTS]))
-            futures += [await self._dead_letter(r.raw, r.reason, endpoint, r.index) for r in rejected]
-            if futures:
-                await asyncio.wait_for(asyncio.gather(*futures), self._timeout)
+            async with asyncio.timeout(self._timeout):
+                await self._publish(self._connected(), events, rejected, endpoint)
         except Exception as exc:
             log.warning("publish.failed", endpoint=endpoint, error=type(exc).__name__)
-            raise BrokerUnavailable(str(exc)) from exc
+            raise BrokerUnavailable(str(exc) or type(exc).__name__) from exc
+
+    async def _publish(self, producer: AIOKafkaProducer, events: Sequence[Event], rejected: Sequence[Rejected],
+                       endpoint: str) -> None:
+        futures = []
+        grouped: dict[tuple[str, int], list[Event]] = defaultdict(list)
+        for event in events:
+            topic, key = route(event)
+            if topic in BATCHED:
+                grouped[(topic, partition_of(key, await self._partitions(topic)))].append(event)
+            else:
+                futures.append(await producer.send(topic, key=key, value=encode(event)))
+        for (topic, partition), group in grouped.items():
+            for i in range(0, len(group), MAX_BATCH_EVENTS):
+                futures.append(await self._send_group(topic, partition, group[i:i + MAX_BATCH_EVENTS]))
+        futures += [await self._dead_letter(r.raw, r.reason, endpoint, r.index) for r in rejected]
+        if futures:
+            await asyncio.gather(*futures)
 
     async def _partitions(self, topic: str) -> int:
         count = self._partition_counts.get(topic)
         if count is None:
-            count = self._partition_counts[topic] = len(await self._producer.partitions_for(topic))
+            count = self._partition_counts[topic] = len(await self._connected().partitions_for(topic))
         return count
 
     async def _send_group(self, topic: str, partition: int, group: list[Event]) -> asyncio.Future:
         if len(group) == 1:
-            return await self._producer.send(topic, key=route(group[0])[1], value=encode(group[0]), partition=partition)
-        return await self._producer.send(topic, value=encode_batch(group), partition=partition,  # type: ignore[arg-type]
+            return await self._connected().send(topic, key=route(group[0])[1], value=encode(group[0]),
+                                                partition=partition)
+        return await self._connected().send(topic, value=encode_batch(group), partition=partition,  # type: ignore[arg-type]
                                          headers=[("events", str(len(group)).encode())])
 
     async def dead_letter(self, raw: bytes, reason: str, endpoint: str, index: int = -1) -> None:
         try:
-            fut = await self._dead_letter(raw, reason, endpoint, index)
-            await asyncio.wait_for(fut, self._timeout)
+            async with asyncio.timeout(self._timeout):
+                await (await self._dead_letter(raw, reason, endpoint, index))
         except Exception as exc:
             raise BrokerUnavailable(str(exc)) from exc
 
@@ -120,5 +177,5 @@ class Publisher:
             ("index", str(index).encode()),
             ("received_at_ms", str(now_ms()).encode()),
         ]
-        return await self._producer.send(topics.DEADLETTER, value=raw, headers=headers)
+        return await self._connected().send(topics.DEADLETTER, value=raw, headers=headers)
 

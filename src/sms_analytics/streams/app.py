@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -46,6 +46,7 @@ class JoinStats:
     busy_seconds: float = 0.0  # time spent processing batches (not waiting for input)
     first_event_ms: int = 0
     last_event_ms: int = 0
+    partitions: list[int] = field(default_factory=list)  # source partitions this worker owns
 
     @property
     def capacity(self) -> float:
@@ -124,6 +125,11 @@ def build_app(*, app_id: str, bootstrap: str, partitions: int, replication: int,
                 log.warning("alert", rule=alert.rule, key=alert.key, state=alert.state, summary=alert.summary)
                 for hook in detector.rules.webhooks:
                     asyncio.create_task(_post_webhook(hook, alert))
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: Any, assigned: Any, **_: Any) -> None:
+        stats.partitions = sorted({tp.partition for tp in assigned if tp.topic in (topics.SENDS, topics.RECEIPTS)})
+        log.info("worker.partitions_assigned", partitions=stats.partitions)
 
     @app.timer(interval=policy.scan_seconds, name="sms_compensation_scan")
     async def compensate() -> None:
@@ -228,15 +234,20 @@ def _join_one(store: MessageStateStore, partition: int, changes: dict[str, Deliv
               out: dict[str, Delivery], event: SendEvent | ReceiptEvent, now: int) -> Delivery | None:
     """Merge one event into its message's state; the state if it changed, else None. A decided
     message leaves the store (its change is recorded as None) but stays in this batch's output,
-    so a repeat later in the same batch is still recognized as one."""
+    so a repeat later in the same batch is still recognized as one.
+
+    The message's state is emitted even when the event changed nothing: after a crash, a replayed
+    event may find its change in the changelog while the delivery that carried it never reached
+    the broker (the two are separate records), and only re-emitting makes that delivery whole.
+    A repeat costs one more row, which the warehouse merges away."""
     key = _key(event)
     current = store.data.get(key)
     if current is None:
         current = out.get(key)
     merged, changed = apply(current, event, now)
+    out[key] = merged
     if not changed:
         return None
-    out[key] = merged
     if is_final(merged):
         if current is not None or key in changes:
             store.forget(key)

