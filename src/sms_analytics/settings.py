@@ -39,8 +39,23 @@ class Settings(BaseSettings):
     sms_query_host: str = Field(default="127.0.0.1", description="Read-only query endpoint (loopback).")
     sms_query_port: int = 8081
     sms_callback_token: SecretStr | None = None
-    sms_max_body_bytes: int = 5 * 1024 * 1024
-    sms_max_records_per_push: int = 10_000
+    sms_max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1, description="Larger bodies get 413.")
+    sms_max_records_per_push: int = Field(default=10_000, ge=1, description="More records in one push get 400.")
+    sms_timestamp_past: timedelta = Field(
+        default=timedelta(days=30),
+        description="A record timed more than this before its receipt is rejected (seconds or ISO-8601, e.g. P30D).",
+    )
+    sms_timestamp_future: timedelta = Field(
+        default=timedelta(days=1), description="A record timed more than this after its receipt is rejected.",
+    )
+    # Per-provider allowlists of the ingest endpoints: comma-separated addresses or CIDRs; empty: any.
+    sms_allow_ips_aliyun: str = Field(default="", description="Who may post /callbacks/aliyun/*.")
+    sms_allow_ips_tencent: str = Field(default="", description="Who may post /callbacks/tencent/*.")
+    sms_allow_ips_kx: str = Field(default="", description="Who may post /callbacks/kx/*.")
+    sms_allow_ips_sends: str = Field(default="", description="Who may post /v1/sends and /v1/sends/<provider>.")
+    sms_trusted_proxies: str = Field(
+        default="", description="Peers whose X-Forwarded-For is believed (CIDRs); empty: the TCP peer is the client.",
+    )
 
     # --- personal data ---------------------------------------------------------------------------
     sms_phone_hash_key: SecretStr | None = Field(
@@ -56,6 +71,8 @@ class Settings(BaseSettings):
     )
 
     # --- stream / sink tuning --------------------------------------------------------------------
+    sms_publish_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="A push not acknowledged by the broker within this answers 503.")
     sms_sink_batch_rows: int = 5_000
     sms_sink_flush_seconds: float = 0.5
     sms_rollup_seconds: float = Field(default=5.0, description="How often dirty rollup minutes are recomputed.")
