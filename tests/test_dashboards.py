@@ -132,11 +132,22 @@ DIMS = {"provider": "provider", "carrier": "carrier", "template": "template", "s
 
 @pytest.fixture(scope="module")
 def scenario(pipeline: Runtime) -> dict[str, Any]:
-    """90 messages sent in the first hour of the day 10 days ago (no other test uses that window)."""
-    warehouse = pipeline.warehouse
-    assert warehouse is not None
+    assert pipeline.warehouse is not None
+    return load_scenario(pipeline.warehouse)
+
+
+def load_scenario(warehouse: Warehouse) -> dict[str, Any]:
+    """90 messages sent in the first hour of the day 10 days ago (no other test uses that window).
+    Loaded once per warehouse: tests/test_report.py reports on the same data."""
     day = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=10)
     start, end = day, day + timedelta(seconds=3599)
+    loaded = run(warehouse, "SELECT count() AS n FROM sms.provider_stats WHERE provider = 'dashtest_a'")[0]["n"]
+    if not loaded:
+        _insert_scenario(warehouse, start)
+    return {"warehouse": warehouse, "start": start, "end": end}
+
+
+def _insert_scenario(warehouse: Warehouse, start: datetime) -> None:
     start_ms = int(start.timestamp() * 1000)
     deliveries = []
     for i in range(90):
@@ -168,8 +179,7 @@ def scenario(pipeline: Runtime) -> dict[str, Any]:
     warehouse.insert("sms.provider_balance", [["dashtest_a", "acct", 5000 - k * 100, start + timedelta(minutes=10 * k)]
                                               for k in range(4)], BALANCE_COLUMNS)
     warehouse.insert("sms.provider_stats", [["dashtest_a", "app", start, 31, 30, 30, 30, 14, 12, 3, 2, 4, 1, 2,
-                                             start + timedelta(hours=1)]], STATS_COLUMNS)
-    return {"warehouse": warehouse, "start": start, "end": end}
+                                             start + timedelta(hours=1)]], STATS_COLUMNS)  # last: marks it loaded
 
 
 def run(wh: Warehouse, sql: str) -> list[dict[str, Any]]:
@@ -189,9 +199,9 @@ def resolve_variables(wh: Warehouse, dashboard: dict[str, Any], selection: dict[
     return options
 
 
-def truth(wh: Warehouse, sql_panel: str, selection: dict[str, Any], options: dict[str, list[str]],
-          start: datetime, end: datetime) -> dict[str, Any]:
-    """The same totals straight from sms.messages, filtered on the dimensions the panel filters on."""
+def truth_where(sql_panel: str, selection: dict[str, Any], options: dict[str, list[str]], start: datetime,
+                end: datetime) -> str:
+    """sms.messages sent in the range (by send minute, as the rollups), on the dimensions the panel filters on."""
     where = [f"sent_at IS NOT NULL AND toStartOfMinute(sent_at) BETWEEN toDateTime({int(start.timestamp())}) "
              f"AND toDateTime({int(end.timestamp())})"]
     for var, column in DIMS.items():
@@ -200,12 +210,43 @@ def truth(wh: Warehouse, sql_panel: str, selection: dict[str, Any], options: dic
         value = selection[var]
         values = options[var] if value == "All" else value
         where.append(f"{column} IN ({', '.join(quote(v) for v in values)})")
+    return " AND ".join(where)
+
+
+COUNTS = """count() AS sent, countIf(status = 'delivered') AS delivered, countIf(status = 'failed') AS failed,
+            countIf(status = 'expired') AS expired, countIf(status = 'pending') AS pending"""
+FINAL_RATE = "countIf(status = 'delivered') / countIf(status IN ('delivered', 'failed', 'expired'))"
+
+
+def truth(wh: Warehouse, sql_panel: str, selection: dict[str, Any], options: dict[str, list[str]],
+          start: datetime, end: datetime) -> dict[str, Any]:
+    """The same totals straight from sms.messages, filtered on the dimensions the panel filters on."""
     rows = run(wh, f"""
-        SELECT count() AS sent, countIf(status = 'delivered') AS delivered, countIf(status = 'failed') AS failed,
-               countIf(status = 'expired') AS expired, countIf(status = 'pending') AS pending,
-               countIf(status = 'failed' AND failure_category = 'unknown') AS unknown
-        FROM sms.messages WHERE {' AND '.join(where)}""")
+        SELECT {COUNTS}, countIf(status = 'failed' AND failure_category = 'unknown') AS unknown
+        FROM sms.messages WHERE {truth_where(sql_panel, selection, options, start, end)}""")
     return rows[0]
+
+
+def trend_truth(wh: Warehouse, column: str, where: str, start: datetime, end: datetime) -> dict[str, list[float]]:
+    """Per value of the column: the delivery rate of each trend step (the range in 24 steps, a minute at least)."""
+    step = max(60, (int(end.timestamp()) - int(start.timestamp())) // build.TREND_BUCKETS)
+    rows = run(wh, f"""
+        SELECT key, arrayMap(t -> t.2, arraySort(groupArray((bucket, rate)))) AS trend
+        FROM (SELECT {column} AS key, toStartOfInterval(toStartOfMinute(sent_at), INTERVAL {step} SECOND) AS bucket,
+                     {FINAL_RATE} AS rate
+              FROM sms.messages WHERE {where}
+              GROUP BY key, bucket HAVING countIf(status IN ('delivered', 'failed', 'expired')) > 0)
+        GROUP BY key""")
+    return {r["key"]: r["trend"] for r in rows}
+
+
+def side_by_side_truth(wh: Warehouse, where: str) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """(carrier, template, provider) -> counts, for the pairs two or more providers served."""
+    rows = run(wh, f"""
+        SELECT carrier, template, provider, {COUNTS}, {FINAL_RATE} AS delivery_rate,
+               uniqExact(provider) OVER (PARTITION BY carrier, template) AS providers
+        FROM sms.messages WHERE {where} GROUP BY carrier, template, provider""")
+    return {(r["carrier"], r["template"], r["provider"]): r for r in rows if r["providers"] >= 2}
 
 
 def quote(v: str) -> str:
@@ -218,6 +259,24 @@ SELECTIONS = {
               "sign": ["Dash'Q"], "country": ["86", "852"]},
 }
 PANELS = [(make, p["title"]) for make in build.DASHBOARDS.values() for p in make()["panels"]]
+SIDE_BY_SIDE = "Providers side by side for the same carrier and template"
+RATE_TABLES = ("Delivery rate by carrier", "Delivery rate by template", "Delivery rate by sign")
+
+
+def test_rate_tables_have_sparklines_and_the_comparison_panel_exists() -> None:
+    panels = {p["title"]: p for p in build.overview()["panels"]}
+    for title in RATE_TABLES:
+        assert build.sparkline_columns(panels[title]) == ["rate_trend"]
+        assert "AS rate_trend" in panels[title]["targets"][0]["rawSql"]
+        (spark,) = [o for o in panels[title]["fieldConfig"]["overrides"] if o["matcher"]["options"] == "rate_trend"]
+        assert {"id": "custom.cellOptions", "value": {"type": "sparkline", "hideValue": True}} in spark["properties"]
+    side = panels[SIDE_BY_SIDE]
+    assert side["type"] == "table" and side["gridPos"]["w"] == 24
+    assert not build.sparkline_columns(side)
+    # no two panels overlap on the grid
+    cells = [(p["title"], x, y) for p in panels.values() for x in range(p["gridPos"]["x"], p["gridPos"]["x"] + p["gridPos"]["w"])
+             for y in range(p["gridPos"]["y"], p["gridPos"]["y"] + p["gridPos"]["h"])]
+    assert len({(x, y) for _, x, y in cells}) == len(cells)
 
 
 @pytest.mark.parametrize("selection_name", list(SELECTIONS))
@@ -264,6 +323,27 @@ def test_panel_runs_on_scenario(scenario: dict[str, Any], make: Any, title: str,
         return sum(r[col] for r in rows)
 
     cols = rows[0].keys()
+    where = truth_where(raw, selection, options, start, end)
+    if "rate_trend" in cols:  # the sparkline column: rates in [0, 1], oldest first, as sms.messages says
+        expected = trend_truth(wh, next(iter(cols)), where, start, end)
+        for r in rows:
+            trend = r["rate_trend"]
+            assert trend and all(isinstance(v, float) and 0 <= v <= 1 for v in trend), r
+            assert trend == pytest.approx(expected[r[next(iter(cols))]], abs=1e-4), r
+            assert len(trend) <= build.TREND_BUCKETS
+    if title == SIDE_BY_SIDE:
+        expected_pairs = side_by_side_truth(wh, where)
+        assert {(r["carrier"], r["template"], r["provider"]) for r in rows} == set(expected_pairs)
+        for r in rows:
+            want = expected_pairs[(r["carrier"], r["template"], r["provider"])]
+            assert [r[c] for c in ("sent", "delivered", "failed", "expired", "pending")] == \
+                [want[c] for c in ("sent", "delivered", "failed", "expired", "pending")], r
+            assert r["delivery_rate"] == pytest.approx(want["delivery_rate"])
+            assert r["rate_vs_best"] <= 1e-12 and (r["p95_latency_ms"] is None) == (r["delivered"] == 0), r
+        for pair in {(r["carrier"], r["template"]) for r in rows}:
+            mine = [r for r in rows if (r["carrier"], r["template"]) == pair]
+            assert len(mine) >= 2 and max(r["rate_vs_best"] for r in mine) == 0, mine
+        return
     for col in ("sent", "delivered", "failed", "expired", "pending"):
         if col in cols and "our_sent" not in cols:
             assert total(col) == truth_row[col], (title, col, total(col), truth_row)

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import orjson
 import structlog
 
+from sms_analytics.dashboards.report import time_range, write_report
 from sms_analytics.dashboards.summary import collect, render
 from sms_analytics.runtime import Runtime
 from sms_analytics.settings import Settings
@@ -59,7 +62,7 @@ async def run_demo(settings: Settings, *, duration: float, rate: float, seed: in
         assert runtime.warehouse is not None and runtime.join_stats is not None
         print(f"pipeline ready: receiver {runtime.receiver_url}, broker {runtime.bootstrap}; "
               f"driving {duration:.0f}s of simulated traffic at {rate:.0f} messages/s", flush=True)
-        started = time.monotonic()
+        started, started_at = time.monotonic(), datetime.now(timezone.utc)
         truth, _ = await asyncio.gather(
             drive(runtime.receiver_url, duration=duration, rate=rate, token=settings.callback_token, seed=seed),
             lane.drive(runtime.receiver_url, duration=duration, rate=max(1.0, rate / 10), token=settings.callback_token,
@@ -83,10 +86,48 @@ async def run_demo(settings: Settings, *, duration: float, rate: float, seed: in
         print(f"ground truth ({'matches the warehouse' if caught_up else 'DOES NOT match the warehouse'}): "
               f"{orjson.dumps(expected).decode()}")
         print("the data stays queryable: sms-analytics sql \"SELECT status, count() FROM sms.messages GROUP BY status\"")
+        print(f"report: {await _report(runtime, settings.sms_data_dir / 'report.html', started_at)}")
         return caught_up
     finally:
         await runtime.stop()
         await lane.stop()
+
+
+async def _report(runtime: Runtime, path: Path, started_at: datetime) -> str:
+    """The overview dashboard as HTML for the run (from the minute the traffic began to now), through
+    the runtime's open warehouse: a chDB path is opened by one process once."""
+    assert runtime.warehouse is not None
+    start = started_at.replace(second=0, microsecond=0)
+    try:
+        await _rollups_caught_up(runtime, start, timeout=15.0)
+        rng = time_range(start, datetime.now(timezone.utc).replace(microsecond=0))
+        return str(await asyncio.to_thread(write_report, runtime.warehouse.query, path, rng))
+    except Exception as exc:  # the run's result stands without its report
+        log.warning("demo.report_failed", error=str(exc))
+        return f"not written ({exc})"
+
+
+ROLLUP_COUNTS = ("SELECT sum(sent), sum(delivered), sum(failed), sum(expired), sum(pending) FROM sms.rollup_minute "
+                 "WHERE minute >= toDateTime({start:UInt32})")
+MESSAGE_COUNTS = ("SELECT count(), countIf(status = 'delivered'), countIf(status = 'failed'), countIf(status = 'expired'), "
+                  "countIf(status = 'pending') FROM sms.messages WHERE toStartOfMinute(sent_at) >= toDateTime({start:UInt32})")
+
+
+async def _rollups_caught_up(runtime: Runtime, start: datetime, timeout: float) -> bool:
+    """Wait (a few seconds: SMS_ROLLUP_SECONDS) until the minute rollups that the panels read agree with
+    sms.messages, so the report's charts and its totals tell the same story."""
+    assert runtime.warehouse is not None
+    params = {"start": int(start.timestamp())}
+    deadline = time.monotonic() + timeout
+    while True:
+        rolled = await asyncio.to_thread(runtime.warehouse.query, ROLLUP_COUNTS, params=params)
+        counted = await asyncio.to_thread(runtime.warehouse.query, MESSAGE_COUNTS, params=params)
+        if [int(v or 0) for v in rolled[1][0]] == [int(v or 0) for v in counted[1][0]]:
+            return True
+        if time.monotonic() > deadline:
+            log.warning("demo.rollups_behind", rollups=rolled[1][0], messages=counted[1][0])
+            return False
+        await asyncio.sleep(0.5)
 
 
 async def _wait_caught_up(runtime: Runtime, expected: dict[str, dict[str, int]], timeout: float) -> tuple[dict[str, Any], bool]:

@@ -38,6 +38,12 @@ PROVIDER_CARRIER_FILTER = "provider IN (${provider:singlequote}) AND carrier IN 
 PROVIDER_FILTER = "provider IN (${provider:singlequote})"
 
 RATE = "if(delivered + failed + expired = 0, NULL, delivered / (delivered + failed + expired))"
+# Trend buckets of the sparkline columns: the range in about TREND_BUCKETS equal steps, at least a minute.
+TREND_BUCKETS = 24
+TREND_BUCKET = ("toStartOfInterval(minute, toIntervalSecond(greatest(60, "
+                f"intDiv(toUInt32($__toTime) - toUInt32($__fromTime), {TREND_BUCKETS}))))")
+# Hourly sources: an hour that overlaps the range counts (a range starting at 10:45 shows the 10:00 row).
+HOUR_FILTER = "hour >= toStartOfHour($__fromTime) AND hour <= $__toTime"
 MEANING = "dictGet('sms.error_code_dict', ('description', 'action'), (provider, carrier, error_code, outcome_stage))"
 
 
@@ -57,7 +63,7 @@ def _target(sql: str, fmt: int) -> dict[str, Any]:
 
 def _panel(kind: str, title: str, sql: str, fmt: int, grid: tuple[int, int, int, int],
            description: str, field_config: dict[str, Any] | None = None,
-           options: dict[str, Any] | None = None) -> dict[str, Any]:
+           options: dict[str, Any] | None = None, overrides: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     x, y, w, h = grid
     return {
         "type": kind,
@@ -66,7 +72,7 @@ def _panel(kind: str, title: str, sql: str, fmt: int, grid: tuple[int, int, int,
         "datasource": dict(DATASOURCE),
         "gridPos": {"x": x, "y": y, "w": w, "h": h},
         "targets": [_target(sql, fmt)],
-        "fieldConfig": {"defaults": field_config or {}, "overrides": []},
+        "fieldConfig": {"defaults": field_config or {}, "overrides": overrides or []},
         "options": options or {},
     }
 
@@ -77,9 +83,28 @@ def timeseries(title: str, sql: str, grid: tuple[int, int, int, int], descriptio
                   {"legend": {"displayMode": "table", "placement": "bottom"}, "tooltip": {"mode": "multi"}})
 
 
-def table(title: str, sql: str, grid: tuple[int, int, int, int], description: str = "") -> dict[str, Any]:
+def table(title: str, sql: str, grid: tuple[int, int, int, int], description: str = "",
+          overrides: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     return _panel("table", title, sql, FORMAT_TABLE, grid, description, {},
-                  {"showHeader": True, "cellHeight": "sm"})
+                  {"showHeader": True, "cellHeight": "sm"}, overrides)
+
+
+def unit_override(column: str, unit: str) -> dict[str, Any]:
+    return {"matcher": {"id": "byName", "options": column}, "properties": [{"id": "unit", "value": unit}]}
+
+
+def sparkline_override(column: str) -> dict[str, Any]:
+    """Grafana 11 table cell "sparkline": the column holds an array of numbers per row (here rates in [0, 1])."""
+    return {"matcher": {"id": "byName", "options": column},
+            "properties": [{"id": "custom.cellOptions", "value": {"type": "sparkline", "hideValue": True}},
+                           {"id": "unit", "value": "percentunit"}]}
+
+
+def sparkline_columns(panel: dict[str, Any]) -> list[str]:
+    """The columns a panel shows as sparklines (field overrides with cellOptions type sparkline)."""
+    return [o["matcher"]["options"] for o in panel["fieldConfig"]["overrides"]
+            if o["matcher"]["id"] == "byName" and any(
+                p["id"] == "custom.cellOptions" and p["value"].get("type") == "sparkline" for p in o["properties"])]
 
 
 def stat(title: str, sql: str, grid: tuple[int, int, int, int], description: str = "",
@@ -152,6 +177,55 @@ def _dimension_variables() -> list[dict[str, Any]]:
     return [query_variable(*v) for v in VARIABLES]
 
 
+def rate_table(column: str, label: str, grid: tuple[int, int, int, int]) -> dict[str, Any]:
+    """Delivery rate per value of a dimension, with its trend over the range as a sparkline."""
+    return table(f"Delivery rate by {label}", f"""
+SELECT {column}, sum(sent) AS sent, sum(delivered) AS delivered, sum(failed) AS failed,
+       sum(expired) AS expired, sum(pending) AS pending, {RATE} AS delivery_rate,
+       arrayMap(t -> round(assumeNotNull(t.2), 4),
+                arraySort(groupArrayIf((bucket, bucket_rate), bucket_rate IS NOT NULL))) AS rate_trend
+FROM
+(
+    SELECT {column}, {TREND_BUCKET} AS bucket,
+           sum(sent) AS sent, sum(delivered) AS delivered, sum(failed) AS failed, sum(expired) AS expired,
+           sum(pending) AS pending, {RATE} AS bucket_rate
+    FROM sms.rollup_minute
+    WHERE $__timeFilter(minute) AND {ROLLUP_FILTER}
+    GROUP BY {column}, bucket
+)
+GROUP BY {column}
+ORDER BY sent DESC""", grid,
+                 f"Delivery rate per {label} over the time range; rate_trend: the rate in {TREND_BUCKETS} steps of the "
+                 "range (oldest first, steps with no final outcome left out).",
+                 [unit_override("delivery_rate", "percentunit"), sparkline_override("rate_trend")])
+
+
+def providers_side_by_side(grid: tuple[int, int, int, int]) -> dict[str, Any]:
+    """One row per provider of every (carrier, template) that two or more providers served in the range."""
+    return table("Providers side by side for the same carrier and template", f"""
+SELECT carrier, template, provider, sent, delivered, failed, expired, pending, delivery_rate,
+       delivery_rate - max(delivery_rate) OVER pair AS rate_vs_best, p95_latency_ms
+FROM
+(
+    SELECT carrier, template, provider, sum(sent) AS sent, sum(delivered) AS delivered, sum(failed) AS failed,
+           sum(expired) AS expired, sum(pending) AS pending, {RATE} AS delivery_rate,
+           if(delivered = 0, NULL, round(quantilesDDMerge(0.005, 0.5, 0.9, 0.95, 0.99)(latency_state)[3])) AS p95_latency_ms,
+           count() OVER (PARTITION BY carrier, template) AS providers
+    FROM sms.rollup_minute
+    WHERE $__timeFilter(minute) AND {ROLLUP_FILTER}
+    GROUP BY carrier, template, provider
+)
+WHERE providers >= 2
+WINDOW pair AS (PARTITION BY carrier, template)
+ORDER BY min(delivery_rate) OVER pair - max(delivery_rate) OVER pair, carrier, template, delivery_rate DESC, provider""",
+                 grid,
+                 "The same carrier and template through different providers: sent, delivery rate, the gap to the best "
+                 "provider of the pair (0 = best) and p95 latency (ms); pairs with the largest gap first. Pairs served "
+                 "by one provider are left out (template ids are often provider-specific).",
+                 [unit_override("delivery_rate", "percentunit"), unit_override("rate_vs_best", "percentunit"),
+                  unit_override("p95_latency_ms", "ms")])
+
+
 def overview() -> dict[str, Any]:
     panels = [
         timeseries("Messages by status per provider", f"""
@@ -172,14 +246,9 @@ GROUP BY time, provider
 ORDER BY time, provider""", (12, 0, 12, 8),
                    "delivered / (delivered + failed + expired) of the messages sent in each interval; pending excluded.",
                    unit="percentunit"),
-        *[table(f"Delivery rate by {label}", f"""
-SELECT {column}, sum(sent) AS sent, sum(delivered) AS delivered, sum(failed) AS failed,
-       sum(expired) AS expired, sum(pending) AS pending, {RATE} AS delivery_rate
-FROM sms.rollup_minute
-WHERE $__timeFilter(minute) AND {ROLLUP_FILTER}
-GROUP BY {column}
-ORDER BY sent DESC""", (8 * n, 8, 8, 8), f"Delivery rate per {label} over the time range.")
+        *[rate_table(column, label, (8 * n, 8, 8, 8))
           for n, (column, label) in enumerate((("carrier", "carrier"), ("template", "template"), ("sign", "sign")))],
+        providers_side_by_side((0, 16, 24, 9)),
         timeseries("Latency p50 / p90 / p99 by carrier", f"""
 SELECT time, carrier, q[1] AS p50, q[2] AS p90, q[4] AS p99
 FROM
@@ -191,14 +260,14 @@ FROM
     GROUP BY time, carrier
     HAVING sum(delivered) > 0
 )
-ORDER BY time, carrier""", (0, 16, 12, 8), "Send-to-report latency of delivered messages (ms).", unit="ms"),
+ORDER BY time, carrier""", (0, 25, 12, 8), "Send-to-report latency of delivered messages (ms).", unit="ms"),
         bar("Failures by category", f"""
 SELECT failure_category, sum(r.failed) AS failed, sum(r.expired) AS expired, sum(r.failed) + sum(r.expired) AS failures
 FROM sms.rollup_minute AS r
 WHERE $__timeFilter(minute) AND {ROLLUP_FILTER}
 GROUP BY failure_category
 HAVING failures > 0
-ORDER BY failures DESC""", (12, 16, 12, 8), "Failed and expired messages sent in the range, by failure category."),
+ORDER BY failures DESC""", (12, 25, 12, 8), "Failed and expired messages sent in the range, by failure category."),
         table("Top error codes", f"""
 SELECT provider, carrier, error_code, outcome_stage, failure_category, count() AS count,
        tupleElement({MEANING}, 1) AS description,
@@ -207,18 +276,18 @@ FROM sms.messages
 WHERE $__timeFilter(sent_at) AND {MESSAGE_FILTER} AND status = 'failed'
 GROUP BY provider, carrier, error_code, outcome_stage, failure_category
 ORDER BY count DESC
-LIMIT 50""", (0, 24, 24, 9), "Failure codes of messages sent in the range, with the knowledge base's description and suggested action."),
+LIMIT 50""", (0, 33, 24, 9), "Failure codes of messages sent in the range, with the knowledge base's description and suggested action."),
         table("Receipt completeness (1 / 5 / 30 min)", f"""
 SELECT hour, provider, carrier, sent, within_1m, within_5m, within_30m
 FROM sms.receipt_completeness
-WHERE $__timeFilter(hour) AND {PROVIDER_CARRIER_FILTER}
-ORDER BY hour DESC, provider, carrier""", (0, 33, 12, 8),
+WHERE {HOUR_FILTER} AND {PROVIDER_CARRIER_FILTER}
+ORDER BY hour DESC, provider, carrier""", (0, 42, 12, 8),
               "Share of each hour's sends with a final receipt within 1, 5 and 30 minutes."),
         table("Cohort maturation", f"""
 SELECT hour, provider, sent, age_seconds, provisional_rate, delivery_rate, pending
 FROM sms.cohort_maturation
-WHERE $__timeFilter(hour) AND {PROVIDER_FILTER}
-ORDER BY hour DESC, provider""", (12, 33, 12, 8),
+WHERE {HOUR_FILTER} AND {PROVIDER_FILTER}
+ORDER BY hour DESC, provider""", (12, 42, 12, 8),
               "Delivered within N seconds of the send / cohort size (provisional), against the cohort's delivery rate now."),
         stat("Receipt lag per provider", f"""
 SELECT provider, max(reported_at) AS newest_receipt_at,
@@ -226,31 +295,31 @@ SELECT provider, max(reported_at) AS newest_receipt_at,
 FROM sms.messages
 WHERE reported_at <= $__toTime AND {PROVIDER_FILTER}
 GROUP BY provider
-ORDER BY provider""", (0, 41, 8, 6),
+ORDER BY provider""", (0, 50, 8, 6),
              "Range end minus the newest receipt's report time (sms.receipt_lag at range end = now).", unit="s"),
         timeseries("Pending backlog", f"""
 SELECT $__timeInterval(minute) AS time, provider, sum(pending) AS pending, sum(expired) AS expired
 FROM sms.rollup_minute
 WHERE $__timeFilter(minute) AND {ROLLUP_FILTER}
 GROUP BY time, provider
-ORDER BY time, provider""", (8, 41, 8, 6), "Messages still without a final outcome (pending) and expired, by send minute."),
+ORDER BY time, provider""", (8, 50, 8, 6), "Messages still without a final outcome (pending) and expired, by send minute."),
         timeseries("Provider balance", f"""
 SELECT $__timeInterval(at) AS time, provider, account, argMax(balance, at) AS balance
 FROM sms.provider_balance
 WHERE $__timeFilter(at) AND {PROVIDER_FILTER}
 GROUP BY time, provider, account
-ORDER BY time, provider, account""", (16, 41, 8, 6), "Account balance readings (KX Balance)."),
+ORDER BY time, provider, account""", (16, 50, 8, 6), "Account balance readings (KX Balance)."),
         table("Reconciliation with provider statistics", f"""
 SELECT hour, provider, our_sent, their_sent, sent_diff, our_delivered, their_delivered, delivered_diff,
        our_failed, their_failed, failed_diff
 FROM sms.reconciliation
-WHERE $__timeFilter(hour) AND {PROVIDER_FILTER}
-ORDER BY hour DESC, provider""", (0, 47, 24, 8), "Our counts against the provider's own hourly statistics (ours minus theirs)."),
+WHERE {HOUR_FILTER} AND {PROVIDER_FILTER}
+ORDER BY hour DESC, provider""", (0, 56, 24, 8), "Our counts against the provider's own hourly statistics (ours minus theirs)."),
         table("Unmapped error codes", f"""
 SELECT provider, carrier, code, stage, first_seen, last_seen, count, example_message
 FROM sms.unmapped_codes
 WHERE last_seen >= $__fromTime AND first_seen <= $__toTime AND {PROVIDER_CARRIER_FILTER}
-ORDER BY count DESC""", (0, 55, 24, 8), "Failure codes the knowledge base does not explain: new codes for ops to look at."),
+ORDER BY count DESC""", (0, 64, 24, 8), "Failure codes the knowledge base does not explain: new codes for ops to look at."),
     ]
     return _dashboard("sms-overview", "SMS delivery: overview", panels, _dimension_variables())
 
