@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
@@ -255,3 +256,219 @@ async def stream_joined_every_receipt(bootstrap: str, workload: Workload) -> int
 async def _assigned(consumer: AIOKafkaConsumer) -> list[Any]:
     await eventually(lambda: bool(consumer.assignment()), timeout=10)
     return list(consumer.assignment())
+
+
+# --- the warehouse refuses writes for 60 s ---------------------------------------------------------
+
+@pytest.mark.timeout(400)
+async def test_warehouse_writes_fail_for_60s_then_everything_lands_once(pipeline: Any) -> None:
+    """A fault at the sink boundary: every insert fails for 60 s. The sink retries the same batch
+    with the same deduplication token, commits nothing past it, stops consuming meanwhile
+    (backpressure: its buffer does not grow), and once writes work again every message lands once."""
+    from bench.workload import publish
+    from tests.conftest import rows
+
+    sink, warehouse = pipeline.sink, pipeline.warehouse
+    real_insert = warehouse.insert
+    failing = True
+    attempts: list[tuple[str, str | None, int]] = []
+
+    def insert(table: str, data: Any, columns: Any, token: str | None = None) -> None:
+        if failing:
+            attempts.append((table, token, len(data)))
+            raise ConnectionError("injected fault: the warehouse refuses writes")
+        real_insert(table, data, columns, token)
+
+    start_ms = now_ms() - 30 * 3_600_000  # a window of its own, 30 h ago
+    window = (f"sent_at >= fromUnixTimestamp64Milli({start_ms - 1000}) "
+              f"AND sent_at < fromUnixTimestamp64Milli({start_ms + 62_000 + 1000})")
+    workload = Workload(20_000, start_ms=start_ms, span_s=60, hash_key=HASH_KEY, seed=13)
+    deliveries = [tp for tp in sink.consumer.assignment() if tp.topic == topics.DELIVERIES]
+    committed_before = {tp: await sink.consumer.committed(tp) for tp in deliveries}
+    warehouse.insert = insert  # the sink calls self.warehouse.insert
+    try:
+        await publish(pipeline.publisher, workload)
+        buffered: list[int] = []
+        for _ in range(60):
+            await asyncio.sleep(1)
+            buffered.append(sink._buffered())
+        committed_during = {tp: await sink.consumer.committed(tp) for tp in deliveries}
+        landed = (await rows(pipeline, f"SELECT count() AS n FROM sms.messages WHERE {window}"))[0]["n"]
+    finally:
+        failing = False
+        del warehouse.insert
+    parts = [a for a in attempts if a[0] == "sms.message_parts"]
+    assert len(parts) >= 5, attempts  # retried with backoff through the minute
+    assert len({token for _, token, _ in parts}) == 1 and parts[0][1]  # one batch, one token, every retry
+    assert committed_during == committed_before  # no offset committed past unwritten rows
+    assert landed == 0
+    assert len(set(buffered[3:])) == 1, buffered  # nothing more consumed while blocked
+    truth = workload.truth
+    want = {"messages": truth.messages, "delivered": truth.delivered, "failed": truth.failed,
+            "pending": truth.pending, "distinct_messages": truth.messages}
+
+    async def exact() -> dict[str, int] | None:
+        got = (await rows(pipeline, COUNTS.replace("FROM sms.messages", f"FROM sms.messages WHERE {window}")))[0]
+        got = {k: int(v) for k, v in got.items()}
+        return got if got == want else None
+
+    got = await eventually(exact, timeout=120, interval=1.0)
+    print(f"\nwarehouse down 60 s: {len(parts)} attempts with one token, buffer {buffered[-1]} rows constant, "
+          f"then {got}")
+
+
+# --- a provider retries a push the receiver died in the middle of ----------------------------------
+
+def aliyun_receipts(prefix: str, n: int, sent: datetime) -> bytes:
+    china = timezone(timedelta(hours=8))
+    sent_text = sent.astimezone(china).strftime("%Y-%m-%d %H:%M:%S")
+    reported = (sent + timedelta(seconds=4)).astimezone(china).strftime("%Y-%m-%d %H:%M:%S")
+    return orjson.dumps([{"phone_number": f"139{i:08d}", "send_time": sent_text, "report_time": reported,
+                          "success": True, "err_code": "DELIVERED", "err_msg": "用户接收成功", "sms_size": "1",
+                          "biz_id": f"{prefix}-{i}^0", "out_id": ""} for i in range(n)])
+
+
+async def post_raw_then_kill(port: int, path: str, body: bytes, delay: float, service: Service) -> bool:
+    """Send a whole request, SIGKILL the process `delay` s later; True if a response came first."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write((f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                  f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body)
+    await writer.drain()
+    if delay:
+        await asyncio.sleep(delay)
+    answered = bool(reader._buffer)  # type: ignore[attr-defined]  # bytes already received
+    service.kill()
+    try:
+        answered = answered or bool(await asyncio.wait_for(reader.read(64), 2))
+    except (ConnectionError, asyncio.TimeoutError):
+        pass
+    writer.close()
+    return answered
+
+
+@pytest.mark.timeout(400)
+async def test_push_retried_after_the_receiver_died_mid_request_counts_once(broker: str, tmp_path: Path) -> None:
+    up = Service(["up"], environment(broker, tmp_path / "up", "faults-retry"), tmp_path / "up.log")
+    port = int(up.env["SMS_HTTP_PORT"])
+    path = f"/callbacks/aliyun/sms-report?token={TOKEN}"
+    up.start()
+    try:
+        await healthy(up)
+        base = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(hours=20)
+        pushes: list[tuple[str, bytes, datetime]] = []
+        unanswered = 0
+        for k, delay in enumerate((0.0, 0.005, 0.02, 0.05, 0.15)):
+            sent = base + timedelta(minutes=k)
+            prefix = f"midreq{now_ms()}x{k}"
+            body = aliyun_receipts(prefix, 300, sent)
+            pushes.append((prefix, body, sent))
+            unanswered += not await post_raw_then_kill(port, path, body, delay, up)
+            up.start()
+            await healthy(up)
+            async with aiohttp.ClientSession() as s, s.post(f"http://127.0.0.1:{port}{path}", data=body) as r:
+                assert r.status == 200 and (await r.json())["code"] == 0  # the provider's retry
+        assert unanswered >= 1  # at least one push really died unanswered
+        for prefix, _, sent in pushes:
+            where = f"provider = 'aliyun' AND startsWith(message_id, '{prefix}-')"
+            want = {"messages": 300, "delivered": 300, "failed": 0, "pending": 0, "distinct_messages": 300}
+
+            async def once() -> dict[str, int] | None:
+                got = {k: int(v) for k, v in (await query(up, COUNTS + f" WHERE {where}"))[0].items()}
+                return got if got == want else None
+
+            await eventually(once, timeout=60, interval=0.5)
+            minute = f"minute = toDateTime('{sent.strftime('%Y-%m-%d %H:%M:%S')}', 'UTC')"
+            await eventually(lambda: _rollup_is(up, f"provider = 'aliyun' AND {minute}", 300), timeout=60,
+                             interval=0.5)
+        print(f"\nreceiver killed mid-request 5 times ({unanswered} unanswered): every receipt counted once")
+    finally:
+        up.terminate()
+
+
+async def _rollup_is(service: Service, where: str, delivered: int) -> bool:
+    got = await query(service, f"SELECT sum(delivered) AS d, sum(sent) AS s FROM sms.rollup_minute WHERE {where}")
+    return int(got[0]["d"]) == delivered and int(got[0]["s"]) == delivered
+
+
+# --- the broker unreachable at start and for 30 s --------------------------------------------------
+
+@pytest.mark.timeout(300)
+async def test_receiver_answers_503_while_the_broker_is_unreachable(tmp_path: Path) -> None:
+    port = free_port()
+    env = environment(f"127.0.0.1:{port}", tmp_path / "receiver", "faults-broker",
+                      SMS_PUBLISH_TIMEOUT_SECONDS="2")
+    receiver = Service(["receiver"], env, tmp_path / "receiver.log")
+    http = f"http://127.0.0.1:{env['SMS_HTTP_PORT']}"
+    path = f"/callbacks/aliyun/sms-report?token={TOKEN}"
+    sent = datetime.now(timezone.utc) - timedelta(minutes=5)
+    answers: dict[str, list[int]] = {"start": [], "outage": []}
+    stored_needed: list[tuple[str, bytes]] = []
+
+    async def push(prefix: str) -> int:
+        body = aliyun_receipts(prefix, 50, sent)
+        async with aiohttp.ClientSession() as s, s.post(http + path, data=body,
+                                                        timeout=aiohttp.ClientTimeout(total=15)) as r:
+            reply = await r.json()
+            assert (r.status, reply["code"]) in ((200, 0), (503, 1)), (r.status, reply)
+            if r.status == 503:
+                stored_needed.append((prefix, body))
+            return r.status
+
+    receiver.start()
+    broker = EmbeddedBroker(port=port)
+    try:
+        await eventually(lambda: receiver.alive() and _status_is(http + "/healthz", 503), timeout=60)
+        for i in range(3):  # no broker at all yet: every push 503, none accepted
+            answers["start"].append(await push(f"nobroker{now_ms()}x{i}"))
+        assert answers["start"] == [503, 503, 503]
+        await broker.start()
+        await eventually(lambda: _status_is(http + "/healthz", 200), timeout=60)
+        assert await push(f"up{now_ms()}") == 200
+        assert broker.process is not None
+        broker.process.send_signal(signal.SIGSTOP)  # unreachable: accepts nothing, answers nothing
+        stopped = time.monotonic()
+        while time.monotonic() - stopped < 30:
+            t0 = time.monotonic()
+            answers["outage"].append(await push(f"outage{now_ms()}"))
+            assert time.monotonic() - t0 < 6  # answered within the publish timeout, never hanging
+        broker.process.send_signal(signal.SIGCONT)
+        assert answers["outage"] and set(answers["outage"]) == {503}
+        for prefix, body in list(stored_needed):  # the providers retry every 503
+            async def accepted(body: bytes = body) -> bool:
+                async with aiohttp.ClientSession() as s, s.post(http + path, data=body) as r:
+                    return r.status == 200
+            await eventually(accepted, timeout=60, interval=1.0)
+        ids = await receipt_ids(broker.bootstrap)
+        for prefix, _ in stored_needed:
+            assert {f"{prefix}-{i}^0" for i in range(50)} <= ids, prefix
+        print(f"\nbroker down at start ({len(answers['start'])} pushes 503) and stopped 30 s "
+              f"({len(answers['outage'])} pushes 503); every retried push stored")
+    finally:
+        if broker.process is not None:
+            broker.process.send_signal(signal.SIGCONT)
+        receiver.terminate()
+        broker.stop()
+
+
+async def _status_is(url: str, status: int) -> bool:
+    return await get_status(url) == status
+
+
+async def receipt_ids(bootstrap: str) -> set[str]:
+    from sms_analytics.model.events import decode_message_events
+
+    consumer = AIOKafkaConsumer(topics.RECEIPTS, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    ids: set[str] = set()
+    try:
+        end = await consumer.end_offsets(await _assigned(consumer))
+        while True:
+            for records in (await consumer.getmany(timeout_ms=1000)).values():
+                for r in records:
+                    ids.update(e.message_id for e in decode_message_events(r.value))
+            positions = {tp: await consumer.position(tp) for tp in end}
+            if all(positions[tp] >= off for tp, off in end.items()):
+                return ids
+    finally:
+        await consumer.stop()
