@@ -396,3 +396,39 @@ async def test_pending_messages_past_compensate_after_are_asked_about_once(
     import asyncio
     await asyncio.sleep(3)  # three more scans: asked once per SMS_COMPENSATE_INTERVAL
     assert len(await requests()) == 1
+
+
+async def test_raw_numbers_only_on_the_topics_a_poller_needs(http: aiohttp.ClientSession, pipeline: Runtime) -> None:
+    """Sends and receipts carry the number (the join keeps it for the compensation pollers);
+    deliveries and replies carry only its hash and masked form (SMS_STORE_RAW_PHONE is off)."""
+    from aiokafka import AIOKafkaConsumer
+
+    number, seq = "13677778888", int(uuid.uuid4().int % 10**12)
+    biz = f"{uid()}^0"
+    assert (await post(http, "/v1/sends/aliyun", aliyun_send(biz, [number])))[0] == 202
+    assert (await post(http, "/callbacks/aliyun/sms-report", [aliyun_report(biz, number)]))[0] == 200
+    assert (await post(http, "/callbacks/aliyun/sms-up", [{
+        "phone_number": number, "send_time": china(T0), "content": "TD", "sign_name": "阿里云",
+        "dest_code": "1234", "sequence_id": seq}]))[0] == 200
+    await eventually(lambda: message(pipeline, "aliyun", biz, "status = 'delivered'"))
+    await eventually(lambda: rows(pipeline, f"SELECT 1 FROM sms.replies WHERE reply_id = 'aliyun:{seq}'"))
+    found: dict[str, int] = {}
+    consumer = AIOKafkaConsumer(topics.SENDS, topics.RECEIPTS, topics.DELIVERIES, topics.REPLIES,
+                                bootstrap_servers=pipeline.bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    try:
+        await eventually(lambda: len(consumer.assignment()) > 0)
+        end = await consumer.end_offsets(list(consumer.assignment()))
+        while True:
+            for tp, records in (await consumer.getmany(timeout_ms=1000)).items():
+                for r in records:
+                    if number.encode() in (r.key or b"") + r.value:
+                        found[tp.topic] = found.get(tp.topic, 0) + 1
+            positions = {tp: await consumer.position(tp) for tp in end}
+            if all(positions[tp] >= off for tp, off in end.items()):
+                break
+    finally:
+        await consumer.stop()
+    assert found.get(topics.SENDS) and found.get(topics.RECEIPTS), found
+    assert topics.DELIVERIES not in found and topics.REPLIES not in found, found

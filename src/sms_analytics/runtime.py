@@ -22,6 +22,7 @@ from sms_analytics.broker.embedded import EmbeddedBroker
 from sms_analytics.model.phone import PhoneHasher, load_or_create_key
 from sms_analytics.settings import Settings
 from sms_analytics.sinks import error_codes
+from sms_analytics.sinks import template_names
 from sms_analytics.sinks.query_api import query_app
 from sms_analytics.sinks.rollups import Rollups
 from sms_analytics.sinks.warehouse import Warehouse
@@ -80,6 +81,7 @@ class Runtime:
             await asyncio.to_thread(self.warehouse.migrate)
             await asyncio.to_thread(self.warehouse.apply_views, int(s.sms_expire_after.total_seconds()))
             await asyncio.to_thread(error_codes.load, self.warehouse)
+            await asyncio.to_thread(template_names.load, self.warehouse, s.sms_template_names)
         if self.parts.worker:
             s.sms_data_dir.mkdir(parents=True, exist_ok=True)
             self.app, self.join_stats = build_app(
@@ -90,7 +92,7 @@ class Runtime:
                                           interval_ms=int(s.sms_compensate_interval.total_seconds() * 1000),
                                           scan_seconds=s.sms_compensate_scan_seconds,
                                           forget_after_ms=int(s.sms_expire_after.total_seconds() * 1000)),
-                rules=Rules.load(s.sms_alert_rules),
+                rules=Rules.load(s.sms_alert_rules), raw_phone=s.sms_store_raw_phone,
             )
             await self.app.start()
         if self.parts.sink:

@@ -14,6 +14,7 @@ import asyncio
 from collections import defaultdict
 from typing import Any, Awaitable, Callable, Sequence
 
+import msgspec
 import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
@@ -37,8 +38,8 @@ def route(event: Event) -> tuple[str, bytes]:
         return topics.SENDS, topics.message_key(event.provider, event.message_id, event.phone)
     if isinstance(event, ReceiptEvent):
         return topics.RECEIPTS, topics.message_key(event.provider, event.message_id, event.phone)
-    if isinstance(event, ReplyEvent):
-        return topics.REPLIES, f"{event.provider}|{event.phone}".encode()
+    if isinstance(event, ReplyEvent):  # no poller needs a reply's number: keyed and sent by its hash only
+        return topics.REPLIES, f"{event.provider}|{event.phone_hash}".encode()
     if isinstance(event, ProviderBalance):
         return topics.PROVIDER_STATS, f"balance|{event.provider}|{event.account}".encode()
     if isinstance(event, ProviderStats):
@@ -142,6 +143,8 @@ class Publisher:
             if topic in BATCHED:
                 grouped[(topic, partition_of(key, await self._partitions(topic)))].append(event)
             else:
+                if isinstance(event, ReplyEvent):
+                    event = msgspec.structs.replace(event, phone="")
                 futures.append(await producer.send(topic, key=key, value=encode(event)))
         for (topic, partition), group in grouped.items():
             for i in range(0, len(group), MAX_BATCH_EVENTS):

@@ -85,7 +85,9 @@ def should_forget(d: Delivery, now: int, policy: Compensation) -> bool:
 
 def build_app(*, app_id: str, bootstrap: str, partitions: int, replication: int, data_dir: str,
               batch: int, within: float, compensation: Compensation | None = None,
-              rules: Rules | None = None) -> tuple[faust.App, JoinStats]:
+              rules: Rules | None = None, raw_phone: bool = False) -> tuple[faust.App, JoinStats]:
+    """The join app. Deliveries carry the raw number only with raw_phone (SMS_STORE_RAW_PHONE): the
+    sink needs it only then; the state (and the compensation requests) keep it for the pollers."""
     app = faust.App(
         app_id,
         broker=f"kafka://{bootstrap}",
@@ -189,7 +191,7 @@ def build_app(*, app_id: str, bootstrap: str, partitions: int, replication: int,
                 for chunk in _chunks(list(changes.items())):
                     await state.changelog_topic.send(key=f"batch|{partition}".encode(),
                                                      value=encode_changes(dict(chunk)), partition=partition)
-                for chunk in _chunks(list(out.values())):
+                for chunk in _chunks(list(out.values()) if raw_phone else [_without_phone(d) for d in out.values()]):
                     await deliveries.send(value=encode_deliveries(chunk), partition=partition)
                 stats.emitted += len(out)
             stats.last_event_ms = now_ms()
@@ -224,6 +226,10 @@ RECORD_ITEMS = 500  # states or deliveries per record: a record stays far below 
 
 def _chunks(items: list[Any], size: int = RECORD_ITEMS) -> list[list[Any]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def _without_phone(d: Delivery) -> Delivery:
+    return msgspec.structs.replace(d, phone="")
 
 
 def _key(event: SendEvent | ReceiptEvent) -> str:
