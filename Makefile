@@ -5,8 +5,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DURATION ?= 60
 RATE ?= 40
+QUICK ?=
+SRC ?=
 
-.PHONY: run test venv clean
+.PHONY: run test venv clean bench
 
 venv: $(STAMP)
 
@@ -21,6 +23,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# `make bench`: the benchmark (README.md, "Benchmarks"); QUICK=1 is 10x smaller,
+# SRC=/path/to/src measures another source tree. Writes bench/results/<date>.json.
+bench: $(STAMP)
+	$(BIN)/python -m bench $(if $(QUICK),--quick) $(if $(SRC),--src $(SRC) --label $(notdir $(patsubst %/src,%,$(abspath $(SRC)))))
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

@@ -1,0 +1,60 @@
+"""The benchmark harness (`make bench`) at a tiny scale, so it keeps working: every measurement
+runs end to end in its own processes and the result file has all six sections with numbers. The
+join's warehouse counts must equal the workload's ground truth. No timing is asserted."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+NUMBERS = {
+    "ceiling": ("events", "seconds", "events_per_s"),
+    "join": ("events", "seconds", "events_per_s", "ratio_to_ceiling", "publish_seconds"),
+    "freshness": ("samples", "p50_s", "p99_s", "achieved_events_per_s"),
+    "ingest": ("receipts_per_s", "p50_ms", "p99_ms"),
+    "queries": ("messages", "max_p50_ms"),
+    "memory": ("pending", "baseline_rss_mib", "rss_mib", "growth_bytes_per_pending"),
+}
+
+
+def test_bench_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "CLICKHOUSE_", "SMS_"))}
+    proc = subprocess.run([sys.executable, "-m", "bench", "--scale", "0.001", "--out", str(out)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-6000:]}"
+    doc = json.loads(out.read_text())
+
+    sections = doc["sections"]
+    assert set(NUMBERS) <= set(sections), sections.keys()
+    for name, keys in NUMBERS.items():
+        assert "error" not in sections[name], sections[name]
+        for key in keys:
+            assert isinstance(sections[name][key], (int, float)), (name, key, sections[name].get(key))
+
+    join = sections["join"]
+    truth = join["truth"]
+    assert join["counts_match"], join["mismatches"]
+    assert join["counts"] == {"messages": truth["messages"], "delivered": truth["delivered"], "failed": truth["failed"],
+                              "pending": truth["pending"], "expired": 0, "receipts": truth["distinct_receipts"]}
+    assert truth["events"] == 2 * truth["messages"] == join["events"]
+    assert truth["duplicate_receipts"] == round(truth["messages"] * 0.05)
+    assert truth["receipts_before_send"] == round(truth["distinct_receipts"] * 0.10)
+    assert sections["ceiling"]["events"] == truth["events"] and sections["ceiling"]["joined_matches"]
+
+    assert sections["freshness"]["visible"] > 0
+    assert sections["ingest"]["failed"] == 0
+    panels = sections["queries"]["panels"]
+    assert panels and all(isinstance(p["p50_ms"], float) for p in panels)
+    assert sections["memory"]["events_consumed"] >= sections["memory"]["pending"]
+
+    assert {t["name"] for t in doc["targets"]} == {"join throughput", "join vs ceiling", "freshness p99", "HTTP ingest",
+                                                   "panel queries", "worker memory"}
+    machine = doc["machine"]
+    assert machine["nproc"] and machine["python"] and machine["packages"]["faust-streaming"]
+    assert doc["source"]["path"] == str(REPO / "src")
+    assert "targets" in proc.stdout  # the printed table
