@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import defaultdict
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +18,7 @@ from sms_analytics.dashboards import build
 from sms_analytics.dashboards.macros import expand
 from sms_analytics.model.events import Delivery
 from sms_analytics.runtime import Runtime
+from sms_analytics.sinks import template_names
 from sms_analytics.sinks.rollups import Rollups
 from sms_analytics.sinks.rows import BALANCE_COLUMNS, MESSAGE_COLUMNS, STATS_COLUMNS, message_row
 from sms_analytics.sinks.warehouse import Warehouse
@@ -136,6 +139,30 @@ def scenario(pipeline: Runtime) -> dict[str, Any]:
     return load_scenario(pipeline.warehouse)
 
 
+# Business names for the scenario's templates, as an ops engineer would write them: the providers'
+# own ids differ, the name is shared. dashtest_c's DASH_TPL_1 is "login code" only under the sign
+# DashB (under Dash'Q it keeps its id); the other (provider, template) pairs are unmapped.
+SCENARIO_TEMPLATE_NAMES = """provider,template,sign,name
+# comments and blank lines are allowed
+
+dashtest_a,DASH_TPL_1,,login code
+dashtest_b,DASH_TPL_2,,login code
+dashtest_c,DASH_TPL_1,DashB,login code
+"""
+NAMED = "login code"
+
+
+@pytest.fixture(scope="module")
+def template_mapping(scenario: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The scenario's mapping loaded with the loader the runtime uses; the session's (none) restored after."""
+    path = tmp_path_factory.mktemp("template-names") / "names.csv"
+    path.write_text(SCENARIO_TEMPLATE_NAMES, encoding="utf-8")
+    wh = scenario["warehouse"]
+    assert template_names.load(wh, path) == 3
+    yield template_names.read(path)
+    template_names.load(wh, None)
+
+
 def load_scenario(warehouse: Warehouse) -> dict[str, Any]:
     """90 messages sent in the first hour of the day 10 days ago (no other test uses that window).
     Loaded once per warehouse: tests/test_report.py reports on the same data."""
@@ -240,13 +267,77 @@ def trend_truth(wh: Warehouse, column: str, where: str, start: datetime, end: da
     return {r["key"]: r["trend"] for r in rows}
 
 
-def side_by_side_truth(wh: Warehouse, where: str) -> dict[tuple[str, str, str], dict[str, Any]]:
-    """(carrier, template, provider) -> counts, for the pairs two or more providers served."""
-    rows = run(wh, f"""
-        SELECT carrier, template, provider, {COUNTS}, {FINAL_RATE} AS delivery_rate,
-               uniqExact(provider) OVER (PARTITION BY carrier, template) AS providers
-        FROM sms.messages WHERE {where} GROUP BY carrier, template, provider""")
-    return {(r["carrier"], r["template"], r["provider"]): r for r in rows if r["providers"] >= 2}
+def side_by_side_truth(wh: Warehouse, where: str, mapping: list[template_names.TemplateName]
+                       ) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """(carrier, template name, provider) -> counts from a direct query on sms.messages for that provider,
+    carrier and the provider's templates (and signs) of that name, for the names two or more providers served."""
+    keys: dict[tuple[str, str, str], set[tuple[str, str]]] = defaultdict(set)
+    for r in run(wh, f"SELECT DISTINCT carrier, provider, template, sign FROM sms.messages WHERE {where}"):
+        name = template_names.name_of(mapping, r["provider"], r["template"], r["sign"])
+        keys[(r["carrier"], name, r["provider"])].add((r["template"], r["sign"]))
+    providers: dict[tuple[str, str], int] = defaultdict(int)
+    for carrier, name, _ in keys:
+        providers[(carrier, name)] += 1
+    out = {}
+    for (carrier, name, provider), own in keys.items():
+        if providers[(carrier, name)] < 2:
+            continue
+        match = " OR ".join(f"(template = {quote(t)} AND sign = {quote(s)})" for t, s in sorted(own))
+        (row,) = run(wh, f"""
+            SELECT {COUNTS}, {FINAL_RATE} AS delivery_rate FROM sms.messages
+            WHERE {where} AND provider = {quote(provider)} AND carrier = {quote(carrier)} AND ({match})""")
+        row["templates"] = ", ".join(sorted({t or f"【{s}】" for t, s in own}))
+        (p95,) = run(wh, f"""
+            SELECT round(quantilesDDMerge(0.005, 0.5, 0.9, 0.95, 0.99)(latency_state)[3]) AS p95 FROM sms.rollup_minute
+            WHERE {where.replace("sent_at IS NOT NULL AND toStartOfMinute(sent_at)", "minute", 1)}
+              AND provider = {quote(provider)} AND carrier = {quote(carrier)} AND ({match}) HAVING sum(delivered) > 0""") or [{}]
+        row["p95_latency_ms"] = p95.get("p95")
+        out[(carrier, name, provider)] = row
+    return out
+
+
+def check_side_by_side(wh: Warehouse, rows: list[dict[str, Any]], where: str,
+                       mapping: list[template_names.TemplateName]) -> None:
+    """The comparison panel's rows against sms.messages: the same (carrier, name, provider) rows, each with its
+    provider's own templates and the counts of a direct query, and every name of a carrier with two providers."""
+    expected = side_by_side_truth(wh, where, mapping)
+    assert rows and list(rows[0]) == ["carrier", "template_name", "provider", "templates", "sent", "delivered", "failed",
+                                      "expired", "pending", "delivery_rate", "rate_vs_best", "p95_latency_ms"]
+    assert {(r["carrier"], r["template_name"], r["provider"]) for r in rows} == set(expected)
+    assert len(rows) == len(expected)
+    for r in rows:
+        want = expected[(r["carrier"], r["template_name"], r["provider"])]
+        assert [r[c] for c in ("templates", "sent", "delivered", "failed", "expired", "pending")] == \
+            [want[c] for c in ("templates", "sent", "delivered", "failed", "expired", "pending")], r
+        assert r["delivery_rate"] == pytest.approx(want["delivery_rate"])
+        assert r["rate_vs_best"] <= 1e-12 and (r["p95_latency_ms"] is None) == (r["delivered"] == 0), r
+        assert r["p95_latency_ms"] == want["p95_latency_ms"], r  # the sketches merged in two steps as in one
+    for pair in {(r["carrier"], r["template_name"]) for r in rows}:
+        mine = [r for r in rows if (r["carrier"], r["template_name"]) == pair]
+        assert len({r["provider"] for r in mine}) == len(mine) >= 2 and max(r["rate_vs_best"] for r in mine) == 0, mine
+
+
+def test_side_by_side_without_a_mapping_compares_raw_templates(
+        scenario: dict[str, Any], template_mapping: list[template_names.TemplateName], tmp_path: Path) -> None:
+    """No mapping: a template is its own name (the scenario's ids are shared by the providers, so pairs remain);
+    the mapping comes back after."""
+    wh, start, end = scenario["warehouse"], scenario["start"], scenario["end"]
+    panel = next(p for p in build.overview()["panels"] if p["title"] == SIDE_BY_SIDE)
+    options = {"provider": PROVIDERS, "carrier": CARRIERS, "template": TEMPLATES, "sign": SIGNS, "country": ["86", "852"]}
+    sql = expand(panel["targets"][0]["rawSql"], start=start, end=end, interval_s=300,
+                 variables={v: "All" for v in DIMS}, all_values={k: list(v) for k, v in options.items()})
+    where = truth_where(panel["targets"][0]["rawSql"], {v: "All" for v in DIMS},
+                        {k: list(v) for k, v in options.items()}, start, end)
+    path = tmp_path / "names.csv"
+    path.write_text(SCENARIO_TEMPLATE_NAMES, encoding="utf-8")
+    try:
+        assert template_names.load(wh, None) == 0
+        rows = run(wh, sql)
+        assert all(r["template_name"] == r["templates"] for r in rows) and {r["template_name"] for r in rows} == set(TEMPLATES)
+        check_side_by_side(wh, rows, where, [])
+    finally:
+        assert template_names.load(wh, path) == 3
+    assert NAMED in {r["template_name"] for r in run(wh, sql)}
 
 
 def quote(v: str) -> str:
@@ -281,7 +372,8 @@ def test_rate_tables_have_sparklines_and_the_comparison_panel_exists() -> None:
 
 @pytest.mark.parametrize("selection_name", list(SELECTIONS))
 @pytest.mark.parametrize("make,title", PANELS, ids=[t for _, t in PANELS])
-def test_panel_runs_on_scenario(scenario: dict[str, Any], make: Any, title: str, selection_name: str) -> None:
+def test_panel_runs_on_scenario(scenario: dict[str, Any], template_mapping: list[template_names.TemplateName],
+                                make: Any, title: str, selection_name: str) -> None:
     wh, start, end = scenario["warehouse"], scenario["start"], scenario["end"]
     dashboard = make()
     panel = next(p for p in dashboard["panels"] if p["title"] == title)
@@ -332,17 +424,14 @@ def test_panel_runs_on_scenario(scenario: dict[str, Any], make: Any, title: str,
             assert trend == pytest.approx(expected[r[next(iter(cols))]], abs=1e-4), r
             assert len(trend) <= build.TREND_BUCKETS
     if title == SIDE_BY_SIDE:
-        expected_pairs = side_by_side_truth(wh, where)
-        assert {(r["carrier"], r["template"], r["provider"]) for r in rows} == set(expected_pairs)
-        for r in rows:
-            want = expected_pairs[(r["carrier"], r["template"], r["provider"])]
-            assert [r[c] for c in ("sent", "delivered", "failed", "expired", "pending")] == \
-                [want[c] for c in ("sent", "delivered", "failed", "expired", "pending")], r
-            assert r["delivery_rate"] == pytest.approx(want["delivery_rate"])
-            assert r["rate_vs_best"] <= 1e-12 and (r["p95_latency_ms"] is None) == (r["delivered"] == 0), r
-        for pair in {(r["carrier"], r["template"]) for r in rows}:
-            mine = [r for r in rows if (r["carrier"], r["template"]) == pair]
-            assert len(mine) >= 2 and max(r["rate_vs_best"] for r in mine) == 0, mine
+        check_side_by_side(wh, rows, where, template_mapping)
+        named = [r for r in rows if r["template_name"] == NAMED]
+        if selection_name == "all":  # the mapped name pairs all three providers' own templates
+            assert {r["provider"] for r in named} == set(PROVIDERS), rows
+            assert {(r["provider"], r["templates"]) for r in named} == {
+                ("dashtest_a", "DASH_TPL_1"), ("dashtest_b", "DASH_TPL_2"), ("dashtest_c", "DASH_TPL_1")}
+        else:  # only Dash'Q: dashtest_c's DASH_TPL_1 keeps its id, a and b still pair under the name
+            assert {r["provider"] for r in named} == {"dashtest_a", "dashtest_b"}, rows
         return
     for col in ("sent", "delivered", "failed", "expired", "pending"):
         if col in cols and "our_sent" not in cols:

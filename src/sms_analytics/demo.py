@@ -22,6 +22,7 @@ from sms_analytics.simulate.lane import ProviderLane
 from sms_analytics.simulate.traffic import drive
 
 log = structlog.get_logger(__name__)
+DEMO_TEMPLATE_NAMES = Path(__file__).resolve().parent / "simulate" / "template_names.csv"  # unless SMS_TEMPLATE_NAMES
 
 
 def _expected(truth: dict[str, Any]) -> dict[str, dict[str, int]]:
@@ -54,7 +55,8 @@ def _merge(*truths: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
 async def run_demo(settings: Settings, *, duration: float, rate: float, seed: int) -> bool:
     lane = ProviderLane()
     await lane.start()
-    settings = Settings(_env_file=None, **{**settings.model_dump(), **lane.settings()})
+    settings = Settings(_env_file=None, **{**settings.model_dump(), **lane.settings(),
+                                           "sms_template_names": settings.sms_template_names or DEMO_TEMPLATE_NAMES})
     runtime = Runtime(settings)
     try:
         await runtime.start()

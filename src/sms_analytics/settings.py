@@ -6,11 +6,12 @@ that docker-compose.yml and the README rely on.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -87,6 +88,8 @@ class Settings(BaseSettings):
                                                description="Never ask about one message twice within this.")
     sms_compensate_scan_seconds: float = Field(default=30.0, description="How often the stream looks for them.")
     sms_alert_rules: Path | None = Field(default=None, description="Alert rules YAML (default: the packaged one).")
+    sms_template_names: Path | None = Field(
+        default=None, description="CSV provider,template,sign,name: business names of templates; unset: none.")
     sms_feed_interval_seconds: float = Field(default=5.0, description="Wait after an empty poll.")
     sms_feed_rate: float = Field(default=5.0, description="At most this many calls per second per feed.")
     sms_kx_base_url: str | None = Field(default=None, description="KX API, e.g. http://ip:port")
@@ -108,6 +111,14 @@ class Settings(BaseSettings):
     # --- logging ---------------------------------------------------------------------------------
     sms_log_level: str = "INFO"
     sms_log_json: bool = False
+
+    @field_validator("sms_timestamp_past", "sms_timestamp_future", mode="before")
+    @classmethod
+    def _seconds(cls, value: object) -> object:
+        """Seconds as an environment string ("2592000"), besides ISO-8601 ("P30D")."""
+        if isinstance(value, str) and re.fullmatch(r"\s*\d+(\.\d*)?\s*", value):
+            return float(value)
+        return value
 
     @property
     def warehouse_url(self) -> str:

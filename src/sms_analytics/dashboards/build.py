@@ -45,6 +45,10 @@ TREND_BUCKET = ("toStartOfInterval(minute, toIntervalSecond(greatest(60, "
 # Hourly sources: an hour that overlaps the range counts (a range starting at 10:45 shows the 10:00 row).
 HOUR_FILTER = "hour >= toStartOfHour($__fromTime) AND hour <= $__toTime"
 MEANING = "dictGet('sms.error_code_dict', ('description', 'action'), (provider, carrier, error_code, outcome_stage))"
+# A template's business name (sinks/template_names.py): the mapping row for its sign, else the one for any
+# sign, else the raw template id.
+TEMPLATE_NAME = ("dictGetOrDefault('sms.template_name_dict', 'name', (provider, template, sign), "
+                 "dictGetOrDefault('sms.template_name_dict', 'name', (provider, template, ''), template))")
 
 
 # --- panels ---------------------------------------------------------------------------------------
@@ -201,27 +205,43 @@ ORDER BY sent DESC""", grid,
 
 
 def providers_side_by_side(grid: tuple[int, int, int, int]) -> dict[str, Any]:
-    """One row per provider of every (carrier, template) that two or more providers served in the range."""
+    """One row per provider of every (carrier, template name) that two or more providers served in the range.
+
+    Each provider registers its own template ids, so templates are matched by their business name
+    (`sms.template_name_dict`, loaded from SMS_TEMPLATE_NAMES; an unmapped template by its own id). The
+    rollups are summed per (carrier, provider, template, sign) first, so the names are looked up for
+    those few rows only."""
     return table("Providers side by side for the same carrier and template", f"""
-SELECT carrier, template, provider, sent, delivered, failed, expired, pending, delivery_rate,
+SELECT carrier, template_name, provider, templates, sent, delivered, failed, expired, pending, delivery_rate,
        delivery_rate - max(delivery_rate) OVER pair AS rate_vs_best, p95_latency_ms
 FROM
 (
-    SELECT carrier, template, provider, sum(sent) AS sent, sum(delivered) AS delivered, sum(failed) AS failed,
+    SELECT carrier, template_name, provider, arrayStringConcat(arraySort(groupUniqArray(own_template)), ', ') AS templates,
+           sum(sent) AS sent, sum(delivered) AS delivered, sum(failed) AS failed,
            sum(expired) AS expired, sum(pending) AS pending, {RATE} AS delivery_rate,
-           if(delivered = 0, NULL, round(quantilesDDMerge(0.005, 0.5, 0.9, 0.95, 0.99)(latency_state)[3])) AS p95_latency_ms,
-           count() OVER (PARTITION BY carrier, template) AS providers
-    FROM sms.rollup_minute
-    WHERE $__timeFilter(minute) AND {ROLLUP_FILTER}
-    GROUP BY carrier, template, provider
+           if(delivered = 0, NULL, round(quantilesDDMerge(0.005, 0.5, 0.9, 0.95, 0.99)(latency)[3])) AS p95_latency_ms,
+           count() OVER (PARTITION BY carrier, template_name) AS providers
+    FROM
+    (
+        SELECT carrier, provider, {TEMPLATE_NAME} AS template_name,
+               if(template != '', template, if(sign != '', concat('【', sign, '】'), '')) AS own_template,
+               sum(sent) AS sent, sum(delivered) AS delivered, sum(failed) AS failed, sum(expired) AS expired,
+               sum(pending) AS pending, quantilesDDMergeState(0.005, 0.5, 0.9, 0.95, 0.99)(latency_state) AS latency
+        FROM sms.rollup_minute
+        WHERE $__timeFilter(minute) AND {ROLLUP_FILTER}
+        GROUP BY carrier, provider, template, sign
+    )
+    GROUP BY carrier, template_name, provider
 )
 WHERE providers >= 2
-WINDOW pair AS (PARTITION BY carrier, template)
-ORDER BY min(delivery_rate) OVER pair - max(delivery_rate) OVER pair, carrier, template, delivery_rate DESC, provider""",
+WINDOW pair AS (PARTITION BY carrier, template_name)
+ORDER BY min(delivery_rate) OVER pair - max(delivery_rate) OVER pair, carrier, template_name, delivery_rate DESC, provider""",
                  grid,
-                 "The same carrier and template through different providers: sent, delivery rate, the gap to the best "
-                 "provider of the pair (0 = best) and p95 latency (ms); pairs with the largest gap first. Pairs served "
-                 "by one provider are left out (template ids are often provider-specific).",
+                 "The same carrier and template through different providers. Providers register their own template "
+                 "ids, so templates are matched by business name (template_name, from the SMS_TEMPLATE_NAMES mapping; "
+                 "an unmapped template keeps its id); templates: each provider's own template ids (【sign】 for a "
+                 "provider without ids, as KX). Sent, delivery rate, the gap to the best provider of the pair (0 = best) "
+                 "and p95 latency (ms); pairs with the largest gap first, pairs served by one provider left out.",
                  [unit_override("delivery_rate", "percentunit"), unit_override("rate_vs_best", "percentunit"),
                   unit_override("p95_latency_ms", "ms")])
 
