@@ -2,7 +2,10 @@
 
 Roles (the same Runtime and Parts as `sms-analytics worker|receiver`):
   worker     faust worker + ClickHouse sink + read-only query endpoint (`sms-analytics worker`)
-  join-only  the faust worker alone (no sink, no warehouse): the memory measurement
+  join-only  the faust worker alone (no sink, no warehouse): the memory measurement, and the
+             join run's worker (`sms-analytics worker --no-sink`)
+  sink       the ClickHouse sink and the query endpoint (`sms-analytics sink`): the join run's sink,
+             which watches for the end of the run, reading the worker's status file (--join-status)
   receiver   the HTTP receiver alone (`sms-analytics receiver`)
 
 Configuration comes from the environment (KAFKA_BOOTSTRAP_SERVERS, SMS_DATA_DIR, ...). Every 0.1 s
@@ -47,15 +50,17 @@ def _plain(obj: Any) -> dict[str, Any]:
 
 
 class Child:
-    def __init__(self, role: str, status_path: Path, expect_events: int) -> None:
+    def __init__(self, role: str, status_path: Path, expect_events: int, join_status: Path | None = None) -> None:
         from sms_analytics.runtime import Parts
 
         self.role = role
         self.status_path = status_path
         self.expect_events = expect_events
+        self.join_status = join_status
         self.parts = {
             "worker": Parts(receiver=False, worker=True, sink=True, query=True),
             "join-only": Parts(receiver=False, worker=True, sink=False, query=False),
+            "sink": Parts(receiver=False, worker=False, sink=True, query=True),
             "receiver": Parts(receiver=True, worker=False, sink=False, query=False),
         }[role]
         self.runtime: Any = None
@@ -131,9 +136,9 @@ class Child:
         from sms_analytics.model import topics
 
         rt = self.runtime
-        stats, sink = rt.join_stats, rt.sink
-        while stats.events < self.expect_events:
-            if not self.state.get("t_first_event") and stats.events:
+        sink = rt.sink
+        while (events := self._joined_events()) < self.expect_events:
+            if not self.state.get("t_first_event") and events:
                 self.state["t_first_event"] = time.monotonic()
             await asyncio.sleep(0.02)
         self.state["t_all_joined"] = time.monotonic()
@@ -163,9 +168,20 @@ class Child:
         self.state["done"] = True
 
 
+    def _joined_events(self) -> int:
+        """Events joined so far: this process's join, or the worker's (its status file)."""
+        if self.join_status is None:
+            return self.runtime.join_stats.events
+        try:
+            return int(json.loads(self.join_status.read_text()).get("join", {}).get("events", 0))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return 0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.child")
-    parser.add_argument("role", choices=("worker", "join-only", "receiver"))
+    parser.add_argument("role", choices=("worker", "join-only", "sink", "receiver"))
+    parser.add_argument("--join-status", type=Path, default=None)
     parser.add_argument("--status", type=Path, required=True)
     parser.add_argument("--expect-events", type=int, default=0)
     args = parser.parse_args()
@@ -173,7 +189,7 @@ def main() -> None:
 
     logs.configure(os.environ.get("SMS_LOG_LEVEL", "WARNING"))
     use_uvloop()
-    asyncio.run(Child(args.role, args.status, args.expect_events).run())
+    asyncio.run(Child(args.role, args.status, args.expect_events, args.join_status).run())
 
 
 if __name__ == "__main__":

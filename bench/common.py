@@ -138,6 +138,7 @@ class Component:
     name: str = ""
     expect_events: int = 0
     extra_env: dict[str, str] | None = None
+    args: tuple[str, ...] = ()
     proc: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
@@ -167,6 +168,7 @@ class Component:
         cmd = [sys.executable, "-m", "bench.child", self.role, "--status", str(self.status_path)]
         if self.expect_events:
             cmd += ["--expect-events", str(self.expect_events)]
+        cmd += list(self.args)
         self.started_at = time.monotonic()
         self.proc = subprocess.Popen(cmd, env=self.env(), cwd=self.dir, stdin=subprocess.DEVNULL,
                                      stdout=self.log_path.open("ab"), stderr=subprocess.STDOUT)

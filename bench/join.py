@@ -3,12 +3,13 @@
 One embedded broker. The workload (bench/workload.py) is published first through
 `Publisher.publish` (timed separately, not counted). Then, each in its own process:
 1. the ceiling consumer (bench/ceiling.py) reads the topics from the start;
-2. the real worker process (`Runtime` with the faust worker, the sink and the query endpoint,
-   as `sms-analytics worker`) starts against the broker with an empty warehouse; the join run
-   lasts from its start until every event is joined and every delivery is in ClickHouse (the
-   sink committed the deliveries topic's final offsets, which it does only after writing the
-   rows). Its JoinStats (events / busy seconds) are reported beside it. Then the warehouse's
-   messages by status are compared with the workload's ground truth.
+2. the real worker process (the faust worker alone, as `sms-analytics worker --no-sink`) and a
+   sink process (`sms-analytics sink`: the ClickHouse sink and the query endpoint, an empty
+   warehouse) start together against the broker, as N workers and a sink run in production; the
+   join run lasts from their start until every event is joined and every delivery is in
+   ClickHouse (the sink committed the deliveries topic's final offsets, which it does only after
+   writing the rows). The worker's JoinStats (events / busy seconds) are reported beside it. Then
+   the warehouse's messages by status are compared with the workload's ground truth.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ async def run(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
     messages = cfg["join_messages"]
     broker = await start_broker(cfg["partitions"])
     worker: Component | None = None
+    sink: Component | None = None
     try:
         workload = Workload(messages, start_ms=int(time.time() * 1000) - 300_000, span_s=290.0, seed=SEED,
                             hash_key=HASH_KEY, push_size=cfg["push_size"])
@@ -49,13 +51,20 @@ async def run(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
         ceiling["joined_matches"] = ceiling["joined"] == truth.distinct_receipts
         log(f"join: ceiling {ceiling['events_per_s']:,.0f} events/s")
 
-        log("join: worker + sink")
-        worker = Component("worker", work, broker.bootstrap, name="join-worker", expect_events=truth.events).start()
+        log("join: worker process + sink process")
+        worker = Component("join-only", work, broker.bootstrap, name="join-worker").start()
+        sink = Component("sink", work, broker.bootstrap, name="join-sink", expect_events=truth.events,
+                         args=("--join-status", str(worker.status_path))).start()
         timeout = 300 + truth.events / 200
-        status = await worker.wait_for(lambda s: s.get("done"), timeout, "all events joined and in ClickHouse",
-                                       interval=0.2)
+        status = await sink.wait_for(lambda s: s.get("done"), timeout, "all events joined and in ClickHouse",
+                                     interval=0.2)
+        worker_status = worker.status()
+        status["t_start"] = min(status["t_start"], worker_status.get("t_start", status["t_start"]))
+        status["join"] = worker_status.get("join", {})
+        status["VmRSS"], status["VmHWM"] = worker_status.get("VmRSS", 0), worker_status.get("VmHWM", 0)
         cpu = cpu_seconds(worker.pid)
         result = _join_result(status, truth.as_dict(), cpu)
+        result["sink_cpu_seconds"] = cpu_seconds(sink.pid)
         result.update(publish_seconds=publish_s, publish_events_per_s=truth.events / publish_s, pushes=pushes,
                       push_size=cfg["push_size"], partitions=cfg["partitions"], src=status.get("src"))
         ratio = (result["events_per_s"] / ceiling["events_per_s"]) if ceiling.get("events_per_s") else None
@@ -64,7 +73,7 @@ async def run(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
             f"{'match' if result['counts_match'] else 'MISMATCH'}")
         return {"ceiling": ceiling, "join": result}
     finally:
-        await stop_all(worker)
+        await stop_all(worker, sink)
         broker.stop()
 
 

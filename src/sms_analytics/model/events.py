@@ -15,7 +15,11 @@ Provider = Literal["aliyun", "tencent", "kx"]
 PROVIDERS: tuple[str, ...] = ("aliyun", "tencent", "kx")
 
 
-class Identity(msgspec.Struct, kw_only=True):
+class Identity(msgspec.Struct, kw_only=True, gc=False):
+    """gc=False (here and on Delivery): these structs hold only strings, numbers and lists of
+    strings, so they can never be part of a reference cycle; untracked, a million of them in the
+    join's state cost the garbage collector nothing."""
+
     provider: str
     message_id: str
     phone: str  # E.164; Kafka only (it is in the key anyway), never the warehouse by default
@@ -105,7 +109,7 @@ def decode_reply(raw: bytes) -> ReplyEvent:
     return _reply_decoder.decode(raw)
 
 
-class Delivery(msgspec.Struct, kw_only=True, omit_defaults=True):
+class Delivery(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     """The joined state of one message, as the stream last saw it (topic sms.deliveries.v1).
 
     A delivery may be partial (a receipt whose send the stream never saw): the warehouse merges

@@ -61,6 +61,11 @@ def _minute_of(ms: int) -> int:
     return ms // _MINUTE_MS * 60
 
 
+def minutes_of(deliveries: Iterable[Delivery]) -> set[int]:
+    """The minutes (epoch seconds) whose rollups these deliveries change."""
+    return {ms // _MINUTE_MS * 60 for d in deliveries for ms in (d.sent_at_ms, d.receipt_sent_at_ms) if ms is not None}
+
+
 class Rollups:
     def __init__(self, warehouse: Warehouse, expire_after_seconds: int) -> None:
         self.warehouse = warehouse
@@ -70,10 +75,7 @@ class Rollups:
         self.recomputed_minutes = 0
 
     def mark(self, deliveries: Iterable[Delivery]) -> None:
-        for d in deliveries:
-            for ms in (d.sent_at_ms, d.receipt_sent_at_ms):
-                if ms is not None:
-                    self.dirty.add(_minute_of(ms))
+        self.dirty |= minutes_of(deliveries)
 
     def mark_expiring(self, now_s: int) -> None:
         """Minutes whose pending messages crossed SMS_EXPIRE_AFTER since the last check."""

@@ -5,6 +5,10 @@ the flush interval passed; offsets are committed only after the rows up to them 
 crash replays (never loses) rows, and the insert deduplication token plus the merge semantics of
 the tables make a replay harmless. A failed insert is retried with backoff and the same token,
 and consumption pauses meanwhile (backpressure).
+
+One batch is written (in a thread) while the next is read and decoded; at most one batch is in
+flight, so memory stays bounded by two batches. The rollups of a batch's minutes are marked dirty
+only once its rows are written, and recomputed after the write.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from aiokafka.errors import CommitFailedError
 
 from sms_analytics.model import topics
 from sms_analytics.model.events import ProviderBalance, decode_deliveries, decode_provider_metric, decode_reply
-from sms_analytics.sinks.rollups import Rollups
+from sms_analytics.sinks.rollups import Rollups, minutes_of
 from sms_analytics.sinks.rows import (
     ALERT_COLUMNS, BALANCE_COLUMNS, MESSAGE_COLUMNS, REPLY_COLUMNS, STATS_COLUMNS, alert_row, balance_row, message_row, reply_row, stats_row,
 )
@@ -35,6 +39,15 @@ class Table:
     name: str
     columns: tuple[str, ...]
     rows: list[list[Any]] = field(default_factory=list)
+
+
+@dataclass
+class Batch:
+    """Rows taken from the buffers, the offsets they cover and the rollup minutes they change."""
+
+    rows: list[tuple[Table, list[list[Any]]]]
+    pending: dict[TopicPartition, tuple[int, int]]
+    minutes: set[int]
 
 
 @dataclass
@@ -76,6 +89,8 @@ class ClickHouseSink:
             max_poll_records=max(10, batch_rows // 20),  # a deliveries record holds up to hundreds of rows
         )
         self._pending: dict[TopicPartition, tuple[int, int]] = {}  # first, last offset not yet written
+        self._minutes: set[int] = set()  # rollup minutes of the buffered rows
+        self._inflight: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._last_rollup = 0.0
         self.ready = False
@@ -83,7 +98,7 @@ class ClickHouseSink:
     def _delivery_rows(self, raw: bytes) -> list[list[Any]]:
         deliveries = decode_deliveries(raw)
         if self.rollups is not None:
-            self.rollups.mark(deliveries)  # recomputed only after these rows are written (see run)
+            self._minutes |= minutes_of(deliveries)  # marked dirty once these rows are written
         return [message_row(d, store_raw_phone=self.store_raw_phone) for d in deliveries]
 
     async def _maybe_roll_up(self, force: bool = False) -> None:
@@ -110,16 +125,19 @@ class ClickHouseSink:
                     self._buffer(tp, records)
                 due = time.monotonic() - last_flush >= self.flush_seconds
                 if self._buffered() >= self.batch_rows or (due and self._pending):
-                    await self.flush()
+                    await self._start_write()  # waits for the batch in flight first (backpressure)
                     last_flush = time.monotonic()
-                    await self._maybe_roll_up()
                 elif due:
                     last_flush = time.monotonic()
-                    await self._maybe_roll_up()
+                    if self._inflight is None or self._inflight.done():
+                        await self._maybe_roll_up()
             await self.flush()
             await self._maybe_roll_up(force=True)
         finally:
             self.ready = False
+            if self._inflight is not None and not self._inflight.done():
+                self._inflight.cancel()  # stopped abruptly: its offsets are not committed, a replay rewrites it
+                await asyncio.gather(self._inflight, return_exceptions=True)
             await self.consumer.stop()
 
     def stop(self) -> None:
@@ -142,33 +160,53 @@ class ClickHouseSink:
         return sum(len(t.rows) for t in self.tables)
 
     async def flush(self) -> None:
+        """Write everything buffered and wait until it and the batch in flight are written."""
+        await self._start_write()
+        await self._wait_inflight()
+
+    async def _wait_inflight(self) -> None:
+        if self._inflight is not None:
+            task, self._inflight = self._inflight, None
+            await task
+
+    async def _start_write(self) -> None:
+        await self._wait_inflight()
         if not self._pending:
             return
-        started = time.monotonic()
-        token_base = ",".join(f"{tp.topic}:{tp.partition}:{a}-{b}" for tp, (a, b) in sorted(self._pending.items()))
+        batch = Batch(rows=[(t, t.rows) for t in self.tables if t.rows], pending=dict(self._pending),
+                      minutes=self._minutes)
         for table in self.tables:
-            if table.rows:
-                token = hashlib.sha1(f"{table.name}|{token_base}".encode()).hexdigest()
-                await self._insert_with_retry(table, token)
-                table.rows = []
+            table.rows = []
+        self._pending.clear()
+        self._minutes = set()
+        self._inflight = asyncio.create_task(self._write(batch), name="sink-write")
+
+    async def _write(self, batch: Batch) -> None:
+        started = time.monotonic()
+        token_base = ",".join(f"{tp.topic}:{tp.partition}:{a}-{b}" for tp, (a, b) in sorted(batch.pending.items()))
+        for table, rows in batch.rows:
+            token = hashlib.sha1(f"{table.name}|{token_base}".encode()).hexdigest()
+            await self._insert_with_retry(table, rows, token)
         try:
-            await self.consumer.commit({tp: last + 1 for tp, (_, last) in self._pending.items()})
+            await self.consumer.commit({tp: last + 1 for tp, (_, last) in batch.pending.items()})
         except CommitFailedError as exc:  # rebalanced meanwhile: the rows are written, a replay is harmless
             log.warning("sink.commit_failed", error=str(exc)[:200])
-        self._pending.clear()
         self.stats.batches += 1
         self.stats.last_flush_ms = (time.monotonic() - started) * 1000
+        if self.rollups is not None:
+            self.rollups.dirty |= batch.minutes
+            await self._maybe_roll_up()
 
-    async def _insert_with_retry(self, table: Table, token: str) -> None:
+    async def _insert_with_retry(self, table: Table, rows: list[list[Any]], token: str) -> None:
         delay = 0.2
         while True:
             try:
-                await asyncio.to_thread(self.warehouse.insert, table.name, table.rows, table.columns, token)
-                self.stats.rows_written += len(table.rows)
+                await asyncio.to_thread(self.warehouse.insert, table.name, rows, table.columns, token)
+                self.stats.rows_written += len(rows)
                 return
             except Exception as exc:
                 self.stats.retries += 1
-                log.warning("sink.insert_failed", table=table.name, rows=len(table.rows), error=str(exc)[:300],
+                log.warning("sink.insert_failed", table=table.name, rows=len(rows), error=str(exc)[:300],
                             retry_in=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)

@@ -29,7 +29,7 @@ from sms_analytics.model.events import (
 from sms_analytics.model.times import now_ms
 from sms_analytics.streams.alerts import Alert, Detector, Rules, webhook_body
 from sms_analytics.streams.join import apply, is_final
-from sms_analytics.streams.state import MessageStateStore, MessageStateTable, encode_changes
+from sms_analytics.streams.state import MessageStateStore, MessageStateTable, encode_changes, encode_state
 
 log = structlog.get_logger(__name__)
 
@@ -139,12 +139,11 @@ def build_app(*, app_id: str, bootstrap: str, partitions: int, replication: int,
         per interval per message (the asked time is kept in the message's state)."""
         now = now_ms()
         changes: dict[int, dict[str, Delivery | None]] = {}
-        for i, (key, d) in enumerate(list(store.data.items())):
+        for i, (key, partition, d, raw) in enumerate(store.states()):
             if i % 5000 == 4999:
                 await asyncio.sleep(0)  # a large table must not stall the join
-            if store.data.get(key) is not d:
+            if not store.unchanged(key, raw):
                 continue  # changed by the join meanwhile
-            partition = store._key_partition.get(key, 0)
             if should_forget(d, now, policy):
                 store.forget(key)
                 changes.setdefault(partition, {})[key] = None
@@ -160,8 +159,7 @@ def build_app(*, app_id: str, bootstrap: str, partitions: int, replication: int,
                 asked_at_ms=now)))
             stats.compensation_requests += 1
         for partition, changed in changes.items():
-            for chunk in _chunks(list(changed.items())):
-                await state.changelog_topic.send(key=b"scan", value=encode_changes(dict(chunk)), partition=partition)
+            await _write_changes(state, store, partition, changed, b"scan")
 
     @app.agent(source, name="sms_join")
     async def join(stream: Any) -> None:
@@ -184,13 +182,11 @@ def build_app(*, app_id: str, bootstrap: str, partitions: int, replication: int,
                                                             "endpoint": b"streams.join"})
                         continue
                     for event in events:
-                        joined = _join_one(store, partition, changes, out, event, now)
+                        joined = _join_one(store, changes, out, event, now)
                         if detector is not None:
                             _observe(detector, event, joined, now)
                     stats.events += len(events)
-                for chunk in _chunks(list(changes.items())):
-                    await state.changelog_topic.send(key=f"batch|{partition}".encode(),
-                                                     value=encode_changes(dict(chunk)), partition=partition)
+                await _write_changes(state, store, partition, changes, f"batch|{partition}".encode())
                 for chunk in _chunks(list(out.values()) if raw_phone else [_without_phone(d) for d in out.values()]):
                     await deliveries.send(value=encode_deliveries(chunk), partition=partition)
                 stats.emitted += len(out)
@@ -228,6 +224,25 @@ def _chunks(items: list[Any], size: int = RECORD_ITEMS) -> list[list[Any]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
+async def _write_changes(table: Any, store: MessageStateStore, partition: int,
+                         changes: dict[str, Delivery | None], key: bytes) -> None:
+    """Apply a batch's changes to the store and write them as changelog records."""
+    keys: list[str] = []
+    states: list[bytes | None] = []
+    for k, d in changes.items():
+        if d is None:
+            store.forget(k)
+            states.append(None)
+        else:
+            encoded = encode_state(d)
+            store.put_encoded(k, encoded, partition)
+            states.append(encoded)
+        keys.append(k)
+    for i in range(0, len(keys), RECORD_ITEMS):
+        await table.changelog_topic.send(key=key, value=encode_changes(keys[i:i + RECORD_ITEMS], states[i:i + RECORD_ITEMS]),
+                                         partition=partition)
+
+
 def _without_phone(d: Delivery) -> Delivery:
     return msgspec.structs.replace(d, phone="")
 
@@ -236,29 +251,28 @@ def _key(event: SendEvent | ReceiptEvent) -> str:
     return f"{event.provider}|{event.message_id}|{event.phone}"
 
 
-def _join_one(store: MessageStateStore, partition: int, changes: dict[str, Delivery | None],
-              out: dict[str, Delivery], event: SendEvent | ReceiptEvent, now: int) -> Delivery | None:
-    """Merge one event into its message's state; the state if it changed, else None. A decided
-    message leaves the store (its change is recorded as None) but stays in this batch's output,
-    so a repeat later in the same batch is still recognized as one.
+def _join_one(store: MessageStateStore, changes: dict[str, Delivery | None], out: dict[str, Delivery],
+              event: SendEvent | ReceiptEvent, now: int) -> Delivery | None:
+    """Merge one event into its message's state; the state if it changed, else None. The batch's
+    output holds the newest state of every message it touched (a decided message too, so a repeat
+    later in the same batch is still recognized as one); `changes` what the store must keep
+    (None: forget), applied when the batch ends.
 
     The message's state is emitted even when the event changed nothing: after a crash, a replayed
     event may find its change in the changelog while the delivery that carried it never reached
     the broker (the two are separate records), and only re-emitting makes that delivery whole.
     A repeat costs one more row, which the warehouse merges away."""
     key = _key(event)
-    current = store.data.get(key)
+    current = out.get(key)
     if current is None:
-        current = out.get(key)
+        current = store.get_state(key)
     merged, changed = apply(current, event, now)
     out[key] = merged
     if not changed:
         return None
     if is_final(merged):
         if current is not None or key in changes:
-            store.forget(key)
             changes[key] = None
     else:
-        store.put(key, merged, partition)
         changes[key] = merged
     return merged
