@@ -269,7 +269,7 @@ async def test_warehouse_writes_fail_for_60s_then_everything_lands_once(pipeline
     from tests.conftest import rows
 
     sink, warehouse = pipeline.sink, pipeline.warehouse
-    real_insert = warehouse.insert
+    real_insert, real_insert_json = warehouse.insert, warehouse.insert_json
     failing = True
     attempts: list[tuple[str, str | None, int]] = []
 
@@ -279,13 +279,19 @@ async def test_warehouse_writes_fail_for_60s_then_everything_lands_once(pipeline
             raise ConnectionError("injected fault: the warehouse refuses writes")
         real_insert(table, data, columns, token)
 
+    def insert_json(table: str, body: bytes, token: str | None = None) -> None:
+        if failing:
+            attempts.append((table, token, len(body)))
+            raise ConnectionError("injected fault: the warehouse refuses writes")
+        real_insert_json(table, body, token)
+
     start_ms = now_ms() - 30 * 3_600_000  # a window of its own, 30 h ago
     window = (f"sent_at >= fromUnixTimestamp64Milli({start_ms - 1000}) "
               f"AND sent_at < fromUnixTimestamp64Milli({start_ms + 62_000 + 1000})")
     workload = Workload(20_000, start_ms=start_ms, span_s=60, hash_key=HASH_KEY, seed=13)
     deliveries = [tp for tp in sink.consumer.assignment() if tp.topic == topics.DELIVERIES]
     committed_before = {tp: await sink.consumer.committed(tp) for tp in deliveries}
-    warehouse.insert = insert  # the sink calls self.warehouse.insert
+    warehouse.insert, warehouse.insert_json = insert, insert_json  # the sink's two ways to write
     try:
         await publish(pipeline.publisher, workload)
         buffered: list[int] = []
@@ -296,8 +302,8 @@ async def test_warehouse_writes_fail_for_60s_then_everything_lands_once(pipeline
         landed = (await rows(pipeline, f"SELECT count() AS n FROM sms.messages WHERE {window}"))[0]["n"]
     finally:
         failing = False
-        del warehouse.insert
-    parts = [a for a in attempts if a[0] == "sms.message_parts"]
+        del warehouse.insert, warehouse.insert_json
+    parts = [a for a in attempts if a[0] == "sms.delivery_ingest"]
     assert len(parts) >= 5, attempts  # retried with backoff through the minute
     assert len({token for _, token, _ in parts}) == 1 and parts[0][1]  # one batch, one token, every retry
     assert committed_during == committed_before  # no offset committed past unwritten rows

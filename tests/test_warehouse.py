@@ -67,6 +67,43 @@ def test_insert_token_deduplicates_a_retried_batch(warehouse: Warehouse) -> None
     assert rows == [(1,)]
 
 
+def test_json_ingest_writes_the_same_parts_as_rows(warehouse: Warehouse) -> None:
+    """The sink's path (deliveries' JSON into sms.delivery_ingest, the view maps them) and the row
+    path (sinks/rows.py) write identical parts; the raw number only through the _raw entry."""
+    from sms_analytics.model.events import encode_deliveries
+
+    by_rows, by_json = parts("via-rows"), parts("via-json")
+    for d in by_json.values():
+        d.phone = "+8613900000000"
+    warehouse.insert("sms.message_parts", [message_row(d, store_raw_phone=False) for d in by_rows.values()],
+                     MESSAGE_COLUMNS)
+    warehouse.insert_json("sms.delivery_ingest", encode_deliveries(list(by_json.values())))
+    columns = ", ".join(c for c in MESSAGE_COLUMNS if c != "message_id")
+    _, rows = warehouse.query(f"SELECT message_id, {columns} FROM sms.message_parts "
+                              f"WHERE message_id IN ('via-rows', 'via-json') ORDER BY message_id, updated_at")
+    got = {mid: [r[1:] for r in rows if r[0] == mid] for mid in ("via-rows", "via-json")}
+    assert got["via-json"] == got["via-rows"] and got["via-json"]  # (one block: folded on insert)
+    _, merged = warehouse.query("SELECT * EXCEPT (message_id) FROM sms.messages WHERE message_id IN ('via-rows', "
+                                "'via-json') ORDER BY message_id")
+    assert len(merged) == 2 and merged[0] == merged[1]
+    raw = parts("via-json-raw")["send"]
+    raw.phone = "+8613900000001"
+    warehouse.insert_json("sms.delivery_ingest_raw", encode_deliveries([raw]))
+    _, rows = warehouse.query("SELECT phone_raw FROM sms.message_parts WHERE message_id IN ('via-json', 'via-json-raw') "
+                              "ORDER BY message_id")
+    assert {r[0] for r in rows} == {None, "+8613900000001"}
+
+
+def test_json_ingest_token_deduplicates_a_retried_batch(warehouse: Warehouse) -> None:
+    from sms_analytics.model.events import encode_deliveries
+
+    body = encode_deliveries([parts("dedup-json")["fail"]])
+    for _ in range(3):
+        warehouse.insert_json("sms.delivery_ingest", body, token="json-batch-1")
+    _, rows = warehouse.query("SELECT count() FROM sms.message_parts WHERE message_id = 'dedup-json'")
+    assert rows == [(1,)]
+
+
 @pytest.mark.parametrize("sql", ["INSERT INTO sms.replies VALUES (1)", "DROP TABLE sms.message_parts",
                                  "SELECT 1; DROP TABLE sms.message_parts", "ALTER TABLE sms.x DELETE WHERE 1",
                                  "", "OPTIMIZE TABLE sms.message_parts"])

@@ -106,7 +106,7 @@ class Runtime:
             self._sink_task = asyncio.create_task(self.sink.run(), name="clickhouse-sink")
         if self.parts.receiver:
             self.publisher = Publisher(
-                self.bootstrap, send_timeout=s.sms_publish_timeout_seconds,
+                self.bootstrap, send_timeout=s.sms_publish_timeout_seconds, linger_ms=s.sms_publish_linger_ms,
                 prepare=partial(ensure_topics, self.bootstrap, s.kafka_partitions, s.kafka_replication_factor),
             )
             await self.publisher.start(wait=not receiver_only)

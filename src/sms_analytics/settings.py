@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     # --- stream / sink tuning --------------------------------------------------------------------
     sms_publish_timeout_seconds: float = Field(
         default=10.0, gt=0, description="A push not acknowledged by the broker within this answers 503.")
+    sms_publish_linger_ms: float = Field(
+        default=2.0, ge=0, description="Pushes arriving within this share batch records (fewer, larger records).")
     sms_sink_batch_rows: int = 5_000
     sms_sink_flush_seconds: float = 0.5
     sms_rollup_seconds: float = Field(default=5.0, description="How often dirty rollup minutes are recomputed.")

@@ -118,6 +118,16 @@ class Warehouse:
             for statement in statements(text):
                 self.client.command(statement)
 
+    def insert_json(self, table: str, body: bytes, token: str | None = None) -> None:
+        """Insert rows already in JSON (a JSON array of objects, JSONEachRow); fields the table
+        lacks are skipped."""
+        settings: dict[str, Any] = {"input_format_skip_unknown_fields": 1,
+                                    "deduplicate_blocks_in_dependent_materialized_views": 1}
+        if token:
+            settings["insert_deduplication_token"] = token
+        with self._lock:
+            self.client.raw_insert(table, insert_block=body, fmt="JSONEachRow", settings=settings)
+
     def insert(self, table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str], token: str | None = None) -> None:
         settings = {"insert_deduplication_token": token} if token else None
         with self._lock:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -25,9 +26,9 @@ from aiokafka.errors import CommitFailedError
 
 from sms_analytics.model import topics
 from sms_analytics.model.events import ProviderBalance, decode_deliveries, decode_provider_metric, decode_reply
-from sms_analytics.sinks.rollups import Rollups, minutes_of
+from sms_analytics.sinks.rollups import Rollups
 from sms_analytics.sinks.rows import (
-    ALERT_COLUMNS, BALANCE_COLUMNS, MESSAGE_COLUMNS, REPLY_COLUMNS, STATS_COLUMNS, alert_row, balance_row, message_row, reply_row, stats_row,
+    ALERT_COLUMNS, BALANCE_COLUMNS, REPLY_COLUMNS, STATS_COLUMNS, alert_row, balance_row, reply_row, stats_row,
 )
 from sms_analytics.sinks.warehouse import Warehouse
 
@@ -36,16 +37,34 @@ log = structlog.get_logger(__name__)
 
 @dataclass
 class Table:
+    """A warehouse table's buffer: rows, or (json=True) records' JSON arrays passed on as they are."""
+
     name: str
-    columns: tuple[str, ...]
-    rows: list[list[Any]] = field(default_factory=list)
+    columns: tuple[str, ...] = ()
+    rows: list[Any] = field(default_factory=list)
+    json: bool = False
+    count: int = 0  # rows buffered
+
+
+_ROW_KEY = b'"phone_hash":'  # once per delivery object (inside a string it would read \")
+_MINUTE_FIELDS = re.compile(rb'"(?:sent_at_ms|receipt_sent_at_ms)":(\d+)')
+
+
+def json_array(raw: bytes) -> bytes:
+    """A deliveries record as a JSON array (a single-delivery record is an object)."""
+    return raw if raw[:1] == b"[" else b"[" + raw + b"]"
+
+
+def joined_arrays(arrays: list[bytes]) -> bytes:
+    """One JSON array of the elements of several (non-empty) JSON arrays."""
+    return b"[" + b",".join(a[1:-1] for a in arrays) + b"]"
 
 
 @dataclass
 class Batch:
     """Rows taken from the buffers, the offsets they cover and the rollup minutes they change."""
 
-    rows: list[tuple[Table, list[list[Any]]]]
+    rows: list[tuple[Table, list[Any]]]
     pending: dict[TopicPartition, tuple[int, int]]
     minutes: set[int]
 
@@ -70,18 +89,19 @@ class ClickHouseSink:
         self.batch_rows = batch_rows
         self.flush_seconds = flush_seconds
         self.stats = SinkStats()
-        messages = Table("sms.message_parts", MESSAGE_COLUMNS)
+        messages = Table("sms.delivery_ingest_raw" if store_raw_phone else "sms.delivery_ingest", json=True)
         replies = Table("sms.replies", REPLY_COLUMNS)
         balances = Table("sms.provider_balance", BALANCE_COLUMNS)
         stats = Table("sms.provider_stats", STATS_COLUMNS)
         alerts = Table("sms.alerts", ALERT_COLUMNS)
         self.tables = [messages, replies, balances, stats, alerts]
-        # Each topic's record becomes rows of one table (a deliveries record carries a batch).
-        self.routes: dict[str, Callable[[bytes], tuple[Table, list[list[Any]]]]] = {
-            topics.DELIVERIES: lambda raw: (messages, self._delivery_rows(raw)),
-            topics.REPLIES: lambda raw: (replies, [reply_row(decode_reply(raw))]),
-            topics.PROVIDER_STATS: lambda raw: _metric_row(decode_provider_metric(raw), balances, stats),
-            topics.ALERTS: lambda raw: (alerts, [alert_row(raw)]),
+        # Each topic's record becomes rows of one table (a deliveries record carries a batch, kept
+        # as its JSON: ClickHouse parses it, see migrations/0008_delivery_ingest.sql).
+        self.routes: dict[str, Callable[[bytes], tuple[Table, list[Any], int]]] = {
+            topics.DELIVERIES: lambda raw: (messages, [self._deliveries(raw)], raw.count(_ROW_KEY)),
+            topics.REPLIES: lambda raw: (replies, [reply_row(decode_reply(raw))], 1),
+            topics.PROVIDER_STATS: lambda raw: (*_metric_row(decode_provider_metric(raw), balances, stats), 1),
+            topics.ALERTS: lambda raw: (alerts, [alert_row(raw)], 1),
         }
         self.consumer = AIOKafkaConsumer(
             *self.routes, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
@@ -95,11 +115,12 @@ class ClickHouseSink:
         self._last_rollup = 0.0
         self.ready = False
 
-    def _delivery_rows(self, raw: bytes) -> list[list[Any]]:
-        deliveries = decode_deliveries(raw)
-        if self.rollups is not None:
-            self._minutes |= minutes_of(deliveries)  # marked dirty once these rows are written
-        return [message_row(d, store_raw_phone=self.store_raw_phone) for d in deliveries]
+    def _deliveries(self, raw: bytes) -> bytes:
+        if raw[:1] not in (b"[", b"{"):
+            raise ValueError("not a JSON array or object of deliveries")
+        if self.rollups is not None:  # marked dirty once these rows are written
+            self._minutes.update(int(ms) // 60_000 * 60 for ms in _MINUTE_FIELDS.findall(raw))
+        return json_array(raw)
 
     async def _maybe_roll_up(self, force: bool = False) -> None:
         """Right after a flush, so every dirty minute's rows are already in the warehouse."""
@@ -147,8 +168,9 @@ class ClickHouseSink:
         route = self.routes[tp.topic]
         for record in records:
             try:
-                table, rows = route(record.value)
+                table, rows, count = route(record.value)
                 table.rows.extend(rows)
+                table.count += count
             except Exception as exc:  # only our own stream writes these topics: count and skip
                 self.stats.undecodable += 1
                 log.warning("sink.undecodable", topic=tp.topic, offset=record.offset, error=str(exc)[:200])
@@ -157,7 +179,7 @@ class ClickHouseSink:
             self._pending[tp] = (first, records[-1].offset)
 
     def _buffered(self) -> int:
-        return sum(len(t.rows) for t in self.tables)
+        return sum(t.count for t in self.tables)
 
     async def flush(self) -> None:
         """Write everything buffered and wait until it and the batch in flight are written."""
@@ -176,7 +198,7 @@ class ClickHouseSink:
         batch = Batch(rows=[(t, t.rows) for t in self.tables if t.rows], pending=dict(self._pending),
                       minutes=self._minutes)
         for table in self.tables:
-            table.rows = []
+            table.rows, table.count = [], 0
         self._pending.clear()
         self._minutes = set()
         self._inflight = asyncio.create_task(self._write(batch), name="sink-write")
@@ -197,22 +219,50 @@ class ClickHouseSink:
             self.rollups.dirty |= batch.minutes
             await self._maybe_roll_up()
 
-    async def _insert_with_retry(self, table: Table, rows: list[list[Any]], token: str) -> None:
+    async def _insert_with_retry(self, table: Table, rows: list[Any], token: str) -> None:
         delay = 0.2
+        checked = False
         while True:
             try:
-                await asyncio.to_thread(self.warehouse.insert, table.name, rows, table.columns, token)
-                self.stats.rows_written += len(rows)
+                written = await asyncio.to_thread(self._insert, table, rows, token)
+                self.stats.rows_written += written
                 return
             except Exception as exc:
                 self.stats.retries += 1
-                log.warning("sink.insert_failed", table=table.name, rows=len(rows), error=str(exc)[:300],
+                log.warning("sink.insert_failed", table=table.name, records=len(rows), error=str(exc)[:300],
                             retry_in=delay)
+                if table.json and not checked:  # a record ClickHouse cannot parse must not block the rest
+                    checked = True
+                    rows = self._parseable(rows)
+                    if not rows:
+                        return
+                    continue
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
+    def _insert(self, table: Table, rows: list[Any], token: str) -> int:
+        if table.json:
+            body = joined_arrays(rows)
+            self.warehouse.insert_json(table.name, body, token)
+            return body.count(_ROW_KEY)
+        self.warehouse.insert(table.name, rows, table.columns, token)
+        return len(rows)
 
-def _metric_row(metric: Any, balances: Table, stats: Table) -> tuple[Table, list[list[Any]]]:
+    def _parseable(self, arrays: list[bytes]) -> list[bytes]:
+        """The records that decode as deliveries; the others are counted and logged, then skipped
+        (only our own stream writes the topic, so they are not expected)."""
+        kept = []
+        for raw in arrays:
+            try:
+                decode_deliveries(raw)
+                kept.append(raw)
+            except Exception as exc:
+                self.stats.undecodable += 1
+                log.error("sink.undecodable_deliveries", bytes=len(raw), error=str(exc)[:200])
+        return kept
+
+
+def _metric_row(metric: Any, balances: Table, stats: Table) -> tuple[Table, list[Any]]:
     if isinstance(metric, ProviderBalance):
         return balances, [balance_row(metric)]
     return stats, [stats_row(metric)]

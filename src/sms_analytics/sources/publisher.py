@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Sequence
 
 import msgspec
@@ -56,15 +57,24 @@ def partition_of(key: bytes, partitions: int) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
+@dataclass
+class _OpenBatch:
+    done: asyncio.Future[None]
+    events: list[Event] = field(default_factory=list)
+
+
 class Publisher:
     """The receivers' producer. It connects in the background and keeps trying while the broker is
     unreachable: until it is connected (and whenever a send is not acknowledged within the
     timeout) `publish` raises BrokerUnavailable, which the receivers answer with 503, so the
     provider keeps the data and retries."""
 
-    def __init__(self, bootstrap: str, *, send_timeout: float = 10.0,
+    def __init__(self, bootstrap: str, *, send_timeout: float = 10.0, linger_ms: float = 2.0,
                  prepare: Callable[[], Awaitable[Any]] | None = None) -> None:
         self._bootstrap = bootstrap
+        self._linger = linger_ms / 1000
+        self._open: dict[tuple[str, int], _OpenBatch] = {}
+        self._sending: set[asyncio.Task[None]] = set()
         self._timeout = send_timeout
         self._prepare = prepare  # e.g. create the topics, before the first publish
         self._producer: AIOKafkaProducer | None = None
@@ -147,8 +157,7 @@ class Publisher:
                     event = msgspec.structs.replace(event, phone="")
                 futures.append(await producer.send(topic, key=key, value=encode(event)))
         for (topic, partition), group in grouped.items():
-            for i in range(0, len(group), MAX_BATCH_EVENTS):
-                futures.append(await self._send_group(topic, partition, group[i:i + MAX_BATCH_EVENTS]))
+            futures.append(asyncio.shield(self._coalesce(topic, partition, group)))  # shared with other pushes
         futures += [await self._dead_letter(r.raw, r.reason, endpoint, r.index) for r in rejected]
         if futures:
             await asyncio.gather(*futures)
@@ -158,6 +167,41 @@ class Publisher:
         if count is None:
             count = self._partition_counts[topic] = len(await self._connected().partitions_for(topic))
         return count
+
+    def _coalesce(self, topic: str, partition: int, events: list[Event]) -> asyncio.Future[None]:
+        """Add events to the partition's open batch record; the future resolves when the broker has
+        acknowledged that record. Pushes handled within the same few milliseconds (SMS_PUBLISH_LINGER_MS)
+        share records, so a busy receiver writes few large records, not many small ones."""
+        key = (topic, partition)
+        batch = self._open.get(key)
+        if batch is None:
+            batch = self._open[key] = _OpenBatch(asyncio.get_running_loop().create_future())
+            asyncio.get_running_loop().call_later(self._linger, self._close, key, batch)
+        batch.events.extend(events)
+        if len(batch.events) >= MAX_BATCH_EVENTS:
+            self._close(key, batch)
+        return batch.done
+
+    def _close(self, key: tuple[str, int], batch: "_OpenBatch") -> None:
+        if self._open.get(key) is batch:
+            del self._open[key]
+            task = asyncio.create_task(self._send_batch(key, batch))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def _send_batch(self, key: tuple[str, int], batch: "_OpenBatch") -> None:
+        topic, partition = key
+        try:
+            acks = [await self._send_group(topic, partition, batch.events[i:i + MAX_BATCH_EVENTS])
+                    for i in range(0, len(batch.events), MAX_BATCH_EVENTS)]
+            await asyncio.gather(*acks)
+        except Exception as exc:
+            if not batch.done.done():
+                batch.done.set_exception(exc)
+            batch.done.exception()  # retrieved: every caller gets it through its own await
+            return
+        if not batch.done.done():
+            batch.done.set_result(None)
 
     async def _send_group(self, topic: str, partition: int, group: list[Event]) -> asyncio.Future:
         if len(group) == 1:
