@@ -107,6 +107,7 @@ class ClickHouseSink:
             *self.routes, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
             auto_offset_reset="earliest", session_timeout_ms=6000, heartbeat_interval_ms=1000,
             max_poll_records=max(10, batch_rows // 20),  # a deliveries record holds up to hundreds of rows
+            max_partition_fetch_bytes=16 * 1024 * 1024,
         )
         self._pending: dict[TopicPartition, tuple[int, int]] = {}  # first, last offset not yet written
         self._minutes: set[int] = set()  # rollup minutes of the buffered rows

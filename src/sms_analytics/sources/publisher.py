@@ -86,6 +86,7 @@ class Publisher:
         return AIOKafkaProducer(
             bootstrap_servers=self._bootstrap, acks="all", linger_ms=2,
             request_timeout_ms=int(self._timeout * 1000), max_request_size=8 * 1024 * 1024,
+            max_batch_size=2 * 1024 * 1024,  # several batch records per partition and request
         )
 
     async def start(self, *, wait: bool = True) -> None:

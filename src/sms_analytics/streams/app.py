@@ -99,7 +99,12 @@ def build_app(*, app_id: str, bootstrap: str, partitions: int, replication: int,
         value_serializer="raw",
         broker_session_timeout=6,
         broker_heartbeat_interval=1,
-        producer_linger=0.05,
+        # Records of hundreds of events: a producer batch must hold several of them, or aiokafka
+        # sends one record per partition per round trip (it keeps one batch per partition).
+        producer_linger=0.005,
+        producer_max_batch_size=4 * 1024 * 1024,
+        producer_max_request_size=16 * 1024 * 1024,
+        consumer_max_fetch_size=16 * 1024 * 1024,  # per partition: many large records per fetch
         table_standby_replicas=0,
         web_enabled=False,
         topic_disable_leader=True,
