@@ -29,7 +29,7 @@ from sms_analytics.sinks.warehouse import Warehouse
 from sms_analytics.sinks.writer import ClickHouseSink
 from sms_analytics.sources.base import Identities
 from sms_analytics.sources.feeds.setup import build_feeds
-from sms_analytics.sources.http import Receiver
+from sms_analytics.sources.http import Guards, Receiver
 from sms_analytics.sources.publisher import Publisher
 from sms_analytics.streams.alerts import Rules
 from sms_analytics.streams.app import Compensation, JoinStats, build_app
@@ -117,6 +117,7 @@ class Runtime:
             receiver = Receiver(
                 self.publisher, ids, token=s.callback_token,
                 max_body=s.sms_max_body_bytes, max_records=s.sms_max_records_per_push, readiness=self.readiness,
+                guards=Guards.from_settings(s),
             )
             port = await self._serve(receiver.app(), s.sms_http_host, s.sms_http_port)
             self.receiver_url = f"http://{_client_host(s.sms_http_host)}:{port}"

@@ -114,7 +114,8 @@ class Settings(BaseSettings):
     sms_log_level: str = "INFO"
     sms_log_json: bool = False
 
-    @field_validator("sms_timestamp_past", "sms_timestamp_future", mode="before")
+    @field_validator("sms_timestamp_past", "sms_timestamp_future", "sms_expire_after", "sms_compensate_after",
+                     "sms_compensate_interval", mode="before")
     @classmethod
     def _seconds(cls, value: object) -> object:
         """Seconds as an environment string ("2592000"), besides ISO-8601 ("P30D")."""

@@ -9,7 +9,8 @@ import orjson
 from sms_analytics.model.events import ReceiptEvent, ReplyEvent, SendEvent
 from sms_analytics.model.times import parse_china_datetime
 from sms_analytics.sources.base import (
-    BadBody, BadRecord, Event, Parsed, as_list, collect, obj, opt_str, req_bool, req_str,
+    MAX_FIELD_CHARS, BadBody, BadRecord, Event, Parsed, as_list, collect, obj, opt_str, req_bool, req_str, req_text,
+    scalar,
 )
 from sms_analytics.sources.provider import Provider, Reply, json_reply
 
@@ -28,10 +29,12 @@ def _json_list(value: Any, name: str) -> list[Any]:
 
 def _segments(value: Any) -> int | None:
     """sms_size: one message of N billed parts (never N messages); unusable values are ignored."""
-    try:
-        size = int(str(value).strip())
-    except (TypeError, ValueError):
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
         return None
+    text = str(value).strip() if isinstance(value, int) else value.strip()
+    if not (text.isascii() and text.isdigit() and len(text) <= 3):
+        return None
+    size = int(text)
     return size if 1 <= size <= 255 else None
 
 
@@ -53,30 +56,32 @@ class Aliyun(Provider):
             signs = []
         else:
             raise BadBody("request needs PhoneNumbers (SendSms) or PhoneNumberJson (SendBatchSms)")
-        code = str(response.get("Code", ""))
+        self.check_count(phones)
+        code = scalar(response.get("Code"), "response.Code")
         if not code:
             raise BadBody("response.Code is missing")
         ok = code == "OK"
-        biz_id = str(response.get("BizId") or "")
+        biz_id = scalar(response.get("BizId"), "response.BizId")
         if ok and not biz_id:
             raise BadBody("response.Code is OK but BizId is missing")
-        message_id = biz_id or f"submit-failed:{response.get('RequestId') or sent_at_ms}"
-        template = str(request.get("TemplateCode") or "")
-        default_sign = str(request.get("SignName") or "")
-        out_id = str(request.get("OutId") or "")
+        message_id = biz_id or f"submit-failed:{scalar(response.get('RequestId'), 'response.RequestId') or sent_at_ms}"
+        template = scalar(request.get("TemplateCode"), "request.TemplateCode")
+        default_sign = scalar(request.get("SignName"), "request.SignName")
+        out_id = scalar(request.get("OutId"), "request.OutId")
+        message = "" if ok else scalar(response.get("Message"), "response.Message", strip=False)
 
-        def convert(index_phone: tuple[int, Any]) -> list[Event]:
-            index, raw_phone = index_phone
+        def convert(index: int, raw_phone: Any) -> list[Event]:
             phone = self.ids.phone(raw_phone)
-            sign = signs[index] if index < len(signs) and isinstance(signs[index], str) else default_sign
+            sign = default_sign
+            if index < len(signs) and isinstance(signs[index], str) and len(signs[index]) <= MAX_FIELD_CHARS:
+                sign = signs[index]
             return [SendEvent(
                 **self.ids.identity(self.name, message_id, phone),
                 sent_at_ms=sent_at_ms, received_at_ms=now_ms, template=template, sign=sign,
-                out_id=out_id, submit_ok=ok, submit_code="" if ok else code,
-                submit_message="" if ok else str(response.get("Message") or ""),
+                out_id=out_id, submit_ok=ok, submit_code="" if ok else code, submit_message=message,
             )]
 
-        return collect(list(enumerate(phones)), convert)
+        return collect(phones, convert, with_index=True)
 
     def receipts(self, doc: Any, now_ms: int) -> Parsed:
         return collect(as_list(doc, "SmsReport push"), lambda r: [self._report(obj(r, "report"), now_ms)])
@@ -91,7 +96,7 @@ class Aliyun(Provider):
             error_code=opt_str(rec, "err_code", "DELIVERED" if delivered else ""),
             error_message=opt_str(rec, "err_msg"),
             reported_at_ms=parse_china_datetime(rec.get("report_time")),
-            sent_at_ms=parse_china_datetime(send_time) if send_time else None,
+            sent_at_ms=None if send_time is None else parse_china_datetime(send_time),
             segments=_segments(rec.get("sms_size")),
             received_at_ms=now_ms,
             out_id=opt_str(rec, "out_id"),
@@ -103,9 +108,7 @@ class Aliyun(Provider):
     def _reply(self, rec: dict[str, Any], now_ms: int) -> ReplyEvent:
         phone = self.ids.phone(req_str(rec, "phone_number"))
         sequence_id = req_str(rec, "sequence_id")
-        content = rec.get("content")
-        if not isinstance(content, str):
-            raise BadRecord("field 'content' must be a string")
+        content = req_text(rec, "content")
         return ReplyEvent(
             provider=self.name, reply_id=f"aliyun:{sequence_id}", **self.ids.fields(phone),
             content=content, sign=opt_str(rec, "sign_name"), dest_code=opt_str(rec, "dest_code"),
@@ -119,7 +122,7 @@ class Aliyun(Provider):
         receipt pushed and queried gets the same id and counts once."""
         def convert(record: Any) -> list[Event]:
             rec = obj(record, "SmsSendDetailDTO")
-            status = str(rec.get("SendStatus", "")).strip()
+            status = opt_str(rec, "SendStatus")
             if status == "1":
                 return []
             if status not in ("2", "3"):

@@ -4,30 +4,105 @@ Every endpoint answers in the shape its provider documents. A body that cannot b
 400 in that shape and its raw bytes go to the dead-letter topic; in a batch, valid records are
 published and invalid ones dead-lettered with their reasons. Nothing is acknowledged before the
 broker has it: if the broker is unreachable the answer is 503, so the provider retries.
+
+Limits (each answered in the endpoint's error shape, each refused body or record dead-lettered with
+its reason): the body size (`SMS_MAX_BODY_BYTES`, 413, the dead letter holds the first
+`OVERSIZE_SAMPLE_BYTES` only), the records per push (`SMS_MAX_RECORDS_PER_PUSH`, 400), the
+timestamp window (`SMS_TIMESTAMP_PAST` / `SMS_TIMESTAMP_FUTURE`, the record is rejected). Refusals
+before the body is read, the allowlist (403) and the token (401), are never stored.
 """
 
 from __future__ import annotations
 
 import hmac
-from typing import Any, Callable
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
 
 import orjson
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sms_analytics.model.times import now_ms
+from sms_analytics.settings import Settings, get_settings
 from sms_analytics.sources.aliyun import Aliyun
-from sms_analytics.sources.base import BadBody, Identities, Parsed, loads
+from sms_analytics.sources.base import INTERNAL_ERROR, BadBody, Identities, Parsed, TimeWindow, loads, reason_of
 from sms_analytics.sources.kx import Kx
 from sms_analytics.sources.normalized import parse_sends
-from sms_analytics.sources.provider import Answers, Provider, Reply, json_reply
+from sms_analytics.sources.provider import Answers, Provider, Reply, json_reply, too_many_records
 from sms_analytics.sources.publisher import BrokerUnavailable, Publisher
 from sms_analytics.sources.tencent import Tencent
 
 log = structlog.get_logger(__name__)
 Readiness = Callable[[], dict[str, bool]]
 ParseFn = Callable[[bytes, int], Parsed]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+OVERSIZE_SAMPLE_BYTES = 64 * 1024  # what the dead letter keeps of a body over the size cap
+READ_CHUNK = 64 * 1024
+LANES = ("aliyun", "tencent", "kx", "sends")  # allowlists: one per provider's callbacks, one for /v1/*
+INGEST_PREFIXES = ("/v1/", "/callbacks/")
+_DIGITS = re.compile(r"\d{7,}")
+
+
+def parse_networks(value: str | Iterable[str] | None, what: str) -> tuple[Network, ...]:
+    """Comma-separated addresses or CIDRs (`10.0.0.0/8, 2001:db8::/32, 192.0.2.7`); empty: none."""
+    items = value.split(",") if isinstance(value, str) else list(value or ())
+    networks = []
+    for item in (i.strip() for i in items):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"{what}: {item!r} is not an IP address or CIDR") from None
+    return tuple(networks)
+
+
+def _address(text: str | None) -> Address | None:
+    if not text:
+        return None
+    try:
+        address = ipaddress.ip_address(text.strip().split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _within(address: Address | None, networks: tuple[Network, ...]) -> bool:
+    return address is not None and any(address.version == n.version and address in n for n in networks)
+
+
+@dataclass(frozen=True)
+class Guards:
+    """The receiver's checks besides body size and record count (which come with the constructor).
+
+    - `window`: the timestamp sanity window (None: only the absolute 2000-01-01 .. now+1d check).
+    - `allow`: per lane (aliyun, tencent, kx: their callbacks; sends: every /v1/* endpoint), the
+      networks allowed to post; a lane without networks allows every address.
+    - `trusted_proxies`: X-Forwarded-For is believed only when the peer is one of these (default
+      none: the client is `request.remote`, the TCP peer).
+    """
+
+    window: TimeWindow | None = None
+    allow: Mapping[str, tuple[Network, ...]] = field(default_factory=dict)
+    trusted_proxies: tuple[Network, ...] = ()
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> Guards:
+        return cls(
+            window=TimeWindow(past_ms=int(s.sms_timestamp_past.total_seconds() * 1000),
+                              future_ms=int(s.sms_timestamp_future.total_seconds() * 1000)),
+            allow={lane: parse_networks(getattr(s, f"sms_allow_ips_{lane}"), f"SMS_ALLOW_IPS_{lane.upper()}")
+                   for lane in LANES},
+            trusted_proxies=parse_networks(s.sms_trusted_proxies, "SMS_TRUSTED_PROXIES"),
+        )
 
 
 class _ApiAnswers:
@@ -42,35 +117,37 @@ class _ApiAnswers:
 
 class Receiver:
     def __init__(self, publisher: Publisher, ids: Identities, *, token: str | None, max_body: int,
-                 max_records: int, readiness: Readiness) -> None:
+                 max_records: int, readiness: Readiness, guards: Guards | None = None) -> None:
+        """`guards` unset: read from the process settings (`get_settings()`, the environment)."""
         self.publisher = publisher
         self.ids = ids
         self.token = token
         self.max_body = max_body
         self.max_records = max_records
         self.readiness = readiness
-        self.providers: dict[str, Provider] = {p.name: p for p in (Aliyun(ids), Tencent(ids), Kx(ids))}
+        self.guards = guards if guards is not None else Guards.from_settings(get_settings())
+        limits: dict[str, Any] = {"max_records": max_records, "window": self.guards.window}
+        self.providers: dict[str, Provider] = {p.name: p for p in (Aliyun(ids, **limits), Tencent(ids, **limits),
+                                                                   Kx(ids, **limits))}
         self.api = _ApiAnswers()
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=self.max_body, middlewares=[self._auth])
+        # Bodies are read by `_read` (which enforces max_body itself); aiohttp's own cap is a backstop.
+        # Bodies are taken as sent: no provider compresses its pushes, and decoding a Content-Encoding
+        # would let ~5 KB of gzip expand to the whole cap (or fail outside our error shapes).
+        app = web.Application(client_max_size=self.max_body + 1, middlewares=[self._guard],
+                              handler_args={"auto_decompress": False})
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/metrics", metrics)
         app.router.add_post("/v1/sends", self._v1(lambda body, now: parse_sends(self._records(body), self.ids, now)))
         for name, provider in self.providers.items():
             app.router.add_post(f"/v1/sends/{name}", self._v1(provider.send_envelope))
-        routes = {
-            "/callbacks/aliyun/sms-report": ("aliyun", "receipts"),
-            "/callbacks/aliyun/sms-up": ("aliyun", "replies"),
-            "/callbacks/tencent/status": ("tencent", "receipts"),
-            "/callbacks/tencent/reply": ("tencent", "replies"),
-            "/callbacks/kx/report": ("kx", "receipts"),
-            "/callbacks/kx/mo": ("kx", "replies"),
-        }
-        for path, (name, kind) in routes.items():
+        for path, (name, kind) in CALLBACKS.items():
             provider = self.providers[name]
             parse = getattr(provider, kind)
             app.router.add_post(path, self._callback(provider, lambda body, now, parse=parse: parse(self._records(body), now)))
+        if not self.token:
+            log.warning("receiver.no_token", hint="SMS_CALLBACK_TOKEN is unset: the ingest endpoints take anyone's pushes")
         return app
 
     # --- cross-cutting ----------------------------------------------------------------------------
@@ -80,40 +157,102 @@ class Receiver:
             return self.providers[parts[1]]
         return self.api
 
+    @staticmethod
+    def _lane(path: str) -> str:
+        parts = path.strip("/").split("/")
+        if len(parts) >= 2 and parts[0] == "callbacks" and parts[1] in LANES:
+            return parts[1]
+        return "sends"
+
+    def client_address(self, request: web.Request) -> Address | None:
+        """The TCP peer, or, when the peer is a trusted proxy, the nearest untrusted address of
+        X-Forwarded-For (read right to left, skipping trusted proxies)."""
+        address = _address(request.remote)
+        trusted = self.guards.trusted_proxies
+        if not trusted or not _within(address, trusted):
+            return address
+        hops = [h.strip() for v in request.headers.getall("X-Forwarded-For", []) for h in v.split(",")]
+        for hop in reversed([h for h in hops if h]):
+            address = _address(hop)
+            if not _within(address, trusted):
+                return address
+        return address
+
     @web.middleware
-    async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if self.token and request.path.startswith(("/v1/", "/callbacks/")):
-            given = request.query.get("token", "")
-            if not hmac.compare_digest(given.encode(), self.token.encode()):
-                return _respond(self._provider_for(request.path).error("invalid or missing token"), 401)
+    async def _guard(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Allowlist (403), then token (401): refused before the body is read, never stored."""
+        if request.path.startswith(INGEST_PREFIXES):
+            lane = self._lane(request.path)
+            allowed = self.guards.allow.get(lane, ())
+            if allowed:
+                address = self.client_address(request)
+                if not _within(address, allowed):
+                    log.warning("ingest.forbidden", path=request.path, lane=lane, client=str(address))
+                    reason = f"client address {address} is not allowed to post here"
+                    return _respond(self._provider_for(request.path).error(reason), 403)
+            if self.token:
+                given = request.query.get("token", "")
+                if not hmac.compare_digest(given.encode(), self.token.encode()):
+                    return _respond(self._provider_for(request.path).error("invalid or missing token"), 401)
         return await handler(request)
 
     def _records(self, body: bytes) -> Any:
         doc = loads(body)
         if isinstance(doc, list) and len(doc) > self.max_records:
-            raise BadBody(f"too many records in one push: {len(doc)} > {self.max_records}")
+            raise BadBody(too_many_records(len(doc), self.max_records))
         return doc
 
     async def _read(self, request: web.Request, provider: Answers) -> bytes | web.Response:
+        """The body as sent, at most max_body bytes. A larger one is answered 413 and the first
+        OVERSIZE_SAMPLE_BYTES of it are dead-lettered."""
+        declared = request.content_length
+        chunks: list[bytes] = []
+        size = 0
         try:
-            return await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return _respond(provider.error(f"body larger than {self.max_body} bytes"), 413)
+            while True:
+                limit = OVERSIZE_SAMPLE_BYTES if declared is not None and declared > self.max_body else READ_CHUNK
+                chunk = await request.content.read(limit)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > self.max_body or (declared is not None and declared > self.max_body
+                                            and size >= OVERSIZE_SAMPLE_BYTES):
+                    return await self._too_large(request, provider, b"".join(chunks), max(size, declared or 0))
+        except HttpProcessingError as exc:  # broken chunked encoding: the body cannot be read
+            reason = reason_of(f"body could not be read: {exc.message or type(exc).__name__}")
+            return await self._refuse(request, provider, b"".join(chunks), reason, 400)
+        return b"".join(chunks)
+
+    async def _too_large(self, request: web.Request, provider: Answers, head: bytes, seen: int) -> web.Response:
+        sample = head[:OVERSIZE_SAMPLE_BYTES]
+        reason = (f"body larger than {self.max_body} bytes (SMS_MAX_BODY_BYTES): at least {seen} bytes; "
+                  f"the dead letter holds its first {len(sample)} bytes")
+        return await self._refuse(request, provider, sample, reason, 413)
+
+    async def _refuse(self, request: web.Request, provider: Answers, raw: bytes, reason: str, status: int) -> web.Response:
+        """Dead-letter a whole body with its reason and answer `status` (503 if the broker is down)."""
+        log.info("ingest.bad_body", path=request.path, status=status, reason=_scrub(reason[:200]), size=len(raw))
+        try:
+            await self.publisher.dead_letter(raw, reason, request.path)
+        except BrokerUnavailable:
+            return _respond(provider.error("broker unavailable, retry later"), 503)
+        return _respond(provider.error(reason), status)
 
     async def _ingest(self, request: web.Request, provider: Answers, parse: ParseFn) -> Parsed | web.Response:
         body = await self._read(request, provider)
         if isinstance(body, web.Response):
             return body
+        now = now_ms()
         try:
-            parsed = parse(body, now_ms())
+            parsed = parse(body, now)
         except BadBody as exc:
-            reason = str(exc)
-            log.info("ingest.bad_body", path=request.path, reason=reason[:200], size=len(body))
-            try:
-                await self.publisher.dead_letter(body, reason, request.path)
-            except BrokerUnavailable:
-                return _respond(provider.error("broker unavailable, retry later"), 503)
-            return _respond(provider.error(reason), 400)
+            return await self._refuse(request, provider, body, reason_of(exc), 400)
+        except Exception as exc:  # noqa: BLE001 - a parser bug: never a 500, the body is kept
+            log.error("ingest.internal_error", path=request.path, error=type(exc).__name__, size=len(body))
+            return await self._refuse(request, provider, body, f"{INTERNAL_ERROR} ({type(exc).__name__})", 400)
+        if self.guards.window is not None:
+            parsed = self.guards.window.apply(parsed, now)
         try:
             await self.publisher.publish(parsed.events, parsed.rejected, request.path)
         except BrokerUnavailable:
@@ -150,11 +289,27 @@ class Receiver:
                             body=orjson.dumps({"status": "ok" if ok else "starting", "components": components}))
 
 
+CALLBACKS: dict[str, tuple[str, str]] = {
+    "/callbacks/aliyun/sms-report": ("aliyun", "receipts"),
+    "/callbacks/aliyun/sms-up": ("aliyun", "replies"),
+    "/callbacks/tencent/status": ("tencent", "receipts"),
+    "/callbacks/tencent/reply": ("tencent", "replies"),
+    "/callbacks/kx/report": ("kx", "receipts"),
+    "/callbacks/kx/mo": ("kx", "replies"),
+}
+INGEST_ENDPOINTS: tuple[str, ...] = ("/v1/sends", *(f"/v1/sends/{p}" for p in ("aliyun", "tencent", "kx")), *CALLBACKS)
+
+
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus metrics of this process (feeds' polls, records, last success)."""
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+def _scrub(text: str) -> str:
+    """For logs: a reason may quote input, and input may hold a phone number in the wrong field."""
+    return _DIGITS.sub("<digits>", text)
+
+
 def _respond(reply: Reply, status: int) -> web.Response:
-    content_type, _, charset = reply.content_type.partition(";")
+    content_type = reply.content_type.partition(";")[0]
     return web.Response(status=status, body=reply.body, content_type=content_type, charset="utf-8")

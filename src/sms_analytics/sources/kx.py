@@ -8,7 +8,7 @@ from typing import Any
 from sms_analytics.model.events import ReceiptEvent, ReplyEvent, SendEvent
 from sms_analytics.model.times import parse_compact
 from sms_analytics.sources.base import (
-    BadBody, BadRecord, Event, Parsed, as_list, collect, obj, opt_str, req_str,
+    BadBody, BadRecord, Event, Parsed, as_list, collect, obj, opt_str, req_str, req_text, scalar,
 )
 from sms_analytics.sources.provider import Provider, Reply, segments_for
 
@@ -20,8 +20,21 @@ def sign_of(content: str) -> str:
     return (match.group(1) or match.group(2)) if match else ""
 
 
-def _code(value: Any) -> str:
-    return str(value).strip() if value is not None else ""
+def _code(value: Any, name: str) -> str:
+    """A code, id or message of a KX response: a string or a number (BadBody otherwise)."""
+    return scalar(value, name)
+
+
+def _number_key(value: Any) -> str:
+    return str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
+
+
+def _record_code(result: dict[str, Any], name: str) -> str:
+    """A per-number result's code or msg (a bad one rejects that number only; msg kept as sent)."""
+    try:
+        return scalar(result.get(name), f"result.{name}", strip=name != "msg")
+    except BadBody as exc:
+        raise BadRecord(str(exc)) from None
 
 
 class Kx(Provider):
@@ -34,40 +47,45 @@ class Kx(Provider):
         return Reply(f"FAIL {reason}".encode(), "text/plain")
 
     def sends(self, request: dict[str, Any], response: dict[str, Any], sent_at_ms: int, now_ms: int) -> Parsed:
-        code = _code(response.get("code"))
+        code = _code(response.get("code"), "response.code")
         if not code:
             raise BadBody("response.code is missing")
         data = response.get("data") if isinstance(response.get("data"), dict) else {}
-        taskid = _code(data.get("taskid"))
+        taskid = _code(data.get("taskid"), "response.data.taskid")
         if code == "0" and not taskid:
             raise BadBody("response.code is 0 but data.taskid is missing")
-        message_id = taskid or f"submit-failed:{request.get('ts') or sent_at_ms}"
+        message_id = taskid or f"submit-failed:{_code(request.get('ts'), 'request.ts') or sent_at_ms}"
         results = data.get("result") or []
         if not isinstance(results, list):
             raise BadBody("response.data.result must be an array")
-        per_number = {str(r.get("mobile", "")).strip(): r for r in results if isinstance(r, dict)}
+        self.check_count(results)
+        per_number = {_number_key(r.get("mobile")): r for r in results if isinstance(r, dict)}
         if isinstance(request.get("list"), list):  # P2PBatch
             items = request["list"]
         elif isinstance(request.get("mobile"), str):  # MT
-            content = str(request.get("msgcontent") or "")
+            content = _code(request.get("msgcontent"), "request.msgcontent")
             items = [{"mobile": m, "msgcontent": content} for m in request["mobile"].split(",") if m.strip()]
         else:
             raise BadBody("request needs mobile (MT) or list (P2PBatch)")
+        self.check_count(items)
+        out_id = _code(request.get("messageid"), "request.messageid")
+        response_msg = scalar(response.get("msg"), "response.msg", strip=False)
 
         def convert(item: Any) -> list[Event]:
             rec = {k.strip(): v for k, v in obj(item, "list entry").items()}  # the doc's sample has "mobile "
             mobile = req_str(rec, "mobile")
             phone = self.ids.phone(mobile)
             content = opt_str(rec, "msgcontent")
-            number_code = _code(per_number[mobile].get("code")) if mobile in per_number else code
+            result = per_number.get(mobile)
+            number_code = _record_code(result, "code") if result is not None else code
             ok = code == "0" and number_code == "0"
             failure = number_code if number_code != "0" else code
-            message = per_number.get(mobile, response).get("msg", "") if not ok else ""
+            message = "" if ok else (_record_code(result, "msg") if result is not None else response_msg)
             return [SendEvent(
                 **self.ids.identity(self.name, message_id, phone),
                 sent_at_ms=sent_at_ms, received_at_ms=now_ms, sign=sign_of(content),
-                segments=segments_for(content), out_id=str(request.get("messageid") or ""),
-                submit_ok=ok, submit_code="" if ok else failure, submit_message=str(message or ""),
+                segments=segments_for(content), out_id=out_id,
+                submit_ok=ok, submit_code="" if ok else failure, submit_message=message,
             )]
 
         return collect(items, convert)
@@ -93,9 +111,7 @@ class Kx(Provider):
 
     def _reply(self, rec: dict[str, Any], now_ms: int) -> ReplyEvent:
         phone = self.ids.phone(req_str(rec, "mobile"))
-        content = rec.get("msgcontent")
-        if not isinstance(content, str):
-            raise BadRecord("field 'msgcontent' must be a string")
+        content = req_text(rec, "msgcontent")
         return ReplyEvent(
             provider=self.name, reply_id=f"kx:{req_str(rec, 'id')}", **self.ids.fields(phone),
             content=content, dest_code=opt_str(rec, "srcid"),

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 import orjson
 
 from sms_analytics.model.times import parse_instant
-from sms_analytics.sources.base import BadBody, Identities, Parsed, loads
+from sms_analytics.sources.base import TIMESTAMP_OUT_OF_WINDOW, BadBody, Identities, Parsed, TimeWindow, loads
 
 
 class Reply:
@@ -32,8 +32,16 @@ class Answers(Protocol):
 class Provider(ABC):
     name: str
 
-    def __init__(self, ids: Identities) -> None:
+    def __init__(self, ids: Identities, *, max_records: int | None = None, window: TimeWindow | None = None) -> None:
         self.ids = ids
+        self.max_records = max_records  # the receiver sets SMS_MAX_RECORDS_PER_PUSH; None: no cap
+        self.window = window  # the receiver's timestamp window, for a send envelope's sent_at
+
+    def check_count(self, records: list[Any]) -> list[Any]:
+        """The per-push record cap, for the lists inside a send envelope (numbers, status sets)."""
+        if self.max_records is not None and len(records) > self.max_records:
+            raise BadBody(too_many_records(len(records), self.max_records))
+        return records
 
     # --- replies, exactly as each provider's document specifies ---------------------------------
     @abstractmethod
@@ -64,8 +72,19 @@ class Provider(ABC):
         try:
             sent_at_ms = now_ms if sent_at is None else parse_instant(sent_at)
         except ValueError as exc:
-            raise BadBody(f"sent_at: {exc}") from None
+            reason = f"sent_at: {exc}"
+            if "outside the accepted window" in reason:
+                reason = f"{TIMESTAMP_OUT_OF_WINDOW}: {reason}"
+            raise BadBody(reason) from None
+        # sent_at is every number's send time: outside the window, the whole envelope is refused.
+        outside = self.window.check("sent_at", sent_at_ms, now_ms) if self.window and sent_at is not None else None
+        if outside:
+            raise BadBody(outside)
         return self.sends(request, response, sent_at_ms, now_ms)
+
+
+def too_many_records(count: int, limit: int) -> str:
+    return f"too many records in one push: {count} > {limit} (SMS_MAX_RECORDS_PER_PUSH)"
 
 
 def segments_for(text: str) -> int:

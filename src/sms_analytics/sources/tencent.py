@@ -8,7 +8,7 @@ from typing import Any
 from sms_analytics.model.events import ReceiptEvent, ReplyEvent, SendEvent
 from sms_analytics.model.times import parse_china_datetime, parse_epoch_seconds
 from sms_analytics.sources.base import (
-    BadBody, BadRecord, Event, Parsed, as_list, as_records, collect, obj, opt_str, req_str,
+    BadBody, BadRecord, Event, Parsed, as_list, as_records, collect, obj, opt_str, req_str, req_text, scalar,
 )
 from sms_analytics.sources.provider import Provider, Reply, json_reply
 
@@ -29,12 +29,14 @@ class Tencent(Provider):
         statuses = inner.get("SendStatusSet")
         if not isinstance(statuses, list):
             error = inner.get("Error")
-            reason = f" ({error.get('Code')})" if isinstance(error, dict) else ""
+            code = error.get("Code") if isinstance(error, dict) else None
+            reason = f" ({code[:100]})" if isinstance(code, str) else ""
             raise BadBody(f"response.Response.SendStatusSet must be an array{reason}")
-        request_id = str(inner.get("RequestId") or sent_at_ms)
-        template = str(request.get("TemplateId") or "")
-        sign = str(request.get("SignName") or "")
-        context = str(request.get("SessionContext") or "")
+        self.check_count(statuses)
+        request_id = scalar(inner.get("RequestId"), "response.Response.RequestId") or str(sent_at_ms)
+        template = scalar(request.get("TemplateId"), "request.TemplateId")
+        sign = scalar(request.get("SignName"), "request.SignName")
+        context = scalar(request.get("SessionContext"), "request.SessionContext")
 
         def convert(entry: Any) -> list[Event]:
             rec = obj(entry, "SendStatusSet entry")
@@ -80,9 +82,7 @@ class Tencent(Provider):
 
     def _reply(self, rec: dict[str, Any], now_ms: int) -> ReplyEvent:
         phone = self.ids.phone(req_str(rec, "mobile"), opt_str(rec, "nationcode") or None)
-        text = rec.get("text")
-        if not isinstance(text, str):
-            raise BadRecord("field 'text' must be a string")
+        text = req_text(rec, "text")
         replied_at_ms = parse_epoch_seconds(rec.get("time"))
         return ReplyEvent(
             provider=self.name, reply_id=_reply_id(phone.e164, replied_at_ms, text), **self.ids.fields(phone), content=text,
@@ -119,9 +119,7 @@ class Tencent(Provider):
 
     def _pulled_reply(self, rec: dict[str, Any], now_ms: int) -> ReplyEvent:
         phone = self.ids.phone(req_str(rec, "PhoneNumber"))
-        text = rec.get("ReplyContent")
-        if not isinstance(text, str):
-            raise BadRecord("field 'ReplyContent' must be a string")
+        text = req_text(rec, "ReplyContent")
         replied_at_ms = parse_epoch_seconds(rec.get("ReplyTime"))
         return ReplyEvent(
             provider=self.name, reply_id=_reply_id(phone.e164, replied_at_ms, text), **self.ids.fields(phone),
