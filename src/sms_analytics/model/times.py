@@ -6,6 +6,7 @@ Provider times without an offset are China time (UTC+8). A time outside the sani
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -32,12 +33,20 @@ def _from_naive_china(dt: datetime) -> int:
     return int(dt.replace(tzinfo=CHINA).timestamp() * 1000)
 
 
+_CHINA_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
+
+
 def parse_china_datetime(value: object) -> int:
     """'2017-01-01 00:00:00' (Alibaba, Tencent), China time."""
     if not isinstance(value, str):
         raise BadTime(f"expected a 'YYYY-MM-DD HH:MM:SS' string, got {type(value).__name__}")
+    text = value.strip()
     try:
-        dt = datetime.strptime(value.strip(), "%Y-%m-%d %H:%M:%S")
+        if _CHINA_DATETIME.fullmatch(text):  # the documented form, without strptime's cost
+            dt = datetime(int(text[0:4]), int(text[5:7]), int(text[8:10]), int(text[11:13]), int(text[14:16]),
+                          int(text[17:19]))
+        else:
+            dt = datetime.strptime(text, "%Y-%m-%d %H:%M:%S")
     except ValueError:
         raise BadTime(f"time {value!r} is not 'YYYY-MM-DD HH:MM:SS'") from None
     return _checked(_from_naive_china(dt), value)

@@ -104,7 +104,7 @@ def build_app(*, app_id: str, bootstrap: str, partitions: int, replication: int,
         producer_linger=0.005,
         producer_max_batch_size=4 * 1024 * 1024,
         producer_max_request_size=16 * 1024 * 1024,
-        consumer_max_fetch_size=16 * 1024 * 1024,  # per partition: many large records per fetch
+        consumer_max_fetch_size=4 * 1024 * 1024,  # per partition: several large records per fetch
         table_standby_replicas=0,
         web_enabled=False,
         topic_disable_leader=True,
