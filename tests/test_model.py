@@ -10,6 +10,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sms_analytics.model.taxonomy import CATEGORIES, categorize
 
@@ -336,3 +338,14 @@ def test_message_is_searched_before_the_code() -> None:
     assert classify(False, "MOBILE_NUMBER_ILLEGAL", "用户关机") == "unreachable"
     assert classify(False, "EXPIRED", "黑名单") == "blacklisted"
     assert classify(False, "EXPIRED", "no cause named") == "expired"
+
+
+@given(st.binary(max_size=200))
+def test_partitioner_matches_kafkas_murmur2(key: bytes) -> None:
+    """The receivers' murmur2 gives the partitions of Kafka's default partitioner (aiokafka's copy)."""
+    from aiokafka.partitioner import murmur2
+
+    from sms_analytics.sources.publisher import murmur2_fast, partition_of
+
+    assert murmur2_fast(key) & 0x7FFFFFFF == murmur2(key) & 0x7FFFFFFF
+    assert partition_of(key, 12) == (murmur2(key) & 0x7FFFFFFF) % 12

@@ -11,6 +11,7 @@ A record with a single event is a plain JSON object, as before.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Sequence
@@ -18,7 +19,6 @@ from typing import Any, Awaitable, Callable, Sequence
 import msgspec
 import structlog
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import murmur2
 
 from sms_analytics.model import topics
 from sms_analytics.model.events import (
@@ -54,7 +54,37 @@ MAX_BATCH_EVENTS = 500  # events per batch record (a record stays well under a b
 
 def partition_of(key: bytes, partitions: int) -> int:
     """Kafka's default partitioner (murmur2, as the Java client and aiokafka)."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    return (murmur2_fast(key) & 0x7FFFFFFF) % partitions
+
+
+def murmur2_fast(data: bytes) -> int:
+    """Kafka's murmur2 (the Java client's Utils.murmur2), the same bits as aiokafka's `murmur2`
+    (tested on random keys) in a third of its time: the 4-byte words are read as one array."""
+    m, length = 0x5BD1E995, len(data)
+    h = (0x9747B28C ^ length) & 0xFFFFFFFF
+    whole = length & ~3
+    for k in memoryview(data[:whole]).cast("I") if _LITTLE_ENDIAN else _words(data[:whole]):
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> 24
+        h = ((h * m) & 0xFFFFFFFF) ^ ((k * m) & 0xFFFFFFFF)
+    extra = length & 3
+    if extra == 3:
+        h ^= data[whole + 2] << 16
+    if extra >= 2:
+        h ^= data[whole + 1] << 8
+    if extra >= 1:
+        h ^= data[whole]
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    return h ^ (h >> 15)
+
+
+_LITTLE_ENDIAN = sys.byteorder == "little"
+
+
+def _words(data: bytes) -> list[int]:
+    return [int.from_bytes(data[i:i + 4], "little") for i in range(0, len(data), 4)]
 
 
 @dataclass
