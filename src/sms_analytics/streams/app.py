@@ -164,7 +164,7 @@ def build_app(*, app_id: str, bootstrap: str, partitions: int, replication: int,
                 asked_at_ms=now)))
             stats.compensation_requests += 1
         for partition, changed in changes.items():
-            await _write_changes(state, store, partition, changed, b"scan")
+            await asyncio.gather(*await _write_changes(state, store, partition, changed, b"scan"))
 
     @app.agent(source, name="sms_join")
     async def join(stream: Any) -> None:
@@ -173,6 +173,7 @@ def build_app(*, app_id: str, bootstrap: str, partitions: int, replication: int,
             now = now_ms()
             stats.first_event_ms = stats.first_event_ms or now
             by_partition: dict[int, list[bytes]] = {}
+            sent: list[Any] = []  # the records this batch writes
             for record in records:
                 by_partition.setdefault(record.message.partition, []).append(record.value)
             for partition, values in by_partition.items():
@@ -191,10 +192,14 @@ def build_app(*, app_id: str, bootstrap: str, partitions: int, replication: int,
                         if detector is not None:
                             _observe(detector, event, joined, now)
                     stats.events += len(events)
-                await _write_changes(state, store, partition, changes, f"batch|{partition}".encode())
+                sent += await _write_changes(state, store, partition, changes, f"batch|{partition}".encode())
                 for chunk in _chunks(list(out.values()) if raw_phone else [_without_phone(d) for d in out.values()]):
-                    await deliveries.send(value=encode_deliveries(chunk), partition=partition)
+                    sent.append(await deliveries.send(value=encode_deliveries(chunk), partition=partition))
                 stats.emitted += len(out)
+            # The batch's events are acknowledged (and so their offsets committable) when this loop
+            # asks for the next batch: wait until the broker has every delivery and state change
+            # they produced, so a crash can never leave an event committed without its effects.
+            await asyncio.gather(*sent)
             stats.last_event_ms = now_ms()
             stats.busy_seconds += time.perf_counter() - started
 
@@ -230,8 +235,10 @@ def _chunks(items: list[Any], size: int = RECORD_ITEMS) -> list[list[Any]]:
 
 
 async def _write_changes(table: Any, store: MessageStateStore, partition: int,
-                         changes: dict[str, Delivery | None], key: bytes) -> None:
-    """Apply a batch's changes to the store and write them as changelog records."""
+                         changes: dict[str, Delivery | None], key: bytes) -> list[Any]:
+    """Apply a batch's changes to the store and write them as changelog records; returns the
+    records' futures (acknowledged by the broker when they resolve)."""
+    futures: list[Any] = []
     keys: list[str] = []
     states: list[bytes | None] = []
     for k, d in changes.items():
@@ -244,8 +251,9 @@ async def _write_changes(table: Any, store: MessageStateStore, partition: int,
             states.append(encoded)
         keys.append(k)
     for i in range(0, len(keys), RECORD_ITEMS):
-        await table.changelog_topic.send(key=key, value=encode_changes(keys[i:i + RECORD_ITEMS], states[i:i + RECORD_ITEMS]),
-                                         partition=partition)
+        futures.append(await table.changelog_topic.send(
+            key=key, value=encode_changes(keys[i:i + RECORD_ITEMS], states[i:i + RECORD_ITEMS]), partition=partition))
+    return futures
 
 
 def _without_phone(d: Delivery) -> Delivery:
