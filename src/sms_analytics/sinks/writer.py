@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import uuid
 import re
 import time
 from dataclasses import dataclass, field
@@ -112,6 +113,12 @@ class ClickHouseSink:
         self._pending: dict[TopicPartition, tuple[int, int]] = {}  # first, last offset not yet written
         self._minutes: set[int] = set()  # rollup minutes of the buffered rows
         self._inflight: asyncio.Task[None] | None = None
+        # Retries of a batch reuse its token (ClickHouse drops a repeat of a write that did land);
+        # a new sink process uses new tokens. After a crash inside an insert, the deduplication log
+        # may hold a token whose part was never committed, and replaying under that token would be
+        # dropped as a repeat: a fresh token writes the replay again and the table's merge folds
+        # any duplicate.
+        self._incarnation = uuid.uuid4().hex
         self._stopping = asyncio.Event()
         self._last_rollup = 0.0
         self.ready = False
@@ -208,7 +215,7 @@ class ClickHouseSink:
         started = time.monotonic()
         token_base = ",".join(f"{tp.topic}:{tp.partition}:{a}-{b}" for tp, (a, b) in sorted(batch.pending.items()))
         for table, rows in batch.rows:
-            token = hashlib.sha1(f"{table.name}|{token_base}".encode()).hexdigest()
+            token = hashlib.sha1(f"{self._incarnation}|{table.name}|{token_base}".encode()).hexdigest()
             await self._insert_with_retry(table, rows, token)
         try:
             await self.consumer.commit({tp: last + 1 for tp, (_, last) in batch.pending.items()})
