@@ -240,8 +240,8 @@ async def stream_joined_every_receipt(bootstrap: str, workload: Workload) -> int
             for records in batches.values():
                 for r in records:
                     for d in decode_deliveries(r.value):
-                        if d.has_send and d.status != "pending":
-                            final_with_send.add((d.provider, d.message_id, d.phone))
+                        if d.has_send and d.status != "pending":  # (deliveries carry no raw number)
+                            final_with_send.add((d.provider, d.message_id, d.phone_hash))
             positions = {tp: await consumer.position(tp) for tp in end}
             if all(positions[tp] >= off for tp, off in end.items()):
                 break
@@ -285,9 +285,10 @@ async def test_warehouse_writes_fail_for_60s_then_everything_lands_once(pipeline
             raise ConnectionError("injected fault: the warehouse refuses writes")
         real_insert_json(table, body, token)
 
-    # A window of its own, 2 h ahead: no other test writes there, and its pending sends are not yet
-    # due for compensation (an old window would flood sms.compensation.v1 for later tests).
-    start_ms = now_ms() + 2 * 3_600_000
+    # A window of its own, 31 days ago: no other test writes there, and its pending sends are past
+    # the 30 days the providers can be asked about (a recent window would flood
+    # sms.compensation.v1 for later tests) and past SMS_EXPIRE_AFTER (so they count as expired).
+    start_ms = now_ms() - 31 * 86_400_000
     window = (f"sent_at >= fromUnixTimestamp64Milli({start_ms - 1000}) "
               f"AND sent_at < fromUnixTimestamp64Milli({start_ms + 62_000 + 1000})")
     workload = Workload(20_000, start_ms=start_ms, span_s=60, hash_key=HASH_KEY, seed=13)
@@ -313,7 +314,7 @@ async def test_warehouse_writes_fail_for_60s_then_everything_lands_once(pipeline
     assert len(set(buffered[3:])) == 1, buffered  # nothing more consumed while blocked
     truth = workload.truth
     want = {"messages": truth.messages, "delivered": truth.delivered, "failed": truth.failed,
-            "pending": truth.pending, "distinct_messages": truth.messages}
+            "pending": 0, "distinct_messages": truth.messages}  # the workload's pending: expired by now
 
     async def exact() -> dict[str, int] | None:
         got = (await rows(pipeline, COUNTS.replace("FROM sms.messages", f"FROM sms.messages WHERE {window}")))[0]
@@ -321,6 +322,8 @@ async def test_warehouse_writes_fail_for_60s_then_everything_lands_once(pipeline
         return got if got == want else None
 
     got = await eventually(exact, timeout=120, interval=1.0)
+    expired = (await rows(pipeline, f"SELECT countIf(status = 'expired') AS n FROM sms.messages WHERE {window}"))[0]
+    assert expired["n"] == truth.pending
     print(f"\nwarehouse down 60 s: {len(parts)} attempts with one token, buffer {buffered[-1]} rows constant, "
           f"then {got}")
 
