@@ -24,7 +24,7 @@ import json
 import os
 import signal
 import time
-from dataclasses import asdict, is_dataclass
+from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +42,10 @@ FROM sms.messages
 def _plain(obj: Any) -> dict[str, Any]:
     if obj is None:
         return {}
-    if is_dataclass(obj):
-        raw = asdict(obj)
-    else:
-        raw = dict(vars(obj))
+    # Shallow: dataclasses.asdict deep-copies every field, and JoinStats.detector holds the alert
+    # windows (millions of entries in a join run): copying them 10 times a second took more CPU than
+    # the join itself, in the very process being measured.
+    raw = {f.name: getattr(obj, f.name) for f in fields(obj)} if is_dataclass(obj) else dict(vars(obj))
     return {k: v for k, v in raw.items() if isinstance(v, (int, float, str, bool)) or v is None}
 
 
@@ -144,6 +144,8 @@ class Child:
         self.state["t_all_joined"] = time.monotonic()
         if not self.state.get("t_first_event"):
             self.state["t_first_event"] = self.state["t_all_joined"]
+        while not sink.ready:  # its consumer started (a join finished before the sink started)
+            await asyncio.sleep(0.02)
         partitions = sorted(sink.consumer.partitions_for_topic(topics.DELIVERIES) or [])
         tps = [TopicPartition(topics.DELIVERIES, p) for p in partitions]
         last_ends: dict[Any, int] | None = None
@@ -189,7 +191,19 @@ def main() -> None:
 
     logs.configure(os.environ.get("SMS_LOG_LEVEL", "WARNING"))
     use_uvloop()
-    asyncio.run(Child(args.role, args.status, args.expect_events, args.join_status).run())
+    child = Child(args.role, args.status, args.expect_events, args.join_status)
+    if not os.environ.get("BENCH_PROFILE"):
+        asyncio.run(child.run())
+        return
+    import cProfile  # BENCH_PROFILE=1: the process's profile, written beside its status file
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        asyncio.run(child.run())
+    finally:
+        profiler.disable()
+        profiler.dump_stats(str(args.status.with_suffix(".prof")))
 
 
 if __name__ == "__main__":
