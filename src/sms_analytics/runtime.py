@@ -32,7 +32,7 @@ from sms_analytics.sources.feeds.setup import build_feeds
 from sms_analytics.sources.http import Guards, Receiver
 from sms_analytics.sources.publisher import Publisher
 from sms_analytics.streams.alerts import Rules
-from sms_analytics.streams.app import Compensation, JoinStats, build_app
+from sms_analytics.streams.app import Compensation, JoinStats, build_app, tune_gc
 
 log = structlog.get_logger(__name__)
 
@@ -95,6 +95,7 @@ class Runtime:
                 rules=Rules.load(s.sms_alert_rules), raw_phone=s.sms_store_raw_phone,
             )
             await self.app.start()
+            tune_gc()
         if self.parts.sink:
             assert self.warehouse is not None
             self.sink = ClickHouseSink(

@@ -109,6 +109,7 @@ class ClickHouseSink:
             auto_offset_reset="earliest", session_timeout_ms=6000, heartbeat_interval_ms=1000,
             max_poll_records=max(10, batch_rows // 20),  # a deliveries record holds up to hundreds of rows
             max_partition_fetch_bytes=16 * 1024 * 1024,
+            check_crcs=False,  # as the worker (streams/app.py): the broker checked them on produce
         )
         self._pending: dict[TopicPartition, tuple[int, int]] = {}  # first, last offset not yet written
         self._minutes: set[int] = set()  # rollup minutes of the buffered rows

@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import msgspec
 import yaml
@@ -73,16 +73,17 @@ class _Window:
         self.buckets: deque[list[Any]] = deque()  # [second_ms, count, positives, values]
 
     def add(self, at_ms: int, positive: bool = False, value: int | None = None) -> None:
+        self.add_many(at_ms, 1, int(positive), () if value is None else (value,))
+
+    def add_many(self, at_ms: int, count: int, positives: int = 0, values: Iterable[int] = ()) -> None:
         second = at_ms - at_ms % 1000
         buckets = self.buckets
         if not buckets or buckets[-1][0] != second:
             buckets.append([second, 0, 0, []])
         bucket = buckets[-1]
-        bucket[1] += 1
-        if positive:
-            bucket[2] += 1
-        if value is not None:
-            bucket[3].append(value)
+        bucket[1] += count
+        bucket[2] += positives
+        bucket[3].extend(values)
 
     def prune(self, since_ms: int) -> None:
         while self.buckets and self.buckets[0][0] < since_ms:
@@ -98,6 +99,55 @@ class _Window:
         return [v for b in self.buckets for v in b[3]]
 
 
+def _window(windows: dict[str, _Window], key: str) -> _Window:
+    window = windows.get(key)
+    if window is None:
+        window = windows[key] = _Window()
+    return window
+
+
+class Tally:
+    """Observations of one batch, counted per key before they reach the windows: the join observes
+    every event of a batch at the same time, so a batch costs the windows one addition per key,
+    and an observation costs a dictionary update."""
+
+    __slots__ = ("by_carrier", "sends", "receipts", "outcomes", "latencies")
+
+    def __init__(self, by_carrier: bool) -> None:
+        self.by_carrier = by_carrier
+        self.sends: dict[str, int] = {}
+        self.receipts: set[str] = set()
+        self.outcomes: dict[str, list[int]] = {}  # key -> [count, delivered]
+        self.latencies: dict[str, list[int]] = {}  # provider -> latencies of delivered messages
+
+    def send(self, provider: str) -> Tally:
+        self.sends[provider] = self.sends.get(provider, 0) + 1
+        return self
+
+    def receipt(self, provider: str) -> Tally:
+        self.receipts.add(provider)
+        return self
+
+    def outcome(self, provider: str, carrier: str, delivered: bool, latency_ms: int | None) -> Tally:
+        self._count(provider, delivered)
+        if self.by_carrier:
+            self._count(f"{provider}/{carrier}", delivered)
+        if delivered and latency_ms is not None:
+            values = self.latencies.get(provider)
+            if values is None:
+                values = self.latencies[provider] = []
+            values.append(latency_ms)
+        return self
+
+    def _count(self, key: str, delivered: bool) -> None:
+        counts = self.outcomes.get(key)
+        if counts is None:
+            counts = self.outcomes[key] = [0, 0]
+        counts[0] += 1
+        if delivered:
+            counts[1] += 1
+
+
 class Detector:
     def __init__(self, rules: Rules) -> None:
         self.rules = rules
@@ -109,18 +159,29 @@ class Detector:
 
     # --- feeding ----------------------------------------------------------------------------------
     def observe_send(self, provider: str, at_ms: int) -> None:
-        self.sends.setdefault(provider, _Window()).add(at_ms)
-        self.last_receipt_ms.setdefault(provider, at_ms)  # the lag counts from the first send seen
+        self.add(Tally(self.rules.rate_by_carrier).send(provider), at_ms)
 
     def observe_receipt(self, provider: str, at_ms: int) -> None:
-        self.last_receipt_ms[provider] = at_ms
+        self.add(Tally(self.rules.rate_by_carrier).receipt(provider), at_ms)
 
     def observe_outcome(self, provider: str, carrier: str, delivered: bool, latency_ms: int | None, at_ms: int) -> None:
-        self.outcomes.setdefault(provider, _Window()).add(at_ms, delivered)
-        if self.rules.rate_by_carrier:
-            self.outcomes.setdefault(f"{provider}/{carrier}", _Window()).add(at_ms, delivered)
-        if delivered and latency_ms is not None:
-            self.latencies.setdefault(provider, _Window()).add(at_ms, value=latency_ms)
+        self.add(Tally(self.rules.rate_by_carrier).outcome(provider, carrier, delivered, latency_ms), at_ms)
+
+    def tally(self) -> Tally:
+        """An empty tally for a batch of observations made at one time (see Tally)."""
+        return Tally(self.rules.rate_by_carrier)
+
+    def add(self, tally: Tally, at_ms: int) -> None:
+        """Count a tally's observations in the windows, all at `at_ms`."""
+        for provider, count in tally.sends.items():
+            _window(self.sends, provider).add_many(at_ms, count)
+            self.last_receipt_ms.setdefault(provider, at_ms)  # the lag counts from the first send seen
+        for provider in tally.receipts:
+            self.last_receipt_ms[provider] = at_ms
+        for key, (count, positives) in tally.outcomes.items():
+            _window(self.outcomes, key).add_many(at_ms, count, positives)
+        for provider, values in tally.latencies.items():
+            _window(self.latencies, provider).add_many(at_ms, len(values), 0, values)
 
     # --- evaluating -------------------------------------------------------------------------------
     def evaluate(self, now_ms: int) -> list[Alert]:
