@@ -7,7 +7,7 @@ non-personal phone fields, so downstream stages never need to re-derive them.
 from __future__ import annotations
 
 import hashlib
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -172,6 +172,27 @@ _deliveries_decoder = msgspec.json.Decoder(list[Delivery])
 def encode_deliveries(deliveries: list[Delivery]) -> bytes:
     """A record of sms.deliveries.v1 with the deliveries of one batch and partition (a JSON array)."""
     return _delivery_encoder.encode(deliveries)
+
+
+# Headers of a deliveries record, written by the stream so the sink need not scan the JSON: the
+# number of deliveries, and the minutes (epoch ms // 60,000) of their send times (sent_at_ms and
+# receipt_sent_at_ms), which are the rollup minutes the record changes.
+ROWS_HEADER, MINUTES_HEADER = "rows", "minutes"
+
+
+def delivery_headers(deliveries: list[Delivery]) -> list[tuple[str, bytes]]:
+    minutes = {d.sent_at_ms // 60_000 for d in deliveries if d.sent_at_ms is not None}
+    minutes.update(d.receipt_sent_at_ms // 60_000 for d in deliveries if d.receipt_sent_at_ms is not None)
+    return [(ROWS_HEADER, str(len(deliveries)).encode()), (MINUTES_HEADER, ",".join(map(str, minutes)).encode())]
+
+
+def read_delivery_headers(headers: Any) -> tuple[int, list[int]] | None:
+    """(deliveries, minutes) from a record's headers; None when it has none (an older writer)."""
+    found = dict(headers or ())
+    rows, minutes = found.get(ROWS_HEADER), found.get(MINUTES_HEADER)
+    if rows is None or minutes is None:
+        return None
+    return int(rows), [int(m) for m in minutes.split(b",") if m]
 
 
 def decode_deliveries(raw: bytes) -> list[Delivery]:

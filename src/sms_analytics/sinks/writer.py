@@ -26,7 +26,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError
 
 from sms_analytics.model import topics
-from sms_analytics.model.events import ProviderBalance, decode_deliveries, decode_provider_metric, decode_reply
+from sms_analytics.model.events import (
+    ProviderBalance, decode_deliveries, decode_provider_metric, decode_reply, read_delivery_headers,
+)
 from sms_analytics.sinks.rollups import Rollups
 from sms_analytics.sinks.rows import (
     ALERT_COLUMNS, BALANCE_COLUMNS, REPLY_COLUMNS, STATS_COLUMNS, alert_row, balance_row, reply_row, stats_row,
@@ -65,7 +67,7 @@ def joined_arrays(arrays: list[bytes]) -> bytes:
 class Batch:
     """Rows taken from the buffers, the offsets they cover and the rollup minutes they change."""
 
-    rows: list[tuple[Table, list[Any]]]
+    rows: list[tuple[Table, list[Any], int]]  # table, its rows (or JSON arrays), how many rows
     pending: dict[TopicPartition, tuple[int, int]]
     minutes: set[int]
 
@@ -98,11 +100,11 @@ class ClickHouseSink:
         self.tables = [messages, replies, balances, stats, alerts]
         # Each topic's record becomes rows of one table (a deliveries record carries a batch, kept
         # as its JSON: ClickHouse parses it, see migrations/0008_delivery_ingest.sql).
-        self.routes: dict[str, Callable[[bytes], tuple[Table, list[Any], int]]] = {
-            topics.DELIVERIES: lambda raw: (messages, [self._deliveries(raw)], raw.count(_ROW_KEY)),
-            topics.REPLIES: lambda raw: (replies, [reply_row(decode_reply(raw))], 1),
-            topics.PROVIDER_STATS: lambda raw: (*_metric_row(decode_provider_metric(raw), balances, stats), 1),
-            topics.ALERTS: lambda raw: (alerts, [alert_row(raw)], 1),
+        self.routes: dict[str, Callable[[Any], tuple[Table, list[Any], int]]] = {
+            topics.DELIVERIES: lambda record: (messages, *self._deliveries(record)),
+            topics.REPLIES: lambda record: (replies, [reply_row(decode_reply(record.value))], 1),
+            topics.PROVIDER_STATS: lambda record: (*_metric_row(decode_provider_metric(record.value), balances, stats), 1),
+            topics.ALERTS: lambda record: (alerts, [alert_row(record.value)], 1),
         }
         self.consumer = AIOKafkaConsumer(
             *self.routes, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
@@ -124,12 +126,21 @@ class ClickHouseSink:
         self._last_rollup = 0.0
         self.ready = False
 
-    def _deliveries(self, raw: bytes) -> bytes:
+    def _deliveries(self, record: Any) -> tuple[list[bytes], int]:
+        """The record's JSON array and its number of deliveries. The stream's headers give the count
+        and the rollup minutes (marked dirty once these rows are written); a record without them
+        is scanned for both."""
+        raw: bytes = record.value
         if raw[:1] not in (b"[", b"{"):
             raise ValueError("not a JSON array or object of deliveries")
-        if self.rollups is not None:  # marked dirty once these rows are written
-            self._minutes.update(int(ms) // 60_000 * 60 for ms in _MINUTE_FIELDS.findall(raw))
-        return json_array(raw)
+        described = read_delivery_headers(record.headers)
+        if described is None:
+            count, minutes = raw.count(_ROW_KEY), [int(ms) // 60_000 for ms in _MINUTE_FIELDS.findall(raw)]
+        else:
+            count, minutes = described
+        if self.rollups is not None:
+            self._minutes.update(m * 60 for m in minutes)
+        return [json_array(raw)], count
 
     async def _maybe_roll_up(self, force: bool = False) -> None:
         """Right after a flush, so every dirty minute's rows are already in the warehouse."""
@@ -177,7 +188,7 @@ class ClickHouseSink:
         route = self.routes[tp.topic]
         for record in records:
             try:
-                table, rows, count = route(record.value)
+                table, rows, count = route(record)
                 table.rows.extend(rows)
                 table.count += count
             except Exception as exc:  # only our own stream writes these topics: count and skip
@@ -204,7 +215,7 @@ class ClickHouseSink:
         await self._wait_inflight()
         if not self._pending:
             return
-        batch = Batch(rows=[(t, t.rows) for t in self.tables if t.rows], pending=dict(self._pending),
+        batch = Batch(rows=[(t, t.rows, t.count) for t in self.tables if t.rows], pending=dict(self._pending),
                       minutes=self._minutes)
         for table in self.tables:
             table.rows, table.count = [], 0
@@ -215,9 +226,9 @@ class ClickHouseSink:
     async def _write(self, batch: Batch) -> None:
         started = time.monotonic()
         token_base = ",".join(f"{tp.topic}:{tp.partition}:{a}-{b}" for tp, (a, b) in sorted(batch.pending.items()))
-        for table, rows in batch.rows:
+        for table, rows, count in batch.rows:
             token = hashlib.sha1(f"{self._incarnation}|{table.name}|{token_base}".encode()).hexdigest()
-            await self._insert_with_retry(table, rows, token)
+            await self._insert_with_retry(table, rows, count, token)
         try:
             await self.consumer.commit({tp: last + 1 for tp, (_, last) in batch.pending.items()})
         except CommitFailedError as exc:  # rebalanced meanwhile: the rows are written, a replay is harmless
@@ -228,13 +239,13 @@ class ClickHouseSink:
             self.rollups.dirty |= batch.minutes
             await self._maybe_roll_up()
 
-    async def _insert_with_retry(self, table: Table, rows: list[Any], token: str) -> None:
+    async def _insert_with_retry(self, table: Table, rows: list[Any], count: int, token: str) -> None:
         delay = 0.2
         checked = False
         while True:
             try:
-                written = await asyncio.to_thread(self._insert, table, rows, token)
-                self.stats.rows_written += written
+                await asyncio.to_thread(self._insert, table, rows, token)
+                self.stats.rows_written += count
                 return
             except Exception as exc:
                 self.stats.retries += 1
@@ -245,17 +256,16 @@ class ClickHouseSink:
                     rows = self._parseable(rows)
                     if not rows:
                         return
+                    count = sum(raw.count(_ROW_KEY) for raw in rows)
                     continue
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
-    def _insert(self, table: Table, rows: list[Any], token: str) -> int:
+    def _insert(self, table: Table, rows: list[Any], token: str) -> None:
         if table.json:
-            body = joined_arrays(rows)
-            self.warehouse.insert_json(table.name, body, token)
-            return body.count(_ROW_KEY)
-        self.warehouse.insert(table.name, rows, table.columns, token)
-        return len(rows)
+            self.warehouse.insert_json(table.name, joined_arrays(rows), token)
+        else:
+            self.warehouse.insert(table.name, rows, table.columns, token)
 
     def _parseable(self, arrays: list[bytes]) -> list[bytes]:
         """The records that decode as deliveries; the others are counted and logged, then skipped

@@ -25,7 +25,7 @@ import structlog
 
 from sms_analytics.model import topics
 from sms_analytics.model.events import (
-    CompensationRequest, Delivery, encode, encode_deliveries, ReceiptEvent, SendEvent, decode_message_events,
+    CompensationRequest, Delivery, delivery_headers, encode, encode_deliveries, ReceiptEvent, SendEvent, decode_message_events,
 )
 from sms_analytics.model.times import now_ms
 from sms_analytics.streams.alerts import Alert, Detector, Rules, Tally, webhook_body
@@ -223,7 +223,8 @@ def build_app(*, app_id: str, bootstrap: str, partitions: int, replication: int,
                     stats.events += len(events)
                 sent += await _write_changes(state, store, partition, changes, f"batch|{partition}".encode())
                 for chunk in _chunks(list(out.values()) if raw_phone else [_without_phone(d) for d in out.values()]):
-                    sent.append(await deliveries.send(value=encode_deliveries(chunk), partition=partition))
+                    sent.append(await deliveries.send(value=encode_deliveries(chunk), partition=partition,
+                                                      headers=delivery_headers(chunk)))
                 stats.emitted += len(out)
             # The batch's events are acknowledged (and so their offsets committable) when this loop
             # asks for the next batch: wait until the broker has every delivery and state change
