@@ -68,6 +68,18 @@ async def test_healthz_reports_every_component_ready(http: aiohttp.ClientSession
     assert body["components"] == {"worker": True, "sink": True, "warehouse": True, "broker": True}
 
 
+async def test_consumers_fetch_with_the_configured_wait(pipeline: Runtime) -> None:
+    """faust hard-codes fetch_max_wait_ms=1500 and the embedded broker answers a fetch only when
+    that wait ends: streams/app.py replaces it with KAFKA_FETCH_MAX_WAIT_MS. Guards that the
+    replacement still reaches the worker's aiokafka consumer (a faust or aiokafka upgrade may move
+    it), and the sink's."""
+    assert pipeline.app is not None and pipeline.sink is not None
+    wanted = pipeline.settings.kafka_fetch_max_wait_ms
+    worker = pipeline.app.consumer._thread._ensure_consumer()
+    assert worker._fetcher._fetch_max_wait_ms == wanted != 1500
+    assert pipeline.sink.consumer._fetcher._fetch_max_wait_ms == wanted
+
+
 async def test_aliyun_multi_number_bizid_send_then_receipts(http: aiohttp.ClientSession, pipeline: Runtime) -> None:
     biz = f"{uid()}^0"
     status, body = await post(http, "/v1/sends/aliyun", aliyun_send(biz, ["13900000001", "13100000002", "18900000003"]))

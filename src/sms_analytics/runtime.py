@@ -93,6 +93,7 @@ class Runtime:
                                           scan_seconds=s.sms_compensate_scan_seconds,
                                           forget_after_ms=int(s.sms_expire_after.total_seconds() * 1000)),
                 rules=Rules.load(s.sms_alert_rules), raw_phone=s.sms_store_raw_phone,
+                fetch_max_wait_ms=s.kafka_fetch_max_wait_ms,
             )
             await self.app.start()
             tune_gc()
@@ -102,7 +103,7 @@ class Runtime:
                 self.warehouse, self.bootstrap, group=f"{s.sms_app_id}-sink", batch_rows=s.sms_sink_batch_rows,
                 flush_seconds=s.sms_sink_flush_seconds, store_raw_phone=s.sms_store_raw_phone,
                 rollups=Rollups(self.warehouse, int(s.sms_expire_after.total_seconds())),
-                rollup_seconds=s.sms_rollup_seconds,
+                rollup_seconds=s.sms_rollup_seconds, fetch_max_wait_ms=s.kafka_fetch_max_wait_ms,
             )
             self._sink_task = asyncio.create_task(self.sink.run(), name="clickhouse-sink")
         if self.parts.receiver:

@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     sms_rollup_seconds: float = Field(default=5.0, description="How often dirty rollup minutes are recomputed.")
     sms_join_batch: int = 2_000
     sms_join_within_seconds: float = 0.1
+    kafka_fetch_max_wait_ms: int = Field(
+        default=50, ge=1, description="How long a fetch waits on the broker for data (the worker's and the sink's consumers). "
+        "Apache Kafka answers as soon as data arrives; the embedded Tansu answers only when this passes, so it is "
+        "added to every hop's latency (faust's own value is 1.5 s).")
     sms_worker_web_port: int = 6066
 
     # --- provider pull feeds: each is on when its credentials are set ------------------------------

@@ -84,7 +84,7 @@ class SinkStats:
 class ClickHouseSink:
     def __init__(self, warehouse: Warehouse, bootstrap: str, *, group: str, batch_rows: int,
                  flush_seconds: float, store_raw_phone: bool, rollups: Rollups | None = None,
-                 rollup_seconds: float = 5.0) -> None:
+                 rollup_seconds: float = 5.0, fetch_max_wait_ms: int = 50) -> None:
         self.warehouse = warehouse
         self.rollups = rollups
         self.rollup_seconds = rollup_seconds
@@ -112,6 +112,7 @@ class ClickHouseSink:
             max_poll_records=max(10, batch_rows // 20),  # a deliveries record holds up to hundreds of rows
             max_partition_fetch_bytes=16 * 1024 * 1024,
             check_crcs=False,  # as the worker (streams/app.py): the broker checked them on produce
+            fetch_max_wait_ms=fetch_max_wait_ms,  # KAFKA_FETCH_MAX_WAIT_MS (settings.py)
         )
         self._pending: dict[TopicPartition, tuple[int, int]] = {}  # first, last offset not yet written
         self._minutes: set[int] = set()  # rollup minutes of the buffered rows

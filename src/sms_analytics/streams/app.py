@@ -21,6 +21,7 @@ from typing import Any
 
 import faust
 import msgspec
+from faust.transport.drivers import aiokafka as aiokafka_driver
 import structlog
 
 from sms_analytics.model import topics
@@ -84,6 +85,32 @@ def should_forget(d: Delivery, now: int, policy: Compensation) -> bool:
     return now - since > policy.forget_after_ms
 
 
+class _ConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
+    fetch_max_wait_ms = 1500  # faust's fixed value; set per app by build_app
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        # faust passes fetch_max_wait_ms=1500 with no setting to change it; aiokafka reads this
+        # attribute when the consumer starts (it hands it to its fetcher then).
+        consumer._fetch_max_wait_ms = self.fetch_max_wait_ms
+        return consumer
+
+
+def _transport(app: faust.App, fetch_max_wait_ms: int) -> Any:
+    """faust's aiokafka transport, with consumers whose fetches wait at most fetch_max_wait_ms."""
+    thread = type("ConsumerThread", (_ConsumerThread,), {"fetch_max_wait_ms": fetch_max_wait_ms})
+
+    class Consumer(aiokafka_driver.Consumer):
+        def _new_consumer_thread(self) -> Any:
+            return thread(self, loop=self.loop, beacon=self.beacon)
+
+    class Transport(aiokafka_driver.Transport):
+        pass
+
+    Transport.Consumer = Consumer
+    return Transport(app.conf.broker_consumer, app)
+
+
 class TableManager(faust.tables.TableManager):
     """faust's table manager without its one-second sleep at start (a grace period for tables
     declared after the app starts): this app adds its only table in build_app, before the start,
@@ -109,7 +136,8 @@ def tune_gc() -> None:
 
 def build_app(*, app_id: str, bootstrap: str, partitions: int, replication: int, data_dir: str,
               batch: int, within: float, compensation: Compensation | None = None,
-              rules: Rules | None = None, raw_phone: bool = False) -> tuple[faust.App, JoinStats]:
+              rules: Rules | None = None, raw_phone: bool = False,
+              fetch_max_wait_ms: int = 50) -> tuple[faust.App, JoinStats]:
     """The join app. Deliveries carry the raw number only with raw_phone (SMS_STORE_RAW_PHONE): the
     sink needs it only then; the state (and the compensation requests) keep it for the pollers."""
     app = faust.App(
@@ -137,6 +165,7 @@ def build_app(*, app_id: str, bootstrap: str, partitions: int, replication: int,
         # checking it again in the consumer's thread cost ~5% of the worker's CPU (software CRC32C).
         broker_check_crcs=False,
     )
+    app.transport = _transport(app, fetch_max_wait_ms)
     stats = JoinStats()
     source = app.topic(topics.SENDS, topics.RECEIPTS, key_type=bytes, value_type=bytes, partitions=partitions)
     deliveries = app.topic(topics.DELIVERIES, key_type=bytes, value_type=bytes, partitions=partitions)
