@@ -142,3 +142,47 @@ def test_rollups_follow_late_receipts_without_double_counting(warehouse: Warehou
         _, rows = warehouse.query(query)
         assert [r[:5] for r in rows] == expected
     assert abs(rows[0][5] - 8000) <= 8000 * 0.005
+
+
+def test_panel_rollups_follow_late_receipts(warehouse: Warehouse) -> None:
+    """The tables the panels read (migrations/0009) follow a message from pending to failed to delivered
+    like sms.rollup_minute: the coarser levels sum the minute, the error-code rollup and the undelivered
+    list hold it only while it is failed (or pending), nothing counts twice."""
+    from sms_analytics.sinks.rollups import Rollups
+
+    rollups = Rollups(warehouse, expire_after_seconds=72 * 3600)
+    minute_ms = (1_800_000_000_000 + 3 * 86_400_000) // 60_000 * 60_000  # a day of its own, in 2027
+    base = dict(BASE, provider="tencent", phone_hash="panel-roll", phone_masked="139****7777")
+    send = Delivery(**base, message_id="panel-roll-1", has_send=True, template="TP", sign="S",
+                    sent_at_ms=minute_ms + 1000, updated_at_ms=1)
+    fail = Delivery(**base, message_id="panel-roll-1", status="failed", stage="receipt", outcome_at_ms=minute_ms + 5000,
+                    error_code="PANEL:1", failure_category="unknown", receipt_ids=["a"], updated_at_ms=2)
+    ok = Delivery(**base, message_id="panel-roll-1", status="delivered", stage="receipt", outcome_at_ms=minute_ms + 9000,
+                  error_code="DELIVRD", failure_category="delivered", receipt_ids=["b"], updated_at_ms=3)
+    s = minute_ms // 1000
+    levels = (f"SELECT grain, level, sum(sent), sum(delivered), sum(failed), sum(pending), "
+              f"round(quantilesDDMerge(0.005, 0.5, 0.9, 0.95, 0.99)(latency_state)[1]) FROM sms.rollup_level "
+              f"WHERE bucket >= toDateTime({s // 86400 * 86400}) AND bucket <= toDateTime({s}) "
+              f"AND provider IN ('tencent', '') AND carrier = 'mobile' GROUP BY grain, level ORDER BY grain, level")
+    for part, counts, undelivered, errors in (
+            (send, (1, 0, 0, 1), [("pending", "")], []),
+            (fail, (1, 0, 1, 0), [("failed", "PANEL:1")], [("PANEL:1", 1)]),
+            (ok, (1, 1, 0, 0), [], []),
+            (fail, (1, 1, 0, 0), [], [])):
+        warehouse.insert("sms.message_parts", [message_row(part, store_raw_phone=False)], MESSAGE_COLUMNS)
+        rollups.mark([send])
+        assert rollups.recompute() == 1
+        _, rows = warehouse.query(levels)
+        assert [(r[0], r[1]) for r in rows] == [("carrier", lv) for lv in (60, 300, 600, 3600, 21600, 86400)] + \
+            [("full", lv) for lv in (600, 3600, 21600, 86400)] + \
+            [("provider_carrier", lv) for lv in (60, 300, 600, 3600, 21600, 86400)]
+        assert {r[2:6] for r in rows} == {counts}
+        if counts[1]:
+            (p50,) = {r[6] for r in rows}  # every level merges the same sketch
+            assert abs(p50 - 8000) <= 8000 * 0.005
+        _, rows = warehouse.query(f"SELECT status, error_code FROM sms.undelivered_messages "
+                                  f"WHERE minute = toDateTime({s}) AND message_id = 'panel-roll-1'")
+        assert rows == undelivered
+        _, rows = warehouse.query(f"SELECT error_code, sum(messages) FROM sms.rollup_error_minute "
+                                  f"WHERE minute = toDateTime({s}) GROUP BY error_code")
+        assert rows == errors
