@@ -4,6 +4,7 @@ their send, fold into one correct row, whether or not the parts were merged on d
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import pytest
 
@@ -119,18 +120,25 @@ def test_read_only_engine_setting_refuses_a_write_disguised_as_select(warehouse:
                         "SETTINGS readonly = 0")
 
 
+def late_receipts(base: dict[str, Any], minute_ms: int, *, template: str, error_code: str,
+                  failure_category: str) -> tuple[Delivery, Delivery, Delivery]:
+    """The parts of one message sent 1 s into `minute_ms`'s minute: its send, a failure receipt (4 s later), then
+    a delivery receipt (8 s after the send) that wins over the failure."""
+    send = Delivery(**base, has_send=True, template=template, sign="S", sent_at_ms=minute_ms + 1000, updated_at_ms=1)
+    fail = Delivery(**base, status="failed", stage="receipt", outcome_at_ms=minute_ms + 5000, error_code=error_code,
+                    failure_category=failure_category, receipt_ids=["a"], updated_at_ms=2)
+    ok = Delivery(**base, status="delivered", stage="receipt", outcome_at_ms=minute_ms + 9000, error_code="DELIVRD",
+                  failure_category="delivered", receipt_ids=["b"], updated_at_ms=3)
+    return send, fail, ok
+
+
 def test_rollups_follow_late_receipts_without_double_counting(warehouse: Warehouse) -> None:
     from sms_analytics.sinks.rollups import Rollups
 
     rollups = Rollups(warehouse, expire_after_seconds=72 * 3600)
     minute_ms = 1_800_000_000_000 // 60_000 * 60_000  # a minute of its own, in 2027
-    base = dict(BASE, provider="tencent", phone_hash="roll")
-    send = Delivery(**base, message_id="roll-1", has_send=True, template="TR", sign="S",
-                    sent_at_ms=minute_ms + 1000, updated_at_ms=1)
-    fail = Delivery(**base, message_id="roll-1", status="failed", stage="receipt", outcome_at_ms=minute_ms + 5000,
-                    error_code="X", failure_category="unreachable", receipt_ids=["a"], updated_at_ms=2)
-    ok = Delivery(**base, message_id="roll-1", status="delivered", stage="receipt", outcome_at_ms=minute_ms + 9000,
-                  error_code="DELIVRD", failure_category="delivered", receipt_ids=["b"], updated_at_ms=3)
+    send, fail, ok = late_receipts(dict(BASE, provider="tencent", phone_hash="roll", message_id="roll-1"), minute_ms,
+                                   template="TR", error_code="X", failure_category="unreachable")
     query = (f"SELECT failure_category, sum(sent), sum(delivered), sum(failed), sum(pending), "
              f"quantilesDDMerge(0.005, 0.5, 0.9, 0.95, 0.99)(latency_state)[1] FROM sms.rollup_minute "
              f"WHERE minute = toDateTime({minute_ms // 1000}, 'UTC') GROUP BY failure_category ORDER BY failure_category")
@@ -152,13 +160,9 @@ def test_panel_rollups_follow_late_receipts(warehouse: Warehouse) -> None:
 
     rollups = Rollups(warehouse, expire_after_seconds=72 * 3600)
     minute_ms = (1_800_000_000_000 + 3 * 86_400_000) // 60_000 * 60_000  # a day of its own, in 2027
-    base = dict(BASE, provider="tencent", phone_hash="panel-roll", phone_masked="139****7777")
-    send = Delivery(**base, message_id="panel-roll-1", has_send=True, template="TP", sign="S",
-                    sent_at_ms=minute_ms + 1000, updated_at_ms=1)
-    fail = Delivery(**base, message_id="panel-roll-1", status="failed", stage="receipt", outcome_at_ms=minute_ms + 5000,
-                    error_code="PANEL:1", failure_category="unknown", receipt_ids=["a"], updated_at_ms=2)
-    ok = Delivery(**base, message_id="panel-roll-1", status="delivered", stage="receipt", outcome_at_ms=minute_ms + 9000,
-                  error_code="DELIVRD", failure_category="delivered", receipt_ids=["b"], updated_at_ms=3)
+    send, fail, ok = late_receipts(dict(BASE, provider="tencent", phone_hash="panel-roll", phone_masked="139****7777",
+                                        message_id="panel-roll-1"), minute_ms,
+                                   template="TP", error_code="PANEL:1", failure_category="unknown")
     s = minute_ms // 1000
     levels = (f"SELECT grain, level, sum(sent), sum(delivered), sum(failed), sum(pending), "
               f"round(quantilesDDMerge(0.005, 0.5, 0.9, 0.95, 0.99)(latency_state)[1]) FROM sms.rollup_level "
