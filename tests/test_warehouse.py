@@ -4,6 +4,7 @@ their send, fold into one correct row, whether or not the parts were merged on d
 from __future__ import annotations
 
 import itertools
+import re
 from typing import Any
 
 import pytest
@@ -190,3 +191,41 @@ def test_panel_rollups_follow_late_receipts(warehouse: Warehouse) -> None:
         _, rows = warehouse.query(f"SELECT error_code, sum(messages) FROM sms.rollup_error_minute "
                                   f"WHERE minute = toDateTime({s}) GROUP BY error_code")
         assert rows == errors
+
+
+def test_recompute_filters_the_keys_of_its_minutes_before_the_merge(warehouse: Warehouse) -> None:
+    """The recompute reads sms.messages (sms.message_parts FINAL) restricted to the keys of the parts of its
+    minutes, and ClickHouse applies that restriction before the FINAL merge (PREWHERE): a round merges the
+    messages of its minutes, not the whole table."""
+    from sms_analytics.sinks.rollups import MATERIALIZE, _times
+
+    sql = MATERIALIZE.format(scratch="unused", minutes=_times([1_800_000_000 // 60 * 60]))
+    _, rows = warehouse.query("EXPLAIN actions = 1 " + sql[sql.index("SELECT"):])
+    plan = "\n".join(r[0] for r in rows)
+    read = plan[plan.index("ReadFromMergeTree (sms.message_parts)"):]
+    steps = "\n".join(line for line in read.splitlines() if "Output:" not in line)  # without the long column lists
+    assert "FINAL: 1" in read and re.search(r"Prewhere filter column:\s+tuple\(provider, message_id, phone_hash\) IN",
+                                            read), steps
+
+
+def test_rollups_count_a_message_in_the_minute_of_its_merged_send_time(warehouse: Warehouse) -> None:
+    """A message known first from its receipt counts in the minute of the receipt's send time; when its send
+    (a minute later) arrives, it moves there: the parts' key filter takes it for both minutes, the merged
+    sent_at decides which one it is in."""
+    from sms_analytics.sinks.rollups import Rollups
+
+    rollups = Rollups(warehouse, expire_after_seconds=72 * 3600)
+    a = (1_800_000_000_000 + 6 * 86_400_000) // 60_000 * 60_000  # a day of its own, in 2027
+    base = dict(BASE, provider="aliyun", message_id="moved-1", phone_hash="moved")
+    receipt = Delivery(**base, receipt_sent_at_ms=a + 59_000, status="delivered", stage="receipt",
+                       outcome_at_ms=a + 65_000, error_code="DELIVERED", failure_category="delivered",
+                       receipt_ids=["r"], updated_at_ms=1)
+    send = Delivery(**base, has_send=True, template="T", sign="S", sent_at_ms=a + 61_000, updated_at_ms=2)
+    query = (f"SELECT toUnixTimestamp(minute), sum(sent), sum(delivered), sum(latency_sum_ms) FROM sms.rollup_minute "
+             f"WHERE minute IN (toDateTime({a // 1000}), toDateTime({a // 1000 + 60})) GROUP BY minute ORDER BY minute")
+    for part, expected in ((receipt, [(a // 1000, 1, 1, 6000)]), (send, [(a // 1000 + 60, 1, 1, 4000)])):
+        warehouse.insert("sms.message_parts", [message_row(part, store_raw_phone=False)], MESSAGE_COLUMNS)
+        rollups.mark([receipt, send])
+        assert rollups.recompute() == 2
+        _, rows = warehouse.query(query)
+        assert rows == expected

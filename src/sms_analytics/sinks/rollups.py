@@ -53,7 +53,14 @@ GRAINS: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
 BACKFILL_PER_ROUND = 1440  # minutes of existing data recomputed per round for tables added later
 
 # The merged messages of the minutes being recomputed, read once. Fields only the list of undelivered
-# messages needs are kept for those only.
+# messages needs are kept for those only. sms.messages merges sms.message_parts FINAL, and a filter on its
+# merged sent_at (the parts' sent_at, else their receipt_sent_at) cannot run before that merge: alone, it
+# merged every message of the table each round. So the merge is first restricted to the keys of the parts
+# sent or receipted in these minutes, a superset (a merged sent_at is one part's value) that the outer filter
+# makes exact; optimize_move_to_prewhere_if_final runs that key filter as PREWHERE, before the merge (with
+# FINAL, ClickHouse moves only conditions over the sorting key there; tests/test_warehouse.py checks the plan).
+# The filter names the view's columns as m.*: unqualified, WHERE would read this SELECT's aliases (the blanked
+# message_id and phone_hash of delivered messages).
 MATERIALIZE = """
 CREATE TEMPORARY TABLE {scratch} ENGINE = Memory AS
 SELECT
@@ -64,8 +71,12 @@ SELECT
     if(status != 'delivered', phone_hash, '') AS phone_hash,
     if(status != 'delivered', phone_masked, '') AS phone_masked,
     if(status != 'delivered', error_message, '') AS error_message
-FROM sms.messages
-WHERE sent_at IS NOT NULL AND toStartOfMinute(sent_at) IN ({minutes})
+FROM sms.messages AS m
+WHERE m.sent_at IS NOT NULL AND toStartOfMinute(m.sent_at) IN ({minutes})
+  AND (m.provider, m.message_id, m.phone_hash) IN (
+      SELECT provider, message_id, phone_hash FROM sms.message_parts
+      WHERE toStartOfMinute(sent_at) IN ({minutes}) OR toStartOfMinute(receipt_sent_at) IN ({minutes}))
+SETTINGS optimize_move_to_prewhere_if_final = 1
 """
 
 # The measures of a group of messages (sms.rollup_minute_raw's columns after the dimensions).
