@@ -18,6 +18,11 @@ variable All, the lookup box a masked number) and run `runs` (5) times; its p50 
 query slower than 1 s on its first run, over 3x the target either way, is run 3 times only, to
 keep the run short). The variables' own queries (run by Grafana before the panels) are timed the
 same way.
+
+To re-time panels without rebuilding: SMS_BENCH_WAREHOUSE=DIR (the harness) or `python -m bench.queries
+--warehouse DIR` build the warehouse in DIR once (bench-built.json records its size and reference
+time) and reuse it afterwards, timing the same ranges; migrations added since are applied and then
+every minute's rollups recomputed (or with --recompute).
 """
 
 from __future__ import annotations
@@ -213,7 +218,7 @@ def _timed(wh: Any, sql: str, runs: int) -> tuple[list[float], list[tuple[Any, .
     return times, data
 
 
-def time_panels(wh: Any, now: datetime, runs: int) -> dict[str, Any]:
+def time_panels(wh: Any, now: datetime, runs: int, only: str = "") -> dict[str, Any]:
     from sms_analytics.dashboards import build as dashboards
     from sms_analytics.dashboards.macros import expand
 
@@ -237,6 +242,8 @@ def time_panels(wh: Any, now: datetime, runs: int) -> dict[str, Any]:
         for file_name, make in dashboards.DASHBOARDS.items():
             dashboard = make()
             for panel in dashboard["panels"]:
+                if only and only.lower() not in panel["title"].lower():
+                    continue
                 sql = expand(panel["targets"][0]["rawSql"], start=start, end=end, interval_s=interval,
                              variables=selection, all_values=options)
                 times, data = _timed(wh, sql, runs)
@@ -251,20 +258,76 @@ async def run(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
     return await asyncio.to_thread(_run, cfg, work)
 
 
-def _run(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
-    import sms_analytics
+KEEP_ENV = "SMS_BENCH_WAREHOUSE"  # a directory: build the warehouse there once, reuse it afterwards
+BUILT_FILE = "bench-built.json"
+
+
+def open_warehouse(directory: Path, messages: int, *, rebuild_rollups: bool = False) -> tuple[Any, datetime, dict[str, Any]]:
+    """A warehouse of `messages` messages in `directory`: built there unless a build of the same size is
+    already there (then reused with its own reference time `now`, so the ranges cover the same data).
+    On reuse, new migrations and views are applied and, when a migration was applied (a new rollup
+    table) or `rebuild_rollups`, every minute's rollups are recomputed."""
+    import json
+
     from sms_analytics.sinks import error_codes
     from sms_analytics.sinks.warehouse import Warehouse
 
-    messages = cfg["query_messages"]
-    wh = Warehouse(f"chdb:///{(work / 'warehouse').resolve()}").open()
+    directory = directory.resolve()
+    marker = directory / BUILT_FILE
+    previous = json.loads(marker.read_text()) if marker.exists() else None
+    reuse = previous is not None and previous.get("messages") == messages
+    if previous is not None and not reuse:
+        raise RuntimeError(f"{directory} holds a warehouse of {previous.get('messages')} messages, not {messages}")
+    wh = Warehouse(f"chdb:///{directory / 'warehouse'}").open()
     try:
-        wh.migrate()
+        applied = wh.migrate()
         wh.apply_views(72 * 3600)
         error_codes.load(wh)
+        if reuse:
+            assert previous is not None
+            now = datetime.fromisoformat(previous["now"])
+            built = dict(previous["built"])
+            if applied or rebuild_rollups:
+                log(f"queries: reusing {directory}; migrations {applied or 'none'}: recomputing the rollups")
+                built["rollup_seconds"] = recompute_all(wh, now)
+            else:
+                log(f"queries: reusing the warehouse in {directory} (built for {now.isoformat()})")
+            return wh, now, built
         now = datetime.now(timezone.utc).replace(microsecond=0)
         log(f"queries: building a warehouse of {messages:,} messages")
         built = build(wh, messages, now)
+        marker.write_text(json.dumps({"messages": messages, "now": now.isoformat(), "built": built}))
+        return wh, now, built
+    except BaseException:
+        wh.close()
+        raise
+
+
+def recompute_all(wh: Any, now: datetime) -> float:
+    """Recompute the rollups of every minute of the bench span, as build() does; seconds taken."""
+    from sms_analytics.sinks.rollups import Rollups
+
+    end_ms = int(now.timestamp() * 1000) - 60_000
+    start_ms = end_ms - SPAN_DAYS * 86_400_000
+    t = time.monotonic()
+    rollups = Rollups(wh, 72 * 3600)
+    rollups.dirty = set(range(start_ms // 60_000 * 60, end_ms // 1000 + 60, 60))
+    rollups.recompute(chunk=1440)
+    for table in ("rollup_minute_raw", "rollup_error_minute_raw", "undelivered_messages_raw", "rollup_level_raw",
+                  "rollup_level_generations"):
+        wh.command(f"OPTIMIZE TABLE sms.{table} FINAL")  # as after one build: the older generation merged away
+    return time.monotonic() - t
+
+
+def _run(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
+    import os
+
+    import sms_analytics
+
+    messages = cfg["query_messages"]
+    keep = os.environ.get(KEEP_ENV)
+    wh, now, built = open_warehouse(Path(keep) if keep else work, messages)
+    try:
         _, counts = wh.query("SELECT count(), countIf(status = 'delivered'), countIf(status = 'expired') FROM sms.messages")
         built["messages_in_view"], built["delivered"], built["expired"] = (int(x) for x in counts[0])
         log(f"queries: built in {built['insert_seconds']:.1f}s + rollups {built['rollup_seconds']:.1f}s; timing panels")
@@ -278,3 +341,40 @@ def _run(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
         return {"queries": result}
     finally:
         wh.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m bench.queries --warehouse DIR [--messages N] [--runs 5] [--only TEXT] [--recompute]`: build
+    the warehouse in DIR once (or reuse it) and print every panel's p50 (ms) at 24 h and 7 d."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench.queries", description=main.__doc__)
+    parser.add_argument("--warehouse", type=Path, required=True)
+    parser.add_argument("--messages", type=int, default=10_000_000)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--only", default="", help="time only the panels whose title contains this text")
+    parser.add_argument("--recompute", action="store_true", help="recompute every minute's rollups first")
+    args = parser.parse_args(argv)
+    from sms_analytics import logs
+
+    logs.configure("WARNING")
+    args.warehouse.mkdir(parents=True, exist_ok=True)
+    wh, now, built = open_warehouse(args.warehouse, args.messages, rebuild_rollups=args.recompute)
+    try:
+        log(f"queries: {built}")
+        timed = time_panels(wh, now, args.runs, only=args.only)
+    finally:
+        wh.close()
+    by: dict[tuple[str, str], dict[str, float]] = {}
+    for p in timed["panels"]:
+        by.setdefault((p["dashboard"], p["panel"]), {})[p["range"]] = p["p50_ms"]
+    for v in timed["variables"]:
+        by.setdefault(("variable", v["variable"]), {})[v["range"]] = v["p50_ms"]
+    for (d, name), ranges in by.items():
+        flag = " *" if max(ranges.values()) > 300 else ""
+        print(f"{d + ': ' + name:<75}{ranges.get('24h', 0):>9.1f}{ranges.get('7d', 0):>9.1f}{flag}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -30,21 +30,124 @@ VARIABLES = (
 
 # quantilesDD(relative_accuracy, levels...): 0.005 is the accuracy, so q = [p50, p90, p95, p99].
 # Filters on the template variables, by the columns a source has.
-ROLLUP_FILTER = ("provider IN (${provider:singlequote}) AND carrier IN (${carrier:singlequote}) "
-                 "AND template IN (${template:singlequote}) AND sign IN (${sign:singlequote}) "
+# Sources whose rows all fall in the range the variable queries ran on (the rollups by
+# $__timeFilter(minute)): a variable set to All selects every value there is, so it filters nothing
+# and is left out ($__conditionalAll: `1=1`), which spares the IN lists over millions of rows.
+ROLLUP_FILTER = ("$__conditionalAll(provider IN (${provider:singlequote}), $provider) "
+                 "AND $__conditionalAll(carrier IN (${carrier:singlequote}), $carrier) "
+                 "AND $__conditionalAll(template IN (${template:singlequote}), $template) "
+                 "AND $__conditionalAll(sign IN (${sign:singlequote}), $sign) "
                  "AND $__conditionalAll(country_code IN (${country:singlequote}), $country)")
-MESSAGE_FILTER = ROLLUP_FILTER  # sms.messages has the same dimension columns
+# Sources with rows outside those minutes (messages by sent_at, provider tables): every value listed.
+MESSAGE_FILTER = ("provider IN (${provider:singlequote}) AND carrier IN (${carrier:singlequote}) "
+                  "AND template IN (${template:singlequote}) AND sign IN (${sign:singlequote}) "
+                  "AND $__conditionalAll(country_code IN (${country:singlequote}), $country)")
 PROVIDER_CARRIER_FILTER = "provider IN (${provider:singlequote}) AND carrier IN (${carrier:singlequote})"
 PROVIDER_FILTER = "provider IN (${provider:singlequote})"
 
 RATE = "if(delivered + failed + expired = 0, NULL, delivered / (delivered + failed + expired))"
 # Trend buckets of the sparkline columns: the range in about TREND_BUCKETS equal steps, at least a minute.
 TREND_BUCKETS = 24
-TREND_BUCKET = ("toStartOfInterval(minute, toIntervalSecond(greatest(60, "
-                f"intDiv(toUInt32($__toTime) - toUInt32($__fromTime), {TREND_BUCKETS}))))")
+TREND_SECONDS = f"greatest(60, intDiv(toUInt32($__toTime) - toUInt32($__fromTime), {TREND_BUCKETS}))"
+TREND_BUCKET = f"toStartOfInterval(t, toIntervalSecond({TREND_SECONDS}))"
 # Hourly sources: an hour that overlaps the range counts (a range starting at 10:45 shows the 10:00 row).
 HOUR_FILTER = "hour >= toStartOfHour($__fromTime) AND hour <= $__toTime"
 MEANING = "dictGet('sms.error_code_dict', ('description', 'action'), (provider, carrier, error_code, outcome_stage))"
+
+# --- the rollups over a range, at the coarsest level that gives the same result --------------------
+# sms.rollup_level (sinks/rollups.py) holds sms.rollup_minute's measures summed over coarser buckets:
+# grain 'full' (every dimension) per 10 minutes, hour, 6 hours and day; grains 'provider_carrier' and
+# 'carrier' (template, sign, country and, for 'carrier', provider summed) per 1, 5 and 10 minutes,
+# hour, 6 hours and day. A panel that groups by buckets of W seconds (the interval, the trend step, or
+# nothing finer than the range) reads each minute of the range once: as part of the coarsest bucket
+# whose level divides W and which lies wholly in the range, else as a minute row. Sums, and latency
+# sketches merged, equal those of the minute rows (a sketch's bin counts add up).
+WHOLE_RANGE = None  # a panel that sums over the whole range
+INTERVAL = "$__interval_s"  # a time series per query interval
+VARIABLE_COLUMNS = {name: column for name, _, column in VARIABLES}
+# (grain, the dimension columns it has, the variables that must be All, its levels in sms.rollup_level);
+# of the grains a panel reads, the finest that has its columns and whose other variables are All is
+# read. Counts are cheap to sum, so only panels that merge latency sketches read the finer grains
+# (another grain is another branch to plan).
+GRAINS = (
+    ("carrier", {"carrier"}, ("provider", "template", "sign", "country"), (60, 300, 600, 3600, 21600, 86400)),
+    ("provider_carrier", {"provider", "carrier"}, ("template", "sign", "country"), (60, 300, 600, 3600, 21600, 86400)),
+    ("full", set(VARIABLE_COLUMNS.values()), (), (600, 3600, 21600, 86400)),
+)
+
+
+def all_selected(variables: tuple[str, ...]) -> str:
+    """`1=1` when every one of these variables is All, else false (`1=0`)."""
+    return "(" + " AND ".join(f"$__conditionalAll(1=0, ${v})" for v in variables) + ")" if variables else "1"
+
+
+def _whole_buckets(column: str, level: int | str) -> str:
+    """`column` (a bucket or minute start) lies in a bucket of `level` seconds wholly in the range."""
+    return (f"({column} >= toDateTime(intDiv(toUInt32($__fromTime) + {level} - 1, {level}) * {level}) "
+            f"AND {column} < toDateTime(intDiv(toUInt32($__toTime) + 60, {level}) * {level}))")
+
+
+def _read_at(column: str, level: int, coarser: int | None) -> str:
+    """A row of this level is read when the level divides the width `w` (so do all finer ones) and its
+    bucket is wholly in the range, unless the next coarser level's bucket around it is too (every
+    minute of the range is read once). Plain ranges of the primary key, so only those rows are read."""
+    usable = "" if level == 60 else f"w % {level} = 0 AND "
+    row = f"{usable}{_whole_buckets(column, level)}"
+    return row if coarser is None else f"{row} AND NOT (w % {coarser} = 0 AND {_whole_buckets(column, coarser)})"
+
+
+def rollup_source(columns: str, width: str | None, *, where: str = "", grains: tuple[str, ...] = ("full",),
+                  carrier_points: bool = False) -> str:
+    """The rollups' rows of the range as `t` (the row's minute or bucket start) and `columns`, filtered
+    on every variable, for a panel grouping by buckets of `width` seconds (an SQL expression) or by
+    nothing finer than the range (WHOLE_RANGE), from these grains. No failure_category.
+    carrier_points: without the rows carrier_points() reads."""
+    wanted = {c.strip() for c in columns.split(",")} & set(VARIABLE_COLUMNS.values())
+    w = f"{86400 * 364}" if width is WHOLE_RANGE else width  # WHOLE_RANGE: divisible by every level
+    extra = f" AND {where}" if where else ""
+    parts, earlier = [], []
+    for grain, has, must_be_all, levels in GRAINS:
+        if grain not in grains or not wanted <= has:
+            continue
+        applies = " AND ".join([all_selected(must_be_all)] + [f"NOT {e}" for e in earlier])
+        earlier.append(all_selected(must_be_all))
+        coarser = dict(zip(levels, levels[1:]))
+        if grain == "full":  # its minutes are sms.rollup_minute's rows
+            parts.append(f"""WITH {w} AS w
+        SELECT minute AS t, {columns} FROM sms.rollup_minute
+        WHERE {applies} AND {_read_at("minute", 60, levels[0] if levels else None)}
+          AND {ROLLUP_FILTER}{extra}""")
+            if not levels:
+                break
+        read = " OR ".join(f"(level = {lv} AND {_read_at('bucket', lv, coarser.get(lv))})" for lv in levels)
+        if carrier_points and grain == "carrier":
+            read = f"({read}) AND level != w"
+        parts.append(f"""WITH {w} AS w
+        SELECT bucket AS t, {columns} FROM sms.rollup_level
+        WHERE {applies} AND grain = '{grain}'
+          AND ({read})
+          AND {ROLLUP_FILTER}{extra}""")
+        if not must_be_all:
+            break
+    return "\n        UNION ALL\n        ".join(parts)
+
+
+def carrier_points(columns: str, *, where: str = "") -> str:
+    """A time series per carrier and interval whose points are each one row of grain 'carrier' (provider,
+    template, sign and country All, the interval one of its levels): those rows' `columns` as they are,
+    with `time` and `carrier`; rollup_source(..., carrier_points=True) has the other points' rows."""
+    grain, _, must_be_all, _ = GRAINS[0]
+    extra = f" AND {where}" if where else ""
+    return f"""WITH {INTERVAL} AS w
+    SELECT bucket AS time, carrier, {columns} FROM sms.rollup_level
+    WHERE {all_selected(must_be_all)} AND grain = '{grain}' AND level = w AND {_whole_buckets("bucket", "w")}
+      AND {ROLLUP_FILTER}{extra}"""
+
+
+# Minutes sent entirely inside the range (every sent_at of the minute passes $__timeFilter(sent_at)),
+# and the minutes at its ends that it only partly covers.
+WHOLE_MINUTES = "(minute >= $__fromTime AND minute + 60 <= $__toTime)"
+EDGE_MINUTES = f"(minute >= toStartOfMinute($__fromTime) AND minute <= $__toTime AND NOT {WHOLE_MINUTES})"
 # A template's business name (sinks/template_names.py): the mapping row for its sign, else the one for any
 # sign, else the raw template id.
 TEMPLATE_NAME = ("dictGetOrDefault('sms.template_name_dict', 'name', (provider, template, sign), "
@@ -193,8 +296,10 @@ FROM
     SELECT {column}, {TREND_BUCKET} AS bucket,
            sum(sent) AS sent, sum(delivered) AS delivered, sum(failed) AS failed, sum(expired) AS expired,
            sum(pending) AS pending, {RATE} AS bucket_rate
-    FROM sms.rollup_minute
-    WHERE $__timeFilter(minute) AND {ROLLUP_FILTER}
+    FROM
+    (
+        {rollup_source(f"{column}, sent, delivered, failed, expired, pending", TREND_SECONDS)}
+    )
     GROUP BY {column}, bucket
 )
 GROUP BY {column}
@@ -210,7 +315,8 @@ def providers_side_by_side(grid: tuple[int, int, int, int]) -> dict[str, Any]:
     Each provider registers its own template ids, so templates are matched by their business name
     (`sms.template_name_dict`, loaded from SMS_TEMPLATE_NAMES; an unmapped template by its own id). The
     rollups are summed per (carrier, provider, template, sign) first, so the names are looked up for
-    those few rows only."""
+    those few rows only. Whole days and hours of the range come from sms.rollup_level, so few latency
+    sketches are merged."""
     return table("Providers side by side for the same carrier and template", f"""
 SELECT carrier, template_name, provider, templates, sent, delivered, failed, expired, pending, delivery_rate,
        delivery_rate - max(delivery_rate) OVER pair AS rate_vs_best, p95_latency_ms
@@ -227,8 +333,11 @@ FROM
                if(template != '', template, if(sign != '', concat('【', sign, '】'), '')) AS own_template,
                sum(sent) AS sent, sum(delivered) AS delivered, sum(failed) AS failed, sum(expired) AS expired,
                sum(pending) AS pending, quantilesDDMergeState(0.005, 0.5, 0.9, 0.95, 0.99)(latency_state) AS latency
-        FROM sms.rollup_minute
-        WHERE $__timeFilter(minute) AND {ROLLUP_FILTER}
+        FROM
+        (
+        {rollup_source("carrier, provider, template, sign, sent, delivered, failed, expired, pending, latency_state",
+                       WHOLE_RANGE)}
+        )
         GROUP BY carrier, provider, template, sign
     )
     GROUP BY carrier, template_name, provider
@@ -249,19 +358,23 @@ ORDER BY min(delivery_rate) OVER pair - max(delivery_rate) OVER pair, carrier, t
 def overview() -> dict[str, Any]:
     panels = [
         timeseries("Messages by status per provider", f"""
-SELECT $__timeInterval(minute) AS time, provider,
+SELECT $__timeInterval(t) AS time, provider,
        sum(sent) AS sent, sum(delivered) AS delivered, sum(failed) AS failed,
        sum(pending) AS pending, sum(expired) AS expired
-FROM sms.rollup_minute
-WHERE $__timeFilter(minute) AND {ROLLUP_FILTER}
+FROM
+(
+        {rollup_source("provider, sent, delivered, failed, pending, expired", INTERVAL)}
+)
 GROUP BY time, provider
 ORDER BY time, provider""", (0, 0, 12, 8), "Messages sent per interval (send cohort) and their current status."),
         timeseries("Delivery rate per provider", f"""
-SELECT $__timeInterval(minute) AS time, provider,
+SELECT $__timeInterval(t) AS time, provider,
        sum(delivered) AS delivered, sum(failed) AS failed, sum(expired) AS expired,
        {RATE} AS delivery_rate
-FROM sms.rollup_minute
-WHERE $__timeFilter(minute) AND {ROLLUP_FILTER}
+FROM
+(
+        {rollup_source("provider, delivered, failed, expired", INTERVAL)}
+)
 GROUP BY time, provider
 ORDER BY time, provider""", (12, 0, 12, 8),
                    "delivered / (delivered + failed + expired) of the messages sent in each interval; pending excluded.",
@@ -273,14 +386,20 @@ ORDER BY time, provider""", (12, 0, 12, 8),
 SELECT time, carrier, q[1] AS p50, q[2] AS p90, q[4] AS p99
 FROM
 (
-    SELECT $__timeInterval(minute) AS time, carrier,
+    {carrier_points("latency_quantiles AS q", where="delivered > 0")}
+    UNION ALL
+    SELECT $__timeInterval(t) AS time, carrier,
            quantilesDDMerge(0.005, 0.5, 0.9, 0.95, 0.99)(latency_state) AS q
-    FROM sms.rollup_minute
-    WHERE $__timeFilter(minute) AND {ROLLUP_FILTER}
+    FROM
+    (
+        {rollup_source("carrier, delivered, latency_state", INTERVAL, where="delivered > 0",
+                       grains=("carrier", "provider_carrier", "full"), carrier_points=True)}
+    )
     GROUP BY time, carrier
     HAVING sum(delivered) > 0
 )
-ORDER BY time, carrier""", (0, 25, 12, 8), "Send-to-report latency of delivered messages (ms).", unit="ms"),
+ORDER BY time, carrier""", (0, 25, 12, 8),
+                   "Send-to-report latency of delivered messages (ms).", unit="ms"),
         bar("Failures by category", f"""
 SELECT failure_category, sum(r.failed) AS failed, sum(r.expired) AS expired, sum(r.failed) + sum(r.expired) AS failures
 FROM sms.rollup_minute AS r
@@ -289,14 +408,24 @@ GROUP BY failure_category
 HAVING failures > 0
 ORDER BY failures DESC""", (12, 25, 12, 8), "Failed and expired messages sent in the range, by failure category."),
         table("Top error codes", f"""
-SELECT provider, carrier, error_code, outcome_stage, failure_category, count() AS count,
+SELECT provider, carrier, error_code, outcome_stage, failure_category, sum(n) AS count,
        tupleElement({MEANING}, 1) AS description,
        tupleElement({MEANING}, 2) AS action
-FROM sms.messages
-WHERE $__timeFilter(sent_at) AND {MESSAGE_FILTER} AND status = 'failed'
+FROM
+(
+    SELECT provider, carrier, error_code, outcome_stage, failure_category, messages AS n
+    FROM sms.rollup_error_minute
+    WHERE {WHOLE_MINUTES} AND {ROLLUP_FILTER}
+    UNION ALL
+    SELECT provider, carrier, error_code, outcome_stage, failure_category, 1 AS n
+    FROM sms.undelivered_messages
+    WHERE {EDGE_MINUTES} AND $__timeFilter(sent_at) AND status = 'failed' AND {MESSAGE_FILTER}
+)
 GROUP BY provider, carrier, error_code, outcome_stage, failure_category
 ORDER BY count DESC
-LIMIT 50""", (0, 33, 24, 9), "Failure codes of messages sent in the range, with the knowledge base's description and suggested action."),
+LIMIT 50""", (0, 33, 24, 9), "Failure codes of messages sent in the range, with the knowledge base's description and "
+                             "suggested action (the error-code rollups for the range's whole minutes, the failed "
+                             "messages themselves for the minutes at its ends)."),
         table("Receipt completeness (1 / 5 / 30 min)", f"""
 SELECT hour, provider, carrier, sent, within_1m, within_5m, within_30m
 FROM sms.receipt_completeness
@@ -312,15 +441,22 @@ ORDER BY hour DESC, provider""", (12, 42, 12, 8),
         stat("Receipt lag per provider", f"""
 SELECT provider, max(reported_at) AS newest_receipt_at,
        dateDiff('second', max(reported_at), $__toTime) AS lag_seconds
-FROM sms.messages
-WHERE reported_at <= $__toTime AND {PROVIDER_FILTER}
+FROM
+(
+    SELECT provider, outcome.at AS reported_at
+    FROM sms.message_parts
+    WHERE outcome.stage = 'receipt' AND outcome.at <= $__toTime AND {PROVIDER_FILTER}
+)
 GROUP BY provider
 ORDER BY provider""", (0, 50, 8, 6),
-             "Range end minus the newest receipt's report time (sms.receipt_lag at range end = now).", unit="s"),
+             "Range end minus the newest receipt's report time, over every receipt received (the parts, as "
+             "sms.receipt_lag: at range end = now it is sms.receipt_lag).", unit="s"),
         timeseries("Pending backlog", f"""
-SELECT $__timeInterval(minute) AS time, provider, sum(pending) AS pending, sum(expired) AS expired
-FROM sms.rollup_minute
-WHERE $__timeFilter(minute) AND {ROLLUP_FILTER}
+SELECT $__timeInterval(t) AS time, provider, sum(pending) AS pending, sum(expired) AS expired
+FROM
+(
+        {rollup_source("provider, pending, expired", INTERVAL)}
+)
 GROUP BY time, provider
 ORDER BY time, provider""", (8, 50, 8, 6), "Messages still without a final outcome (pending) and expired, by send minute."),
         timeseries("Provider balance", f"""
@@ -337,9 +473,35 @@ WHERE {HOUR_FILTER} AND {PROVIDER_FILTER}
 ORDER BY hour DESC, provider""", (0, 56, 24, 8), "Our counts against the provider's own hourly statistics (ours minus theirs)."),
         table("Unmapped error codes", f"""
 SELECT provider, carrier, code, stage, first_seen, last_seen, count, example_message
-FROM sms.unmapped_codes
-WHERE last_seen >= $__fromTime AND first_seen <= $__toTime AND {PROVIDER_CARRIER_FILTER}
-ORDER BY count DESC""", (0, 64, 24, 8), "Failure codes the knowledge base does not explain: new codes for ops to look at."),
+FROM
+(
+    SELECT provider, carrier, error_code AS code, outcome_stage AS stage, min(first) AS first_seen,
+           max(last) AS last_seen, sum(n) AS count, any(example) AS example_message
+    FROM
+    (
+        SELECT provider, carrier, error_code, outcome_stage, first_seen AS first, last_seen AS last, messages AS n,
+               example_message AS example
+        FROM sms.rollup_error_minute
+        WHERE failure_category = 'unknown' AND {PROVIDER_CARRIER_FILTER}
+        UNION ALL
+        SELECT provider, carrier, error_code, outcome_stage, seen, seen, 1, error_message
+        FROM
+        (
+            SELECT provider, carrier, error_code, outcome_stage, error_message,
+                   coalesce(reported_at, sent_at, first_seen_at) AS seen
+            FROM sms.messages
+            WHERE (provider, message_id, phone_hash) IN (
+                      SELECT provider, message_id, phone_hash FROM sms.message_parts
+                      WHERE sent_at IS NULL AND receipt_sent_at IS NULL AND outcome.rank = 1)
+              AND sent_at IS NULL AND status = 'failed' AND failure_category = 'unknown' AND {PROVIDER_CARRIER_FILTER}
+        )
+    )
+    GROUP BY provider, carrier, code, stage
+)
+WHERE last_seen >= $__fromTime AND first_seen <= $__toTime
+ORDER BY count DESC""", (0, 64, 24, 8),
+              "Failure codes the knowledge base does not explain (sms.unmapped_codes): new codes for ops to look at. "
+              "Counted from the error-code rollups, plus the messages without a send time (in no minute)."),
     ]
     return _dashboard("sms-overview", "SMS delivery: overview", panels, _dimension_variables())
 
@@ -349,23 +511,34 @@ def drilldown() -> dict[str, Any]:
         stat("Delivery rate", f"""
 SELECT sum(sent) AS sent, sum(delivered) AS delivered, sum(failed) AS failed, sum(expired) AS expired,
        sum(pending) AS pending, {RATE} AS delivery_rate
-FROM sms.rollup_minute
-WHERE $__timeFilter(minute) AND {ROLLUP_FILTER}""", (0, 0, 24, 5), "The selection's totals over the range."),
+FROM
+(
+        {rollup_source("sent, delivered, failed, expired, pending", WHOLE_RANGE)}
+)""", (0, 0, 24, 5), "The selection's totals over the range."),
         table("Message lookup", f"""
 SELECT message_id, provider, phone_masked, carrier, country_code, template, sign, sent_at, reported_at,
        status, error_code, error_message, failure_category, latency_ms, receipt_count,
        tupleElement({MEANING}, 1) AS description
 FROM sms.messages
-WHERE $__timeFilter(sent_at) AND (phone_masked = ${{lookup:singlequote}} OR message_id = ${{lookup:singlequote}})
+WHERE phone_hash IN (
+          SELECT phone_hash FROM sms.message_parts WHERE phone_masked = ${{lookup:singlequote}}
+          UNION ALL
+          SELECT phone_hash FROM sms.message_parts WHERE message_id = ${{lookup:singlequote}})
+  AND $__timeFilter(sent_at) AND (phone_masked = ${{lookup:singlequote}} OR message_id = ${{lookup:singlequote}})
 ORDER BY sent_at DESC
-LIMIT 100""", (0, 5, 24, 6), "Type a masked phone (138****1234) or a message id in the lookup box."),
+LIMIT 100
+SETTINGS optimize_move_to_prewhere_if_final = 1""", (0, 5, 24, 6),
+              "Type a masked phone (138****1234) or a message id in the lookup box. The numbers are found first (the "
+              "parts' key, the masked-number index), then only their parts are read (the phone_hash index) and merged."),
         table("Failed numbers with reasons", f"""
 SELECT phone_masked, provider, carrier, template, sign, message_id, sent_at, status, error_code,
        failure_category, tupleElement({MEANING}, 1) AS description, tupleElement({MEANING}, 2) AS action
-FROM sms.messages
-WHERE $__timeFilter(sent_at) AND {MESSAGE_FILTER} AND status IN ('failed', 'expired')
-ORDER BY sent_at DESC
-LIMIT 1000""", (0, 11, 24, 12), "Failed and expired messages of the selection (phones masked)."),
+FROM sms.undelivered_messages
+WHERE minute >= toStartOfMinute($__fromTime) AND minute <= $__toTime AND $__timeFilter(sent_at) AND {MESSAGE_FILTER}
+  AND status IN ('failed', 'expired')
+ORDER BY minute DESC, sent_at DESC
+LIMIT 1000""", (0, 11, 24, 12), "Failed and expired messages of the selection (phones masked), newest first, from the "
+                                "undelivered messages the rollups keep per send minute (sms.undelivered_messages)."),
     ]
     variables = _dimension_variables() + [textbox_variable("lookup", "Masked phone or message id")]
     return _dashboard("sms-drilldown", "SMS delivery: drill-down", panels, variables)

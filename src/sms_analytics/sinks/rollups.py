@@ -6,6 +6,18 @@ few seconds the dirty minutes are recomputed from `sms.messages` and written wit
 generation. Minutes whose pending messages just crossed SMS_EXPIRE_AFTER are recomputed too, and
 at start the minutes touched since the last recompute are recovered from the parts table.
 
+One recompute reads the merged messages of its minutes once (into a temporary table of the
+session) and writes, all with one generation (migrations/0002 and 0009, views in views.sql):
+- sms.rollup_minute_raw: counts, completeness, maturation and the latency sketch per minute and
+  dimensions (provider, carrier, template, sign, country, failure category);
+- sms.rollup_error_minute_raw: failed messages per minute, dimensions and error code (with the
+  first and last time seen, for unmapped codes);
+- sms.undelivered_messages_raw: the messages not delivered (failed, expired, pending) themselves;
+- sms.rollup_level_raw: the same measures at coarser levels, rebuilt for every bucket that
+  contains a recomputed minute, each level from the next finer one just written: grain 'full'
+  (every dimension) per 10 minutes, hour, 6 hours and day; grains 'provider_carrier' and 'carrier'
+  (the other dimensions summed) per minute, 5 and 10 minutes, hour, 6 hours and day.
+
 Metric definitions (the same everywhere; README "Metrics"):
 - delivery rate = delivered / (delivered + failed + expired), over messages sent in the window;
 - latency percentiles over delivered messages (quantilesDD, 0.5% relative accuracy);
@@ -16,6 +28,7 @@ Metric definitions (the same everywhere; README "Metrics"):
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timezone
 from typing import Iterable
 
@@ -28,12 +41,46 @@ log = structlog.get_logger(__name__)
 
 MATURATION_SECONDS = (10, 30, 60, 120, 300, 600, 1800, 3600, 21600, 86400, 259200)
 _MINUTE_MS = 60_000
+# sms.rollup_level_raw: per grain, the dimensions it keeps (the others are '') and its levels
+# (seconds; each divides the next). The minute level of grain 'full' is sms.rollup_minute_raw.
+GRAIN_FULL, GRAIN_PROVIDER_CARRIER, GRAIN_CARRIER = "full", "provider_carrier", "carrier"
+DIMENSIONS = ("provider", "carrier", "template", "sign", "country_code")
+GRAINS: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
+    GRAIN_FULL: (DIMENSIONS, (600, 3600, 21600, 86400)),
+    GRAIN_PROVIDER_CARRIER: (("provider", "carrier"), (60, 300, 600, 3600, 21600, 86400)),
+    GRAIN_CARRIER: (("carrier",), (60, 300, 600, 3600, 21600, 86400)),
+}
+BACKFILL_PER_ROUND = 1440  # minutes of existing data recomputed per round for tables added later
 
-RECOMPUTE = """
-INSERT INTO sms.rollup_minute_raw
+# The merged messages of the minutes being recomputed, read once. Fields only the list of undelivered
+# messages needs are kept for those only. sms.messages merges sms.message_parts FINAL, and a filter on its
+# merged sent_at (the parts' sent_at, else their receipt_sent_at) cannot run before that merge: alone, it
+# merged every message of the table each round. So the merge is first restricted to the keys of the parts
+# sent or receipted in these minutes, a superset (a merged sent_at is one part's value) that the outer filter
+# makes exact; optimize_move_to_prewhere_if_final runs that key filter as PREWHERE, before the merge (with
+# FINAL, ClickHouse moves only conditions over the sorting key there; tests/test_warehouse.py checks the plan).
+# The filter names the view's columns as m.*: unqualified, WHERE would read this SELECT's aliases (the blanked
+# message_id and phone_hash of delivered messages).
+MATERIALIZE = """
+CREATE TEMPORARY TABLE {scratch} ENGINE = Memory AS
 SELECT
-    toStartOfMinute(sent_at) AS minute, provider, carrier, template, sign, country_code, failure_category,
-    count() AS sent,
+    toStartOfMinute(assumeNotNull(sent_at)) AS minute, provider, carrier, template, sign, country_code,
+    failure_category, status, segments, outcome_stage, latency_ms, assumeNotNull(sent_at) AS sent_at,
+    error_code, coalesce(reported_at, sent_at, first_seen_at) AS seen,
+    if(status != 'delivered', message_id, '') AS message_id,
+    if(status != 'delivered', phone_hash, '') AS phone_hash,
+    if(status != 'delivered', phone_masked, '') AS phone_masked,
+    if(status != 'delivered', error_message, '') AS error_message
+FROM sms.messages AS m
+WHERE m.sent_at IS NOT NULL AND toStartOfMinute(m.sent_at) IN ({minutes})
+  AND (m.provider, m.message_id, m.phone_hash) IN (
+      SELECT provider, message_id, phone_hash FROM sms.message_parts
+      WHERE toStartOfMinute(sent_at) IN ({minutes}) OR toStartOfMinute(receipt_sent_at) IN ({minutes}))
+SETTINGS optimize_move_to_prewhere_if_final = 1
+"""
+
+# The measures of a group of messages (sms.rollup_minute_raw's columns after the dimensions).
+MEASURES = """count() AS sent,
     countIf(status = 'delivered') AS delivered,
     countIf(status = 'failed') AS failed,
     countIf(status = 'expired') AS expired,
@@ -44,17 +91,116 @@ SELECT
     countIf(outcome_stage = 'receipt' AND latency_ms <= 1800000) AS final_within_30m,
     [{maturation}] AS delivered_within,
     quantilesDDStateIf(0.005, 0.5, 0.9, 0.95, 0.99)(assumeNotNull(latency_ms), status = 'delivered' AND latency_ms IS NOT NULL),
-    sumIf(assumeNotNull(latency_ms), status = 'delivered') AS latency_sum_ms,
-    {generation} AS generation
-FROM sms.messages
-WHERE sent_at IS NOT NULL AND toStartOfMinute(sent_at) IN ({minutes})
+    sumIf(assumeNotNull(latency_ms), status = 'delivered') AS latency_sum_ms""".format(
+    maturation=", ".join(f"countIf(status = 'delivered' AND latency_ms <= {s * 1000})" for s in MATURATION_SECONDS))
+# The same measures summed from rows that have them (a coarser level from a finer one).
+SUMMED_MEASURES = """sum(sent), sum(delivered), sum(failed), sum(expired), sum(pending), sum(segments),
+    sum(final_within_1m), sum(final_within_5m), sum(final_within_30m), sumForEach(delivered_within),
+    quantilesDDMergeState(0.005, 0.5, 0.9, 0.95, 0.99)(latency_state), sum(latency_sum_ms)"""
+# A sentinel row's measures (sent = 0: it only marks that its minute or bucket was recomputed).
+EMPTY_MEASURES = "0, 0, 0, 0, 0, 0, 0, 0, 0, [], quantilesDDStateIf(0.005, 0.5, 0.9, 0.95, 0.99)(toUInt32(0), 0), 0"
+# sms.rollup_level_raw's rows also carry their sketch finalized (after the measures).
+LEVEL_QUANTILES = {
+    "messages": "quantilesDDIf(0.005, 0.5, 0.9, 0.95, 0.99)(assumeNotNull(latency_ms), status = 'delivered' AND latency_ms IS NOT NULL)",
+    "rows": "quantilesDDMerge(0.005, 0.5, 0.9, 0.95, 0.99)(latency_state)",
+}
+
+RECOMPUTE = """
+INSERT INTO sms.rollup_minute_raw
+SELECT minute, provider, carrier, template, sign, country_code, failure_category, {measures}, {generation}
+FROM {scratch}
 GROUP BY minute, provider, carrier, template, sign, country_code, failure_category
 UNION ALL
-SELECT toDateTime(m, 'UTC'), '', '', '', '', '', '', 0, 0, 0, 0, 0, 0, 0, 0, 0, [],
-       quantilesDDStateIf(0.005, 0.5, 0.9, 0.95, 0.99)(toUInt32(0), 0), 0, {generation}
+SELECT toDateTime(m, 'UTC'), '', '', '', '', '', '', {empty}, {generation}
 FROM (SELECT arrayJoin([{minutes}]) AS m)
 GROUP BY m
 """
+
+RECOMPUTE_ERRORS = """
+INSERT INTO sms.rollup_error_minute_raw
+SELECT
+    minute, provider, carrier, template, sign, country_code, failure_category, error_code, outcome_stage,
+    count() AS messages, min(seen) AS first_seen, max(seen) AS last_seen, any(error_message) AS example_message,
+    {generation} AS generation
+FROM {scratch}
+WHERE status = 'failed'
+GROUP BY minute, provider, carrier, template, sign, country_code, failure_category, error_code, outcome_stage
+UNION ALL
+SELECT toDateTime(m, 'UTC'), '', '', '', '', '', '', '', '', 0, toDateTime64(0, 3, 'UTC'), toDateTime64(0, 3, 'UTC'), '',
+       {generation}
+FROM (SELECT arrayJoin([{minutes}]) AS m)
+"""
+
+RECOMPUTE_UNDELIVERED = """
+INSERT INTO sms.undelivered_messages_raw
+SELECT
+    minute, provider, message_id, phone_hash, phone_masked, carrier, country_code, template, sign, sent_at, status,
+    error_code, error_message, failure_category, outcome_stage, {generation} AS generation
+FROM {scratch}
+WHERE status != 'delivered'
+UNION ALL
+SELECT toDateTime(m, 'UTC'), '', '', '', '', '', '', '', '', toDateTime64(0, 3, 'UTC'), 'pending', '', '', '', '',
+       {generation}
+FROM (SELECT arrayJoin([{minutes}]) AS m)
+"""
+
+def _times(seconds: Iterable[int]) -> str:
+    return ", ".join(f"toDateTime({s}, 'UTC')" for s in sorted(seconds))
+
+
+def _dimensions(grain: str) -> tuple[str, str]:
+    """The grain's dimension columns as selected (kept ones, '' for the others) and as grouped."""
+    kept = GRAINS[grain][0]
+    return ", ".join(d if d in kept else "''" for d in DIMENSIONS), ", ".join(kept)
+
+
+def _generations(grain: str, level: int, buckets: str, generation: str) -> str:
+    """One row per recomputed bucket: its newest generation (written after its rows), even when it is empty."""
+    return f"SELECT '{grain}', {level}, arrayJoin([{buckets}]), {generation}"
+
+
+def minute_levels_sql(scratch: str, minutes: list[int], generation: str) -> tuple[str, str]:
+    """INSERTs of the minute rows (level 60) of the grains that have them, from the materialized messages,
+    and of their generations."""
+    selects, generations = [], []
+    for grain, (_, levels) in GRAINS.items():
+        if levels[0] != 60:
+            continue
+        select, group = _dimensions(grain)
+        selects.append(f"SELECT '{grain}', 60, minute, {select}, {MEASURES}, {LEVEL_QUANTILES['messages']}, "
+                       f"{generation} FROM {scratch} GROUP BY minute, {group}")
+        generations.append(_generations(grain, 60, _times(minutes), generation))
+    return ("INSERT INTO sms.rollup_level_raw\n" + "\nUNION ALL\n".join(selects),
+            "INSERT INTO sms.rollup_level_generations\n" + "\nUNION ALL\n".join(generations))
+
+
+def level_sql(level: int, minutes: Iterable[int], generation: str) -> tuple[str, str] | None:
+    """INSERTs of every grain's rows of this level for the buckets containing these minutes, each summed
+    from the grain's next finer level (grain 'full' at its first level: from sms.rollup_minute), and of
+    their generations."""
+    selects, generations = [], []
+    buckets = sorted({m // level * level for m in minutes})
+    for grain, (_, levels) in GRAINS.items():
+        if level not in levels or level == 60:
+            continue
+        finer = levels.index(level) - 1
+        if finer < 0:
+            source, column, where = "sms.rollup_minute", "minute", "1"
+        else:
+            source, column, where = "sms.rollup_level", "bucket", f"grain = '{grain}' AND level = {levels[finer]}"
+        bucket = f"toDateTime(intDiv(toUInt32({column}), {level}) * {level}, 'UTC')"
+        select, group = _dimensions(grain)
+        selects.append(
+            f"SELECT '{grain}', {level}, {bucket} AS b, {select}, {SUMMED_MEASURES}, {LEVEL_QUANTILES['rows']}, "
+            f"{generation} FROM {source} "
+            f"WHERE {where} AND {column} >= toDateTime({buckets[0]}, 'UTC') "
+            f"AND {column} < toDateTime({buckets[-1] + level}, 'UTC') AND {bucket} IN ({_times(buckets)}) "
+            f"GROUP BY b, {group}")
+        generations.append(_generations(grain, level, _times(buckets), generation))
+    if not selects:
+        return None
+    return ("INSERT INTO sms.rollup_level_raw\n" + "\nUNION ALL\n".join(selects),
+            "INSERT INTO sms.rollup_level_generations\n" + "\nUNION ALL\n".join(generations))
 
 
 def _minute_of(ms: int) -> int:
@@ -71,6 +217,7 @@ class Rollups:
         self.warehouse = warehouse
         self.expire_after = expire_after_seconds
         self.dirty: set[int] = set()  # epoch seconds of minute starts
+        self._backfill: set[int] = set()  # minutes of data older than the tables of migrations/0009
         self._expiry_checked_to: int | None = None
         self.recomputed_minutes = 0
 
@@ -85,27 +232,52 @@ class Rollups:
         self._expiry_checked_to = boundary
 
     def recover(self) -> None:
-        """At start: minutes of parts written after the newest recompute (a crash in between)."""
+        """At start: minutes of parts written after the newest recompute (a crash in between), and
+        minutes rolled up before the panel rollups existed (recomputed a few at a time)."""
         _, rows = self.warehouse.query(
             "SELECT DISTINCT toUnixTimestamp(toStartOfMinute(coalesce(sent_at, receipt_sent_at))) FROM sms.message_parts "
             "WHERE updated_at >= (SELECT max(generation) FROM sms.rollup_minute_raw) - INTERVAL 1 MINUTE "
             "AND coalesce(sent_at, receipt_sent_at) IS NOT NULL")
         self.dirty.update(int(r[0]) for r in rows)
+        _, rows = self.warehouse.query(
+            "SELECT DISTINCT toUnixTimestamp(minute) FROM sms.rollup_minute_raw WHERE minute NOT IN "
+            f"(SELECT bucket FROM sms.rollup_level_generations WHERE grain = '{GRAIN_CARRIER}' AND level = 60)")
+        self._backfill.update(int(r[0]) for r in rows)
+        if self._backfill:
+            log.info("rollups.backfill", minutes=len(self._backfill))
 
     def recompute(self, chunk: int = 500) -> int:
-        minutes = sorted(self.dirty)
+        backfill = sorted(self._backfill - self.dirty)[-BACKFILL_PER_ROUND:]  # newest first
+        minutes = sorted(self.dirty | set(backfill))
         self.dirty.clear()
+        self._backfill.difference_update(backfill)
         for i in range(0, len(minutes), chunk):
             part = minutes[i:i + chunk]
-            sql = RECOMPUTE.format(
-                minutes=", ".join(f"toDateTime({m}, 'UTC')" for m in part),
-                maturation=", ".join(f"countIf(status = 'delivered' AND latency_ms <= {s * 1000})" for s in MATURATION_SECONDS),
-                generation=f"toDateTime64('{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M:%S.%f')}', 6, 'UTC')",
-            )
             try:
-                self.warehouse.command(sql)
+                self._recompute(part)
             except Exception:
                 self.dirty.update(part)  # retried on the next round
                 raise
         self.recomputed_minutes += len(minutes)
         return len(minutes)
+
+    def _recompute(self, minutes: list[int]) -> None:
+        generation = f"toDateTime64('{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M:%S.%f')}', 6, 'UTC')"
+        scratch = f"rollup_scratch_{uuid.uuid4().hex}"
+        fill = dict(scratch=scratch, minutes=_times(minutes), generation=generation, measures=MEASURES,
+                    empty=EMPTY_MEASURES)
+        self.warehouse.command(MATERIALIZE.format(**fill))
+        try:
+            self.warehouse.command(RECOMPUTE.format(**fill))
+            self.warehouse.command(RECOMPUTE_ERRORS.format(**fill))
+            self.warehouse.command(RECOMPUTE_UNDELIVERED.format(**fill))
+            rows, generations = minute_levels_sql(scratch, minutes, generation)
+            self.warehouse.command(rows)
+            self.warehouse.command(generations)
+        finally:
+            self.warehouse.command(f"DROP TEMPORARY TABLE IF EXISTS {scratch}")
+        for level in sorted({lv for _, levels in GRAINS.values() for lv in levels}):  # finer levels first
+            sql = level_sql(level, minutes, generation)
+            if sql:
+                self.warehouse.command(sql[0])
+                self.warehouse.command(sql[1])

@@ -64,6 +64,45 @@ FROM sms.rollup_minute_raw FINAL
 WHERE sent > 0
   AND (minute, generation) IN (SELECT minute, max(generation) FROM sms.rollup_minute_raw GROUP BY minute);
 
+-- The panels' rollups (migrations/0009, written by the same recompute): the newest generation of
+-- every minute, or of every (grain, level, bucket).
+CREATE OR REPLACE VIEW sms.rollup_error_minute AS
+SELECT
+    minute, provider, carrier, template, sign, country_code, failure_category, error_code, outcome_stage, messages,
+    first_seen, last_seen, example_message
+FROM sms.rollup_error_minute_raw FINAL
+WHERE messages > 0
+  AND (minute, generation) IN (SELECT minute, max(generation) FROM sms.rollup_error_minute_raw GROUP BY minute);
+
+CREATE OR REPLACE VIEW sms.undelivered_messages AS
+SELECT
+    minute, provider, message_id, phone_hash, phone_masked, carrier, country_code, template, sign, sent_at,
+    CAST(if(stored_status IN ('pending', 'expired'),
+            if(sent_at < now64(3) - toIntervalSecond({expire_after_seconds}), 'expired', 'pending'), stored_status)
+         AS Enum8('pending' = 0, 'delivered' = 1, 'failed' = 2, 'expired' = 3)) AS status,
+    error_code, error_message,
+    CAST(if(status = 'expired', 'expired', if(stored_status = 'pending', '', stored_category)) AS LowCardinality(String))
+        AS failure_category,
+    outcome_stage
+FROM
+(
+    SELECT minute, provider, message_id, phone_hash, phone_masked, carrier, country_code, template, sign, sent_at,
+           status AS stored_status, error_code, error_message, failure_category AS stored_category, outcome_stage
+    FROM sms.undelivered_messages_raw FINAL
+    WHERE provider != ''
+      AND (minute, generation) IN (SELECT minute, max(generation) FROM sms.undelivered_messages_raw GROUP BY minute)
+);
+
+CREATE OR REPLACE VIEW sms.rollup_level AS
+SELECT
+    grain, level, bucket, provider, carrier, template, sign, country_code, sent, delivered, failed, expired, pending,
+    segments, final_within_1m, final_within_5m, final_within_30m, delivered_within, latency_state, latency_sum_ms,
+    latency_quantiles
+FROM sms.rollup_level_raw FINAL
+WHERE sent > 0
+  AND (grain, level, bucket, generation) IN (
+      SELECT grain, level, bucket, max(generation) FROM sms.rollup_level_generations GROUP BY grain, level, bucket);
+
 -- Failure codes whose meaning the knowledge base does not give (not in the provider documents'
 -- tables, or in them with a text that names no cause): new codes for ops to look at.
 CREATE OR REPLACE VIEW sms.unmapped_codes AS
@@ -92,22 +131,25 @@ WHERE tupleElement(identity(outcome), 'stage') = 'receipt'
 GROUP BY provider;
 
 -- Receipt completeness per provider, carrier and hour sent: the share of sends with a final
--- receipt within 1, 5 and 30 minutes of the send (from the rollups).
+-- receipt within 1, 5 and 30 minutes of the send (from the hourly provider × carrier rollups,
+-- the sums of sms.rollup_minute's rows of the hour).
 CREATE OR REPLACE VIEW sms.receipt_completeness AS
 SELECT
     provider,
     carrier,
-    toStartOfHour(minute) AS hour,
+    bucket AS hour,
     sum(r.sent) AS sent,
     sum(r.final_within_1m) / sum(r.sent) AS within_1m,
     sum(r.final_within_5m) / sum(r.sent) AS within_5m,
     sum(r.final_within_30m) / sum(r.sent) AS within_30m
-FROM sms.rollup_minute AS r
+FROM sms.rollup_level AS r
+WHERE grain = 'provider_carrier' AND level = 3600
 GROUP BY provider, carrier, hour;
 
 -- Maturation of each hourly send cohort: its delivery rate as receipts arrive (delivered within
 -- N seconds of the send, over the cohort's sends: provisional) against its rate now (final once
--- nothing is pending). `age_seconds[i]` pairs with `provisional_rate[i]`.
+-- nothing is pending). `age_seconds[i]` pairs with `provisional_rate[i]`. From the hourly provider ×
+-- carrier rollups.
 CREATE OR REPLACE VIEW sms.cohort_maturation AS
 SELECT
     provider,
@@ -120,9 +162,10 @@ SELECT
 FROM
 (
     SELECT
-        provider, toStartOfHour(minute) AS hour, sum(r.sent) AS sent, sumForEach(r.delivered_within) AS delivered_by_age,
+        provider, bucket AS hour, sum(r.sent) AS sent, sumForEach(r.delivered_within) AS delivered_by_age,
         sum(r.delivered) AS delivered, sum(r.failed) AS failed, sum(r.expired) AS expired, sum(r.pending) AS pending
-    FROM sms.rollup_minute AS r
+    FROM sms.rollup_level AS r
+    WHERE grain = 'provider_carrier' AND level = 3600
     GROUP BY provider, hour
 );
 
