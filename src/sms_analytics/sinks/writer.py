@@ -8,7 +8,8 @@ and consumption pauses meanwhile (backpressure).
 
 One batch is written (in a thread) while the next is read and decoded; at most one batch is in
 flight, so memory stays bounded by two batches. The rollups of a batch's minutes are marked dirty
-only once its rows are written, and recomputed after the write.
+only once its rows are written, and recomputed by rounds that run beside the writes (see
+`_roll_up_loop`).
 """
 
 from __future__ import annotations
@@ -124,7 +125,8 @@ class ClickHouseSink:
         # any duplicate.
         self._incarnation = uuid.uuid4().hex
         self._stopping = asyncio.Event()
-        self._last_rollup = 0.0
+        self._written_minutes: set[int] = set()  # rollup minutes of written rows, for the next round
+        self._rollup_round_seconds = 0.0  # how long the last round took
         self.ready = False
 
     def _deliveries(self, record: Any) -> tuple[list[bytes], int]:
@@ -143,16 +145,34 @@ class ClickHouseSink:
             self._minutes.update(m * 60 for m in minutes)
         return [json_array(raw)], count
 
-    async def _maybe_roll_up(self, force: bool = False) -> None:
-        """Right after a flush, so every dirty minute's rows are already in the warehouse."""
-        if self.rollups is None or (not force and time.monotonic() - self._last_rollup < self.rollup_seconds):
-            return
-        self._last_rollup = time.monotonic()
+    async def _roll_up(self) -> None:
+        """One rollup round over the minutes of the rows written so far. The minutes are handed
+        over here, on the event loop, so the recompute's thread is the only one to touch the
+        rollups' dirty set while it runs."""
+        assert self.rollups is not None
+        self.rollups.dirty |= self._written_minutes
+        self._written_minutes = set()
         self.rollups.mark_expiring(int(time.time()))
+        started = time.monotonic()
         try:
             await asyncio.to_thread(self.rollups.recompute)
         except Exception as exc:  # the minutes stay dirty and are retried next round
             log.warning("rollups.recompute_failed", error=str(exc)[:300])
+        self._rollup_round_seconds = time.monotonic() - started
+
+    async def _roll_up_loop(self) -> None:
+        """Rollup rounds beside the writes, every SMS_ROLLUP_SECONDS, or three times the last
+        round's length when that is longer: rounds take at most a quarter of the warehouse's time.
+        A round's statements and the inserts share the warehouse one statement at a time, so an
+        insert waits for one statement, never a whole round (receipts stay fresh in sms.messages),
+        and under a backlog the rollups fall behind instead of the rows."""
+        while True:
+            pause = max(self.rollup_seconds, 3 * self._rollup_round_seconds)
+            try:
+                await asyncio.wait_for(self._stopping.wait(), pause)
+                return
+            except asyncio.TimeoutError:
+                await self._roll_up()
 
     async def run(self) -> None:
         await self.consumer.start()
@@ -160,6 +180,7 @@ class ClickHouseSink:
             await asyncio.to_thread(self.rollups.recover)
         self.ready = True
         last_flush = time.monotonic()
+        rounds = asyncio.create_task(self._roll_up_loop(), name="sink-rollups") if self.rollups else None
         try:
             while not self._stopping.is_set():
                 batches = await self.consumer.getmany(timeout_ms=100)
@@ -171,12 +192,15 @@ class ClickHouseSink:
                     last_flush = time.monotonic()
                 elif due:
                     last_flush = time.monotonic()
-                    if self._inflight is None or self._inflight.done():
-                        await self._maybe_roll_up()
             await self.flush()
-            await self._maybe_roll_up(force=True)
+            if rounds is not None:
+                await rounds  # ends after its current round (stopping is set)
+                await self._roll_up()
         finally:
             self.ready = False
+            if rounds is not None and not rounds.done():  # an error above: don't leave the round behind
+                self._stopping.set()
+                await asyncio.gather(rounds, return_exceptions=True)
             if self._inflight is not None and not self._inflight.done():
                 self._inflight.cancel()  # stopped abruptly: its offsets are not committed, a replay rewrites it
                 await asyncio.gather(self._inflight, return_exceptions=True)
@@ -237,8 +261,7 @@ class ClickHouseSink:
         self.stats.batches += 1
         self.stats.last_flush_ms = (time.monotonic() - started) * 1000
         if self.rollups is not None:
-            self.rollups.dirty |= batch.minutes
-            await self._maybe_roll_up()
+            self._written_minutes |= batch.minutes
 
     async def _insert_with_retry(self, table: Table, rows: list[Any], count: int, token: str) -> None:
         delay = 0.2
