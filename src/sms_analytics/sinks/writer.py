@@ -54,6 +54,12 @@ _ROW_KEY = b'"phone_hash":'  # once per delivery object (inside a string it woul
 _MINUTE_FIELDS = re.compile(rb'"(?:sent_at_ms|receipt_sent_at_ms)":(\d+)')
 
 
+# A backlog (this many records or more on the broker, not yet read; at a steady rate the sink reads
+# all there is) postpones rollup rounds, at most ROLLUP_MAX_DEFER_SECONDS.
+BACKLOG_RECORDS = 50
+ROLLUP_MAX_DEFER_SECONDS = 60.0
+
+
 def json_array(raw: bytes) -> bytes:
     """A deliveries record as a JSON array (a single-delivery record is an object)."""
     return raw if raw[:1] == b"[" else b"[" + raw + b"]"
@@ -127,6 +133,7 @@ class ClickHouseSink:
         self._stopping = asyncio.Event()
         self._written_minutes: set[int] = set()  # rollup minutes of written rows, for the next round
         self._rollup_round_seconds = 0.0  # how long the last round took
+        self._lag: dict[TopicPartition, int] = {}  # records on the broker not yet read, per partition
         self.ready = False
 
     def _deliveries(self, record: Any) -> tuple[list[bytes], int]:
@@ -165,14 +172,21 @@ class ClickHouseSink:
         round's length when that is longer: rounds take at most a quarter of the warehouse's time.
         A round's statements and the inserts share the warehouse one statement at a time, so an
         insert waits for one statement, never a whole round (receipts stay fresh in sms.messages),
-        and under a backlog the rollups fall behind instead of the rows."""
+        and under a backlog the rollups fall behind instead of the rows: while BACKLOG_RECORDS or
+        more records wait on the broker, a round waits, up to ROLLUP_MAX_DEFER_SECONDS."""
         while True:
+            last = time.monotonic()
             pause = max(self.rollup_seconds, 3 * self._rollup_round_seconds)
-            try:
-                await asyncio.wait_for(self._stopping.wait(), pause)
-                return
-            except asyncio.TimeoutError:
-                await self._roll_up()
+            while True:
+                try:
+                    await asyncio.wait_for(self._stopping.wait(), pause)
+                    return
+                except asyncio.TimeoutError:
+                    pass
+                if sum(self._lag.values()) < BACKLOG_RECORDS or time.monotonic() - last >= ROLLUP_MAX_DEFER_SECONDS:
+                    break
+                pause = 1.0
+            await self._roll_up()
 
     async def run(self) -> None:
         await self.consumer.start()
@@ -222,6 +236,9 @@ class ClickHouseSink:
         if records:
             first = self._pending.get(tp, (records[0].offset, 0))[0]
             self._pending[tp] = (first, records[-1].offset)
+            highwater = self.consumer.highwater(tp)
+            if highwater is not None:
+                self._lag[tp] = highwater - records[-1].offset - 1
 
     def _buffered(self) -> int:
         return sum(t.count for t in self.tables)
