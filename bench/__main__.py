@@ -8,6 +8,7 @@ processes), prints the table with the targets and writes bench/results/<date>.js
   python -m bench --scale 0.001       any size (the smoke test)
   python -m bench --src /other/src    measure another source tree (put first on PYTHONPATH)
   python -m bench --only join,memory  some measurements only
+  python -m bench --only soak         the soak alone: `sms-analytics up` 10 minutes at ~800 events/s
 
 Exit status: 0 when every measurement ran and the join's counts match the ground truth (targets
 missed are reported, not errors), 1 otherwise.
@@ -29,8 +30,8 @@ from typing import Any
 from bench import report
 from bench.common import REPO, loadavg, log, sizes
 
-SECTIONS = ("join", "freshness", "ingest", "queries", "memory")
-RESULT_SECTIONS = ("ceiling", "join", "freshness", "ingest", "queries", "memory")
+SECTIONS = ("join", "freshness", "ingest", "queries", "memory", "soak")
+RESULT_SECTIONS = ("ceiling", "join", "freshness", "ingest", "queries", "memory", "soak")
 
 
 def _timeout(name: str, cfg: dict[str, Any]) -> float:
@@ -42,6 +43,8 @@ def _timeout(name: str, cfg: dict[str, Any]) -> float:
         return 600 + cfg["query_messages"] / 5_000
     if name == "memory":
         return 300 + cfg["memory_pending"] / 1_000
+    if name == "soak":  # start-up, the traffic, the last chunk's receipts (<= 1 chunk + 90 s), stopping
+        return 400 + cfg["soak_seconds"] + cfg["soak_chunk_seconds"]
     return 600
 
 

@@ -33,6 +33,7 @@ FULL = {
     "ingest_requests": 2_000,  # 100-receipt pushes
     "query_messages": 10_000_000,
     "memory_pending": 1_000_000,
+    "soak_seconds": 600.0,  # 10 minutes of traffic through `sms-analytics up`
 }
 FLOORS = {  # the smallest sizes that still exercise every code path
     "join_messages": 500,
@@ -40,7 +41,10 @@ FLOORS = {  # the smallest sizes that still exercise every code path
     "ingest_requests": 20,
     "query_messages": 10_000,
     "memory_pending": 500,
+    "soak_seconds": 8.0,
 }
+SOAK_QUICK_S = 120.0  # QUICK=1 (and any scale >= 0.1): a plateau needs at least 2 minutes to show
+SOAK_RATE = 400.0  # simulator messages/s: about 810 events/s (a send and ~1.02 receipts per message)
 
 
 def sizes(scale: float) -> dict[str, Any]:
@@ -50,8 +54,13 @@ def sizes(scale: float) -> dict[str, Any]:
             out[name] = full  # the rate is the condition of the measurement; only its duration scales
             continue
         value = full * scale
+        if name == "soak_seconds" and scale >= 0.1:
+            value = max(SOAK_QUICK_S, value)
         floor = FLOORS[name]
         out[name] = max(floor, round(value, 1) if isinstance(full, float) else int(value))
+    soak = out["soak_seconds"]
+    out.update(soak_rate=SOAK_RATE, soak_chunk_seconds=60.0, soak_interval=5.0 if soak >= 60 else 1.0,
+               soak_warehouse_every=6 if soak >= 60 else 2)
     out.update(push_size=100, ingest_concurrency=8, query_runs=5, partitions=int(os.environ.get("KAFKA_PARTITIONS", "4")))
     return out
 

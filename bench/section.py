@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bench.common import use_uvloop
 
-MODULES = ("join", "freshness", "ingest", "queries", "memory")
+MODULES = ("join", "freshness", "ingest", "queries", "memory", "soak")
 
 
 def main() -> None:
