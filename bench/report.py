@@ -102,7 +102,8 @@ def targets(sections: dict[str, Any]) -> list[dict[str, Any]]:
 
     failed = {name for name, section in sections.items() if "error" in section}
     for name, target in (("join", "join throughput"), ("join", "join vs ceiling"), ("freshness", "freshness p99"),
-                         ("ingest", "HTTP ingest"), ("queries", "panel queries"), ("memory", "worker memory")):
+                         ("ingest", "HTTP ingest"), ("queries", "panel queries"), ("memory", "worker memory"),
+                         ("soak", "soak growth"), ("soak", "soak peak")):
         if name in failed:
             add(target, "-", None, None, "measurement failed")
     join = sections.get("join", {})
@@ -131,6 +132,21 @@ def targets(sections: dict[str, Any]) -> list[dict[str, Any]]:
         note = f"extrapolated from {memory['pending']:,} pending" if memory.get("extrapolated") else ""
         add("worker memory", "<= 1 GiB RSS with 1,000,000 pending", memory["rss_mib_at_1m_pending"],
             memory["rss_mib_at_1m_pending"] <= 1024, note)
+    soak = sections.get("soak", {})
+    if soak.get("growth_second_half") is not None:
+        notes = []
+        if soak["seconds"] < 600:
+            notes.append(f"{soak['seconds']:.0f} s, not 10 min")
+        achieved = soak.get("achieved_events_per_s") or 0
+        if achieved < 800:
+            notes.append(f"driven at {achieved:,.0f} events/s, not >= 800")
+        if soak.get("failed_chunks"):
+            notes.append(f"{soak['failed_chunks']} simulator chunk(s) failed")
+        valid = achieved >= 800 and not soak.get("failed_chunks")
+        add("soak growth", "<= 10% RSS growth over the 2nd half, >= 800 events/s for 10 min",
+            soak["growth_second_half"], soak["growth_second_half"] <= 0.10 and valid, "; ".join(notes))
+        add("soak peak", f"<= {soak['budget_mib']:,.0f} MiB RSS, whole `up` tree ({soak.get('budget_source')})",
+            soak["peak_rss_mib"], soak["peak_rss_mib"] <= soak["budget_mib"] and valid, "; ".join(notes))
     return out
 
 
@@ -199,7 +215,39 @@ def figures(r: dict[str, Any]) -> list[tuple[str, str]]:
                  f"{_n(m.get('rss_mib'))} MiB with {_n(m.get('pending'))} pending "
                  f"(baseline {_n(m.get('baseline_rss_mib'))} MiB), "
                  f"{_n(m.get('growth_bytes_per_pending'))} B/message -> {_n(m.get('rss_mib_at_1m_pending'))} MiB at 1M"))
+    k = s.get("soak", {})
+    g = k.get("growth_second_half")
+    rows.append(("7 soak: `up` tree RSS, sustained HTTP traffic", err("soak") or
+                 f"peak {_n(k.get('peak_rss_mib'))} MiB (broker {_n(k.get('peak_broker_mib'))}, pipeline "
+                 f"{_n(k.get('peak_pipeline_mib'))}; budget {_n(k.get('budget_mib'))}), 2nd half "
+                 f"{_n(k.get('mid_rss_mib'))} -> {_n(k.get('end_rss_mib'))} MiB = "
+                 f"{'-' if g is None else f'{g * 100:+.1f}%'}; {_n(k.get('achieved_events_per_s'))} events/s "
+                 f"for {_n(k.get('seconds'))} s ({_n(k.get('events'))} events, {_n(k.get('failed_chunks'))} failed chunks)"))
     return rows
+
+
+def soak_trace(k: dict[str, Any], every: float = 30.0) -> list[str]:
+    """The soak's trace, one sample per `every` seconds of traffic (all when there are few)."""
+    trace = k.get("trace") or []
+    if not trace:
+        return []
+    cols = k.get("trace_columns", ["t_s", "total_mib", "broker_mib", "pipeline_mib"])
+    step = every if (k.get("seconds") or 0) >= 4 * every else (k.get("interval_s") or 1.0)
+    shown, next_t = [], 0.0
+    for row in trace:
+        if row[0] >= next_t - 1e-6 or row is trace[-1]:
+            shown.append(row)
+            next_t = (row[0] // step + 1) * step
+    i = {c: n for n, c in enumerate(cols)}
+    out = [f"soak trace (RSS MiB; t = seconds of traffic, {k.get('interval_s')} s samples, every {step:g} s shown)",
+           f"  {'t s':>6} {'total':>8} {'broker':>8} {'pipeline':>9}"]
+    for row in shown:
+        out.append(f"  {row[i['t_s']]:>6.0f} {row[i['total_mib']]:>8.0f} {row[i['broker_mib']]:>8.0f} "
+                   f"{row[i['pipeline_mib']]:>9.0f}")
+    out.append(f"  growth over the 2nd half: median of the samples in [T/2-{k.get('window_s', 0):g} s, T/2] "
+               f"({k.get('mid_samples')}) -> median in [T-{k.get('window_s', 0):g} s, T] ({k.get('end_samples')}), "
+               f"T = {k.get('seconds', 0):g} s")
+    return out
 
 
 def render(r: dict[str, Any]) -> str:
@@ -237,6 +285,9 @@ def render(r: dict[str, Any]) -> str:
         for (d, p), ranges in by_panel.items():
             flag = " *" if d != "variable" and max(ranges.values()) > 300 else ""
             lines.append(f"  {f'{d}: {p}':<{name_w}}{_n(ranges.get('24h')):>9}{_n(ranges.get('7d')):>9}{flag}")
+    soak = soak_trace(r.get("sections", {}).get("soak", {}))
+    if soak:
+        lines += [""] + soak
     if r.get("problems"):
         lines += ["", "PROBLEMS:"] + [f"  !! {p}" for p in r["problems"]]
     if r.get("out"):
