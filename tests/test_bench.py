@@ -1,5 +1,5 @@
 """The benchmark harness (`make bench`) at a tiny scale, so it keeps working: every measurement
-runs end to end in its own processes and the result file has all six sections with numbers. The
+runs end to end in its own processes and the result file has all seven sections with numbers. The
 join's warehouse counts must equal the workload's ground truth. No timing is asserted."""
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ NUMBERS = {
     "ingest": ("receipts_per_s", "p50_ms", "p99_ms"),
     "queries": ("messages", "max_p50_ms"),
     "memory": ("pending", "baseline_rss_mib", "rss_mib", "growth_bytes_per_pending"),
+    "soak": ("events", "achieved_events_per_s", "mid_rss_mib", "end_rss_mib", "growth_second_half", "peak_rss_mib",
+             "peak_broker_mib", "peak_pipeline_mib", "budget_mib"),
 }
 
 
@@ -52,9 +54,17 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert panels and all(isinstance(p["p50_ms"], float) for p in panels)
     assert sections["memory"]["events_consumed"] >= sections["memory"]["pending"]
 
+    soak = sections["soak"]
+    assert soak["failed_chunks"] == 0 and soak["events"] > 0, soak.get("chunk_errors")
+    assert soak["up_stop"]["returncode"] == 0 and not soak["up_stop"]["killed"], soak["up_stop"]
+    assert soak["leftover_brokers"] == []
+    assert len(soak["trace"]) >= 5 and all(row[2] > 0 for row in soak["trace"])  # the broker is in the tree
+    assert all(abs(row[1] - (row[2] + row[3] + row[4])) < 0.3 for row in soak["trace"])  # total = the parts
+
     assert {t["name"] for t in doc["targets"]} == {"join throughput", "join vs ceiling", "freshness p99", "HTTP ingest",
-                                                   "panel queries", "worker memory"}
+                                                   "panel queries", "worker memory", "soak growth", "soak peak"}
     machine = doc["machine"]
     assert machine["nproc"] and machine["python"] and machine["packages"]["faust-streaming"]
     assert doc["source"]["path"] == str(REPO / "src")
     assert "targets" in proc.stdout  # the printed table
+    assert "soak trace" in proc.stdout
