@@ -7,6 +7,7 @@ DURATION ?= 60
 RATE ?= 40
 QUICK ?=
 SRC ?=
+ONLY ?=
 
 .PHONY: run test venv clean bench
 
@@ -25,9 +26,10 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 # `make bench`: the benchmark (README.md, "Benchmarks"); QUICK=1 is 10x smaller,
-# SRC=/path/to/src measures another source tree. Writes bench/results/<date>.json.
+# SRC=/path/to/src measures another source tree, ONLY=soak (comma-separated) some measurements.
+# Writes bench/results/<date>.json.
 bench: $(STAMP)
-	$(BIN)/python -m bench $(if $(QUICK),--quick) $(if $(SRC),--src $(SRC) --label $(notdir $(patsubst %/src,%,$(abspath $(SRC)))))
+	$(BIN)/python -m bench $(if $(QUICK),--quick) $(if $(ONLY),--only $(ONLY)) $(if $(SRC),--src $(SRC) --label $(notdir $(patsubst %/src,%,$(abspath $(SRC)))))
 
 clean:
 	rm -rf $(VENV) data .pytest_cache
