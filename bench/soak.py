@@ -464,7 +464,8 @@ async def run(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
         wh_rate = ((b["sent"] + b["receipts"]) - (a["sent"] + a["receipts"])) / (b["t"] - a["t"])
     result = {
         "seconds": traffic_s, "rate_messages_per_s": rate, "chunk_seconds": chunk_s, "chunks": len(chunks),
-        "failed_chunks": len(failed), "chunk_errors": failed[:5], "interval_s": interval,
+        "failed_chunks": len(failed), "chunk_errors": failed[:5],
+        "chunk_runs": [c.summary() for c in chunks], "interval_s": interval,
         "messages": messages, "events": events, "achieved_events_per_s": events / traffic_s if traffic_s else None,
         "achieved_is_lower_bound": bool(failed), "traffic_wall_s": wall_s,
         "warehouse_events_per_s": wh_rate, "warehouse": warehouse,
