@@ -10,6 +10,7 @@ import re
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -86,6 +87,22 @@ class Settings(BaseSettings):
         "Apache Kafka answers as soon as data arrives; the embedded Tansu answers only when this passes, so it is "
         "added to every hop's latency (faust's own value is 1.5 s).")
     sms_worker_web_port: int = 6066
+
+    # --- embedded mode (no KAFKA_BOOTSTRAP_SERVERS): durability and memory --------------------------
+    sms_journal_sync: Literal["NORMAL", "FULL"] = Field(
+        default="NORMAL", description="SQLite synchronous mode of the journal ($SMS_DATA_DIR/journal.sqlite3): NORMAL "
+        "survives a killed process, FULL also a power loss (an fsync per commit).")
+    sms_broker_max_memory_mb: int = Field(
+        default=320, ge=32, description="The embedded broker is rotated (replaced by an empty one, the join's pending "
+        "states carried over) once its resident memory passes this.")
+    sms_broker_rotate_min_seconds: float = Field(
+        default=60.0, ge=0, description="At least this long between two rotations of the embedded broker.")
+    sms_memory_budget_mb: int = Field(
+        default=1536, ge=256, description="Memory budget of `sms-analytics up` on embedded defaults (pipeline and "
+        "broker): the soak benchmark's target, and the sms_memory_budget_bytes metric.")
+    sms_journal_deadletter_days: float = Field(
+        default=30.0, gt=0, description="Dead letters stay in the journal this long (their only durable home in "
+        "embedded mode).")
 
     # --- provider pull feeds: each is on when its credentials are set ------------------------------
     sms_compensate_after: timedelta = Field(default=timedelta(minutes=10),

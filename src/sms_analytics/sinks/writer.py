@@ -131,9 +131,11 @@ class ClickHouseSink:
         # any duplicate.
         self._incarnation = uuid.uuid4().hex
         self._stopping = asyncio.Event()
+        self._final_round = True
         self._written_minutes: set[int] = set()  # rollup minutes of written rows, for the next round
         self._rollup_round_seconds = 0.0  # how long the last round took
         self._lag: dict[TopicPartition, int] = {}  # records on the broker not yet read, per partition
+        self.written: dict[TopicPartition, int] = {}  # next offset per partition: every row before it is written
         self.ready = False
 
     def _deliveries(self, record: Any) -> tuple[list[bytes], int]:
@@ -209,7 +211,10 @@ class ClickHouseSink:
             await self.flush()
             if rounds is not None:
                 await rounds  # ends after its current round (stopping is set)
-                await self._roll_up()
+                if self._final_round:
+                    await self._roll_up()
+                else:  # handed over: the next sink on the same Rollups recomputes them
+                    self.rollups.dirty |= self._written_minutes
         finally:
             self.ready = False
             if rounds is not None and not rounds.done():  # an error above: don't leave the round behind
@@ -220,7 +225,10 @@ class ClickHouseSink:
                 await asyncio.gather(self._inflight, return_exceptions=True)
             await self.consumer.stop()
 
-    def stop(self) -> None:
+    def stop(self, *, final_round: bool = True) -> None:
+        """Stop after writing everything read; final_round=False leaves the last rollup minutes
+        dirty in the Rollups object for the next sink (a quicker stop, when one follows)."""
+        self._final_round = final_round
         self._stopping.set()
 
     def _buffer(self, tp: TopicPartition, records: list[Any]) -> None:
@@ -271,6 +279,8 @@ class ClickHouseSink:
         for table, rows, count in batch.rows:
             token = hashlib.sha1(f"{self._incarnation}|{table.name}|{token_base}".encode()).hexdigest()
             await self._insert_with_retry(table, rows, count, token)
+        for tp, (_, last) in batch.pending.items():
+            self.written[tp] = max(self.written.get(tp, 0), last + 1)
         try:
             await self.consumer.commit({tp: last + 1 for tp, (_, last) in batch.pending.items()})
         except CommitFailedError as exc:  # rebalanced meanwhile: the rows are written, a replay is harmless
