@@ -182,7 +182,7 @@ async def test_a_send_before_a_rotation_joins_its_receipt_after_it(pipeline: Run
         assert status == 202, body
     await eventually(lambda: _count(pipeline, biz, "status = 'pending'", 20), timeout=30)
     rotations, pid = pipeline.broker.rotations, pipeline.broker.process.pid if pipeline.broker.process else None
-    await pipeline.rotate()
+    assert await pipeline.rotate(), "rotated"
     assert pipeline.broker.rotations == rotations + 1 and pipeline.broker.process is not None
     assert pipeline.broker.process.pid != pid
     snapshot = await pipeline.journal.load_snapshot()

@@ -33,7 +33,7 @@ from sms_analytics.sources.base import Identities
 from sms_analytics.sources.feeds.setup import build_feeds
 from sms_analytics.sources.http import Guards, Receiver
 from sms_analytics.sources.journal import Forwarder, Journal, JournaledPublisher
-from sms_analytics.sources.publisher import Publisher
+from sms_analytics.sources.publisher import Publisher, Publishes
 from sms_analytics.streams.alerts import Rules
 from sms_analytics.streams.app import Compensation, JoinStats, build_app, tune_gc
 from sms_analytics.streams.state import TABLE, MessageStateStore, changelog_topic, seed_changelog
@@ -62,7 +62,7 @@ class Runtime:
         self.join_stats: JoinStats | None = None
         self.sink: ClickHouseSink | None = None
         self._sink_task: asyncio.Task[None] | None = None
-        self.publisher: Publisher | JournaledPublisher | None = None
+        self.publisher: Publishes | None = None
         self._runners: list[web.AppRunner] = []
         self.receiver_url = ""
         self.query_url = ""
@@ -227,8 +227,7 @@ class Runtime:
             await self.publisher.stop()
         if self.forwarder is not None and self.broker is not None and self.broker.alive:
             try:  # a clean stop saves the stream's states: the next start has nothing to replay
-                await asyncio.wait_for(self._checkpoint(), DRAIN_SECONDS)
-                log.info("journal.checkpointed", snapshot_seq=self.journal.snapshot_seq if self.journal else None)
+                await self._checkpoint()
             except Exception as exc:
                 log.warning("journal.checkpoint_failed", error=f"{type(exc).__name__}: {exc}"[:300])
         if self.forwarder is not None:
@@ -270,44 +269,49 @@ class Runtime:
                     await self._recover()
                 elif (self.broker.resident_bytes > limit
                       and time.monotonic() - last_rotation >= s.sms_broker_rotate_min_seconds):
-                    await self.rotate()
+                    await self.rotate()  # postponed (False) while the stream cannot catch up: tried again later
                     last_rotation = time.monotonic()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # keep keeping: the next round tries again
                 log.exception("embedded_broker.keeper_failed", error=f"{type(exc).__name__}: {exc}"[:300])
 
-    async def rotate(self) -> None:
+    async def rotate(self) -> bool:
         """Replace the embedded broker by an empty one, carrying the join's pending states over
-        (`_checkpoint`). Receivers keep answering meanwhile (into the journal). If a step fails,
-        the runtime recovers from the previous snapshot instead (`_recover`)."""
+        (`_checkpoint`). Receivers keep answering meanwhile (into the journal). When the stream
+        cannot catch up in time, nothing is rotated (False) and the stream goes on."""
         assert self.forwarder is not None and self.broker is not None
         started = time.monotonic()
         before = self.broker.resident_bytes
         self._rotating = True
         try:
-            try:
-                seq, states, pruned = await self._checkpoint(final_round=False)
-            except Exception as exc:
-                log.error("embedded_broker.rotation_failed", error=f"{type(exc).__name__}: {exc}"[:300])
-                await self._recover()
-                return
+            point = await self._checkpoint(final_round=False)
+            if point is None:
+                return False
+            seq, states, pruned = point
             await self.forwarder.stop()
             await self.broker.restart()
             self.broker.rotations += 1
             await self._resume({p: [(k, v) for k, _, v in group] for p, group in _by_partition(states).items()})
+        except Exception as exc:  # the broker or a restart failed: start again from the snapshot
+            log.error("embedded_broker.rotation_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+            await self._recover()
+            return False
         finally:
             self._rotating = False
         log.info("embedded_broker.rotated", seconds=round(time.monotonic() - started, 2), snapshot_seq=seq,
                  states=len(states), pruned=pruned, broker_mib_before=before >> 20)
+        return True
 
-    async def _checkpoint(self, *, final_round: bool = True) -> tuple[int, list[tuple[str, int, bytes]], int]:
+    async def _checkpoint(self, *, final_round: bool = True) -> tuple[int, list[tuple[str, int, bytes]], int] | None:
         """Stop the stream at a point of the journal and save its states there.
 
         The forwarder stops at journal row P; once the worker has joined every record up to P and
         the sink has written everything the worker produced, the worker's states are exactly the
         states after P: they become the journal's snapshot, and the rows up to P are pruned. The
-        worker and the sink are stopped; returns (P, states, rows pruned)."""
+        worker and the sink are then stopped; returns (P, states, rows pruned). If the worker or
+        the sink does not catch up within DRAIN_SECONDS, forwarding resumes and None is returned:
+        nothing was stopped."""
         assert self.journal is not None and self.forwarder is not None
         phases = _Phases()
         seq = await self.forwarder.pause()
@@ -315,16 +319,21 @@ class Runtime:
         assert stats is not None and app is not None and sink is not None
         forwarded = dict(self.forwarder.produced.offsets)
         phases.done("forwarder")
-        await _until(lambda: _reached(stats.positions, forwarded, (topics.SENDS, topics.RECEIPTS)),
-                     DRAIN_SECONDS, "the worker to join every forwarded record")
-        phases.done("join")
+        try:
+            await _until(lambda: _reached(stats.positions, forwarded, (topics.SENDS, topics.RECEIPTS)),
+                         DRAIN_SECONDS, "the worker to join every forwarded record")
+            phases.done("join")
+            produced = {**forwarded, **stats.produced}
+            await _until(lambda: _reached(_offsets(sink.written), produced, SINK_TOPICS),
+                         DRAIN_SECONDS, "the sink to write every delivery")
+            phases.done("sink")
+        except TimeoutError as exc:
+            self.forwarder.resume()
+            log.warning("journal.checkpoint_postponed", reason=str(exc), **phases.seconds)
+            return None
         await app.stop()
         states = self._state_rows()
         phases.done("worker_stop")
-        produced = {**forwarded, **stats.produced}
-        await _until(lambda: _reached(_offsets(sink.written), produced, SINK_TOPICS),
-                     DRAIN_SECONDS, "the sink to write every delivery")
-        phases.done("sink")
         await self._stop_sink(flush=True, final_round=final_round)
         phases.done("sink_stop")
         pruned = await self.journal.save_snapshot(seq, states, keep_dead_letters_ms=self._keep_dead_letters_ms)

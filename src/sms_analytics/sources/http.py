@@ -33,7 +33,7 @@ from sms_analytics.sources.base import INTERNAL_ERROR, BadBody, Identities, Pars
 from sms_analytics.sources.kx import Kx
 from sms_analytics.sources.normalized import parse_sends
 from sms_analytics.sources.provider import Answers, Provider, Reply, json_reply, too_many_records
-from sms_analytics.sources.publisher import BrokerUnavailable, Publisher
+from sms_analytics.sources.publisher import BrokerUnavailable, Publishes
 from sms_analytics.sources.tencent import Tencent
 
 log = structlog.get_logger(__name__)
@@ -116,7 +116,7 @@ class _ApiAnswers:
 
 
 class Receiver:
-    def __init__(self, publisher: Publisher, ids: Identities, *, token: str | None, max_body: int,
+    def __init__(self, publisher: Publishes, ids: Identities, *, token: str | None, max_body: int,
                  max_records: int, readiness: Readiness, guards: Guards | None = None) -> None:
         """`guards` unset: read from the process settings (`get_settings()`, the environment)."""
         self.publisher = publisher

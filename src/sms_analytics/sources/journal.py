@@ -373,7 +373,6 @@ class Forwarder:
         self._paused = asyncio.Event()  # set: no new round starts
         self._idle = asyncio.Event()  # set: no round in progress
         self._idle.set()
-        self._stopping = False
         self._producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -392,7 +391,6 @@ class Forwarder:
                                     max_request_size=8 * 1024 * 1024, max_batch_size=2 * 1024 * 1024)
         await producer.start()
         self._producer = producer
-        self._stopping = False
         self._paused.clear()
         self._task = asyncio.create_task(self._run(), name="journal-forwarder")
         self._wake.set()
@@ -405,8 +403,15 @@ class Forwarder:
         await self._idle.wait()
         return self.cursor
 
+    def resume(self) -> None:
+        """Forward again after `pause`, to the same broker."""
+        if self._producer is None or (self._task is not None and not self._task.done()):
+            return
+        self._paused.clear()
+        self._task = asyncio.create_task(self._run(), name="journal-forwarder")
+        self._wake.set()
+
     async def stop(self) -> None:
-        self._stopping = True
         self._paused.set()
         self._wake.set()
         if self._task is not None:
@@ -462,7 +467,7 @@ class Forwarder:
             partition = None if record.partition == ANY_PARTITION else record.partition
             pending.append((record, await producer.send(record.topic, key=record.key, value=record.value,
                                                         partition=partition, headers=headers or None)))
-        for record, ack in pending:
+        for _, ack in pending:
             meta = await ack
             self.produced.note(meta.topic, meta.partition, meta.offset)
         self.cursor = self.journal.forwarded_seq = rows[-1].seq

@@ -14,7 +14,7 @@ import asyncio
 import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any, Awaitable, Callable, Protocol, Sequence
 
 import msgspec
 import structlog
@@ -32,6 +32,22 @@ log = structlog.get_logger(__name__)
 
 class BrokerUnavailable(RuntimeError):
     pass
+
+
+class Publishes(Protocol):
+    """What the receivers and feeds publish through: `Publisher` (straight to Kafka) or, in the
+    embedded mode, `journal.JournaledPublisher` (to the journal, forwarded from there). Both answer
+    only once the push is stored, and raise BrokerUnavailable (answered 503) when it is not."""
+
+    ready: bool
+
+    async def start(self, *, wait: bool = True) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def publish(self, events: Sequence[Event], rejected: Sequence[Rejected], endpoint: str) -> None: ...
+
+    async def dead_letter(self, raw: bytes, reason: str, endpoint: str, index: int = -1) -> None: ...
 
 
 def route(event: Event) -> tuple[str, bytes]:
