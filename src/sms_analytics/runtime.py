@@ -80,6 +80,7 @@ class Runtime:
             await asyncio.to_thread(self.warehouse.open)
             await asyncio.to_thread(self.warehouse.migrate)
             await asyncio.to_thread(self.warehouse.apply_views, int(s.sms_expire_after.total_seconds()))
+            await asyncio.to_thread(self.warehouse.apply_retention, s.sms_retention_days, s.sms_rollup_retention_days)
             await asyncio.to_thread(error_codes.load, self.warehouse)
             await asyncio.to_thread(template_names.load, self.warehouse, s.sms_template_names)
         if self.parts.worker:
@@ -102,7 +103,7 @@ class Runtime:
             self.sink = ClickHouseSink(
                 self.warehouse, self.bootstrap, group=f"{s.sms_app_id}-sink", batch_rows=s.sms_sink_batch_rows,
                 flush_seconds=s.sms_sink_flush_seconds, store_raw_phone=s.sms_store_raw_phone,
-                rollups=Rollups(self.warehouse, int(s.sms_expire_after.total_seconds())),
+                rollups=Rollups(self.warehouse, int(s.sms_expire_after.total_seconds()), s.sms_retention_days),
                 rollup_seconds=s.sms_rollup_seconds, fetch_max_wait_ms=s.kafka_fetch_max_wait_ms,
             )
             self._sink_task = asyncio.create_task(self.sink.run(), name="clickhouse-sink")
