@@ -96,10 +96,11 @@ class Runtime:
             await asyncio.to_thread(self.warehouse.open)
             await asyncio.to_thread(self.warehouse.migrate)
             await asyncio.to_thread(self.warehouse.apply_views, int(s.sms_expire_after.total_seconds()))
+            await asyncio.to_thread(self.warehouse.apply_retention, s.sms_retention_days, s.sms_rollup_retention_days)
             await asyncio.to_thread(error_codes.load, self.warehouse)
             await asyncio.to_thread(template_names.load, self.warehouse, s.sms_template_names)
             if self.parts.sink:
-                self.rollups = Rollups(self.warehouse, int(s.sms_expire_after.total_seconds()))
+                self.rollups = Rollups(self.warehouse, int(s.sms_expire_after.total_seconds()), s.sms_retention_days)
         if self.journal is not None:
             await self._seed_changelog(await self.journal.load_snapshot())
         if self.parts.worker:

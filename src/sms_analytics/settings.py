@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -70,6 +70,18 @@ class Settings(BaseSettings):
     sms_expire_after: timedelta = Field(
         default=timedelta(hours=72),
         description="No final receipt within this long after sent_at: expired (seconds or ISO-8601, e.g. PT72H).",
+    )
+
+    # --- warehouse retention (TTLs, applied at every start: sinks/retention.sql) ------------------
+    sms_retention_days: int = Field(
+        default=90, ge=1, le=10_000,
+        description="Days the warehouse keeps what is per message: message parts (counted from the later of the "
+        "send and the write), replies and the undelivered messages of the panels. Rollups of their minutes stay.",
+    )
+    sms_rollup_retention_days: int = Field(
+        default=730, ge=2, le=10_000,
+        description="Days the warehouse keeps rollups (every level, error codes), alerts and provider statistics "
+        "and balances; more than SMS_RETENTION_DAYS.",
     )
 
     # --- stream / sink tuning --------------------------------------------------------------------
@@ -143,6 +155,18 @@ class Settings(BaseSettings):
         if isinstance(value, str) and re.fullmatch(r"\s*\d+(\.\d*)?\s*", value):
             return float(value)
         return value
+
+    @model_validator(mode="after")
+    def _retention(self) -> "Settings":
+        # A recompute rebuilds the day bucket of a minute from the minute rollups of that whole day, the
+        # oldest a day older than the minute; and a pending message's minute is recomputed when it expires.
+        if self.sms_rollup_retention_days <= self.sms_retention_days:
+            raise ValueError("SMS_ROLLUP_RETENTION_DAYS must be more than SMS_RETENTION_DAYS "
+                             f"({self.sms_rollup_retention_days} <= {self.sms_retention_days})")
+        if timedelta(days=self.sms_retention_days) < self.sms_expire_after + timedelta(days=1):
+            raise ValueError("SMS_RETENTION_DAYS must be at least a day longer than SMS_EXPIRE_AFTER "
+                             f"({self.sms_retention_days} days, {self.sms_expire_after})")
+        return self
 
     @property
     def warehouse_url(self) -> str:
