@@ -20,10 +20,12 @@ from aiohttp import web
 from sms_analytics.broker.admin import ensure_topics
 from sms_analytics.broker.embedded import EmbeddedBroker
 from sms_analytics.model.phone import PhoneHasher, load_or_create_key
+from sms_analytics.observability.health import Verdict, runtime_verdict
+from sms_analytics.observability.metrics import Metrics
 from sms_analytics.settings import Settings
 from sms_analytics.sinks import error_codes
 from sms_analytics.sinks import template_names
-from sms_analytics.sinks.query_api import query_app
+from sms_analytics.sinks.query_api import ops_app, query_app
 from sms_analytics.sinks.rollups import Rollups
 from sms_analytics.sinks.warehouse import Warehouse
 from sms_analytics.sinks.writer import ClickHouseSink
@@ -64,6 +66,8 @@ class Runtime:
         self._feed_tasks: list[asyncio.Task[None]] = []
         self._feeds_stop = asyncio.Event()
         self._feed_clients: list[Any] = []
+        self.metrics = Metrics(self)  # served on /metrics (observability/metrics.py)
+        self.ops_url = ""  # /healthz and /metrics of a process with neither receiver nor query endpoint
 
     # --- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -120,14 +124,19 @@ class Runtime:
                 self.publisher, ids, token=s.callback_token,
                 max_body=s.sms_max_body_bytes, max_records=s.sms_max_records_per_push, readiness=self.readiness,
                 guards=Guards.from_settings(s),
+                metrics=self.metrics.exposition, health=self.health,
             )
             port = await self._serve(receiver.app(), s.sms_http_host, s.sms_http_port)
             self.receiver_url = f"http://{_client_host(s.sms_http_host)}:{port}"
             self.feeds, self._feed_clients = build_feeds(s, ids, self.publisher.publish, self.bootstrap)
             self._feed_tasks = [asyncio.create_task(f.run(self._feeds_stop), name=f"feed:{f.name}") for f in self.feeds]
         if self.parts.query and self.warehouse is not None:
-            port = await self._serve(query_app(self.warehouse, self.readiness), s.sms_query_host, s.sms_query_port)
+            port = await self._serve(query_app(self.warehouse, self.readiness, metrics=self.metrics.exposition,
+                                               health=self.health), s.sms_query_host, s.sms_query_port)
             self.query_url = f"http://{_client_host(s.sms_query_host)}:{port}"
+        if not self.receiver_url and not self.query_url:  # e.g. `worker --no-sink`: still /healthz and /metrics
+            port = await self._serve(ops_app(self.health, self.metrics.exposition), s.sms_query_host, s.sms_query_port)
+            self.ops_url = f"http://{_client_host(s.sms_query_host)}:{port}"
         log.info("runtime.started", bootstrap=self.bootstrap, receiver=self.receiver_url or None,
                  query=self.query_url or None, warehouse=_redact(s.warehouse_url))
 
@@ -152,6 +161,10 @@ class Runtime:
         if self.parts.receiver:
             out["broker"] = bool(self.publisher and self.publisher.ready)
         return out
+
+    def health(self) -> Verdict:
+        """What /healthz answers: readiness, and the sink's lag against SMS_HEALTH_MAX_SINK_LAG_SECONDS."""
+        return runtime_verdict(self)
 
     def worker_ready(self) -> bool:
         app = self.app

@@ -87,6 +87,11 @@ class Settings(BaseSettings):
         "added to every hop's latency (faust's own value is 1.5 s).")
     sms_worker_web_port: int = 6066
 
+    # --- health ----------------------------------------------------------------------------------
+    sms_health_max_sink_lag_seconds: float = Field(
+        default=300.0, gt=0, description="/healthz answers 503 while the sink's oldest unwritten row is older "
+        "than this (seconds since the record was produced).")
+
     # --- provider pull feeds: each is on when its credentials are set ------------------------------
     sms_compensate_after: timedelta = Field(default=timedelta(minutes=10),
                                             description="Ask the provider about messages pending this long.")
