@@ -85,7 +85,7 @@ class PipelineCollector(Collector):
         for part in parts:
             try:
                 yield from part
-            except Exception as exc:  # a scrape must never fail: a family that cannot be read is left out
+            except Exception as exc:  # noqa: BLE001 - a scrape must never fail: an unreadable family is left out
                 log.warning("metrics.collect_failed", error=f"{type(exc).__name__}: {str(exc)[:200]}")
 
 
@@ -143,14 +143,11 @@ def worker_positions(app: Any) -> dict[Any, tuple[int | None, int | None]]:
         assigned = [tp for tp in consumer.assignment() if tp.topic in WORKER_TOPICS]
         kafka = consumer._thread._ensure_consumer()
         states = kafka._subscription.subscription.assignment
-    except Exception:  # not started or rebalancing: nothing assigned to report
+    except Exception:  # noqa: BLE001 - not started or rebalancing: nothing assigned to report
         return {}
     out: dict[Any, tuple[int | None, int | None]] = {}
     for tp in assigned:
-        try:
-            state = states.state_value(tp)
-        except Exception:
-            continue
+        state = states.state_value(tp)
         if state is None:
             continue
         read = consumer._read_offset.get(tp)

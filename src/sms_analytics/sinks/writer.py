@@ -285,7 +285,7 @@ class ClickHouseSink:
             for tp in self.consumer.assignment():
                 state = assignment.state_value(tp)
                 out[tp] = (state.highwater, state.position if state.has_valid_position else None)
-        except Exception:  # not started, or rebalancing: nothing assigned to report
+        except Exception:  # noqa: BLE001 - not started, or rebalancing: nothing assigned to report
             return {}
         return out
 
