@@ -443,3 +443,35 @@ async def test_a_worker_alone_serves_health_and_metrics(tmp_path: Path) -> None:
     assert {dict(k)["topic"] for k in lag} == {topics.SENDS, topics.RECEIPTS}
     assert value(samples, "sms_embedded_broker_resident_bytes") > 1_000_000
     assert value(samples, "sms_sink_rows_written_total") is None
+
+
+def test_an_unstarted_runtime_scrapes_and_mns_consumers_are_counted(tmp_path: Path) -> None:
+    """A scrape before start (or after a failed one) never raises; the Alibaba MNS consumers among the
+    feeds are exported from their MnsStats."""
+    from prometheus_client import generate_latest
+
+    from sms_analytics.observability.metrics import MNS_FAMILIES
+    from sms_analytics.sources.aliyun_mns import MnsConsumer
+
+    async def publish(*_: Any) -> None:
+        return None
+
+    runtime = Runtime(pipeline_settings(tmp_path))
+    consumer = MnsConsumer(endpoint="http://127.0.0.1:9", access_id="id", access_key="key", queue="q",
+                           kind="SmsReport", publish=publish, parse=lambda doc, now: None)  # type: ignore[arg-type]
+    consumer.stats.polls, consumer.stats.empty, consumer.stats.received, consumer.stats.events = 5, 2, 7, 9
+    consumer.stats.rejected, consumer.stats.errors, consumer.stats.backoff = 1, 3, 2.5
+    runtime.feeds = [consumer]
+    text = generate_latest(runtime.metrics.registry).decode()
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    feed = "aliyun.mns.SmsReport"
+    assert value(samples, "sms_mns_polls_total", feed=feed, outcome="messages") == 3
+    assert value(samples, "sms_mns_messages_total", feed=feed, outcome="received") == 7
+    assert (value(samples, "sms_mns_events_total", feed=feed), value(samples, "sms_mns_rejected_total", feed=feed)) == (9, 1)
+    assert (value(samples, "sms_mns_errors_total", feed=feed), value(samples, "sms_mns_backoff_seconds", feed=feed)) == (3, 2.5)
+    assert set(MNS_FAMILIES) <= names(text)
+    assert value(samples, "sms_health_ok") == 0  # nothing started
+    assert value(samples, "sms_join_events_total") is None and value(samples, "sms_sink_rows_written_total") is None

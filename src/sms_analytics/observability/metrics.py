@@ -49,6 +49,9 @@ FAMILIES = (
     "sms_journal_rows", "sms_journal_unforwarded_rows",
     "sms_embedded_broker_resident_bytes", "sms_embedded_broker_rotations_total",
 )
+# Families of parts a test pipeline does not run (the Alibaba MNS consumers need MNS queues).
+MNS_FAMILIES = ("sms_mns_polls_total", "sms_mns_messages_total", "sms_mns_events_total", "sms_mns_rejected_total",
+                "sms_mns_errors_total", "sms_mns_backoff_seconds")
 
 
 class Metrics:
@@ -82,6 +85,7 @@ class PipelineCollector(Collector):
         parts.append(_journal(getattr(rt, "journal", None)))
         if rt.broker is not None:
             parts.append(_broker(rt.broker))
+        parts.append(_mns(rt.feeds))
         for part in parts:
             try:
                 yield from part
@@ -257,3 +261,33 @@ def _broker(broker: Any) -> Iterator[Metric]:
                      "(Tansu keeps every topic in memory)", rss)
     yield _counter("sms_embedded_broker_rotations_total", "Times the embedded broker was replaced by a fresh one",
                    float(getattr(broker, "rotations", 0) or 0))
+
+
+# --- Alibaba MNS consumers (sources/aliyun_mns.py) ----------------------------------------------------------
+
+def _mns(feeds: Iterable[Any]) -> Iterator[Metric]:
+    """The MNS queue consumers among the feeds (the pull feeds export sms_feed_* themselves)."""
+    consumers = [f for f in feeds if type(getattr(f, "stats", None)).__name__ == "MnsStats"]
+    if not consumers:
+        return
+    polls = CounterMetricFamily("sms_mns_polls", "BatchReceiveMessage calls answered, with messages or empty",
+                                labels=["feed", "outcome"])
+    messages = CounterMetricFamily("sms_mns_messages", "Queue messages received (redeliveries included), deleted, "
+                                   "or whose delete MNS refused (they come back)", labels=["feed", "outcome"])
+    events = CounterMetricFamily("sms_mns_events", "Events published from queue messages", labels=["feed"])
+    rejected = CounterMetricFamily("sms_mns_rejected", "Records dead-lettered from queue messages", labels=["feed"])
+    errors = CounterMetricFamily("sms_mns_errors", "Failed consumer iterations (credentials, receive, publish, "
+                                 "delete)", labels=["feed"])
+    backoff = GaugeMetricFamily("sms_mns_backoff_seconds", "The consumer's current backoff; 0 after a success",
+                                labels=["feed"])
+    for feed in consumers:
+        st, name = feed.stats, str(feed.name)
+        polls.add_metric([name, "messages"], float(st.polls - st.empty))
+        polls.add_metric([name, "empty"], float(st.empty))
+        for outcome, n in (("received", st.received), ("deleted", st.deleted), ("delete_failed", st.delete_failed)):
+            messages.add_metric([name, outcome], float(n))
+        events.add_metric([name], float(st.events))
+        rejected.add_metric([name], float(st.rejected))
+        errors.add_metric([name], float(st.errors))
+        backoff.add_metric([name], float(st.backoff))
+    yield from (polls, messages, events, rejected, errors, backoff)
