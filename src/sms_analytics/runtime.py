@@ -22,10 +22,12 @@ from sms_analytics.broker.admin import ensure_topics
 from sms_analytics.broker.embedded import EmbeddedBroker
 from sms_analytics.model import topics
 from sms_analytics.model.phone import PhoneHasher, load_or_create_key
+from sms_analytics.observability.health import Verdict, runtime_verdict
+from sms_analytics.observability.metrics import Metrics
 from sms_analytics.settings import Settings
 from sms_analytics.sinks import error_codes
 from sms_analytics.sinks import template_names
-from sms_analytics.sinks.query_api import query_app
+from sms_analytics.sinks.query_api import ops_app, query_app
 from sms_analytics.sinks.rollups import Rollups
 from sms_analytics.sinks.warehouse import Warehouse
 from sms_analytics.sinks.writer import ClickHouseSink
@@ -75,6 +77,8 @@ class Runtime:
         self.forwarder: Forwarder | None = None
         self._keeper: asyncio.Task[None] | None = None
         self._rotating = False  # a planned pause of the worker: still ready
+        self.metrics = Metrics(self)  # served on /metrics (observability/metrics.py)
+        self.ops_url = ""  # /healthz and /metrics of a process with neither receiver nor query endpoint
 
     # --- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -111,8 +115,12 @@ class Runtime:
         if self.parts.receiver:
             await self._start_receiver(receiver_only)
         if self.parts.query and self.warehouse is not None:
-            port = await self._serve(query_app(self.warehouse, self.readiness), s.sms_query_host, s.sms_query_port)
+            port = await self._serve(query_app(self.warehouse, self.readiness, metrics=self.metrics.exposition,
+                                               health=self.health), s.sms_query_host, s.sms_query_port)
             self.query_url = f"http://{_client_host(s.sms_query_host)}:{port}"
+        if not self.receiver_url and not self.query_url:  # e.g. `worker --no-sink`: still /healthz and /metrics
+            port = await self._serve(ops_app(self.health, self.metrics.exposition), s.sms_query_host, s.sms_query_port)
+            self.ops_url = f"http://{_client_host(s.sms_query_host)}:{port}"
         if self.journal is not None:
             self._keeper = asyncio.create_task(self._keep_broker(), name="embedded-broker-keeper")
         log.info("runtime.started", bootstrap=self.bootstrap, receiver=self.receiver_url or None,
@@ -142,11 +150,14 @@ class Runtime:
     def _start_sink(self) -> None:
         s = self.settings
         assert self.warehouse is not None
+        previous = self.sink
         self.sink = ClickHouseSink(
             self.warehouse, self.bootstrap, group=f"{s.sms_app_id}-sink", batch_rows=s.sms_sink_batch_rows,
             flush_seconds=s.sms_sink_flush_seconds, store_raw_phone=s.sms_store_raw_phone,
             rollups=self.rollups, rollup_seconds=s.sms_rollup_seconds, fetch_max_wait_ms=s.kafka_fetch_max_wait_ms,
         )
+        if previous is not None:  # a new broker (rotation): the counts go on
+            self.sink.stats = previous.stats
         self._sink_task = asyncio.create_task(self.sink.run(), name="clickhouse-sink")
 
     async def _start_receiver(self, receiver_only: bool) -> None:
@@ -168,6 +179,7 @@ class Runtime:
             self.publisher, ids, token=s.callback_token,
             max_body=s.sms_max_body_bytes, max_records=s.sms_max_records_per_push, readiness=self.readiness,
             guards=Guards.from_settings(s),
+            metrics=self.metrics.exposition, health=self.health,
         )
         port = await self._serve(receiver.app(), s.sms_http_host, s.sms_http_port)
         self.receiver_url = f"http://{_client_host(s.sms_http_host)}:{port}"
@@ -195,6 +207,10 @@ class Runtime:
         if self.parts.receiver:
             out["broker"] = bool(self.publisher and self.publisher.ready)
         return out
+
+    def health(self) -> Verdict:
+        """What /healthz answers: readiness, and the sink's lag against SMS_HEALTH_MAX_SINK_LAG_SECONDS."""
+        return runtime_verdict(self)
 
     def worker_ready(self) -> bool:
         app = self.app

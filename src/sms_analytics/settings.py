@@ -115,6 +115,10 @@ class Settings(BaseSettings):
     sms_journal_deadletter_days: float = Field(
         default=30.0, gt=0, description="Dead letters stay in the journal this long (their only durable home in "
         "embedded mode).")
+    # --- health ----------------------------------------------------------------------------------
+    sms_health_max_sink_lag_seconds: float = Field(
+        default=300.0, gt=0, description="/healthz answers 503 while the sink's oldest unwritten row is older "
+        "than this (seconds since the record was produced).")
 
     # --- provider pull feeds: each is on when its credentials are set ------------------------------
     sms_compensate_after: timedelta = Field(default=timedelta(minutes=10),

@@ -38,6 +38,7 @@ from aiokafka import AIOKafkaProducer
 from sms_analytics.model import topics
 from sms_analytics.model.events import ReplyEvent, encode
 from sms_analytics.model.times import now_ms
+from sms_analytics.observability.deadletters import DeadLetters
 from sms_analytics.sources.base import Event, Rejected
 from sms_analytics.sources.publisher import (
     BATCHED, MAX_BATCH_EVENTS, BrokerUnavailable, partition_of, route,
@@ -293,6 +294,7 @@ class JournaledPublisher:
         self.journal = journal
         self.forwarder = forwarder
         self.ready = False
+        self.dead_letters = DeadLetters()  # journaled dead letters per endpoint and reason class
 
     async def start(self, *, wait: bool = True) -> None:
         self.ready = True
@@ -302,9 +304,12 @@ class JournaledPublisher:
 
     async def publish(self, events: Sequence[Event], rejected: Sequence[Rejected], endpoint: str) -> None:
         await self._append(rows_of(events, rejected, endpoint, self.journal.partitions), endpoint)
+        for r in rejected:
+            self.dead_letters.count(endpoint, r.reason)
 
     async def dead_letter(self, raw: bytes, reason: str, endpoint: str, index: int = -1) -> None:
         await self._append([dead_letter_row(raw, reason, endpoint, index)], endpoint)
+        self.dead_letters.count(endpoint, reason)
 
     async def _append(self, rows: list[Row], endpoint: str) -> None:
         if not self.ready:

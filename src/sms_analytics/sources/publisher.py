@@ -25,6 +25,7 @@ from sms_analytics.model.events import (
     ProviderBalance, ProviderStats, ReceiptEvent, ReplyEvent, SendEvent, encode, encode_batch,
 )
 from sms_analytics.model.times import now_ms
+from sms_analytics.observability.deadletters import DeadLetters
 from sms_analytics.sources.base import Event, Rejected
 
 log = structlog.get_logger(__name__)
@@ -127,6 +128,7 @@ class Publisher:
         self._connector: asyncio.Task[None] | None = None
         self._partition_counts: dict[str, int] = {}
         self.ready = False
+        self.dead_letters = DeadLetters()  # acknowledged dead letters per endpoint and reason class
 
     def _new_producer(self) -> AIOKafkaProducer:
         return AIOKafkaProducer(
@@ -271,5 +273,7 @@ class Publisher:
             ("index", str(index).encode()),
             ("received_at_ms", str(now_ms()).encode()),
         ]
-        return await self._connected().send(topics.DEADLETTER, value=raw, headers=headers)
+        future = await self._connected().send(topics.DEADLETTER, value=raw, headers=headers)
+        self.dead_letters.watch(future, endpoint, reason)
+        return future
 
