@@ -306,8 +306,11 @@ class Runtime:
             if point is None:
                 return False
             seq, states, pruned = point
+            closing = self.sink.closing if self.sink is not None else None
             await self.forwarder.stop()
             await self.broker.restart()
+            if closing is not None:
+                await asyncio.wait([closing], timeout=STOP_SECONDS)
             self.broker.rotations += 1
             await self._resume({p: [(k, v) for k, _, v in group] for p, group in _by_partition(states).items()})
         except Exception as exc:  # the broker or a restart failed: start again from the snapshot

@@ -138,6 +138,7 @@ class ClickHouseSink:
         self._incarnation = uuid.uuid4().hex
         self._stopping = asyncio.Event()
         self._final_round = True
+        self.closing: asyncio.Task[None] | None = None  # the consumer's stop, when left to finish later
         self._written_minutes: set[int] = set()  # rollup minutes of written rows, for the next round
         self._rollup_round_seconds = 0.0  # how long the last round took
         self._lag: dict[TopicPartition, int] = {}  # records on the broker not yet read, per partition
@@ -237,11 +238,15 @@ class ClickHouseSink:
             if self._inflight is not None and not self._inflight.done():
                 self._inflight.cancel()  # stopped abruptly: its offsets are not committed, a replay rewrites it
                 await asyncio.gather(self._inflight, return_exceptions=True)
-            await self.consumer.stop()
+            if self._final_round:
+                await self.consumer.stop()
+            else:  # a broker rotation follows: leaving the group there only waits on a broker about to go
+                self.closing = asyncio.create_task(self.consumer.stop(), name="sink-consumer-stop")
 
     def stop(self, *, final_round: bool = True) -> None:
-        """Stop after writing everything read; final_round=False leaves the last rollup minutes
-        dirty in the Rollups object for the next sink (a quicker stop, when one follows)."""
+        """Stop after writing everything read; final_round=False (a broker rotation follows) leaves the
+        last rollup minutes dirty in the Rollups object for the next sink, and the consumer's stop
+        running in `closing`."""
         self._final_round = final_round
         self._stopping.set()
 
