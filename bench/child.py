@@ -7,6 +7,8 @@ Roles (the same Runtime and Parts as `sms-analytics worker|receiver`):
   sink       the ClickHouse sink and the query endpoint (`sms-analytics sink`): the join run's sink,
              which watches for the end of the run, reading the worker's status file (--join-status)
   receiver   the HTTP receiver alone (`sms-analytics receiver`)
+  up         everything in one process (`sms-analytics up`); without KAFKA_BOOTSTRAP_SERVERS it
+             starts the embedded broker and journals its input
 
 Configuration comes from the environment (KAFKA_BOOTSTRAP_SERVERS, SMS_DATA_DIR, ...). Every 0.1 s
 the process writes its state to the status file: readiness, URLs, the join's JoinStats, the
@@ -62,6 +64,7 @@ class Child:
             "join-only": Parts(receiver=False, worker=True, sink=False, query=False),
             "sink": Parts(receiver=False, worker=False, sink=True, query=True),
             "receiver": Parts(receiver=True, worker=False, sink=False, query=False),
+            "up": Parts(),  # `sms-analytics up`: everything; with no bootstrap, the embedded broker and journal
         }[role]
         self.runtime: Any = None
         self.state: dict[str, Any] = {"role": role, "pid": os.getpid(), "phase": "starting", "ready": False}

@@ -83,18 +83,23 @@ class Tracker:
             await asyncio.sleep(max(0.0, POLL_INTERVAL_S - (time.monotonic() - started)))
 
 
-async def run(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
+async def run(cfg: dict[str, Any], work: Path, mode: str = "split") -> dict[str, Any]:
+    """mode "split": receiver and worker processes on an external broker (as deployed with Kafka);
+    "up": one `sms-analytics up` process on embedded defaults (its own broker, the journal)."""
     import aiohttp
 
     from sms_analytics.model.phone import PhoneHasher
 
     rate = cfg["freshness_rate"]
     duration = cfg["freshness_seconds"]
-    broker = await start_broker(cfg["partitions"])
+    broker = await start_broker(cfg["partitions"]) if mode == "split" else None
     worker = receiver = None
     try:
-        worker = Component("worker", work, broker.bootstrap, name="fresh-worker").start()
-        receiver = Component("receiver", work, broker.bootstrap, name="fresh-receiver").start()
+        if broker is None:
+            worker = receiver = Component("up", work, "", name="fresh-up").start()
+        else:
+            worker = Component("worker", work, broker.bootstrap, name="fresh-worker").start()
+            receiver = Component("receiver", work, broker.bootstrap, name="fresh-receiver").start()
         wstatus = await worker.wait_ready()
         rstatus = await receiver.wait_ready()
         hasher = PhoneHasher(HASH_KEY.encode())
@@ -175,11 +180,12 @@ async def run(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
             "poll_p50_ms": (percentile(tracker.poll_seconds, 50) or 0) * 1000,
             "worker_cpu_seconds": cpu_w, "receiver_cpu_seconds": cpu_r,
             "join_stats": worker.status().get("join", {}), "sink": worker.status().get("sink", {}),
-            "src": worker.status().get("src"),
+            "src": worker.status().get("src"), "mode": mode,
         }
-        log(f"freshness: p50 {result['p50_s']}, p99 {result['p99_s']} s over {len(tracker.accepted)} samples "
+        log(f"freshness ({mode}): p50 {result['p50_s']}, p99 {result['p99_s']} s over {len(tracker.accepted)} samples "
             f"({missing} missing), achieved {achieved or 0:,.0f} events/s")
         return {"freshness": result}
     finally:
-        await stop_all(receiver, worker)
-        broker.stop()
+        await stop_all(receiver, worker if worker is not receiver else None)
+        if broker is not None:
+            broker.stop()

@@ -25,15 +25,21 @@ DISTINCT_BODIES = 60
 WARMUP_REQUESTS = 30
 
 
-async def run(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
+async def run(cfg: dict[str, Any], work: Path, mode: str = "receiver") -> dict[str, Any]:
+    """mode "receiver": the receiver alone on an external broker (answers once the broker acked);
+    "up": one `sms-analytics up` process on embedded defaults (answers once the journal committed;
+    the same process also joins and writes what it takes in)."""
     import aiohttp
 
     requests = cfg["ingest_requests"]
     concurrency = cfg["ingest_concurrency"]
-    broker = await start_broker(cfg["partitions"])
+    broker = await start_broker(cfg["partitions"]) if mode == "receiver" else None
     receiver: Component | None = None
     try:
-        receiver = Component("receiver", work, broker.bootstrap, name="ingest-receiver").start()
+        if broker is None:
+            receiver = Component("up", work, "", name="ingest-up").start()
+        else:
+            receiver = Component("receiver", work, broker.bootstrap, name="ingest-receiver").start()
         status = await receiver.wait_ready()
         url = status["receiver_url"]
         bodies = Bodies(SEED + 2)
@@ -59,13 +65,14 @@ async def run(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
             "receipts_per_s": receipts / wall, "receiver_cpu_seconds": cpu,
             "receipts_per_cpu_s": receipts / cpu if cpu > 0 else None,
             "p50_ms": percentile(ms, 50), "p99_ms": percentile(ms, 99), "max_ms": max(ms) if ms else None,
-            "src": receiver.status().get("src"),
+            "src": receiver.status().get("src"), "mode": mode,
         }
         log(f"ingest: {result['receipts_per_s']:,.0f} receipts/s, p99 {result['p99_ms']:.1f} ms")
         return {"ingest": result}
     finally:
         await stop_all(receiver)
-        broker.stop()
+        if broker is not None:
+            broker.stop()
 
 
 async def _drive(session: Any, pushes: list[tuple[str, bytes]], requests: int,

@@ -27,6 +27,8 @@ def pipeline_settings(data_dir: Path, **overrides: Any) -> Settings:
         sms_data_dir=data_dir, sms_http_port=0, sms_query_port=0, sms_callback_token=TOKEN,
         sms_phone_hash_key=HASH_KEY, sms_sink_flush_seconds=0.2, sms_join_within_seconds=0.05,
         sms_compensate_scan_seconds=1.0,
+        # The tests' messages and rollups are timed from 2023 (1_700_000_000_000 ms): kept, and recomputed.
+        sms_retention_days=3650, sms_rollup_retention_days=3651,
     )
     values.update(overrides)
     return Settings(_env_file=None, **values)

@@ -30,8 +30,10 @@ PROVISIONING_DIR = GRAFANA_DIR / "provisioning"
 DATASOURCE_FILE = PROVISIONING_DIR / "datasources" / "clickhouse.yaml"
 DASHBOARD_PROVIDER_FILE = PROVISIONING_DIR / "dashboards" / "sms.yaml"
 DASHBOARD_JSON_DIR = GRAFANA_DIR / "json"
+PROMETHEUS_DATASOURCE_FILE = PROVISIONING_DIR / "datasources" / "prometheus.yaml"
+PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 
-SERVICES = {"kafka", "clickhouse", "grafana", "receiver", "worker"}
+SERVICES = {"kafka", "clickhouse", "grafana", "prometheus", "receiver", "worker"}
 APP_SERVICES = ("receiver", "worker")
 GRAFANA_PROVISIONING_TARGET = "/etc/grafana/provisioning"
 
@@ -273,7 +275,7 @@ def test_port_and_volume_parsers():
 # --------------------------------------------------------------------------------------------------
 
 
-def test_exactly_the_five_services(services):
+def test_exactly_the_six_services(services):
     assert set(services) == SERVICES
 
 
@@ -300,13 +302,14 @@ def test_grafana_waits_for_healthy_clickhouse(services):
 
 @pytest.mark.parametrize(
     "name, repository",
-    [("kafka", "apache/kafka"), ("clickhouse", "clickhouse/clickhouse-server"), ("grafana", "grafana/grafana")],
+    [("kafka", "apache/kafka"), ("clickhouse", "clickhouse/clickhouse-server"), ("grafana", "grafana/grafana"),
+     ("prometheus", "prom/prometheus")],
 )
 def test_third_party_images_are_pinned(services, name, repository):
     image = services[name]["image"]
     repo, _, tag = image.partition(":")
     assert repo == repository
-    assert re.fullmatch(r"\d+(\.\d+)+", tag), f"{image} is not pinned to a version tag"
+    assert re.fullmatch(r"v?\d+(\.\d+)+", tag), f"{image} is not pinned to a version tag"
 
 
 @pytest.mark.parametrize("name", APP_SERVICES)
@@ -614,3 +617,76 @@ def test_grafana_mounts_provisioning_and_dashboards_where_the_provider_looks(ser
     assert dashboards["type"] == "bind" and dashboards["read_only"]
     assert (COMPOSE_FILE.parent / dashboards["source"]).resolve() == DASHBOARD_JSON_DIR
     assert DASHBOARD_JSON_DIR.is_dir()
+
+
+# --------------------------------------------------------------------------------------------------
+# Prometheus: scrapes the app services' /metrics, and is Grafana's second datasource
+# --------------------------------------------------------------------------------------------------
+
+
+def _flag(service: Mapping, name: str) -> str:
+    values = [arg.split("=", 1)[1] for arg in command(service) if arg.startswith(f"--{name}=")]
+    assert len(values) == 1, f"--{name} missing from {command(service)}"
+    return values[0]
+
+
+@pytest.fixture(scope="module")
+def prometheus_config(services) -> dict:
+    config_file = _flag(services["prometheus"], "config.file")
+    mount = {m["target"]: m for m in mounts(services["prometheus"])}[config_file]
+    assert mount["type"] == "bind" and mount["read_only"]
+    assert (COMPOSE_FILE.parent / mount["source"]).resolve() == PROMETHEUS_CONFIG
+    return yaml.safe_load(PROMETHEUS_CONFIG.read_text(encoding="utf-8"))
+
+
+def test_prometheus_keeps_its_data_on_a_volume_and_answers_on_loopback(services):
+    prometheus = services["prometheus"]
+    storage = _flag(prometheus, "storage.tsdb.path")
+    assert any(m["type"] == "volume" and m["source"] and m["target"] == storage for m in mounts(prometheus))
+    assert published_ports(prometheus) == [("127.0.0.1", 9090, 9090)]
+    assert "http://127.0.0.1:9090/-/healthy" in healthcheck_text(prometheus)
+    assert prometheus["restart"] == "unless-stopped"
+
+
+def test_prometheus_scrapes_every_app_service_on_the_port_it_listens_on(services, prometheus_config):
+    jobs = {job["job_name"]: job for job in prometheus_config["scrape_configs"]}
+    listening = {"receiver": "SMS_HTTP_PORT", "worker": "SMS_QUERY_PORT"}
+    scraped = {}
+    for job in jobs.values():
+        for static in job["static_configs"]:
+            for target in static["targets"]:
+                host, _, port = target.rpartition(":")
+                scraped[host] = (int(port), job.get("metrics_path", "/metrics"), job["job_name"])
+    for name, variable in listening.items():
+        env = environment(services[name])
+        assert env[variable.replace("PORT", "HOST")] == "0.0.0.0", f"{name} must listen beyond loopback to be scraped"
+        port, path, job_name = scraped[name]
+        assert (port, path) == (int(env[variable]), "/metrics"), name
+        assert job_name.startswith("sms-"), "the dashboard and alert rules select job=~\"sms-.*\""
+    assert set(scraped) <= set(services) | {"localhost"}
+
+
+def test_grafana_reads_the_prometheus_service(services):
+    document = yaml.safe_load(PROMETHEUS_DATASOURCE_FILE.read_text(encoding="utf-8"))
+    assert document["apiVersion"] == 1
+    [entry] = document["datasources"]
+    assert (entry["uid"], entry["type"], entry["access"]) == ("sms-prometheus", "prometheus", "proxy")
+    url = urlsplit(entry["url"])
+    assert url.hostname == "prometheus" and url.hostname in services
+    assert url.port in {target for _, _, target in published_ports(services["prometheus"])}
+    assert not entry.get("isDefault"), "the ClickHouse datasource stays the default"
+    assert services["grafana"]["depends_on"]["prometheus"]["condition"] == "service_healthy"
+
+
+def test_every_datasource_the_dashboards_and_rules_name_is_provisioned():
+    provisioned = set()
+    for path in (PROVISIONING_DIR / "datasources").glob("*.y*ml"):
+        provisioned |= {d["uid"] for d in yaml.safe_load(path.read_text(encoding="utf-8"))["datasources"]}
+    named = set()
+    for path in DASHBOARD_JSON_DIR.glob("*.json"):
+        text = path.read_text(encoding="utf-8")
+        named |= set(re.findall(r'"uid": "(sms-[a-z-]+)"', text)) - {json.loads(text)["uid"]}
+    for path in (PROVISIONING_DIR / "alerting").glob("*.y*ml"):
+        named |= set(re.findall(r"datasourceUid: (sms-[a-z-]+)", path.read_text(encoding="utf-8")))
+    assert {"sms-clickhouse", "sms-prometheus"} <= named
+    assert named <= provisioned, sorted(named - provisioned)

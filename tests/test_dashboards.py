@@ -44,7 +44,7 @@ def test_json_on_disk_is_what_build_makes() -> None:
 
 def test_write_writes_both_dashboards(tmp_path: Any) -> None:
     paths = build.write(tmp_path)
-    assert sorted(p.name for p in paths) == ["drilldown.json", "overview.json"]
+    assert sorted(p.name for p in paths) == ["drilldown.json", "health.json", "overview.json"]
     assert json.loads((tmp_path / "overview.json").read_text())["title"] == "SMS delivery: overview"
 
 

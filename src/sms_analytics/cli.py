@@ -278,6 +278,7 @@ def migrate() -> None:
     try:
         applied = warehouse.migrate()
         warehouse.apply_views(int(settings.sms_expire_after.total_seconds()))
+        warehouse.apply_retention(settings.sms_retention_days, settings.sms_rollup_retention_days)
         error_codes.load(warehouse)
     finally:
         warehouse.close()

@@ -10,31 +10,39 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Callable
 
 import structlog
 from aiohttp import web
 
 from sms_analytics.broker.admin import ensure_topics
 from sms_analytics.broker.embedded import EmbeddedBroker
+from sms_analytics.model import topics
 from sms_analytics.model.phone import PhoneHasher, load_or_create_key
+from sms_analytics.observability.health import Verdict, runtime_verdict
+from sms_analytics.observability.metrics import Metrics
 from sms_analytics.settings import Settings
 from sms_analytics.sinks import error_codes
 from sms_analytics.sinks import template_names
-from sms_analytics.sinks.query_api import query_app
+from sms_analytics.sinks.query_api import ops_app, query_app
 from sms_analytics.sinks.rollups import Rollups
 from sms_analytics.sinks.warehouse import Warehouse
 from sms_analytics.sinks.writer import ClickHouseSink
 from sms_analytics.sources.base import Identities
 from sms_analytics.sources.feeds.setup import build_feeds
 from sms_analytics.sources.http import Guards, Receiver
-from sms_analytics.sources.publisher import Publisher
+from sms_analytics.sources.journal import Forwarder, Journal, JournaledPublisher
+from sms_analytics.sources.publisher import Publisher, Publishes
 from sms_analytics.streams.alerts import Rules
 from sms_analytics.streams.app import Compensation, JoinStats, build_app, tune_gc
+from sms_analytics.streams.state import TABLE, MessageStateStore, changelog_topic, seed_changelog
 
 log = structlog.get_logger(__name__)
+
+JOURNAL_FILE = "journal.sqlite3"
 
 
 @dataclass(frozen=True)
@@ -56,7 +64,7 @@ class Runtime:
         self.join_stats: JoinStats | None = None
         self.sink: ClickHouseSink | None = None
         self._sink_task: asyncio.Task[None] | None = None
-        self.publisher: Publisher | None = None
+        self.publisher: Publishes | None = None
         self._runners: list[web.AppRunner] = []
         self.receiver_url = ""
         self.query_url = ""
@@ -64,6 +72,13 @@ class Runtime:
         self._feed_tasks: list[asyncio.Task[None]] = []
         self._feeds_stop = asyncio.Event()
         self._feed_clients: list[Any] = []
+        self.rollups: Rollups | None = None
+        self.journal: Journal | None = None  # embedded `up` only: accepted input on disk
+        self.forwarder: Forwarder | None = None
+        self._keeper: asyncio.Task[None] | None = None
+        self._rotating = False  # a planned pause of the worker: still ready
+        self.metrics = Metrics(self)  # served on /metrics (observability/metrics.py)
+        self.ops_url = ""  # /healthz and /metrics of a process with neither receiver nor query endpoint
 
     # --- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -71,6 +86,11 @@ class Runtime:
         if not self.bootstrap:
             self.broker = EmbeddedBroker()
             self.bootstrap = await self.broker.start()
+            if self.parts.receiver and self.parts.worker and self.parts.sink:
+                # `up` on the embedded broker: accepted input is journaled before it is answered
+                self.journal = await Journal(s.sms_data_dir / JOURNAL_FILE, partitions=s.kafka_partitions,
+                                             synchronous=s.sms_journal_sync).open()
+                self.forwarder = Forwarder(self.journal, linger_ms=s.sms_publish_linger_ms)
         # A receiver alone starts without the broker and answers 503 until it is reachable.
         receiver_only = not (self.parts.worker or self.parts.sink)
         if not receiver_only:
@@ -80,56 +100,91 @@ class Runtime:
             await asyncio.to_thread(self.warehouse.open)
             await asyncio.to_thread(self.warehouse.migrate)
             await asyncio.to_thread(self.warehouse.apply_views, int(s.sms_expire_after.total_seconds()))
+            await asyncio.to_thread(self.warehouse.apply_retention, s.sms_retention_days, s.sms_rollup_retention_days)
             await asyncio.to_thread(error_codes.load, self.warehouse)
             await asyncio.to_thread(template_names.load, self.warehouse, s.sms_template_names)
+            if self.parts.sink:
+                self.rollups = Rollups(self.warehouse, int(s.sms_expire_after.total_seconds()), s.sms_retention_days)
+        if self.journal is not None:
+            await self._seed_changelog(await self.journal.load_snapshot())
         if self.parts.worker:
             s.sms_data_dir.mkdir(parents=True, exist_ok=True)
-            self.app, self.join_stats = build_app(
-                app_id=s.sms_app_id, bootstrap=self.bootstrap, partitions=s.kafka_partitions,
-                replication=s.kafka_replication_factor, data_dir=str(s.sms_data_dir / "faust"),
-                batch=s.sms_join_batch, within=s.sms_join_within_seconds,
-                compensation=Compensation(after_ms=int(s.sms_compensate_after.total_seconds() * 1000),
-                                          interval_ms=int(s.sms_compensate_interval.total_seconds() * 1000),
-                                          scan_seconds=s.sms_compensate_scan_seconds,
-                                          forget_after_ms=int(s.sms_expire_after.total_seconds() * 1000)),
-                rules=Rules.load(s.sms_alert_rules), raw_phone=s.sms_store_raw_phone,
-                fetch_max_wait_ms=s.kafka_fetch_max_wait_ms,
-            )
-            await self.app.start()
-            tune_gc()
+            await self._start_worker()
         if self.parts.sink:
-            assert self.warehouse is not None
-            self.sink = ClickHouseSink(
-                self.warehouse, self.bootstrap, group=f"{s.sms_app_id}-sink", batch_rows=s.sms_sink_batch_rows,
-                flush_seconds=s.sms_sink_flush_seconds, store_raw_phone=s.sms_store_raw_phone,
-                rollups=Rollups(self.warehouse, int(s.sms_expire_after.total_seconds())),
-                rollup_seconds=s.sms_rollup_seconds, fetch_max_wait_ms=s.kafka_fetch_max_wait_ms,
-            )
-            self._sink_task = asyncio.create_task(self.sink.run(), name="clickhouse-sink")
+            self._start_sink()
         if self.parts.receiver:
+            await self._start_receiver(receiver_only)
+        if self.parts.query and self.warehouse is not None:
+            port = await self._serve(query_app(self.warehouse, self.readiness, metrics=self.metrics.exposition,
+                                               health=self.health), s.sms_query_host, s.sms_query_port)
+            self.query_url = f"http://{_client_host(s.sms_query_host)}:{port}"
+        if not self.receiver_url and not self.query_url:  # e.g. `worker --no-sink`: still /healthz and /metrics
+            port = await self._serve(ops_app(self.health, self.metrics.exposition), s.sms_query_host, s.sms_query_port)
+            self.ops_url = f"http://{_client_host(s.sms_query_host)}:{port}"
+        if self.journal is not None:
+            self._keeper = asyncio.create_task(self._keep_broker(), name="embedded-broker-keeper")
+        log.info("runtime.started", bootstrap=self.bootstrap, receiver=self.receiver_url or None,
+                 query=self.query_url or None, warehouse=_redact(s.warehouse_url),
+                 journal=str(self.journal.path) if self.journal else None,
+                 replaying=self.journal.last_seq - self.journal.snapshot_seq if self.journal else None)
+
+    async def _start_worker(self) -> None:
+        s = self.settings
+        previous = self.join_stats
+        self.app, self.join_stats = build_app(
+            app_id=s.sms_app_id, bootstrap=self.bootstrap, partitions=s.kafka_partitions,
+            replication=s.kafka_replication_factor, data_dir=str(s.sms_data_dir / "faust"),
+            batch=s.sms_join_batch, within=s.sms_join_within_seconds,
+            compensation=Compensation(after_ms=int(s.sms_compensate_after.total_seconds() * 1000),
+                                      interval_ms=int(s.sms_compensate_interval.total_seconds() * 1000),
+                                      scan_seconds=s.sms_compensate_scan_seconds,
+                                      forget_after_ms=int(s.sms_expire_after.total_seconds() * 1000)),
+            rules=Rules.load(s.sms_alert_rules), raw_phone=s.sms_store_raw_phone,
+            fetch_max_wait_ms=s.kafka_fetch_max_wait_ms,
+        )
+        if previous is not None:  # a new broker: the counts go on, the offsets start again
+            self.join_stats.carry(previous)
+        await self.app.start()
+        tune_gc()
+
+    def _start_sink(self) -> None:
+        s = self.settings
+        assert self.warehouse is not None
+        previous = self.sink
+        self.sink = ClickHouseSink(
+            self.warehouse, self.bootstrap, group=f"{s.sms_app_id}-sink", batch_rows=s.sms_sink_batch_rows,
+            flush_seconds=s.sms_sink_flush_seconds, store_raw_phone=s.sms_store_raw_phone,
+            rollups=self.rollups, rollup_seconds=s.sms_rollup_seconds, fetch_max_wait_ms=s.kafka_fetch_max_wait_ms,
+        )
+        if previous is not None:  # a new broker (rotation): the counts go on
+            self.sink.stats = previous.stats
+        self._sink_task = asyncio.create_task(self.sink.run(), name="clickhouse-sink")
+
+    async def _start_receiver(self, receiver_only: bool) -> None:
+        s = self.settings
+        if self.journal is not None and self.forwarder is not None:
+            self.publisher = JournaledPublisher(self.journal, self.forwarder)
+            await self.forwarder.start(self.bootstrap)
+        else:
             self.publisher = Publisher(
                 self.bootstrap, send_timeout=s.sms_publish_timeout_seconds, linger_ms=s.sms_publish_linger_ms,
                 prepare=partial(ensure_topics, self.bootstrap, s.kafka_partitions, s.kafka_replication_factor),
             )
-            await self.publisher.start(wait=not receiver_only)
-            key = load_or_create_key(
-                s.sms_phone_hash_key.get_secret_value() if s.sms_phone_hash_key else None, s.sms_data_dir
-            )
-            ids = Identities(PhoneHasher(key))
-            receiver = Receiver(
-                self.publisher, ids, token=s.callback_token,
-                max_body=s.sms_max_body_bytes, max_records=s.sms_max_records_per_push, readiness=self.readiness,
-                guards=Guards.from_settings(s),
-            )
-            port = await self._serve(receiver.app(), s.sms_http_host, s.sms_http_port)
-            self.receiver_url = f"http://{_client_host(s.sms_http_host)}:{port}"
-            self.feeds, self._feed_clients = build_feeds(s, ids, self.publisher.publish, self.bootstrap)
-            self._feed_tasks = [asyncio.create_task(f.run(self._feeds_stop), name=f"feed:{f.name}") for f in self.feeds]
-        if self.parts.query and self.warehouse is not None:
-            port = await self._serve(query_app(self.warehouse, self.readiness), s.sms_query_host, s.sms_query_port)
-            self.query_url = f"http://{_client_host(s.sms_query_host)}:{port}"
-        log.info("runtime.started", bootstrap=self.bootstrap, receiver=self.receiver_url or None,
-                 query=self.query_url or None, warehouse=_redact(s.warehouse_url))
+        await self.publisher.start(wait=not receiver_only)
+        key = load_or_create_key(
+            s.sms_phone_hash_key.get_secret_value() if s.sms_phone_hash_key else None, s.sms_data_dir
+        )
+        ids = Identities(PhoneHasher(key))
+        receiver = Receiver(
+            self.publisher, ids, token=s.callback_token,
+            max_body=s.sms_max_body_bytes, max_records=s.sms_max_records_per_push, readiness=self.readiness,
+            guards=Guards.from_settings(s),
+            metrics=self.metrics.exposition, health=self.health,
+        )
+        port = await self._serve(receiver.app(), s.sms_http_host, s.sms_http_port)
+        self.receiver_url = f"http://{_client_host(s.sms_http_host)}:{port}"
+        self.feeds, self._feed_clients = build_feeds(s, ids, self.publisher.publish, self.bootstrap)
+        self._feed_tasks = [asyncio.create_task(f.run(self._feeds_stop), name=f"feed:{f.name}") for f in self.feeds]
 
     async def _serve(self, app: web.Application, host: str, port: int) -> int:
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -144,7 +199,7 @@ class Runtime:
     def readiness(self) -> dict[str, bool]:
         out: dict[str, bool] = {}
         if self.parts.worker:
-            out["worker"] = self.worker_ready()
+            out["worker"] = self._rotating or self.worker_ready()
         if self.parts.sink:
             out["sink"] = bool(self.sink and self.sink.ready)
         if self.warehouse is not None:
@@ -152,6 +207,10 @@ class Runtime:
         if self.parts.receiver:
             out["broker"] = bool(self.publisher and self.publisher.ready)
         return out
+
+    def health(self) -> Verdict:
+        """What /healthz answers: readiness, and the sink's lag against SMS_HEALTH_MAX_SINK_LAG_SECONDS."""
+        return runtime_verdict(self)
 
     def worker_ready(self) -> bool:
         app = self.app
@@ -170,6 +229,9 @@ class Runtime:
             await asyncio.sleep(0.2)
 
     async def stop(self) -> None:
+        if self._keeper is not None:
+            self._keeper.cancel()
+            await asyncio.gather(self._keeper, return_exceptions=True)
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()
@@ -180,16 +242,210 @@ class Runtime:
             await client.close()
         if self.publisher is not None:
             await self.publisher.stop()
+        if self.forwarder is not None and self.broker is not None and self.broker.alive:
+            try:  # a clean stop saves the stream's states: the next start has nothing to replay
+                await self._checkpoint()
+            except Exception as exc:
+                log.warning("journal.checkpoint_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+        if self.forwarder is not None:
+            await self.forwarder.stop()
         if self.app is not None:
             await self.app.stop()
-        if self.sink is not None and self._sink_task is not None:
-            self.sink.stop()
-            await self._sink_task
+        await self._stop_sink(flush=True)
+        if self.journal is not None:
+            await self.journal.close()
         if self.warehouse is not None:
             await asyncio.to_thread(self.warehouse.close)
         if self.broker is not None:
             self.broker.stop()
         log.info("runtime.stopped")
+
+    async def _stop_sink(self, *, flush: bool, final_round: bool = True) -> None:
+        sink, task = self.sink, self._sink_task
+        if sink is None or task is None:
+            return
+        self._sink_task = None
+        if flush:
+            sink.stop(final_round=final_round)
+        else:
+            task.cancel()
+        await asyncio.gather(task, return_exceptions=not flush)
+
+    # --- the embedded broker: rotation and recovery -------------------------------------------------
+    async def _keep_broker(self) -> None:
+        """Embedded mode: recover when the broker died; rotate it when it holds too much memory."""
+        assert self.broker is not None
+        s = self.settings
+        last_rotation = time.monotonic()
+        limit = s.sms_broker_max_memory_mb * 1024 * 1024
+        while True:
+            await asyncio.sleep(KEEPER_SECONDS)
+            try:
+                if not self.broker.alive:
+                    log.error("embedded_broker.died", bootstrap=self.bootstrap)
+                    await self._recover()
+                elif (self.broker.resident_bytes > limit
+                      and time.monotonic() - last_rotation >= s.sms_broker_rotate_min_seconds):
+                    await self.rotate()  # postponed (False) while the stream cannot catch up: tried again later
+                    last_rotation = time.monotonic()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # keep keeping: the next round tries again
+                log.exception("embedded_broker.keeper_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+
+    async def rotate(self) -> bool:
+        """Replace the embedded broker by an empty one, carrying the join's pending states over
+        (`_checkpoint`). Receivers keep answering meanwhile (into the journal). When the stream
+        cannot catch up in time, nothing is rotated (False) and the stream goes on."""
+        assert self.forwarder is not None and self.broker is not None
+        started = time.monotonic()
+        before = self.broker.resident_bytes
+        self._rotating = True
+        try:
+            point = await self._checkpoint(final_round=False)
+            if point is None:
+                return False
+            seq, states, pruned = point
+            closing = self.sink.closing if self.sink is not None else None
+            await self.forwarder.stop()
+            await self.broker.restart()
+            if closing is not None:
+                await asyncio.wait([closing], timeout=STOP_SECONDS)
+            self.broker.rotations += 1
+            await self._resume({p: [(k, v) for k, _, v in group] for p, group in _by_partition(states).items()})
+        except Exception as exc:  # the broker or a restart failed: start again from the snapshot
+            log.error("embedded_broker.rotation_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+            await self._recover()
+            return False
+        finally:
+            self._rotating = False
+        log.info("embedded_broker.rotated", seconds=round(time.monotonic() - started, 2), snapshot_seq=seq,
+                 states=len(states), pruned=pruned, broker_mib_before=before >> 20)
+        return True
+
+    async def _checkpoint(self, *, final_round: bool = True) -> tuple[int, list[tuple[str, int, bytes]], int] | None:
+        """Stop the stream at a point of the journal and save its states there.
+
+        The forwarder stops at journal row P; once the worker has joined every record up to P and
+        the sink has written everything the worker produced, the worker's states are exactly the
+        states after P: they become the journal's snapshot, and the rows up to P are pruned. The
+        worker and the sink are then stopped; returns (P, states, rows pruned). If the worker or
+        the sink does not catch up within DRAIN_SECONDS, forwarding resumes and None is returned:
+        nothing was stopped."""
+        assert self.journal is not None and self.forwarder is not None
+        phases = _Phases()
+        seq = await self.forwarder.pause()
+        stats, app, sink = self.join_stats, self.app, self.sink
+        assert stats is not None and app is not None and sink is not None
+        forwarded = dict(self.forwarder.produced.offsets)
+        phases.done("forwarder")
+        try:
+            await _until(lambda: _reached(stats.positions, forwarded, (topics.SENDS, topics.RECEIPTS)),
+                         DRAIN_SECONDS, "the worker to join every forwarded record")
+            phases.done("join")
+            produced = {**forwarded, **stats.produced}
+            await _until(lambda: _reached(_offsets(sink.written), produced, SINK_TOPICS),
+                         DRAIN_SECONDS, "the sink to write every delivery")
+            phases.done("sink")
+        except TimeoutError as exc:
+            self.forwarder.resume()
+            log.warning("journal.checkpoint_postponed", reason=str(exc), **phases.seconds)
+            return None
+        await app.stop()
+        states = self._state_rows()
+        phases.done("worker_stop")
+        await self._stop_sink(flush=True, final_round=final_round)
+        phases.done("sink_stop")
+        pruned = await self.journal.save_snapshot(seq, states, keep_dead_letters_ms=self._keep_dead_letters_ms)
+        phases.done("snapshot")
+        log.info("journal.checkpoint", snapshot_seq=seq, states=len(states), pruned=pruned, **phases.seconds)
+        return seq, states, pruned
+
+    async def _recover(self) -> None:
+        """Start again on an empty broker from the journal's snapshot, replaying every row after it:
+        after the broker died, or a rotation failed. Nothing is lost (the rows are in the journal);
+        what was already written is written again and merged by the warehouse."""
+        assert self.journal is not None and self.forwarder is not None and self.broker is not None
+        await self.forwarder.stop()
+        if self.app is not None:
+            try:
+                await asyncio.wait_for(self.app.stop(), STOP_SECONDS)
+            except Exception as exc:
+                log.warning("worker.stop_failed", error=type(exc).__name__)
+        await self._stop_sink(flush=False)
+        await self.broker.restart()
+        await self._resume(await self.journal.load_snapshot())
+        log.info("embedded_broker.recovered", snapshot_seq=self.journal.snapshot_seq,
+                 replaying=self.journal.last_seq - self.journal.snapshot_seq)
+
+    async def _resume(self, states: dict[int, list[tuple[str, bytes]]]) -> None:
+        """On a new empty broker: topics, the snapshot as the changelog, worker, sink, forwarder."""
+        assert self.journal is not None and self.forwarder is not None
+        s = self.settings
+        await ensure_topics(self.bootstrap, s.kafka_partitions, s.kafka_replication_factor)
+        await self._seed_changelog(states)
+        await self._start_worker()
+        self._start_sink()
+        await self.forwarder.start(self.bootstrap, from_seq=self.journal.snapshot_seq)
+
+    def _state_rows(self) -> list[tuple[str, int, bytes]]:
+        store: MessageStateStore = self.app.tables[TABLE].store
+        return [(k, int.from_bytes(raw[:2], "big"), bytes(raw[2:])) for k, raw in store.data.items()]
+
+    async def _seed_changelog(self, states: dict[int, list[tuple[str, bytes]]]) -> None:
+        """Write the snapshot's states into the join's changelog, which the worker recovers from."""
+        s = self.settings
+        await seed_changelog(self.bootstrap, changelog_topic(s.sms_app_id), s.kafka_partitions,
+                             s.kafka_replication_factor, states)
+
+    @property
+    def _keep_dead_letters_ms(self) -> int:
+        return int(self.settings.sms_journal_deadletter_days * 86_400_000)
+
+
+KEEPER_SECONDS = 1.0  # how often the keeper looks at the embedded broker
+DRAIN_SECONDS = 60.0  # longest wait for the worker or the sink to catch up before a rotation
+STOP_SECONDS = 20.0
+SINK_TOPICS = (topics.DELIVERIES, topics.REPLIES, topics.PROVIDER_STATS)
+
+
+class _Phases:
+    """How long each step of a checkpoint took (logged)."""
+
+    def __init__(self) -> None:
+        self._last = time.monotonic()
+        self.seconds: dict[str, float] = {}
+
+    def done(self, name: str) -> None:
+        now = time.monotonic()
+        self.seconds[f"{name}_s"] = round(now - self._last, 3)
+        self._last = now
+
+
+async def _until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout:.0f}s for {what}")
+        await asyncio.sleep(0.05)
+
+
+def _reached(positions: dict[tuple[str, int], int], targets: dict[tuple[str, int], int],
+             which: tuple[str, ...]) -> bool:
+    """Every target offset of the topics `which` is at or below the position reached."""
+    return all(positions.get(tp, -1) >= offset for tp, offset in targets.items() if tp[0] in which)
+
+
+def _offsets(written: dict[Any, int]) -> dict[tuple[str, int], int]:
+    """The sink's next offsets as the last offsets written."""
+    return {(tp.topic, tp.partition): next_offset - 1 for tp, next_offset in written.items()}
+
+
+def _by_partition(states: list[tuple[str, int, bytes]]) -> dict[int, list[tuple[str, int, bytes]]]:
+    out: dict[int, list[tuple[str, int, bytes]]] = {}
+    for row in states:
+        out.setdefault(row[1], []).append(row)
+    return out
 
 
 def _client_host(host: str) -> str:

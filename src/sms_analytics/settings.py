@@ -10,8 +10,9 @@ import re
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -71,6 +72,18 @@ class Settings(BaseSettings):
         description="No final receipt within this long after sent_at: expired (seconds or ISO-8601, e.g. PT72H).",
     )
 
+    # --- warehouse retention (TTLs, applied at every start: sinks/retention.sql) ------------------
+    sms_retention_days: int = Field(
+        default=90, ge=1, le=10_000,
+        description="Days the warehouse keeps what is per message: message parts (counted from the later of the "
+        "send and the write), replies and the undelivered messages of the panels. Rollups of their minutes stay.",
+    )
+    sms_rollup_retention_days: int = Field(
+        default=730, ge=2, le=10_000,
+        description="Days the warehouse keeps rollups (every level, error codes), alerts and provider statistics "
+        "and balances; more than SMS_RETENTION_DAYS.",
+    )
+
     # --- stream / sink tuning --------------------------------------------------------------------
     sms_publish_timeout_seconds: float = Field(
         default=10.0, gt=0, description="A push not acknowledged by the broker within this answers 503.")
@@ -86,6 +99,26 @@ class Settings(BaseSettings):
         "Apache Kafka answers as soon as data arrives; the embedded Tansu answers only when this passes, so it is "
         "added to every hop's latency (faust's own value is 1.5 s).")
     sms_worker_web_port: int = 6066
+
+    # --- embedded mode (no KAFKA_BOOTSTRAP_SERVERS): durability and memory --------------------------
+    sms_journal_sync: Literal["NORMAL", "FULL"] = Field(
+        default="NORMAL", description="SQLite synchronous mode of the journal ($SMS_DATA_DIR/journal.sqlite3): NORMAL "
+        "survives a killed process, FULL also a power loss (an fsync per commit).")
+    sms_broker_max_memory_mb: int = Field(
+        default=320, ge=32, description="The embedded broker is rotated (replaced by an empty one, the join's pending "
+        "states carried over) once its resident memory passes this.")
+    sms_broker_rotate_min_seconds: float = Field(
+        default=60.0, ge=0, description="At least this long between two rotations of the embedded broker.")
+    sms_memory_budget_mb: int = Field(
+        default=1536, ge=256, description="Memory budget of `sms-analytics up` on embedded defaults (pipeline and "
+        "broker): the soak benchmark's target, and the sms_memory_budget_bytes metric.")
+    sms_journal_deadletter_days: float = Field(
+        default=30.0, gt=0, description="Dead letters stay in the journal this long (their only durable home in "
+        "embedded mode).")
+    # --- health ----------------------------------------------------------------------------------
+    sms_health_max_sink_lag_seconds: float = Field(
+        default=300.0, gt=0, description="/healthz answers 503 while the sink's oldest unwritten row is older "
+        "than this (seconds since the record was produced).")
 
     # --- provider pull feeds: each is on when its credentials are set ------------------------------
     sms_compensate_after: timedelta = Field(default=timedelta(minutes=10),
@@ -126,6 +159,18 @@ class Settings(BaseSettings):
         if isinstance(value, str) and re.fullmatch(r"\s*\d+(\.\d*)?\s*", value):
             return float(value)
         return value
+
+    @model_validator(mode="after")
+    def _retention(self) -> "Settings":
+        # A recompute rebuilds the day bucket of a minute from the minute rollups of that whole day, the
+        # oldest a day older than the minute; and a pending message's minute is recomputed when it expires.
+        if self.sms_rollup_retention_days <= self.sms_retention_days:
+            raise ValueError("SMS_ROLLUP_RETENTION_DAYS must be more than SMS_RETENTION_DAYS "
+                             f"({self.sms_rollup_retention_days} <= {self.sms_retention_days})")
+        if timedelta(days=self.sms_retention_days) < self.sms_expire_after + timedelta(days=1):
+            raise ValueError("SMS_RETENTION_DAYS must be at least a day longer than SMS_EXPIRE_AFTER "
+                             f"({self.sms_retention_days} days, {self.sms_expire_after})")
+        return self
 
     @property
     def warehouse_url(self) -> str:

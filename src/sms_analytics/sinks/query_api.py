@@ -18,6 +18,7 @@ from uuid import UUID
 
 import orjson
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from sms_analytics.sinks.warehouse import NotReadOnly, Warehouse
 
@@ -59,7 +60,10 @@ def render(columns: list[str], rows: list[tuple[Any, ...]], fmt: str) -> str:
     raise ValueError(f"format must be one of {', '.join(FORMATS)}")
 
 
-def query_app(warehouse: Warehouse, readiness: Callable[[], dict[str, bool]]) -> web.Application:
+def query_app(warehouse: Warehouse, readiness: Callable[[], dict[str, bool]], *,
+              metrics: Callable[[], bytes] | None = None, health: Callable[[], Any] | None = None) -> web.Application:
+    """`metrics`: the exposition served on /metrics (none: no such route); `health`: a verdict
+    (observability/health.py) /healthz answers with instead of `readiness`."""
     async def query(request: web.Request) -> web.Response:
         fmt = request.query.get("format", "json")
         if fmt not in FORMATS:
@@ -75,6 +79,9 @@ def query_app(warehouse: Warehouse, readiness: Callable[[], dict[str, bool]]) ->
         return web.Response(text=render(columns, rows, fmt), content_type="text/plain" if fmt != "json" else "application/x-ndjson")
 
     async def healthz(request: web.Request) -> web.Response:
+        if health is not None:
+            verdict = health()
+            return web.json_response(verdict.body(), status=200 if verdict.ok else 503)
         components = readiness()
         ok = all(components.values())
         return web.json_response({"status": "ok" if ok else "starting", "components": components}, status=200 if ok else 503)
@@ -82,4 +89,26 @@ def query_app(warehouse: Warehouse, readiness: Callable[[], dict[str, bool]]) ->
     app = web.Application(client_max_size=1024 * 1024)
     app.router.add_post("/query", query)
     app.router.add_get("/healthz", healthz)
+    if metrics is not None:
+        app.router.add_get("/metrics", _metrics(metrics))
+    return app
+
+
+def _metrics(exposition: Callable[[], bytes]) -> Callable[[web.Request], Any]:
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return handler
+
+
+def ops_app(health: Callable[[], Any], metrics: Callable[[], bytes]) -> web.Application:
+    """/healthz and /metrics alone: for a process with neither the receiver nor a warehouse (a
+    worker started with --no-sink), on the query endpoint's address."""
+
+    async def healthz(request: web.Request) -> web.Response:
+        verdict = health()
+        return web.json_response(verdict.body(), status=200 if verdict.ok else 503)
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", _metrics(metrics))
     return app

@@ -6,6 +6,11 @@ few seconds the dirty minutes are recomputed from `sms.messages` and written wit
 generation. Minutes whose pending messages just crossed SMS_EXPIRE_AFTER are recomputed too, and
 at start the minutes touched since the last recompute are recovered from the parts table.
 
+With a retention (SMS_RETENTION_DAYS), a minute is never recomputed once its message parts may have
+expired (sinks/retention.sql keeps a part at least the retention past its send minute): from an hour
+before that, whatever marks it (a late or replayed part, its expiry, a backfill), it keeps the rollups
+it has, which outlive its messages (SMS_ROLLUP_RETENTION_DAYS).
+
 One recompute reads the merged messages of its minutes once (into a temporary table of the
 session) and writes, all with one generation (migrations/0002 and 0009, views in views.sql):
 - sms.rollup_minute_raw: counts, completeness, maturation and the latency sketch per minute and
@@ -28,6 +33,7 @@ Metric definitions (the same everywhere; README "Metrics"):
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import datetime, timezone
 from typing import Iterable
@@ -50,6 +56,8 @@ GRAINS: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
     GRAIN_PROVIDER_CARRIER: (("provider", "carrier"), (60, 300, 600, 3600, 21600, 86400)),
     GRAIN_CARRIER: (("carrier",), (60, 300, 600, 3600, 21600, 86400)),
 }
+# A minute is not recomputed from this long before its parts' TTL: the server's clock may differ from ours.
+RETENTION_MARGIN_SECONDS = 3600
 BACKFILL_PER_ROUND = 1440  # minutes of existing data recomputed per round for tables added later
 
 # The merged messages of the minutes being recomputed, read once. Fields only the list of undelivered
@@ -213,9 +221,10 @@ def minutes_of(deliveries: Iterable[Delivery]) -> set[int]:
 
 
 class Rollups:
-    def __init__(self, warehouse: Warehouse, expire_after_seconds: int) -> None:
+    def __init__(self, warehouse: Warehouse, expire_after_seconds: int, retention_days: int | None = None) -> None:
         self.warehouse = warehouse
         self.expire_after = expire_after_seconds
+        self.retention_seconds = retention_days * 86400 if retention_days else None
         self.dirty: set[int] = set()  # epoch seconds of minute starts
         self._backfill: set[int] = set()  # minutes of data older than the tables of migrations/0009
         self._expiry_checked_to: int | None = None
@@ -246,7 +255,22 @@ class Rollups:
         if self._backfill:
             log.info("rollups.backfill", minutes=len(self._backfill))
 
+    def horizon(self, now_s: float | None = None) -> int | None:
+        """The oldest minute (epoch seconds) still recomputed: older ones' parts may have expired, and
+        their rollups, recomputed from what is left, would lose them. None: no retention."""
+        if self.retention_seconds is None:
+            return None
+        now = time.time() if now_s is None else now_s
+        return int(now) - self.retention_seconds + RETENTION_MARGIN_SECONDS
+
     def recompute(self, chunk: int = 500) -> int:
+        horizon = self.horizon()
+        if horizon is not None:
+            expired = {m for m in self.dirty | self._backfill if m < horizon}
+            if expired:
+                self.dirty -= expired
+                self._backfill -= expired
+                log.debug("rollups.past_retention", minutes=len(expired))
         backfill = sorted(self._backfill - self.dirty)[-BACKFILL_PER_ROUND:]  # newest first
         minutes = sorted(self.dirty | set(backfill))
         self.dirty.clear()

@@ -16,6 +16,18 @@ import structlog
 
 log = structlog.get_logger(__name__)
 
+# The MergeTree tables without a TTL, and why (migrations/0010_retention.sql); every other table has one
+# (sinks/retention.sql; tests/test_retention.py checks both).
+NO_TTL = {
+    "schema_migrations": "the record of applied migrations: a forgotten row re-runs its migration",
+    "error_codes": "the error-code knowledge base, replaced whole when its version changes; no time column",
+    "error_code_lookup": "the knowledge base as looked up, replaced with sms.error_codes; no time column",
+    "template_names": "business names of templates, replaced whole at every start: a TTL on its load time "
+                      "would empty the names under a process that runs longer than the TTL",
+}
+_MODIFY_TTL = re.compile(r"ALTER TABLE (sms\.\w+) MODIFY TTL (.+)", re.S)
+_TTL_OF = re.compile(r"\sTTL\s(.+?)(?:\sSETTINGS\s.*)?$", re.S)
+
 _READ_ONLY = re.compile(r"^\s*(\(\s*)*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXPLAIN|EXISTS)\b", re.IGNORECASE)
 
 
@@ -117,6 +129,49 @@ class Warehouse:
         with self._lock:
             for statement in statements(text):
                 self.client.command(statement)
+
+    def apply_retention(self, message_days: int, rollup_days: int) -> list[str]:
+        """Give every table its TTL (sinks/retention.sql) where it differs from the table's; returns those
+        tables. Safe and cheap at every start: an unchanged TTL is not touched. A changed one is set
+        without rewriting the table (materialize_ttl_after_modify = 0); MATERIALIZE TTL then, in the
+        background, only recomputes each part's TTL bounds (materialize_ttl_recalculate_only), and the
+        background TTL merges (at most every merge_with_ttl_timeout, 4 h) delete what has expired."""
+        text = (resources.files("sms_analytics.sinks") / "retention.sql").read_text(encoding="utf-8")
+        text = text.replace("{message_days}", str(int(message_days))).replace("{rollup_days}", str(int(rollup_days)))
+        wanted: dict[str, str] = {}
+        for statement in statements(text):
+            match = _MODIFY_TTL.fullmatch(statement)
+            if match is None:
+                raise ValueError(f"retention.sql: not an ALTER TABLE … MODIFY TTL: {statement[:80]}")
+            wanted[match[1]] = " ".join(match[2].split())
+        changed = []
+        with self._lock:
+            tables = {f"sms.{name}": engine for name, engine in self.client.query(
+                "SELECT name, engine_full FROM system.tables WHERE database = 'sms'").result_rows}
+            for table, ttl in wanted.items():
+                current = _TTL_OF.search(tables.get(table, ""))
+                if current is not None and self._same_expression(current[1], ttl):
+                    continue
+                self.client.command(f"ALTER TABLE {table} MODIFY SETTING materialize_ttl_recalculate_only = 1")
+                self.client.command(f"ALTER TABLE {table} MODIFY TTL {ttl}",
+                                    settings={"materialize_ttl_after_modify": 0})
+                self.client.command(f"ALTER TABLE {table} MATERIALIZE TTL", settings={"mutations_sync": 0})
+                changed.append(table)
+        if changed:
+            log.info("warehouse.retention", tables=changed, message_days=message_days, rollup_days=rollup_days)
+        return changed
+
+    def _same_expression(self, a: str, b: str) -> bool:
+        """Whether two expressions are the same as the server writes them (INTERVAL 1 DAY is toIntervalDay(1))."""
+        if a == b:
+            return True
+        try:
+            row = self.client.query("SELECT formatQuerySingleLine(concat('SELECT ', {a:String})) = "
+                                    "formatQuerySingleLine(concat('SELECT ', {b:String}))",
+                                    parameters={"a": a, "b": b}).result_rows
+        except Exception:  # a server without formatQuery (before 23.10): set the TTL again
+            return False
+        return bool(row[0][0])
 
     def insert_json(self, table: str, body: bytes, token: str | None = None) -> None:
         """Insert rows already in JSON (a JSON array of objects, JSONEachRow); fields the table

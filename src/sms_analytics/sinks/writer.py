@@ -30,6 +30,8 @@ from sms_analytics.model import topics
 from sms_analytics.model.events import (
     ProviderBalance, decode_deliveries, decode_provider_metric, decode_reply, read_delivery_headers,
 )
+from sms_analytics.model.times import now_ms
+from sms_analytics.observability.timings import Timings
 from sms_analytics.sinks.rollups import Rollups
 from sms_analytics.sinks.rows import (
     ALERT_COLUMNS, BALANCE_COLUMNS, REPLY_COLUMNS, STATS_COLUMNS, alert_row, balance_row, reply_row, stats_row,
@@ -77,6 +79,7 @@ class Batch:
     rows: list[tuple[Table, list[Any], int]]  # table, its rows (or JSON arrays), how many rows
     pending: dict[TopicPartition, tuple[int, int]]
     minutes: set[int]
+    oldest_ms: int | None = None  # when its oldest row was produced (or read), epoch ms
 
 
 @dataclass
@@ -86,6 +89,9 @@ class SinkStats:
     undecodable: int = 0
     retries: int = 0
     last_flush_ms: float = 0.0
+    batch_seconds: Timings = field(default_factory=Timings)  # each batch: its inserts and the commit
+    rollup_seconds: Timings = field(default_factory=Timings)  # each rollup round
+    rollup_failures: int = 0
 
 
 class ClickHouseSink:
@@ -131,9 +137,18 @@ class ClickHouseSink:
         # any duplicate.
         self._incarnation = uuid.uuid4().hex
         self._stopping = asyncio.Event()
+        self._final_round = True
+        self.closing: asyncio.Task[None] | None = None  # the consumer's stop, when left to finish later
         self._written_minutes: set[int] = set()  # rollup minutes of written rows, for the next round
         self._rollup_round_seconds = 0.0  # how long the last round took
         self._lag: dict[TopicPartition, int] = {}  # records on the broker not yet read, per partition
+        self.written: dict[TopicPartition, int] = {}  # next offset per partition: every row before it is written
+        # The oldest unwritten row: when the first record buffered since the last write was produced
+        # (its Kafka timestamp; the time it was read if that is missing or ahead of this clock), and
+        # that of the batch in flight; None when there is none.
+        self._oldest_ms: int | None = None
+        self._inflight_oldest_ms: int | None = None
+        self._inflight_rows = 0
         self.ready = False
 
     def _deliveries(self, record: Any) -> tuple[list[bytes], int]:
@@ -164,8 +179,10 @@ class ClickHouseSink:
         try:
             await asyncio.to_thread(self.rollups.recompute)
         except Exception as exc:  # the minutes stay dirty and are retried next round
+            self.stats.rollup_failures += 1
             log.warning("rollups.recompute_failed", error=str(exc)[:300])
         self._rollup_round_seconds = time.monotonic() - started
+        self.stats.rollup_seconds.observe(self._rollup_round_seconds)
 
     async def _roll_up_loop(self) -> None:
         """Rollup rounds beside the writes, every SMS_ROLLUP_SECONDS, or three times the last
@@ -209,7 +226,10 @@ class ClickHouseSink:
             await self.flush()
             if rounds is not None:
                 await rounds  # ends after its current round (stopping is set)
-                await self._roll_up()
+                if self._final_round:
+                    await self._roll_up()
+                else:  # handed over: the next sink on the same Rollups recomputes them
+                    self.rollups.dirty |= self._written_minutes
         finally:
             self.ready = False
             if rounds is not None and not rounds.done():  # an error above: don't leave the round behind
@@ -218,9 +238,16 @@ class ClickHouseSink:
             if self._inflight is not None and not self._inflight.done():
                 self._inflight.cancel()  # stopped abruptly: its offsets are not committed, a replay rewrites it
                 await asyncio.gather(self._inflight, return_exceptions=True)
-            await self.consumer.stop()
+            if self._final_round:
+                await self.consumer.stop()
+            else:  # a broker rotation follows: leaving the group there only waits on a broker about to go
+                self.closing = asyncio.create_task(self.consumer.stop(), name="sink-consumer-stop")
 
-    def stop(self) -> None:
+    def stop(self, *, final_round: bool = True) -> None:
+        """Stop after writing everything read; final_round=False (a broker rotation follows) leaves the
+        last rollup minutes dirty in the Rollups object for the next sink, and the consumer's stop
+        running in `closing`."""
+        self._final_round = final_round
         self._stopping.set()
 
     def _buffer(self, tp: TopicPartition, records: list[Any]) -> None:
@@ -234,14 +261,46 @@ class ClickHouseSink:
                 self.stats.undecodable += 1
                 log.warning("sink.undecodable", topic=tp.topic, offset=record.offset, error=str(exc)[:200])
         if records:
+            self._note_oldest(records[0])
             first = self._pending.get(tp, (records[0].offset, 0))[0]
             self._pending[tp] = (first, records[-1].offset)
             highwater = self.consumer.highwater(tp)
             if highwater is not None:
                 self._lag[tp] = highwater - records[-1].offset - 1
 
+    def _note_oldest(self, record: Any) -> None:
+        now = now_ms()
+        produced = record.timestamp if isinstance(record.timestamp, int) and 0 < record.timestamp <= now else now
+        if self._oldest_ms is None or produced < self._oldest_ms:
+            self._oldest_ms = produced
+
     def _buffered(self) -> int:
         return sum(t.count for t in self.tables)
+
+    def oldest_unwritten_ms(self) -> int | None:
+        """When the oldest row read but not yet written (buffered or in flight) was produced, epoch ms."""
+        times = [self._oldest_ms]
+        if self._inflight is not None and not self._inflight.done():
+            times.append(self._inflight_oldest_ms)
+        known = [t for t in times if t is not None]
+        return min(known) if known else None
+
+    def unwritten_rows(self) -> int:
+        """Rows read and not yet written: buffered, and in the batch in flight."""
+        inflight = self._inflight_rows if self._inflight is not None and not self._inflight.done() else 0
+        return self._buffered() + inflight
+
+    def positions(self) -> dict[TopicPartition, tuple[int | None, int | None]]:
+        """(highwater, position) of every assigned partition: the broker's next offset and ours."""
+        out: dict[TopicPartition, tuple[int | None, int | None]] = {}
+        try:
+            assignment = self.consumer._subscription.subscription.assignment  # aiokafka's state, read-only
+            for tp in self.consumer.assignment():
+                state = assignment.state_value(tp)
+                out[tp] = (state.highwater, state.position if state.has_valid_position else None)
+        except Exception:  # noqa: BLE001 - not started, or rebalancing: nothing assigned to report
+            return {}
+        return out
 
     async def flush(self) -> None:
         """Write everything buffered and wait until it and the batch in flight are written."""
@@ -258,7 +317,9 @@ class ClickHouseSink:
         if not self._pending:
             return
         batch = Batch(rows=[(t, t.rows, t.count) for t in self.tables if t.rows], pending=dict(self._pending),
-                      minutes=self._minutes)
+                      minutes=self._minutes, oldest_ms=self._oldest_ms)
+        self._inflight_oldest_ms, self._inflight_rows = batch.oldest_ms, sum(count for _, _, count in batch.rows)
+        self._oldest_ms = None
         for table in self.tables:
             table.rows, table.count = [], 0
         self._pending.clear()
@@ -271,12 +332,15 @@ class ClickHouseSink:
         for table, rows, count in batch.rows:
             token = hashlib.sha1(f"{self._incarnation}|{table.name}|{token_base}".encode()).hexdigest()
             await self._insert_with_retry(table, rows, count, token)
+        for tp, (_, last) in batch.pending.items():
+            self.written[tp] = max(self.written.get(tp, 0), last + 1)
         try:
             await self.consumer.commit({tp: last + 1 for tp, (_, last) in batch.pending.items()})
         except CommitFailedError as exc:  # rebalanced meanwhile: the rows are written, a replay is harmless
             log.warning("sink.commit_failed", error=str(exc)[:200])
         self.stats.batches += 1
         self.stats.last_flush_ms = (time.monotonic() - started) * 1000
+        self.stats.batch_seconds.observe(time.monotonic() - started)
         if self.rollups is not None:
             self._written_minutes |= batch.minutes
 

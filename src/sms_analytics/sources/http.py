@@ -33,7 +33,7 @@ from sms_analytics.sources.base import INTERNAL_ERROR, BadBody, Identities, Pars
 from sms_analytics.sources.kx import Kx
 from sms_analytics.sources.normalized import parse_sends
 from sms_analytics.sources.provider import Answers, Provider, Reply, json_reply, too_many_records
-from sms_analytics.sources.publisher import BrokerUnavailable, Publisher
+from sms_analytics.sources.publisher import BrokerUnavailable, Publishes
 from sms_analytics.sources.tencent import Tencent
 
 log = structlog.get_logger(__name__)
@@ -116,9 +116,14 @@ class _ApiAnswers:
 
 
 class Receiver:
-    def __init__(self, publisher: Publisher, ids: Identities, *, token: str | None, max_body: int,
-                 max_records: int, readiness: Readiness, guards: Guards | None = None) -> None:
-        """`guards` unset: read from the process settings (`get_settings()`, the environment)."""
+    def __init__(self, publisher: Publishes, ids: Identities, *, token: str | None, max_body: int,
+                 max_records: int, readiness: Readiness, guards: Guards | None = None,
+                 metrics: Callable[[], bytes] | None = None, health: Callable[[], Any] | None = None) -> None:
+        """`guards` unset: read from the process settings (`get_settings()`, the environment).
+        `metrics`: the exposition `/metrics` serves (default: prometheus_client's default registry);
+        `health`: a verdict (observability/health.py) `/healthz` answers with instead of `readiness`."""
+        self.exposition = metrics
+        self.health = health
         self.publisher = publisher
         self.ids = ids
         self.token = token
@@ -138,7 +143,7 @@ class Receiver:
         app = web.Application(client_max_size=self.max_body + 1, middlewares=[self._guard],
                               handler_args={"auto_decompress": False})
         app.router.add_get("/healthz", self.healthz)
-        app.router.add_get("/metrics", metrics)
+        app.router.add_get("/metrics", self.metrics)
         app.router.add_post("/v1/sends", self._v1(lambda body, now: parse_sends(self._records(body), self.ids, now)))
         for name, provider in self.providers.items():
             app.router.add_post(f"/v1/sends/{name}", self._v1(provider.send_envelope))
@@ -282,7 +287,16 @@ class Receiver:
             return result if isinstance(result, web.Response) else _respond(provider.ok(), 200)
         return handler
 
+    async def metrics(self, request: web.Request) -> web.Response:
+        if self.exposition is None:
+            return await metrics(request)
+        return web.Response(body=self.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
     async def healthz(self, request: web.Request) -> web.Response:
+        if self.health is not None:
+            verdict = self.health()
+            return web.Response(status=200 if verdict.ok else 503, content_type="application/json",
+                                body=orjson.dumps(verdict.body()))
         components = {"broker": self.publisher.ready, **self.readiness()}
         ok = all(components.values())
         return web.Response(status=200 if ok else 503, content_type="application/json",

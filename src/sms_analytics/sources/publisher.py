@@ -14,7 +14,7 @@ import asyncio
 import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any, Awaitable, Callable, Protocol, Sequence
 
 import msgspec
 import structlog
@@ -25,6 +25,7 @@ from sms_analytics.model.events import (
     ProviderBalance, ProviderStats, ReceiptEvent, ReplyEvent, SendEvent, encode, encode_batch,
 )
 from sms_analytics.model.times import now_ms
+from sms_analytics.observability.deadletters import DeadLetters
 from sms_analytics.sources.base import Event, Rejected
 
 log = structlog.get_logger(__name__)
@@ -32,6 +33,22 @@ log = structlog.get_logger(__name__)
 
 class BrokerUnavailable(RuntimeError):
     pass
+
+
+class Publishes(Protocol):
+    """What the receivers and feeds publish through: `Publisher` (straight to Kafka) or, in the
+    embedded mode, `journal.JournaledPublisher` (to the journal, forwarded from there). Both answer
+    only once the push is stored, and raise BrokerUnavailable (answered 503) when it is not."""
+
+    ready: bool
+
+    async def start(self, *, wait: bool = True) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def publish(self, events: Sequence[Event], rejected: Sequence[Rejected], endpoint: str) -> None: ...
+
+    async def dead_letter(self, raw: bytes, reason: str, endpoint: str, index: int = -1) -> None: ...
 
 
 def route(event: Event) -> tuple[str, bytes]:
@@ -111,6 +128,7 @@ class Publisher:
         self._connector: asyncio.Task[None] | None = None
         self._partition_counts: dict[str, int] = {}
         self.ready = False
+        self.dead_letters = DeadLetters()  # acknowledged dead letters per endpoint and reason class
 
     def _new_producer(self) -> AIOKafkaProducer:
         return AIOKafkaProducer(
@@ -255,5 +273,7 @@ class Publisher:
             ("index", str(index).encode()),
             ("received_at_ms", str(now_ms()).encode()),
         ]
-        return await self._connected().send(topics.DEADLETTER, value=raw, headers=headers)
+        future = await self._connected().send(topics.DEADLETTER, value=raw, headers=headers)
+        self.dead_letters.watch(future, endpoint, reason)
+        return future
 

@@ -31,7 +31,9 @@ from sms_analytics.model.events import (
 from sms_analytics.model.times import now_ms
 from sms_analytics.streams.alerts import Alert, Detector, Rules, Tally, webhook_body
 from sms_analytics.streams.join import apply, is_final
-from sms_analytics.streams.state import MessageStateStore, MessageStateTable, encode_changes, encode_state
+from sms_analytics.streams.state import (
+    TABLE, MessageStateStore, MessageStateTable, encode_changes, encode_state,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -49,6 +51,18 @@ class JoinStats:
     first_event_ms: int = 0
     last_event_ms: int = 0
     partitions: list[int] = field(default_factory=list)  # source partitions this worker owns
+    # Per (topic, partition): the last source offset whose effects the broker has acknowledged, and
+    # the last offset this worker produced (deliveries, changelog). The embedded mode's broker
+    # rotation waits on them (runtime.py): a drained worker has reached what was forwarded to it.
+    positions: dict[tuple[str, int], int] = field(default_factory=dict)
+    produced: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    def carry(self, previous: "JoinStats") -> None:
+        """Continue the counts of the worker this one replaces (the embedded broker's rotation);
+        offsets and partitions belong to the old broker and are not carried."""
+        for name in ("events", "undecodable", "emitted", "compensation_requests", "forgotten", "alerts",
+                     "busy_seconds", "first_event_ms", "last_event_ms"):
+            setattr(self, name, getattr(previous, name))
 
     @property
     def capacity(self) -> float:
@@ -172,7 +186,7 @@ def build_app(*, app_id: str, bootstrap: str, partitions: int, replication: int,
     dead = app.topic(topics.DEADLETTER, key_type=bytes, value_type=bytes, partitions=partitions)
     policy = compensation or Compensation()
     state = app.tables.add(MessageStateTable(
-        app, name="message_state", default=None, beacon=app.tables.beacon, key_type=bytes, value_type=bytes,
+        app, name=TABLE, default=None, beacon=app.tables.beacon, key_type=bytes, value_type=bytes,
         partitions=partitions, retention=timedelta(milliseconds=policy.forget_after_ms) + timedelta(days=1)))
     store: MessageStateStore = state.store
     requests = app.topic(topics.COMPENSATION, key_type=bytes, value_type=bytes, partitions=partitions)
@@ -260,11 +274,20 @@ def build_app(*, app_id: str, bootstrap: str, partitions: int, replication: int,
             # they produced, so a crash can never leave an event committed without its effects.
             if tally is not None:
                 detector.add(tally, now)
-            await asyncio.gather(*sent)
+            _note_offsets(stats.produced, await asyncio.gather(*sent))
+            _note_offsets(stats.positions, [r.message for r in records])
             stats.last_event_ms = now_ms()
             stats.busy_seconds += time.perf_counter() - started
 
     return app, stats
+
+
+def _note_offsets(seen: dict[tuple[str, int], int], records: list[Any]) -> None:
+    """Keep the highest offset per (topic, partition) of records or their acknowledgements."""
+    for r in records:
+        key = (r.topic, r.partition)
+        if r.offset > seen.get(key, -1):
+            seen[key] = r.offset
 
 
 def _observe(tally: Tally, event: SendEvent | ReceiptEvent, joined: Delivery | None) -> None:

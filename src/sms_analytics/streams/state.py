@@ -15,6 +15,7 @@ its retention is longer than SMS_EXPIRE_AFTER, after which the stream forgets a 
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any, Callable, Iterable, Iterator, Set
 
@@ -25,6 +26,15 @@ from faust.types import TP, EventT
 from yarl import URL
 
 from sms_analytics.model.events import Delivery
+
+TABLE = "message_state"
+SEED_KEY = b"snapshot"
+SEED_ITEMS = 500  # states per seeded record, as the join's own changelog records
+
+
+def changelog_topic(app_id: str) -> str:
+    """The join table's changelog topic (faust names it `<app id>-<table>-changelog`)."""
+    return f"{app_id}-{TABLE}-changelog"
 
 
 class ChangeBatch(msgspec.Struct, array_like=True):
@@ -126,3 +136,46 @@ class MessageStateTable(faust.Table):
     @property
     def store(self) -> MessageStateStore:
         return self.data  # type: ignore[return-value]
+
+
+async def seed_changelog(bootstrap: str, topic: str, partitions: int, replication: int,
+                         states: dict[int, list[tuple[str, bytes]]]) -> int:
+    """Write states (per partition: message key, msgpack state) into an empty broker's changelog as
+    ChangeBatch records, before the worker starts: its recovery then rebuilds them (the embedded
+    mode's snapshot, see sources/journal.py). Each partition ends with an empty record sent on its
+    own, so a broker that reports the log end as the last batch's first offset + 1 (the embedded
+    one) still lets the recovery read every state. Returns the records written."""
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        if topic not in set(await admin.list_topics()):
+            try:
+                await admin.create_topics([NewTopic(topic, partitions, replication)])
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()
+    if not any(states.values()):
+        return 0
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
+                                max_request_size=16 * 1024 * 1024, max_batch_size=4 * 1024 * 1024)
+    await producer.start()
+    written = 0
+    try:
+        acks = []
+        for partition, rows in states.items():
+            for i in range(0, len(rows), SEED_ITEMS):
+                chunk = rows[i:i + SEED_ITEMS]
+                acks.append(await producer.send(topic, key=SEED_KEY, partition=partition,
+                                                value=encode_changes([k for k, _ in chunk], [v for _, v in chunk])))
+        await asyncio.gather(*acks)
+        for partition in states:  # alone in its batch: the end of the partition's log is exact
+            await (await producer.send(topic, key=SEED_KEY, partition=partition, value=encode_changes([], [])))
+        written = len(acks) + len(states)
+    finally:
+        await producer.stop()
+    return written

@@ -1,0 +1,26 @@
+-- Retention: every time-series table has a TTL. The TTLs themselves depend on settings
+-- (SMS_RETENTION_DAYS, SMS_ROLLUP_RETENTION_DAYS), so they are in sinks/retention.sql, which
+-- Warehouse.apply_retention applies at every start when a table's TTL differs from it (a changed setting
+-- takes effect at the next start). This migration prepares what they need, once.
+--
+-- sms.message_parts is kept from the later of a part's send (its cohort minute) and its write:
+-- stored_at is the time ClickHouse wrote the part (the max of the parts of a message once merged).
+-- The stream's own times cannot serve: a receipt-only part has no send time, and first_seen_at /
+-- updated_at are the worker's clock (or whatever a replay carried). Keeping a part at least the
+-- retention past its send minute is what lets the rollup recompute (sinks/rollups.py) stop
+-- recomputing a minute just before any of its parts can go, so the rollups of the minute stay.
+-- MATERIALIZE COLUMN writes the column into the parts written before this migration (as the time
+-- of the migration), once, in the background: a column missing from a part would read as now() at
+-- every merge, and its rows would never expire.
+--
+-- Tables without a TTL, on purpose (sinks/warehouse.py NO_TTL lists them, tests/test_retention.py checks):
+--   sms.schema_migrations: the record of applied migrations; a forgotten row re-runs its migration.
+--   sms.error_codes, sms.error_code_lookup: the error-code knowledge base, replaced whole at start
+--     when its version changes (sinks/error_codes.py); no time column, and a current, bounded
+--     reference (the dictionary sms.error_code_dict reads it), not a time series.
+--   sms.template_names: the business names of templates, replaced whole at every start
+--     (sinks/template_names.py); its loaded_at is the load time, so a TTL on it would empty the
+--     dictionary sms.template_name_dict under a process that runs longer than the TTL.
+-- The Null tables sms.delivery_ingest and sms.delivery_ingest_raw store nothing.
+ALTER TABLE sms.message_parts ADD COLUMN IF NOT EXISTS stored_at SimpleAggregateFunction(max, DateTime('UTC')) DEFAULT now();
+ALTER TABLE sms.message_parts MATERIALIZE COLUMN stored_at;

@@ -1,0 +1,221 @@
+"""The embedded mode's journal (sources/journal.py) and the broker rotation built on it (runtime.py):
+accepted input is on disk before it is answered, forwarded in order, and the join's pending
+states cross a rotation of the embedded broker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from sms_analytics.broker.admin import ensure_topics
+from sms_analytics.broker.embedded import EmbeddedBroker
+from sms_analytics.model import topics
+from sms_analytics.model.events import ReceiptEvent, SendEvent, decode_deliveries, decode_message_events
+from sms_analytics.runtime import Runtime
+from sms_analytics.sources.base import Rejected
+from sms_analytics.sources.journal import (
+    ANY_PARTITION, Forwarder, Journal, JournaledPublisher, Row, coalesce, rows_of,
+)
+from sms_analytics.sources.publisher import MAX_BATCH_EVENTS, partition_of
+from tests.conftest import eventually, rows
+from tests.test_pipeline import aliyun_report, aliyun_send, post, uid
+
+
+def _identity(i: int) -> dict[str, Any]:
+    return dict(provider="aliyun", message_id=f"m{i}", phone=f"+86138{i:08d}", phone_hash=f"h{i}",
+                phone_masked="138****0000", carrier="mobile", country_code="CN")
+
+
+def send(i: int) -> SendEvent:
+    return SendEvent(**_identity(i), sent_at_ms=1_700_000_000_000 + i, received_at_ms=1_700_000_000_000 + i)
+
+
+def receipt(i: int) -> ReceiptEvent:
+    return ReceiptEvent(**_identity(i), delivered=True, error_code="DELIVERED", error_message="",
+                        reported_at_ms=1_700_000_060_000 + i, received_at_ms=1_700_000_060_000 + i)
+
+
+# --- what a push becomes ----------------------------------------------------------------------------
+def test_a_push_becomes_one_row_per_partition_and_its_dead_letters() -> None:
+    events = [send(i) for i in range(40)] + [receipt(i) for i in range(10)]
+    rejected = [Rejected(index=3, reason="bad phone", raw=b'{"x":1}')]
+    out = rows_of(events, rejected, "/v1/sends", partitions=4)
+    batched = [r for r in out if r.topic in (topics.SENDS, topics.RECEIPTS)]
+    assert sum(r.events for r in batched) == 50
+    for row in batched:  # every event sits in the partition its key hashes to
+        for event in decode_message_events(row.value):
+            assert partition_of(f"{event.provider}|{event.message_id}|{event.phone}".encode(), 4) == row.partition
+    dead = [r for r in out if r.topic == topics.DEADLETTER]
+    assert len(dead) == 1 and dead[0].value == b'{"x":1}' and dead[0].partition == ANY_PARTITION
+    assert dict(dead[0].headers)["reason"] == b"bad phone"
+
+
+def test_coalesce_keeps_order_per_partition_and_caps_records() -> None:
+    rows_in = []
+    seq = 0
+    for push in range(30):  # 30 pushes of 40 sends over 4 partitions
+        for row in rows_of([send(push * 100 + i) for i in range(40)], [], "/v1/sends", 4):
+            seq += 1
+            rows_in.append(Row(row.topic, row.partition, row.key, row.value, row.headers, row.events, seq))
+    out = coalesce(rows_in)
+    assert len(out) < len(rows_in)
+    assert all(r.events <= MAX_BATCH_EVENTS for r in out)
+    for partition in range(4):
+        before = [e.message_id for r in rows_in if r.partition == partition for e in decode_message_events(r.value)]
+        after = [e.message_id for r in out if r.partition == partition for e in decode_message_events(r.value)]
+        assert after == before
+
+
+# --- the file -----------------------------------------------------------------------------------------
+async def test_journal_is_private_survives_reopen_and_prunes_to_its_snapshot(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    journal = await Journal(path, partitions=4).open()
+    await journal.append(rows_of([send(i) for i in range(20)], [], "/v1/sends", 4))
+    await journal.append([Row(topics.DEADLETTER, ANY_PARTITION, None, b"raw", (("reason", b"r"),))])
+    written = journal.last_seq
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600  # raw numbers inside
+    await journal.close()
+
+    journal = await Journal(path, partitions=4).open()  # what was committed is there after a reopen
+    assert journal.last_seq == written and journal.snapshot_seq == 0
+    got = await journal.read_after(0)
+    assert sum(r.events for r in got if r.topic == topics.SENDS) == 20
+    states = [("k1", 1, b"state-1"), ("k2", 3, b"state-2")]
+    pruned = await journal.save_snapshot(written, states, keep_dead_letters_ms=86_400_000)
+    assert pruned == len(got) - 1  # the dead letter stays for its retention
+    assert await journal.read_after(written) == []
+    assert [r.topic for r in await journal.read_after(0)] == [topics.DEADLETTER]
+    assert await journal.load_snapshot() == {1: [("k1", b"state-1")], 3: [("k2", b"state-2")]}
+    await journal.close()
+
+    with pytest.raises(RuntimeError, match="KAFKA_PARTITIONS"):
+        await Journal(path, partitions=8).open()
+
+
+async def test_concurrent_pushes_share_commits_and_lose_nothing(tmp_path: Path) -> None:
+    journal = await Journal(tmp_path / "j.sqlite3", partitions=4).open()
+    await asyncio.gather(*(journal.append(rows_of([send(p * 10 + i) for i in range(10)], [], "x", 4))
+                           for p in range(200)))
+    got = await journal.read_after(0, limit=100_000)
+    ids = sorted(int(e.message_id[1:]) for r in got for e in decode_message_events(r.value))
+    assert ids == list(range(2000))
+    await journal.close()
+
+
+# --- forwarding to a real broker ----------------------------------------------------------------------
+async def test_forwarder_delivers_in_order_pauses_and_resumes_on_a_new_broker(tmp_path: Path) -> None:
+    broker = EmbeddedBroker()
+    bootstrap = await broker.start()
+    journal = await Journal(tmp_path / "j.sqlite3", partitions=4).open()
+    forwarder = Forwarder(journal)
+    publisher = JournaledPublisher(journal, forwarder)
+    try:
+        await ensure_topics(bootstrap, 4, 1)
+        await forwarder.start(bootstrap)
+        await publisher.start()
+        for push in range(10):
+            await publisher.publish([send(push * 100 + i) for i in range(50)], [], "/v1/sends")
+        await publisher.dead_letter(b"not json", "cannot parse", "/callbacks/kx/report")
+        await eventually(lambda: journal.unforwarded == 0)  # forwarded without being asked
+        cursor = await forwarder.pause()
+        assert cursor == journal.last_seq
+        first = await _read(bootstrap, topics.SENDS, 500)
+        for partition, ids in first.items():
+            assert ids == sorted(ids, key=lambda m: int(m[1:])), f"partition {partition} out of order"
+        assert (await _read(bootstrap, topics.DEADLETTER, 1))
+
+        # a new empty broker on the same address, forwarding again from a snapshot point
+        await forwarder.stop()
+        await journal.save_snapshot(cursor, [], keep_dead_letters_ms=0)
+        await publisher.publish([send(5000 + i) for i in range(30)], [], "/v1/sends")  # while no broker forwards
+        await broker.restart()
+        await ensure_topics(bootstrap, 4, 1)
+        await forwarder.start(bootstrap)
+        again = await _read(bootstrap, topics.SENDS, 30)
+        assert sorted(m for ids in again.values() for m in ids) == sorted(f"m{5000 + i}" for i in range(30))
+    finally:
+        await forwarder.stop()
+        await journal.close()
+        broker.stop()
+
+
+async def _read(bootstrap: str, topic: str, expect: int, timeout: float = 20.0) -> dict[int, list[str]]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    out: dict[int, list[str]] = {}
+    seen = 0
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while seen < expect and asyncio.get_running_loop().time() < deadline:
+            for tp, records in (await consumer.getmany(timeout_ms=500)).items():
+                for record in records:
+                    if topic == topics.DEADLETTER:
+                        out.setdefault(tp.partition, []).append(record.value.decode())
+                        seen += 1
+                        continue
+                    ids = [e.message_id for e in decode_message_events(record.value)]
+                    out.setdefault(tp.partition, []).extend(ids)
+                    seen += len(ids)
+    finally:
+        await consumer.stop()
+    assert seen >= expect, f"read {seen} of {expect}"
+    return out
+
+
+# --- rotation, on the session's pipeline (embedded `up`: journaled) -----------------------------------
+@pytest.mark.pipeline
+async def test_a_send_before_a_rotation_joins_its_receipt_after_it(pipeline: Runtime,
+                                                                   http: aiohttp.ClientSession) -> None:
+    assert pipeline.journal is not None and pipeline.broker is not None, "the session pipeline is embedded `up`"
+    biz = [f"rot{uid()}" for _ in range(20)]
+    phones = [f"1390000{i:04d}" for i in range(20)]
+    for b, phone in zip(biz, phones):
+        status, body = await post(http, "/v1/sends/aliyun", aliyun_send(b, [phone]))
+        assert status == 202, body
+    await eventually(lambda: _count(pipeline, biz, "status = 'pending'", 20), timeout=30)
+    rotations, pid = pipeline.broker.rotations, pipeline.broker.process.pid if pipeline.broker.process else None
+    assert await pipeline.rotate(), "rotated"
+    assert pipeline.broker.rotations == rotations + 1 and pipeline.broker.process is not None
+    assert pipeline.broker.process.pid != pid
+    snapshot = await pipeline.journal.load_snapshot()
+    held = {key for states in snapshot.values() for key, _ in states}
+    assert all(any(b in key for key in held) for b in biz), "the pending sends are in the snapshot"
+
+    consumer = AIOKafkaConsumer(topics.DELIVERIES, bootstrap_servers=pipeline.bootstrap,
+                                auto_offset_reset="earliest", enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    try:
+        status, body = await post(http, "/callbacks/aliyun/sms-report",
+                                  [aliyun_report(b, phone) for b, phone in zip(biz, phones)])
+        assert status == 200, body
+        joined: dict[str, Any] = {}
+
+        async def stream_joined() -> bool:
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                for record in records:
+                    for d in decode_deliveries(record.value):
+                        if d.message_id in biz and d.status == "delivered":
+                            joined[d.message_id] = d
+            return len(joined) == 20
+
+        await eventually(stream_joined, timeout=30)
+    finally:
+        await consumer.stop()
+    # in the stream: the delivery after the rotation carries the send's fields from before it
+    assert all(d.has_send and d.sent_at_ms is not None for d in joined.values())
+    await eventually(lambda: _count(pipeline, biz, "status = 'delivered' AND latency_ms IS NOT NULL", 20), timeout=30)
+
+
+async def _count(pipeline: Runtime, ids: list[str], where: str, expect: int) -> bool:
+    listed = ",".join(f"'{i}'" for i in ids)
+    found = await rows(pipeline, f"SELECT count() AS n FROM sms.messages WHERE provider = 'aliyun' "
+                                 f"AND message_id IN ({listed}) AND {where}")
+    return int(found[0]["n"]) == expect
