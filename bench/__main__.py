@@ -30,14 +30,14 @@ from typing import Any
 from bench import report
 from bench.common import REPO, loadavg, log, sizes
 
-SECTIONS = ("join", "freshness", "ingest", "queries", "memory", "soak")
-RESULT_SECTIONS = ("ceiling", "join", "freshness", "ingest", "queries", "memory", "soak")
+SECTIONS = ("join", "freshness", "ingest", "queries", "memory", "soak", "freshness_up", "ingest_up")
+RESULT_SECTIONS = ("ceiling", "join", "freshness", "ingest", "queries", "memory", "soak", "freshness_up", "ingest_up")
 
 
 def _timeout(name: str, cfg: dict[str, Any]) -> float:
     if name == "join":
         return 900 + cfg["join_messages"] * 12 / 1000  # publishing, the ceiling, a join as slow as 200 events/s
-    if name == "freshness":
+    if name in ("freshness", "freshness_up"):
         return 300 + cfg["freshness_seconds"] * 2
     if name == "queries":
         return 600 + cfg["query_messages"] / 5_000

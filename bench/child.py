@@ -185,7 +185,7 @@ class Child:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.child")
-    parser.add_argument("role", choices=("worker", "join-only", "sink", "receiver"))
+    parser.add_argument("role", choices=("worker", "join-only", "sink", "receiver", "up"))
     parser.add_argument("--join-status", type=Path, default=None)
     parser.add_argument("--status", type=Path, required=True)
     parser.add_argument("--expect-events", type=int, default=0)
