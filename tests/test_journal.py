@@ -146,6 +146,32 @@ async def test_forwarder_delivers_in_order_pauses_and_resumes_on_a_new_broker(tm
         broker.stop()
 
 
+async def test_forwarder_waits_while_the_join_is_too_far_behind(tmp_path: Path) -> None:
+    broker = EmbeddedBroker()
+    bootstrap = await broker.start()
+    journal = await Journal(tmp_path / "j.sqlite3", partitions=4).open()
+    joined = 0
+    forwarder = Forwarder(journal, consumed=lambda: joined, max_ahead=100)
+    try:
+        await ensure_topics(bootstrap, 4, 1)
+        for push in range(3):  # 3 pushes of 50 events before it starts: its first round takes them all
+            await journal.append(rows_of([send(push * 100 + i) for i in range(50)], [], "/v1/sends", 4))
+        await forwarder.start(bootstrap)
+        await eventually(lambda: forwarder.forwarded_events == 150)
+        for push in range(3, 10):
+            await journal.append(rows_of([send(push * 100 + i) for i in range(50)], [], "/v1/sends", 4))
+            forwarder.wake()
+        await asyncio.sleep(1.0)
+        assert forwarder.forwarded_events == 150 and journal.unforwarded > 0  # 150 - 0 joined > 100: it waits
+        joined = 10_000  # the join caught up
+        await eventually(lambda: journal.unforwarded == 0)
+        assert forwarder.forwarded_events == 500
+    finally:
+        await forwarder.stop()
+        await journal.close()
+        broker.stop()
+
+
 async def _read(bootstrap: str, topic: str, expect: int, timeout: float = 20.0) -> dict[int, list[str]]:
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
                                 enable_auto_commit=False, group_id=None)

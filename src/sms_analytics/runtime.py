@@ -90,7 +90,8 @@ class Runtime:
                 # `up` on the embedded broker: accepted input is journaled before it is answered
                 self.journal = await Journal(s.sms_data_dir / JOURNAL_FILE, partitions=s.kafka_partitions,
                                              synchronous=s.sms_journal_sync).open()
-                self.forwarder = Forwarder(self.journal, linger_ms=s.sms_publish_linger_ms)
+                self.forwarder = Forwarder(self.journal, linger_ms=s.sms_publish_linger_ms,
+                                           consumed=lambda: self.join_stats.events if self.join_stats else 0)
         # A receiver alone starts without the broker and answers 503 until it is reachable.
         receiver_only = not (self.parts.worker or self.parts.sink)
         if not receiver_only:

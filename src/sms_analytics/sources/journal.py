@@ -29,7 +29,7 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import msgspec
 import structlog
@@ -48,6 +48,7 @@ log = structlog.get_logger(__name__)
 
 ANY_PARTITION = -1  # a record the producer places by its key (non-batched topics)
 READ_ROWS = 5_000  # rows the forwarder reads per round
+MAX_AHEAD_EVENTS = 200_000  # events forwarded and not yet joined, at most (a few seconds of the join)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -368,8 +369,15 @@ class Forwarder:
     the broker acknowledged them. A failed send is retried (the rows stay in the journal); a
     repeat is harmless downstream (the join and the warehouse merge repeats)."""
 
-    def __init__(self, journal: Journal, *, linger_ms: float = 2.0) -> None:
+    def __init__(self, journal: Journal, *, linger_ms: float = 2.0,
+                 consumed: Callable[[], int] | None = None, max_ahead: int = MAX_AHEAD_EVENTS) -> None:
+        """`consumed`: how many forwarded send and receipt events the stream has taken (the
+        forwarder waits while it is more than `max_ahead` behind, so a backlog in the journal
+        reaches the memory-only broker no faster than the join takes it)."""
         self.journal = journal
+        self._consumed = consumed
+        self._max_ahead = max_ahead
+        self.forwarded_events = 0  # send and receipt events forwarded
         self.cursor = journal.snapshot_seq
         self.produced = Produced()
         self.forwarded_rows = 0
@@ -392,6 +400,8 @@ class Forwarder:
         """Forward to `bootstrap` from `from_seq` (default: the snapshot's point)."""
         self.cursor = self.journal.forwarded_seq = self.journal.snapshot_seq if from_seq is None else from_seq
         self.produced = Produced()
+        if self._consumed is not None:  # a new broker: nothing on it is waiting for the join
+            self.forwarded_events = self._consumed()
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=2,
                                     max_request_size=8 * 1024 * 1024, max_batch_size=2 * 1024 * 1024)
         await producer.start()
@@ -434,6 +444,9 @@ class Forwarder:
     async def _run(self) -> None:
         delay = 0.2
         while not self._paused.is_set():
+            if self._consumed is not None and self.forwarded_events - self._consumed() > self._max_ahead:
+                await asyncio.sleep(0.05)  # the join is behind: let it catch up first
+                continue
             self._wake.clear()  # a push after this line wakes the wait below
             self._idle.clear()
             try:
@@ -477,4 +490,5 @@ class Forwarder:
             self.produced.note(meta.topic, meta.partition, meta.offset)
         self.cursor = self.journal.forwarded_seq = rows[-1].seq
         self.forwarded_rows += len(rows)
+        self.forwarded_events += sum(r.events for r in rows if r.topic in BATCHED)
         return len(rows)
