@@ -171,7 +171,7 @@ class Up:
         found: list[Pid] = []
         for line in self.log_text(since_start=True).splitlines():
             m = BROKER_LINE.search(line) if "embedded_broker.starting" in line else None
-            if m and (p := Pid.of(int(m.group(1)))) is not None and "tansu" in proc_comm(p.pid):
+            if m and (p := Pid.of(int(m.group(1)))) is not None and self._ours(p, line):
                 found.append(p)
         if self.running():
             for child in descendants(self.pid):
@@ -182,6 +182,21 @@ class Up:
             if p not in self.brokers:
                 self.brokers.append(p)
         return out
+
+    def _ours(self, p: Pid, line: str) -> bool:
+        """A logged broker pid is this incarnation's broker (not a reused pid): a tansu process that
+        is a child of `up`, or that listens on the address logged with it."""
+        if "tansu" not in proc_comm(p.pid):
+            return False
+        stat = proc_stat(p.pid)
+        if stat is not None and self.running() and stat[1] == self.pid:
+            return True
+        address = re.search(r"bootstrap[\"']?[=:]\s*[\"']?([\d.]+:\d+)", line)
+        try:
+            cmdline = Path(f"/proc/{p.pid}/cmdline").read_bytes().decode("utf-8", "replace")
+        except OSError:
+            return False
+        return address is not None and f"//{address.group(1)}\0" in cmdline + "\0"
 
     def live_broker(self) -> Pid | None:
         live = [p for p in self.current_brokers() if p.alive()]
@@ -268,6 +283,7 @@ class Message:
     message_id: str
     e164: str
     status: str  # the outcome of its receipt, or "pending" when it gets none
+    minute: int  # the minute of its sent_at (epoch s): its rollup cohort
     send_acked: bool = False
     receipt_acked: bool = False
 
@@ -351,7 +367,8 @@ class Traffic:
                 receipts.append((taskid, t.kx_report(
                     p, taskid, report_time=reports[p],
                     **_code(rng, failed[p], t.KX_DELIVERED, t.KX_RECEIPT_FAILURES, "code", "msg"))))
-        messages = [Message(provider, mid, f"+86{p}", "failed" if failed[p] else "delivered")
+        minute = int(round(sent_at, 3) // 60 * 60)
+        messages = [Message(provider, mid, f"+86{p}", "failed" if failed[p] else "delivered", minute)
                     for (mid, _), p in zip(receipts, phones)]
         self.messages.extend(messages)
         send = Push("send", provider, t.SEND_PATHS[provider], orjson.dumps(body), messages)
@@ -512,6 +529,9 @@ COUNTS = ("SELECT count() AS rows, uniqExact(provider, message_id, phone_hash) A
           "sum(receipt_count) AS receipts FROM sms.messages")
 ROLLUP = ("SELECT sum(sent) AS messages, sum(delivered) AS delivered, sum(failed) AS failed, "
           "sum(pending) AS pending FROM sms.rollup_minute")
+ROLLUP_CELLS = ("SELECT toUnixTimestamp(minute) AS minute, provider, sum(sent) AS messages, "
+                "sum(delivered) AS delivered, sum(failed) AS failed, sum(pending) AS pending "
+                "FROM sms.rollup_minute GROUP BY minute, provider")
 
 
 def truth_counts(messages: list[Message]) -> dict[str, int]:
@@ -571,8 +591,8 @@ async def compare(up: Up, messages: list[Message], label: str) -> tuple[dict[str
         if int(row["receipt_count"]) > int(m.receipt_acked):
             doubled.append(f"{m.provider}:{m.message_id}:{m.e164[-4:]} (receipt_count {row['receipt_count']})")
         if m.receipt_acked and int(row["receipt_count"]) == 0:
-            lost_receipts.append(f"{m.provider}:{m.message_id}:{m.e164[-4:]} (acknowledged {m.status} receipt, warehouse "
-                                 f"{row['status']})")
+            lost_receipts.append(f"{m.provider}:{m.message_id}:{m.e164[-4:]} (acknowledged {m.status} receipt, "
+                                 f"warehouse {row['status']})")
         elif row["status"] != m.expected_status:
             wrong.append(f"{m.provider}:{m.message_id}:{m.e164[-4:]} (want {m.expected_status}, got {row['status']})")
     unexpected = [k for k in seen if k not in want]
@@ -588,22 +608,39 @@ async def compare(up: Up, messages: list[Message], label: str) -> tuple[dict[str
             break
         await asyncio.sleep(1.0)
     rollup_diff = {k: rolled.get(k, 0) - v for k, v in rollup_want.items() if rolled.get(k, 0) != v}
+    # and per (minute sent, provider): no cohort short of a message while another has one too many
+    cells_want: dict[tuple[int, str], Counter[str]] = {}
+    for m in want.values():
+        if m.send_acked:
+            cell = cells_want.setdefault((m.minute, m.provider), Counter())
+            cell["messages"] += 1
+            cell[m.expected_status or ""] += 1
+    cells_got = {(int(r["minute"]), r["provider"]): r for r in await query(up, ROLLUP_CELLS)}
+    cells_off = []
+    for key in sorted(set(cells_want) | set(cells_got)):
+        w, g = cells_want.get(key, Counter()), cells_got.get(key, {})
+        diff = {k: int(g.get(k) or 0) - w[k] for k in ("messages", "delivered", "failed", "pending")
+                if int(g.get(k) or 0) != w[k]}
+        if diff:
+            cells_off.append(f"{time.strftime('%H:%M', time.gmtime(key[0]))} {key[1]} {diff}")
     summary = {"acknowledged_messages": len(want), "warehouse_rows": len(rows), "lost_messages": len(lost),
                "lost_receipts": len(lost_receipts), "wrong_status": len(wrong), "doubled": len(doubled),
                "unexpected_rows": len(unexpected)}
     report = (f"{label}: {summary}\n  truth     {want_counts}\n  warehouse {got_counts}\n"
               f"  rollups   {rolled} (want {rollup_want}, diff {rollup_diff})")
     for name, items in (("lost messages", lost), ("lost receipts", lost_receipts), ("wrong status", wrong),
-                        ("doubled", doubled), ("unexpected rows", [":".join(k[:2]) for k in unexpected])):
+                        ("doubled", doubled), ("unexpected rows", [":".join(k[:2]) for k in unexpected]),
+                        ("rollup cells (minute, provider) off", cells_off)):
         if items:
             report += f"\n  {name} ({len(items)}), e.g. {items[:5]}"
     summary["rollup_off"] = sum(abs(v) for v in rollup_diff.values())
+    summary["rollup_cells_off"] = len(cells_off)
     return summary, report
 
 
 def failures_of(summary: dict[str, int]) -> bool:
     return any(summary[k] for k in ("lost_messages", "lost_receipts", "wrong_status", "doubled",
-                                    "unexpected_rows", "rollup_off"))
+                                    "unexpected_rows", "rollup_off", "rollup_cells_off"))
 
 
 @pytest_asyncio.fixture
@@ -722,8 +759,8 @@ async def test_up_sigkilled_at_random_moments_loses_and_doubles_nothing(up_facto
                 up.reap()
                 kills.append(f"#{len(kills) + 1} {how}")
                 watchers.append(asyncio.create_task(watch_broker_dies(broker, kills[-1], orphans)))
-            else:  # recovery: 0.5-3 s into the start after the previous kill, before it is healthy
-                await asyncio.sleep(rng.uniform(0.5, 3.0))
+            else:  # recovery: 1-3 s into the start after the previous kill, before it is healthy
+                await asyncio.sleep(rng.uniform(1.0, 3.0))
                 status = await get_status(up.http + "/healthz", timeout=0.5)
                 kill(f"#{len(kills) + 1} during the start after the previous kill "
                      f"({'/healthz 200 already' if status == 200 else 'not healthy yet'})")
