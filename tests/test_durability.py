@@ -667,9 +667,11 @@ async def kill_when_warehouse_busy(up: Up, rng: random.Random) -> str:
     kill comes while the row count is moving (the sink is inserting)."""
     sql = "SELECT count() AS n FROM sms.message_parts"
     latencies: list[float] = []
-    last_n = None
+    last_n: int | None = None
+    before: int | None = None
     moving = False
     deadline = time.monotonic() + 15
+
     async def count(s: aiohttp.ClientSession) -> int:
         async with s.post(up.query_url + "/query?format=json", data=sql.encode()) as r:
             return int(orjson.loads((await r.text()).splitlines()[0])["n"])
@@ -683,14 +685,15 @@ async def kill_when_warehouse_busy(up: Up, rng: random.Random) -> str:
             if not done and moving:
                 up.sigkill()
                 task.cancel()
-                return f"while the sink was writing (a query waited > {threshold * 1000:.0f} ms on the warehouse)"
+                return (f"while the sink was writing (rows {before} -> {last_n} in the last poll, then a query "
+                        f"waited > {threshold * 1000:.0f} ms on the warehouse)")
             try:
                 n = await task
             except Exception:
                 continue
             latencies.append(time.monotonic() - t0)
             moving = last_n is not None and n != last_n
-            last_n = n
+            before, last_n = last_n, n
             await asyncio.sleep(rng.uniform(0.0, 0.03))
     up.sigkill()
     return "while rows were arriving (no write caught in 15 s)"
