@@ -626,8 +626,10 @@ async def compare(up: Up, messages: list[Message], label: str) -> tuple[dict[str
     summary = {"acknowledged_messages": len(want), "warehouse_rows": len(rows), "lost_messages": len(lost),
                "lost_receipts": len(lost_receipts), "wrong_status": len(wrong), "doubled": len(doubled),
                "unexpected_rows": len(unexpected)}
+    awaited = "" if rolled == rollup_want or not (lost or lost_receipts or doubled or wrong) else \
+        " (not awaited: the rows are already wrong; later rollup rounds may still move)"
     report = (f"{label}: {summary}\n  truth     {want_counts}\n  warehouse {got_counts}\n"
-              f"  rollups   {rolled} (want {rollup_want}, diff {rollup_diff})")
+              f"  rollups   {rolled} (want {rollup_want}, diff {rollup_diff}){awaited}")
     for name, items in (("lost messages", lost), ("lost receipts", lost_receipts), ("wrong status", wrong),
                         ("doubled", doubled), ("unexpected rows", [":".join(k[:2]) for k in unexpected]),
                         ("rollup cells (minute, provider) off", cells_off)):
