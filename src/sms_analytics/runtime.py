@@ -365,8 +365,15 @@ class Runtime:
     async def _recover(self) -> None:
         """Start again on an empty broker from the journal's snapshot, replaying every row after it:
         after the broker died, or a rotation failed. Nothing is lost (the rows are in the journal);
-        what was already written is written again and merged by the warehouse."""
+        what was already written is written again and merged by the warehouse.
+
+        The old worker, sink and forwarder are stopped against a stand-in broker on the same address
+        (faust's stop waits a minute for a broker that is gone), which is then replaced by a clean
+        one: whatever they flush while stopping never reaches the broker the stream resumes on."""
         assert self.journal is not None and self.forwarder is not None and self.broker is not None
+        started = time.monotonic()
+        if not self.broker.alive:
+            await self.broker.restart()
         await self.forwarder.stop()
         if self.app is not None:
             try:
@@ -376,8 +383,8 @@ class Runtime:
         await self._stop_sink(flush=False)
         await self.broker.restart()
         await self._resume(await self.journal.load_snapshot())
-        log.info("embedded_broker.recovered", snapshot_seq=self.journal.snapshot_seq,
-                 replaying=self.journal.last_seq - self.journal.snapshot_seq)
+        log.info("embedded_broker.recovered", seconds=round(time.monotonic() - started, 2),
+                 snapshot_seq=self.journal.snapshot_seq, replaying=self.journal.last_seq - self.journal.snapshot_seq)
 
     async def _resume(self, states: dict[int, list[tuple[str, bytes]]]) -> None:
         """On a new empty broker: topics, the snapshot as the changelog, worker, sink, forwarder."""
