@@ -118,7 +118,8 @@ async def test_metrics_of_the_running_pipeline(pipeline: Runtime, http: aiohttp.
     assert value(now, "sms_sink_batch_seconds_count") == buckets[(("le", "+Inf"),)] >= 1
     assert value(now, "sms_sink_batch_seconds_sum") > 0
     assert value(now, "sms_embedded_broker_resident_bytes") > 1_000_000  # a live process's VmRSS
-    assert value(now, "sms_embedded_broker_rotations_total") == 0
+    assert pipeline.broker is not None
+    assert value(now, "sms_embedded_broker_rotations_total") == pipeline.broker.rotations
     assert value(now, "sms_health_ok") == 1
     assert {dict(k)["component"] for k in series(now, "sms_component_ready")} == {"worker", "sink", "warehouse", "broker"}
     assert "process_resident_memory_bytes" in {n for n, _ in now}  # the default registry follows
@@ -148,15 +149,22 @@ async def test_query_endpoint_serves_the_same_metrics(pipeline: Runtime) -> None
 
 
 @pytest.mark.pipeline
-async def test_journal_depth_is_exposed_when_the_runtime_has_one(pipeline: Runtime) -> None:
+async def test_journal_depth_is_exposed_when_the_runtime_has_one(pipeline: Runtime, tmp_path: Path) -> None:
+    assert pipeline.journal is not None  # the session's pipeline is embedded `up`: journaled
     samples, _ = await scrape(pipeline.receiver_url)
-    assert value(samples, "sms_journal_rows") is None  # no journal: no gauge
-    pipeline.journal = SimpleNamespace(rows=12, unforwarded=5)  # the hook a journal fills (see metrics.py)
+    rows = value(samples, "sms_journal_rows")
+    assert rows is not None and rows >= 0 and value(samples, "sms_journal_unforwarded_rows") is not None
+    real = pipeline.journal
+    pipeline.journal = SimpleNamespace(rows=12, unforwarded=5)  # the values come from the journal object
     try:
         samples, _ = await scrape(pipeline.receiver_url)
     finally:
-        del pipeline.journal
+        pipeline.journal = real
     assert (value(samples, "sms_journal_rows"), value(samples, "sms_journal_unforwarded_rows")) == (12, 5)
+    # a process without a journal (a receiver on an external broker) has no such gauge
+    receiver = Runtime(pipeline_settings(tmp_path, kafka_bootstrap_servers=pipeline.bootstrap),
+                       Parts(receiver=True, worker=False, sink=False, query=False))
+    assert receiver.journal is None and b"sms_journal_rows" not in receiver.metrics.exposition()
 
 
 # --- the dashboard and the alert rules read only what /metrics exposes --------------------------------------
@@ -183,11 +191,8 @@ def test_metric_names_are_parsed_from_promql() -> None:
 
 @pytest.mark.pipeline
 async def test_dashboard_and_alert_rules_name_only_exposed_metrics(pipeline: Runtime) -> None:
-    pipeline.journal = SimpleNamespace(rows=0, unforwarded=0)
-    try:
-        _, text = await scrape(pipeline.receiver_url)
-    finally:
-        del pipeline.journal
+    assert pipeline.journal is not None  # embedded `up`: every family, the journal's too
+    _, text = await scrape(pipeline.receiver_url)
     exposed = names(text)
     expressions = pipeline_health.expressions() + pipeline_health.rule_expressions()
     assert len(pipeline_health.rule_expressions()) == 4
