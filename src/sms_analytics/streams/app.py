@@ -142,7 +142,10 @@ def tune_gc() -> None:
     never visits. With Python's default thresholds (700, 10, 10) collections ran every few hundred
     events and re-scanned the older generations (7% of the worker's samples in a join run);
     objects alive after the start are frozen out of collection, and the youngest generation is
-    collected every 50,000 allocations."""
+    collected every 50,000 allocations. Called again after a new worker replaced an old one (the
+    embedded broker's rotation), it first unfreezes: the old worker's objects, frozen by the last
+    call, would otherwise never be collected."""
+    gc.unfreeze()
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
