@@ -645,6 +645,11 @@ def failures_of(summary: dict[str, int]) -> bool:
                                     "unexpected_rows", "rollup_off", "rollup_cells_off"))
 
 
+def rotations(up: Up) -> int:
+    """Broker rotations `up` logged, over all its incarnations."""
+    return up.log.read_text(errors="replace").count("embedded_broker.rotated") if up.log.exists() else 0
+
+
 @pytest_asyncio.fixture
 async def up_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Up]]:
     made: list[Up] = []
@@ -705,7 +710,9 @@ async def kill_when_warehouse_busy(up: Up, rng: random.Random) -> str:
 async def test_up_sigkilled_at_random_moments_loses_and_doubles_nothing(up_factory: Callable[..., Up]) -> None:
     rng = random.Random(SEED)
     print(f"\nDURABILITY_SEED={SEED}")
-    up = up_factory()
+    # a small broker budget: the broker is rotated (checkpoint, new broker, states carried over) every
+    # few seconds of this run, so kills also land before, during and after rotations
+    up = up_factory(SMS_BROKER_MAX_MEMORY_MB="96", SMS_BROKER_ROTATE_MIN_SECONDS="8")
     now = time.time()
     traffic = Traffic(100_000, seed=rng.randrange(10**9), start_s=now - 240, span_s=200)
     driver = Driver(up, traffic)
@@ -789,8 +796,9 @@ async def test_up_sigkilled_at_random_moments_loses_and_doubles_nothing(up_facto
           f"traffic {sent_s:.0f}s, total {total:.0f}s; orphaned brokers {len(orphans)}")
     print(f"  durability: tried {len(traffic.messages)} messages, kills {len(kills)}, lost "
           f"{summary['lost_messages']} messages + {summary['lost_receipts']} receipts, doubled {summary['doubled']}, "
-          f"orphaned brokers {len(orphans)}")
+          f"orphaned brokers {len(orphans)}, broker rotations {rotations(up)}")
     assert len(traffic.messages) >= 100_000 and len(kills) >= 5
+    assert rotations(up) >= 1, "the run was meant to rotate the broker at least once"
     problems = []
     if failures_of(summary) or got != want:
         problems.append(report)

@@ -141,7 +141,7 @@ class Runtime:
                                       scan_seconds=s.sms_compensate_scan_seconds,
                                       forget_after_ms=int(s.sms_expire_after.total_seconds() * 1000)),
             rules=Rules.load(s.sms_alert_rules), raw_phone=s.sms_store_raw_phone,
-            fetch_max_wait_ms=s.kafka_fetch_max_wait_ms,
+            fetch_max_wait_ms=s.kafka_fetch_max_wait_ms, session_timeout=self._session_timeout,
         )
         if previous is not None:  # a new broker: the counts go on, the offsets start again
             self.join_stats.carry(previous)
@@ -156,6 +156,7 @@ class Runtime:
             self.warehouse, self.bootstrap, group=f"{s.sms_app_id}-sink", batch_rows=s.sms_sink_batch_rows,
             flush_seconds=s.sms_sink_flush_seconds, store_raw_phone=s.sms_store_raw_phone,
             rollups=self.rollups, rollup_seconds=s.sms_rollup_seconds, fetch_max_wait_ms=s.kafka_fetch_max_wait_ms,
+            session_timeout=self._session_timeout,
         )
         if previous is not None:  # a new broker (rotation): the counts go on
             self.sink.stats = previous.stats
@@ -407,10 +408,20 @@ class Runtime:
                              s.kafka_replication_factor, states)
 
     @property
+    def _session_timeout(self) -> float:
+        """Consumer-group session timeout of the worker and the sink. The embedded broker makes a
+        group join wait half of it (measured: 5.0 / 3.0 / 1.0 s at 10 / 6 / 2 s), and each broker
+        rotation starts both groups anew; in embedded `up` both consumers live in this one process,
+        with no other member to fail over to, so a short timeout costs nothing there. Elsewhere 6 s
+        keeps a worker that stalls for a moment from being expelled."""
+        return EMBEDDED_SESSION_SECONDS if self.journal is not None else 6.0
+
+    @property
     def _keep_dead_letters_ms(self) -> int:
         return int(self.settings.sms_journal_deadletter_days * 86_400_000)
 
 
+EMBEDDED_SESSION_SECONDS = 2.0
 KEEPER_SECONDS = 1.0  # how often the keeper looks at the embedded broker
 DRAIN_SECONDS = 60.0  # longest wait for the worker or the sink to catch up before a rotation
 STOP_SECONDS = 20.0

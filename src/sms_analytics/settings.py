@@ -105,10 +105,10 @@ class Settings(BaseSettings):
         default="NORMAL", description="SQLite synchronous mode of the journal ($SMS_DATA_DIR/journal.sqlite3): NORMAL "
         "survives a killed process, FULL also a power loss (an fsync per commit).")
     sms_broker_max_memory_mb: int = Field(
-        default=320, ge=32, description="The embedded broker is rotated (replaced by an empty one, the join's pending "
+        default=512, ge=32, description="The embedded broker is rotated (replaced by an empty one, the join's pending "
         "states carried over) once its resident memory passes this.")
     sms_broker_rotate_min_seconds: float = Field(
-        default=60.0, ge=0, description="At least this long between two rotations of the embedded broker.")
+        default=30.0, ge=0, description="At least this long between two rotations of the embedded broker.")
     sms_memory_budget_mb: int = Field(
         default=1536, ge=256, description="Memory budget of `sms-analytics up` on embedded defaults (pipeline and "
         "broker): the soak benchmark's target, and the sms_memory_budget_bytes metric.")

@@ -97,7 +97,7 @@ class SinkStats:
 class ClickHouseSink:
     def __init__(self, warehouse: Warehouse, bootstrap: str, *, group: str, batch_rows: int,
                  flush_seconds: float, store_raw_phone: bool, rollups: Rollups | None = None,
-                 rollup_seconds: float = 5.0, fetch_max_wait_ms: int = 50) -> None:
+                 rollup_seconds: float = 5.0, fetch_max_wait_ms: int = 50, session_timeout: float = 6.0) -> None:
         self.warehouse = warehouse
         self.rollups = rollups
         self.rollup_seconds = rollup_seconds
@@ -121,7 +121,8 @@ class ClickHouseSink:
         }
         self.consumer = AIOKafkaConsumer(
             *self.routes, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
-            auto_offset_reset="earliest", session_timeout_ms=6000, heartbeat_interval_ms=1000,
+            auto_offset_reset="earliest", session_timeout_ms=int(session_timeout * 1000),
+            heartbeat_interval_ms=int(min(1.0, session_timeout / 4) * 1000),
             max_poll_records=max(10, batch_rows // 20),  # a deliveries record holds up to hundreds of rows
             max_partition_fetch_bytes=16 * 1024 * 1024,
             check_crcs=False,  # as the worker (streams/app.py): the broker checked them on produce

@@ -154,7 +154,7 @@ def tune_gc() -> None:
 def build_app(*, app_id: str, bootstrap: str, partitions: int, replication: int, data_dir: str,
               batch: int, within: float, compensation: Compensation | None = None,
               rules: Rules | None = None, raw_phone: bool = False,
-              fetch_max_wait_ms: int = 50) -> tuple[faust.App, JoinStats]:
+              fetch_max_wait_ms: int = 50, session_timeout: float = 6.0) -> tuple[faust.App, JoinStats]:
     """The join app. Deliveries carry the raw number only with raw_phone (SMS_STORE_RAW_PHONE): the
     sink needs it only then; the state (and the compensation requests) keep it for the pollers."""
     app = faust.App(
@@ -166,8 +166,8 @@ def build_app(*, app_id: str, bootstrap: str, partitions: int, replication: int,
         topic_replication_factor=replication,
         key_serializer="raw",
         value_serializer="raw",
-        broker_session_timeout=6,
-        broker_heartbeat_interval=1,
+        broker_session_timeout=session_timeout,
+        broker_heartbeat_interval=min(1.0, session_timeout / 4),
         # Records of hundreds of events: a producer batch must hold several of them, or aiokafka
         # sends one record per partition per round trip (it keeps one batch per partition).
         producer_linger=0.005,
