@@ -69,8 +69,8 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert truth["receipts_before_send"] == round(truth["distinct_receipts"] * 0.10)
     assert sections["ceiling"]["events"] == truth["events"] and sections["ceiling"]["joined_matches"]
 
-    assert sections["freshness"]["visible"] > 0
-    assert sections["ingest"]["failed"] == 0
+    assert sections["freshness"]["visible"] > 0 and sections["freshness_up"]["visible"] > 0
+    assert sections["ingest"]["failed"] == 0 and sections["ingest_up"]["failed"] == 0
     panels = sections["queries"]["panels"]
     assert panels and all(isinstance(p["p50_ms"], float) for p in panels)
     assert sections["memory"]["events_consumed"] >= sections["memory"]["pending"]
@@ -83,7 +83,8 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert all(abs(row[1] - (row[2] + row[3] + row[4])) < 0.3 for row in soak["trace"])  # total = the parts
 
     assert {t["name"] for t in doc["targets"]} == {"join throughput", "join vs ceiling", "freshness p99", "HTTP ingest",
-                                                   "panel queries", "worker memory", "soak growth", "soak peak"}
+                                                   "panel queries", "worker memory", "soak growth", "soak peak",
+                                                   "freshness p99 (up)", "HTTP ingest (up)"}
     machine = doc["machine"]
     assert machine["nproc"] and machine["python"] and machine["packages"]["faust-streaming"]
     assert doc["source"]["path"] == str(REPO / "src")

@@ -130,7 +130,11 @@ async def test_metrics_of_the_running_pipeline(pipeline: Runtime, http: aiohttp.
 
     # labels carry classes and paths, never input: no phone number, no message id
     _, text = await scrape(pipeline.receiver_url)
-    assert not re.search(r"\d{7,}", "".join(re.findall(r"\{[^}]*\}", text)))
+    labels = "".join(re.findall(r"\{[^}]*\}", text))
+    # a pull feed is named by its configured account (Tencent's SmsSdkAppId, e.g. 1400006666): configuration,
+    # not input, and present when an earlier test of this process ran the feeds
+    labels = re.sub(r'feed="[a-z_.]+\.\d+"', 'feed=""', labels)
+    assert not re.search(r"\d{7,}", labels)
     assert "obs-" not in text
     for labels in series(now, "sms_dead_letters_total"):
         assert dict(labels)["reason"] in REASON_CLASSES
