@@ -188,6 +188,7 @@ def _run_sql(statement: str, fmt: str, params: dict[str, str]) -> None:
                    f"could not be opened directly (is another process using it?): {str(exc).strip()[:500]}", err=True)
         raise typer.Exit(1)
     try:
+        warehouse.check_sources(statement, params)
         columns, rows = warehouse.query(statement, params=params)
     except Exception as exc:
         typer.echo(f"error: {str(exc).strip()[:2000]}", err=True)

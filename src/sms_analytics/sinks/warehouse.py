@@ -47,6 +47,39 @@ def check_read_only(sql: str) -> str:
     return text
 
 
+# Table functions a read path may use: they generate rows and read nothing outside the warehouse.
+# Every other one (file, url, s3, remote, mysql, python, executable, dictionary, input, ...) could
+# read the host's files (/proc/self/environ holds every secret), reach the network or run code.
+SAFE_TABLE_FUNCTIONS = frozenset({"numbers", "numbers_mt", "zeros", "zeros_mt", "generate_series", "generateSeries",
+                                  "primes", "values", "view", "null"})
+# Ordinary functions that read the host's files.
+UNSAFE_FUNCTIONS = frozenset({"file"})
+_AST_LINE = re.compile(r"^( *)(\w+)(?: (\S+))?")
+
+
+def unsafe_sources(ast: str) -> list[str]:
+    """The table functions outside SAFE_TABLE_FUNCTIONS, and the UNSAFE_FUNCTIONS, that a statement
+    uses anywhere (subqueries, CTEs, joins, DESCRIBE), read from ClickHouse's own parse of it: the
+    text of `EXPLAIN AST <statement>`, one node a line, a child indented one space under its parent."""
+    found: list[str] = []
+    parents: list[str] = []  # the node kind at each depth
+    for line in ast.splitlines():
+        match = _AST_LINE.match(line)
+        if not match:
+            continue
+        depth, kind, name = len(match.group(1)), match.group(2), match.group(3) or ""
+        del parents[depth:]
+        parent = parents[-1] if parents else ""
+        parents.append(kind)
+        if kind != "Function":
+            continue
+        if parent == "TableExpression" and name not in SAFE_TABLE_FUNCTIONS:
+            found.append(f"table function {name}")
+        elif name in UNSAFE_FUNCTIONS:
+            found.append(f"function {name}")
+    return found
+
+
 def _strip_comments(sql: str) -> str:
     """Blank `-- …` and `/* … */` comments outside string literals (what the engine ignores)."""
     return re.sub(r"'(?:[^'\\]|\\.)*'|--[^\n]*|/\*.*?\*/", lambda m: m.group(0) if m.group(0).startswith("'") else " ",
@@ -200,6 +233,17 @@ class Warehouse:
         with self._lock:
             result = self.client.query(sql, parameters=params or None, settings={"readonly": 2} if read_only else None)
         return list(result.column_names), [tuple(r) for r in result.result_rows]
+
+    def check_sources(self, sql: str, params: dict[str, Any] | None = None) -> None:
+        """Refuse (NotReadOnly) a statement that reads anything but the warehouse's tables, by
+        ClickHouse's own parser: what the read paths (`POST /query`, `sms-analytics sql`) run first."""
+        text = check_read_only(sql)
+        with self._lock:
+            result = self.client.query(f"EXPLAIN AST {text}", parameters=params or None, settings={"readonly": 2})
+        unsafe = unsafe_sources("\n".join(str(row[0]) for row in result.result_rows))
+        if unsafe:
+            raise NotReadOnly(f"only the warehouse's tables can be read here, not {', '.join(sorted(set(unsafe)))} "
+                              f"(allowed table functions: {', '.join(sorted(SAFE_TABLE_FUNCTIONS))})")
 
     def ping(self) -> bool:
         try:
