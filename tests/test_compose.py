@@ -42,6 +42,7 @@ FAKE_ENV = {
     "CLICKHOUSE_PASSWORD": "ch-pass-1234",
     "SMS_PHONE_HASH_KEY": "hash-key-5678",
     "GRAFANA_ADMIN_PASSWORD": "grafana-pass-9012",
+    "SMS_QUERY_TOKEN": "query-token-3456",
 }
 
 
@@ -486,7 +487,7 @@ def test_required_secrets_fail_fast_when_unset(services):
         "clickhouse": ["CLICKHOUSE_PASSWORD"],
         "grafana": ["GF_SECURITY_ADMIN_PASSWORD", "CLICKHOUSE_PASSWORD"],
         "receiver": ["SMS_PHONE_HASH_KEY", "CLICKHOUSE_URL"],
-        "worker": ["SMS_PHONE_HASH_KEY", "CLICKHOUSE_URL"],
+        "worker": ["SMS_PHONE_HASH_KEY", "CLICKHOUSE_URL", "SMS_QUERY_TOKEN"],
     }
     for name, keys in required.items():
         env = environment(services[name])

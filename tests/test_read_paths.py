@@ -13,9 +13,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from sms_analytics.runtime import Runtime
+from sms_analytics.runtime import Parts, QueryEndpointUnprotected, Runtime
+from sms_analytics.sinks.query_api import query_app
 from sms_analytics.sinks.warehouse import SAFE_TABLE_FUNCTIONS, unsafe_sources
-from tests.conftest import rows
+from tests.conftest import pipeline_settings, rows, serve
 
 pytestmark = pytest.mark.pipeline
 ENVIRON = "file('/proc/self/environ', 'LineAsString')"
@@ -102,3 +103,26 @@ async def test_the_sql_command_refuses_the_same(pipeline: Runtime) -> None:
     out, err = await asyncio.wait_for(proc.communicate(), 120)  # the pipeline answers on this same event loop
     assert proc.returncode != 0 and "only the warehouse's tables" in err.decode(), (proc.returncode, err[-500:])
     assert b"SMS_" not in out
+
+
+async def test_the_query_endpoint_requires_its_token_when_it_has_one(pipeline: Runtime) -> None:
+    assert pipeline.warehouse is not None
+    runner, url = await serve(query_app(pipeline.warehouse, pipeline.readiness, token="q-token-0123456789"))
+    try:
+        async with aiohttp.ClientSession() as session:
+            for headers, want in (({}, 401), ({"Authorization": "Bearer wrong"}, 401),
+                                  ({"Authorization": "Bearer q-token-0123456789"}, 200)):
+                async with session.post(f"{url}/query", data=b"SELECT 1 AS one", headers=headers) as resp:
+                    assert resp.status == want, (headers, await resp.text())
+            async with session.get(f"{url}/healthz") as resp:  # health stays open to probes
+                assert resp.status in (200, 503)
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_query_endpoint_beyond_loopback_needs_a_token(tmp_path: Any) -> None:
+    for host in ("0.0.0.0", "10.1.2.3", "::"):
+        runtime = Runtime(pipeline_settings(tmp_path, sms_query_host=host, sms_query_token=None),
+                          Parts(receiver=False, worker=False, sink=False, query=True))
+        with pytest.raises(QueryEndpointUnprotected, match="SMS_QUERY_TOKEN"):
+            await runtime.start()

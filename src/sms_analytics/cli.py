@@ -130,7 +130,8 @@ def report(
         raise typer.BadParameter(str(exc)) from None
     settings = _settings()
     if url is None:  # like `sql`: through the running process's query endpoint if one answers
-        query = http_query(f"http://{settings.sms_query_host}:{settings.sms_query_port}", timeout=60)
+        query = http_query(f"http://{settings.sms_query_host}:{settings.sms_query_port}", timeout=60,
+                           token=settings.query_token)
         try:
             query("SELECT 1")
         except (urllib.error.URLError, ConnectionError, ValueError):
@@ -158,7 +159,7 @@ def _param(text: str) -> tuple[str, str]:
 
 
 def _run_sql(statement: str, fmt: str, params: dict[str, str]) -> None:
-    from sms_analytics.sinks.query_api import FORMATS, render
+    from sms_analytics.sinks.query_api import FORMATS, query_headers, render
     from sms_analytics.sinks.warehouse import NotReadOnly, Warehouse, check_read_only
 
     if fmt not in FORMATS:
@@ -171,7 +172,8 @@ def _run_sql(statement: str, fmt: str, params: dict[str, str]) -> None:
         raise typer.Exit(2)
     query = urllib.parse.urlencode({"format": fmt, **{f"param_{k}": v for k, v in params.items()}})
     url = f"http://{settings.sms_query_host}:{settings.sms_query_port}/query?{query}"
-    request = urllib.request.Request(url, data=statement.encode(), method="POST")
+    request = urllib.request.Request(url, data=statement.encode(), method="POST",
+                                     headers=query_headers(settings.query_token))
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             sys.stdout.write(response.read().decode())

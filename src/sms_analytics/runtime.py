@@ -27,7 +27,7 @@ from sms_analytics.observability.metrics import Metrics
 from sms_analytics.settings import Settings
 from sms_analytics.sinks import error_codes
 from sms_analytics.sinks import template_names
-from sms_analytics.sinks.query_api import ops_app, query_app
+from sms_analytics.sinks.query_api import is_loopback, ops_app, query_app
 from sms_analytics.sinks.rollups import Rollups
 from sms_analytics.sinks.warehouse import Warehouse
 from sms_analytics.sinks.writer import ClickHouseSink
@@ -43,6 +43,10 @@ from sms_analytics.streams.state import TABLE, MessageStateStore, changelog_topi
 log = structlog.get_logger(__name__)
 
 JOURNAL_FILE = "journal.sqlite3"
+
+
+class QueryEndpointUnprotected(RuntimeError):
+    """The read-only query endpoint would listen beyond this machine without a token."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,10 @@ class Runtime:
     # --- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
         s = self.settings
+        if self.parts.query and not is_loopback(s.sms_query_host) and not s.query_token:
+            raise QueryEndpointUnprotected(
+                f"SMS_QUERY_HOST={s.sms_query_host} is not a loopback address: set SMS_QUERY_TOKEN, which "
+                "POST /query will then require (Authorization: Bearer …)")
         if not self.bootstrap:
             self.broker = EmbeddedBroker()
             self.bootstrap = await self.broker.start()
@@ -117,7 +125,8 @@ class Runtime:
             await self._start_receiver(receiver_only)
         if self.parts.query and self.warehouse is not None:
             port = await self._serve(query_app(self.warehouse, self.readiness, metrics=self.metrics.exposition,
-                                               health=self.health), s.sms_query_host, s.sms_query_port)
+                                               health=self.health, token=s.query_token),
+                                     s.sms_query_host, s.sms_query_port)
             self.query_url = f"http://{_client_host(s.sms_query_host)}:{port}"
         if not self.receiver_url and not self.query_url:  # e.g. `worker --no-sink`: still /healthz and /metrics
             port = await self._serve(ops_app(self.health, self.metrics.exposition), s.sms_query_host, s.sms_query_port)

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     sms_http_port: int = 8080
     sms_query_host: str = Field(default="127.0.0.1", description="Read-only query endpoint (loopback).")
     sms_query_port: int = 8081
+    sms_query_token: SecretStr | None = Field(
+        default=None, description="Bearer token POST /query requires (Authorization: Bearer …); required whenever "
+        "SMS_QUERY_HOST is not a loopback address (the process refuses to start without it).")
     sms_callback_token: SecretStr | None = None
     sms_max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1, description="Larger bodies get 413.")
     sms_max_records_per_push: int = Field(default=10_000, ge=1, description="More records in one push get 400.")
@@ -177,6 +180,10 @@ class Settings(BaseSettings):
         if self.clickhouse_url:
             return self.clickhouse_url
         return f"chdb:///{self.sms_data_dir.resolve() / 'warehouse'}"
+
+    @property
+    def query_token(self) -> str | None:
+        return self.sms_query_token.get_secret_value() if self.sms_query_token else None
 
     @property
     def callback_token(self) -> str | None:

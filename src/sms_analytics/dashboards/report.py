@@ -160,10 +160,14 @@ def _layout_order(panels: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(panels, key=lambda p: (p.get("gridPos", {}).get("y", 0), p.get("gridPos", {}).get("x", 0)))
 
 
-def http_query(base_url: str, timeout: float = 60.0) -> Query:
-    """A Query through a running process's read-only endpoint (POST /query?format=json)."""
+def http_query(base_url: str, timeout: float = 60.0, token: str | None = None) -> Query:
+    """A Query through a running process's read-only endpoint (POST /query?format=json); `token`:
+    SMS_QUERY_TOKEN, when the endpoint requires one."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+
     def query(sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-        request = urllib.request.Request(f"{base_url.rstrip('/')}/query?format=json", data=sql.encode(), method="POST")
+        request = urllib.request.Request(f"{base_url.rstrip('/')}/query?format=json", data=sql.encode(), method="POST",
+                                         headers=headers)
         with urllib.request.urlopen(request, timeout=timeout) as response:
             records = [orjson.loads(line) for line in response.read().splitlines() if line.strip()]
         columns = list(records[0]) if records else []

@@ -9,6 +9,8 @@ readonly=2; anything else is answered 403. chDB opens a warehouse in one process
 from __future__ import annotations
 
 import asyncio
+import hmac
+import ipaddress
 import csv
 import datetime as dt
 import io
@@ -61,10 +63,15 @@ def render(columns: list[str], rows: list[tuple[Any, ...]], fmt: str) -> str:
 
 
 def query_app(warehouse: Warehouse, readiness: Callable[[], dict[str, bool]], *,
-              metrics: Callable[[], bytes] | None = None, health: Callable[[], Any] | None = None) -> web.Application:
+              metrics: Callable[[], bytes] | None = None, health: Callable[[], Any] | None = None,
+              token: str | None = None) -> web.Application:
     """`metrics`: the exposition served on /metrics (none: no such route); `health`: a verdict
-    (observability/health.py) /healthz answers with instead of `readiness`."""
+    (observability/health.py) /healthz answers with instead of `readiness`; `token`: what POST
+    /query requires as `Authorization: Bearer <token>` (SMS_QUERY_TOKEN; compared in constant time)."""
     async def query(request: web.Request) -> web.Response:
+        if token is not None and not _authorized(request, token):
+            return web.json_response({"error": "invalid or missing token (Authorization: Bearer, SMS_QUERY_TOKEN)"},
+                                     status=401)
         fmt = request.query.get("format", "json")
         if fmt not in FORMATS:
             return web.json_response({"error": f"format must be one of {', '.join(FORMATS)}"}, status=400)
@@ -93,6 +100,26 @@ def query_app(warehouse: Warehouse, readiness: Callable[[], dict[str, bool]], *,
     if metrics is not None:
         app.router.add_get("/metrics", _metrics(metrics))
     return app
+
+
+def _authorized(request: web.Request, token: str) -> bool:
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding `host` keeps an endpoint to this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def query_headers(token: str | None) -> dict[str, str]:
+    """The headers a client of POST /query sends (`sql`, `report`)."""
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def _metrics(exposition: Callable[[], bytes]) -> Callable[[web.Request], Any]:
