@@ -81,6 +81,8 @@ class Runtime:
         self.forwarder: Forwarder | None = None
         self._keeper: asyncio.Task[None] | None = None
         self._rotating = False  # a planned pause of the worker: still ready
+        self._unrecovered = False  # a recovery failed part-way: the keeper tries again
+        self._incarnation = 0  # embedded mode: the stream's restarts on a new broker
         self.metrics = Metrics(self)  # served on /metrics (observability/metrics.py)
         self.ops_url = ""  # /healthz and /metrics of a process with neither receiver nor query endpoint
 
@@ -142,7 +144,7 @@ class Runtime:
         s = self.settings
         previous = self.join_stats
         self.app, self.join_stats = build_app(
-            app_id=s.sms_app_id, bootstrap=self.bootstrap, partitions=s.kafka_partitions,
+            app_id=self._app_id, bootstrap=self.bootstrap, partitions=s.kafka_partitions,
             replication=s.kafka_replication_factor, data_dir=str(s.sms_data_dir / "faust"),
             batch=s.sms_join_batch, within=s.sms_join_within_seconds,
             compensation=Compensation(after_ms=int(s.sms_compensate_after.total_seconds() * 1000),
@@ -162,7 +164,7 @@ class Runtime:
         assert self.warehouse is not None
         previous = self.sink
         self.sink = ClickHouseSink(
-            self.warehouse, self.bootstrap, group=f"{s.sms_app_id}-sink", batch_rows=s.sms_sink_batch_rows,
+            self.warehouse, self.bootstrap, group=f"{self._app_id}-sink", batch_rows=s.sms_sink_batch_rows,
             flush_seconds=s.sms_sink_flush_seconds, store_raw_phone=s.sms_store_raw_phone,
             rollups=self.rollups, rollup_seconds=s.sms_rollup_seconds, fetch_max_wait_ms=s.kafka_fetch_max_wait_ms,
             session_timeout=self._session_timeout,
@@ -292,9 +294,12 @@ class Runtime:
         while True:
             await asyncio.sleep(KEEPER_SECONDS)
             try:
-                if not self.broker.alive:
-                    log.error("embedded_broker.died", bootstrap=self.bootstrap)
+                if not self.broker.alive or self._unrecovered:
+                    if not self.broker.alive:
+                        log.error("embedded_broker.died", bootstrap=self.bootstrap)
+                    self._unrecovered = True  # until a recovery completes: a failed one is tried again
                     await self._recover()
+                    self._unrecovered = False
                 elif (self.broker.resident_bytes > limit
                       and time.monotonic() - last_rotation >= s.sms_broker_rotate_min_seconds):
                     await self.rotate()  # postponed (False) while the stream cannot catch up: tried again later
@@ -326,7 +331,9 @@ class Runtime:
             await self._resume({p: [(k, v) for k, _, v in group] for p, group in _by_partition(states).items()})
         except Exception as exc:  # the broker or a restart failed: start again from the snapshot
             log.error("embedded_broker.rotation_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+            self._unrecovered = True
             await self._recover()
+            self._unrecovered = False
             return False
         finally:
             self._rotating = False
@@ -400,6 +407,7 @@ class Runtime:
         """On a new empty broker: topics, the snapshot as the changelog, worker, sink, forwarder."""
         assert self.journal is not None and self.forwarder is not None
         s = self.settings
+        self._incarnation += 1  # new consumer groups: an old worker still stopping can never join them
         await ensure_topics(self.bootstrap, s.kafka_partitions, s.kafka_replication_factor)
         await self._seed_changelog(states)
         await self._start_worker()
@@ -413,8 +421,17 @@ class Runtime:
     async def _seed_changelog(self, states: dict[int, list[tuple[str, bytes]]]) -> None:
         """Write the snapshot's states into the join's changelog, which the worker recovers from."""
         s = self.settings
-        await seed_changelog(self.bootstrap, changelog_topic(s.sms_app_id), s.kafka_partitions,
+        await seed_changelog(self.bootstrap, changelog_topic(self._app_id), s.kafka_partitions,
                              s.kafka_replication_factor, states)
+
+    @property
+    def _app_id(self) -> str:
+        """The faust app id (and so the worker's group, its changelog and the sink's group). In
+        embedded mode each start on a new broker takes a new one: an old worker whose stop did not
+        finish (faust's stop can wait on a broker that went away) reconnects to the same address, and
+        in the same groups it would take partitions from the new one."""
+        suffix = f"-r{self._incarnation}" if self.journal is not None and self._incarnation else ""
+        return f"{self.settings.sms_app_id}{suffix}"
 
     @property
     def _session_timeout(self) -> float:
