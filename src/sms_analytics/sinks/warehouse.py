@@ -10,6 +10,7 @@ import re
 import threading
 from importlib import resources
 from typing import Any, Sequence
+from urllib.parse import unquote, urlparse
 
 import clickhouse_connect
 import structlog
@@ -101,6 +102,21 @@ def statements(sql: str) -> list[str]:
     return [s.strip() for s in body.split(";") if s.strip()]
 
 
+def source_auth(url: str) -> str:
+    """` USER '…' PASSWORD '…'` of a dictionary's CLICKHOUSE source: the credentials of a server URL
+    (http://user:password@host:8123), or '' where it names none (chDB: no users; a server's `default`)."""
+    parsed = urlparse(url)
+    if parsed.scheme == "chdb" or not parsed.username:
+        return ""
+    user, password = unquote(parsed.username), unquote(parsed.password or "")
+    return f" USER {_quote(user)} PASSWORD {_quote(password)}"
+
+
+def _quote(text: str) -> str:
+    """A ClickHouse string literal."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 class Warehouse:
     def __init__(self, url: str) -> None:
         self.url = url
@@ -150,7 +166,17 @@ class Warehouse:
                 applied.append(version)
         if applied:
             log.info("warehouse.migrated", versions=applied)
+        self.apply_dictionaries()
         return applied
+
+    def apply_dictionaries(self, signed_in_as: str | None = None) -> None:
+        """(Re)create the dictionaries (dictionaries.sql), their source signed in with the credentials of
+        `signed_in_as`, a warehouse URL: by default this warehouse's own."""
+        text = (resources.files("sms_analytics.sinks") / "dictionaries.sql").read_text(encoding="utf-8")
+        auth = source_auth(signed_in_as or self.url)
+        with self._lock:
+            for statement in statements(text):  # split before the credentials go in: they may hold a ';'
+                self.client.command(statement.replace("{source_auth}", auth))
 
     def apply_views(self, expire_after_seconds: int) -> None:
         """(Re)create the views with the configured settings; they hold no data."""

@@ -36,21 +36,4 @@ CREATE TABLE IF NOT EXISTS sms.error_code_lookup
 ENGINE = MergeTree
 ORDER BY (provider, code, carrier, stage);
 
--- dictGet('sms.error_code_dict', 'description', (provider, carrier, error_code, outcome_stage))
-CREATE DICTIONARY IF NOT EXISTS sms.error_code_dict
-(
-    provider String,
-    carrier String,
-    code String,
-    stage String,
-    source String,
-    source_carrier String,
-    description String,
-    action String,
-    failure_category String,
-    permanent UInt8
-)
-PRIMARY KEY provider, carrier, code, stage
-SOURCE(CLICKHOUSE(DB 'sms' TABLE 'error_code_lookup'))
-LIFETIME(MIN 0 MAX 3600)
-LAYOUT(COMPLEX_KEY_HASHED());
+-- Its dictionary, sms.error_code_dict, is (re)created at every start: sinks/dictionaries.sql.

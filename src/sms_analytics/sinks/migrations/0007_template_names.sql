@@ -15,16 +15,4 @@ CREATE TABLE IF NOT EXISTS sms.template_names
 ENGINE = MergeTree
 ORDER BY (provider, template, sign);
 
--- dictGetOrDefault('sms.template_name_dict', 'name', (provider, template, sign), …): the exact sign
--- first, then (provider, template, ''), else the raw template (see dashboards/build.py TEMPLATE_NAME).
-CREATE DICTIONARY IF NOT EXISTS sms.template_name_dict
-(
-    provider String,
-    template String,
-    sign String,
-    name String
-)
-PRIMARY KEY provider, template, sign
-SOURCE(CLICKHOUSE(DB 'sms' TABLE 'template_names'))
-LIFETIME(MIN 0 MAX 300)
-LAYOUT(COMPLEX_KEY_HASHED());
+-- Its dictionary, sms.template_name_dict, is (re)created at every start: sinks/dictionaries.sql.

@@ -1,0 +1,77 @@
+"""The dictionaries' CLICKHOUSE source signs in as the warehouse's own user (sinks/dictionaries.sql).
+
+On a server, a source without USER signs in as `default` with an empty password, which the
+clickhouse-server image removes when CLICKHOUSE_USER names another user: every dictGet would fail.
+chDB has users too (`default`, no password), and it authenticates a local dictionary source the same
+way a server does (src/Dictionaries/ClickHouseDictionarySource.cpp), so the rendered DDL is run here
+against real ClickHouse: the named user is the one that signs in, and its password stays hidden.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from sms_analytics.sinks.warehouse import migrations, source_auth
+
+
+@pytest.mark.parametrize(("url", "want"), [
+    ("chdb:///var/lib/sms/warehouse", ""),
+    ("http://clickhouse:8123", ""),
+    ("http://sms:s3cret@clickhouse:8123", " USER 'sms' PASSWORD 's3cret'"),
+    ("https://sms:p%40ss'w%3Bd%5C@ch.example:8443", " USER 'sms' PASSWORD 'p@ss\\'w;d\\\\'"),
+])
+def test_the_source_signs_in_with_the_urls_credentials(url: str, want: str) -> None:
+    assert source_auth(url) == want
+
+
+def test_no_migration_creates_a_dictionary_without_credentials() -> None:
+    for version, sql in migrations():
+        assert "CREATE DICTIONARY" not in sql.upper(), version
+
+
+SCRIPT = textwrap.dedent("""
+    import sys
+    from sms_analytics.sinks.warehouse import Warehouse
+
+    w = Warehouse("chdb://" + sys.argv[1]).open()
+    w.migrate()
+    w.command("INSERT INTO sms.template_names (provider, template, sign, name) VALUES ('aliyun', 'SMS_1', '', 'Login code')")
+    probe = "SELECT dictGet('sms.template_name_dict', 'name', ('aliyun', 'SMS_1', ''))"
+
+    def attempt(url):
+        w.apply_dictionaries(url)
+        try:
+            return str(w.query(probe)[1][0][0])
+        except Exception as exc:
+            return 'error: ' + str(exc).splitlines()[0]
+
+    print('none|' + attempt(None))
+    print('missing-user|' + attempt('http://sms:s3cret-pw@clickhouse:8123'))
+    print('wrong-password|' + attempt('http://default:s3cret-pw@clickhouse:8123'))
+    print('right|' + attempt('http://default:@clickhouse:8123'))
+    w.apply_dictionaries('http://default:s3cret-pw@clickhouse:8123')
+    shown = w.query("SHOW CREATE DICTIONARY sms.template_name_dict")[1][0][0]
+    listed = w.query("SELECT create_table_query FROM system.tables WHERE name = 'template_name_dict'")[1][0][0]
+    print('show|' + shown.replace(chr(10), ' '))
+    print('tables|' + listed)
+""")
+
+
+def test_the_dictionaries_load_as_the_named_user_and_hide_its_password(tmp_path: Path) -> None:
+    # Its own process: a chDB path is opened by one process at a time, and this test session's is open.
+    out = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "warehouse")], capture_output=True,
+                         text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-2000:]
+    results = dict(line.split("|", 1) for line in out.stdout.splitlines() if "|" in line)
+    assert results["none"] == "Login code"  # chDB's default: as before
+    assert results["right"] == "Login code"  # the credentials in the DDL sign in
+    for case in ("missing-user", "wrong-password"):  # ... and they are the ones used: a server's failure
+        assert "AUTHENTICATION_FAILED" in results[case] or "Authentication failed" in results[case], results
+    for where in ("show", "tables"):
+        assert "USER 'default'" in results[where] and "[HIDDEN]" in results[where], results[where]
+        assert "s3cret-pw" not in results[where]
