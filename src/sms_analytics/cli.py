@@ -146,7 +146,7 @@ def report(
                    f"{str(exc).strip()[:500]}", err=True)
         raise typer.Exit(1)
     try:
-        typer.echo(f"report: {write_report(warehouse.query, out, rng)}")
+        typer.echo(f"report: {write_report(warehouse.read, out, rng)}")
     finally:
         warehouse.close()
 
@@ -190,8 +190,7 @@ def _run_sql(statement: str, fmt: str, params: dict[str, str]) -> None:
                    f"could not be opened directly (is another process using it?): {str(exc).strip()[:500]}", err=True)
         raise typer.Exit(1)
     try:
-        warehouse.check_sources(statement, params)
-        columns, rows = warehouse.query(statement, params=params)
+        columns, rows = warehouse.read(statement, params)
     except Exception as exc:
         typer.echo(f"error: {str(exc).strip()[:2000]}", err=True)
         raise typer.Exit(1)

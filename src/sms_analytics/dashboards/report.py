@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import math
 import re
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -168,11 +169,25 @@ def http_query(base_url: str, timeout: float = 60.0, token: str | None = None) -
     def query(sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         request = urllib.request.Request(f"{base_url.rstrip('/')}/query?format=json", data=sql.encode(), method="POST",
                                          headers=headers)
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            records = [orjson.loads(line) for line in response.read().splitlines() if line.strip()]
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                records = [orjson.loads(line) for line in response.read().splitlines() if line.strip()]
+        except urllib.error.HTTPError as exc:  # the endpoint's reason, not only its status
+            raise QueryRefused(f"HTTP {exc.code}: {_error_of(exc.read())}") from None
         columns = list(records[0]) if records else []
         return columns, [tuple(_revive(r[c]) for c in columns) for r in records]
     return query
+
+
+class QueryRefused(RuntimeError):
+    """The query endpoint answered with an error (its text is in the message)."""
+
+
+def _error_of(body: bytes) -> str:
+    try:
+        return str(orjson.loads(body)["error"])
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return body.decode("utf-8", "replace")[:500]
 
 
 def _revive(value: Any) -> Any:

@@ -78,8 +78,7 @@ def query_app(warehouse: Warehouse, readiness: Callable[[], dict[str, bool]], *,
         sql = (await request.read()).decode("utf-8", "replace")
         try:
             params = {k.removeprefix("param_"): v for k, v in request.query.items() if k.startswith("param_")}
-            await asyncio.to_thread(warehouse.check_sources, sql, params)
-            columns, rows = await asyncio.to_thread(lambda: warehouse.query(sql, params=params))
+            columns, rows = await asyncio.to_thread(warehouse.read, sql, params)
         except NotReadOnly as exc:
             return web.json_response({"error": str(exc)}, status=403)
         except Exception as exc:

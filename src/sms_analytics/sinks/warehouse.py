@@ -55,15 +55,20 @@ SAFE_TABLE_FUNCTIONS = frozenset({"numbers", "numbers_mt", "zeros", "zeros_mt", 
                                   "primes", "values", "view", "null"})
 # Ordinary functions that read the host's files.
 UNSAFE_FUNCTIONS = frozenset({"file"})
+# The dictionary functions (dictGet, dictHas, dictGetHierarchy, …) may read the warehouse's own
+# dictionaries, named by a literal: a dictionary defined elsewhere on a server may have any source.
+_OWN_DICTIONARY = re.compile(r"^'sms\.\w+'$")
 _AST_LINE = re.compile(r"^( *)(\w+)(?: (\S+))?")
 
 
 def unsafe_sources(ast: str) -> list[str]:
-    """The table functions outside SAFE_TABLE_FUNCTIONS, and the UNSAFE_FUNCTIONS, that a statement
-    uses anywhere (subqueries, CTEs, joins, DESCRIBE), read from ClickHouse's own parse of it: the
-    text of `EXPLAIN AST <statement>`, one node a line, a child indented one space under its parent."""
+    """The table functions outside SAFE_TABLE_FUNCTIONS, the UNSAFE_FUNCTIONS, and the dictionaries
+    outside the `sms` database, that a statement uses anywhere (subqueries, CTEs, joins, DESCRIBE),
+    read from ClickHouse's own parse of it: the text of `EXPLAIN AST <statement>`, one node a line, a
+    child indented one space under its parent."""
     found: list[str] = []
     parents: list[str] = []  # the node kind at each depth
+    dictionary_at: list[tuple[int, str]] = []  # (depth of its first argument, function) awaiting it
     for line in ast.splitlines():
         match = _AST_LINE.match(line)
         if not match:
@@ -72,12 +77,32 @@ def unsafe_sources(ast: str) -> list[str]:
         del parents[depth:]
         parent = parents[-1] if parents else ""
         parents.append(kind)
+        found.extend(_dictionary_names(dictionary_at, depth, kind, name))
         if kind != "Function":
             continue
         if parent == "TableExpression" and name not in SAFE_TABLE_FUNCTIONS:
             found.append(f"table function {name}")
         elif name in UNSAFE_FUNCTIONS:
             found.append(f"function {name}")
+        elif name.startswith("dict"):
+            dictionary_at.append((depth + 2, name))  # Function > ExpressionList > first argument
+    found.extend(f"{function} without a dictionary name" for _, function in dictionary_at)
+    return found
+
+
+def _dictionary_names(awaiting: list[tuple[int, str]], depth: int, kind: str, name: str) -> list[str]:
+    """Settle the dictionary functions in `awaiting` (depth of their first argument, function) that the
+    AST node at `depth` answers: it is that first argument, or the function ended without one."""
+    found = []
+    while awaiting:
+        at, function = awaiting[-1]
+        if depth == at and not (kind == "Literal" and _OWN_DICTIONARY.match(name)):
+            found.append(f"{function} of a dictionary outside sms ({name or kind})")
+        elif depth <= at - 2:  # back at the function's own depth or above: it had no argument
+            found.append(f"{function} without a dictionary name")
+        elif depth != at:
+            break
+        awaiting.pop()
     return found
 
 
@@ -259,6 +284,12 @@ class Warehouse:
         with self._lock:
             result = self.client.query(sql, parameters=params or None, settings={"readonly": 2} if read_only else None)
         return list(result.column_names), [tuple(r) for r in result.result_rows]
+
+    def read(self, sql: str, params: dict[str, Any] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """What every read path (`POST /query`, `sql`, `lookup`, `report`) runs: one read statement over
+        the warehouse's own tables, refused (NotReadOnly) otherwise, run with readonly=2."""
+        self.check_sources(sql, params)
+        return self.query(sql, params=params)
 
     def check_sources(self, sql: str, params: dict[str, Any] | None = None) -> None:
         """Refuse (NotReadOnly) a statement that reads anything but the warehouse's tables, by
