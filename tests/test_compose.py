@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import xml.etree.ElementTree as ET
 import shlex
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import chdb
 import pytest
 import yaml
 
@@ -43,7 +45,12 @@ FAKE_ENV = {
     "SMS_PHONE_HASH_KEY": "hash-key-5678",
     "GRAFANA_ADMIN_PASSWORD": "grafana-pass-9012",
     "SMS_QUERY_TOKEN": "query-token-3456",
+    "SMS_CALLBACK_TOKEN": "callback-token-7890",
+    "GRAFANA_CLICKHOUSE_PASSWORD": "grafana-ch-pass-2468",
 }
+CLICKHOUSE_DIR = ROOT / "deploy" / "clickhouse"
+GRAFANA_CH_USER_FILE = CLICKHOUSE_DIR / "users.d" / "sms-grafana.xml"
+CLICKHOUSE_ACCESS_FILE = CLICKHOUSE_DIR / "config.d" / "sms-access.xml"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -289,11 +296,12 @@ def test_every_service_has_a_real_healthcheck(services, name):
     assert isinstance(test, list) and test[0] in {"CMD", "CMD-SHELL"} and len(test) > 1, test
 
 
-@pytest.mark.parametrize("name", APP_SERVICES)
-def test_app_services_wait_for_healthy_kafka_and_clickhouse(services, name):
+@pytest.mark.parametrize(("name", "dependencies"), [("receiver", {"kafka"}), ("worker", {"kafka", "clickhouse"})])
+def test_app_services_wait_for_healthy_dependencies(services, name, dependencies):
     depends_on = services[name]["depends_on"]
     assert isinstance(depends_on, Mapping), "long depends_on syntax is needed for conditions"
-    for dependency in ("kafka", "clickhouse"):
+    assert set(depends_on) == dependencies  # the receiver never opens the warehouse
+    for dependency in dependencies:
         assert depends_on[dependency]["condition"] == "service_healthy"
 
 
@@ -383,10 +391,10 @@ def test_app_env_is_parsed_by_settings(services, name, monkeypatch):
         monkeypatch.setenv(key, value)
     settings = Settings(_env_file=None)
     assert settings.kafka_bootstrap_servers == env["KAFKA_BOOTSTRAP_SERVERS"]
-    assert settings.warehouse_url == env["CLICKHOUSE_URL"]
+    assert settings.warehouse_url == env.get("CLICKHOUSE_URL", settings.warehouse_url)
     assert settings.sms_phone_hash_key is not None
     assert settings.sms_phone_hash_key.get_secret_value() == FAKE_ENV["SMS_PHONE_HASH_KEY"]
-    assert settings.callback_token is None, "an unset SMS_CALLBACK_TOKEN must mean no token"
+    assert settings.callback_token == FAKE_ENV["SMS_CALLBACK_TOKEN"]
     assert settings.sms_log_json is True
 
 
@@ -438,7 +446,7 @@ def test_clickhouse_url_points_at_the_clickhouse_service(services):
     for user_env in ({}, {"CLICKHOUSE_USER": "analyst"}):
         host_env = {**FAKE_ENV, **user_env}
         server_env = resolved_environment(clickhouse, host_env)
-        for name in APP_SERVICES:
+        for name in ("worker",):
             url = urlsplit(resolved_environment(services[name], host_env)["CLICKHOUSE_URL"])
             assert url.scheme == "http"
             assert url.hostname == "clickhouse"
@@ -446,9 +454,16 @@ def test_clickhouse_url_points_at_the_clickhouse_service(services):
             assert url.username == server_env["CLICKHOUSE_USER"], "must use the user the server creates"
             assert url.password == server_env["CLICKHOUSE_PASSWORD"] == FAKE_ENV["CLICKHOUSE_PASSWORD"]
     database = environment(clickhouse)["CLICKHOUSE_DB"]
-    for name in APP_SERVICES:
-        app_database = environment(services[name]).get("CLICKHOUSE_DATABASE", setting_default("clickhouse_database"))
-        assert app_database == database
+    app_database = environment(services["worker"]).get("CLICKHOUSE_DATABASE", setting_default("clickhouse_database"))
+    assert app_database == database
+
+
+def test_only_the_worker_gets_the_writers_clickhouse_credentials(services):
+    for name, service in services.items():
+        env = environment(service)
+        carries = {key for key, value in env.items() if "CLICKHOUSE_PASSWORD" in re.findall(r"\$\{(\w+)", value)}
+        expected = {"worker": {"CLICKHOUSE_URL"}, "clickhouse": {"CLICKHOUSE_PASSWORD"}}.get(name, set())
+        assert carries == expected, (name, carries)
 
 
 def test_clickhouse_has_volume_ulimits_and_both_ports(services):
@@ -485,9 +500,9 @@ def test_no_literal_secrets(services):
 def test_required_secrets_fail_fast_when_unset(services):
     required = {
         "clickhouse": ["CLICKHOUSE_PASSWORD"],
-        "grafana": ["GF_SECURITY_ADMIN_PASSWORD", "CLICKHOUSE_PASSWORD"],
-        "receiver": ["SMS_PHONE_HASH_KEY", "CLICKHOUSE_URL"],
-        "worker": ["SMS_PHONE_HASH_KEY", "CLICKHOUSE_URL", "SMS_QUERY_TOKEN"],
+        "grafana": ["GF_SECURITY_ADMIN_PASSWORD", "GRAFANA_CLICKHOUSE_PASSWORD"],
+        "receiver": ["SMS_PHONE_HASH_KEY", "SMS_CALLBACK_TOKEN"],
+        "worker": ["SMS_PHONE_HASH_KEY", "SMS_CALLBACK_TOKEN", "CLICKHOUSE_URL", "SMS_QUERY_TOKEN"],
     }
     for name, keys in required.items():
         env = environment(services[name])
@@ -584,8 +599,11 @@ def test_grafana_datasource_provisioning(services, datasource):
     assert json_data["port"] == 8123
     assert json_data["protocol"] == "http"
     assert json_data["defaultDatabase"] == environment(services["clickhouse"])["CLICKHOUSE_DB"]
-    assert env_references(str(json_data["username"])) == {"CLICKHOUSE_USER"}
-    assert env_references(str(datasource["secureJsonData"]["password"])) == {"CLICKHOUSE_PASSWORD"}
+    # Grafana's own read-only user, defined in the server's users.d, never the pipeline's writer
+    user = ET.parse(GRAFANA_CH_USER_FILE).getroot().find("users")[0]
+    assert json_data["username"] == user.tag == "sms_grafana"
+    assert env_references(str(datasource["secureJsonData"]["password"])) == {"GRAFANA_CLICKHOUSE_PASSWORD"}
+    assert user.find("password").get("from_env") == "GRAFANA_CLICKHOUSE_PASSWORD"
 
 
 def test_grafana_container_defines_every_env_var_the_provisioning_reads(services):
@@ -594,13 +612,13 @@ def test_grafana_container_defines_every_env_var_the_provisioning_reads(services
     referenced = set()
     for path in PROVISIONING_DIR.rglob("*.y*ml"):
         referenced |= env_references(path.read_text(encoding="utf-8"))
-    assert {"CLICKHOUSE_USER", "CLICKHOUSE_PASSWORD"} <= referenced
+    assert "GRAFANA_CLICKHOUSE_PASSWORD" in referenced and "CLICKHOUSE_PASSWORD" not in referenced
     for name in referenced:
         assert name in grafana_env, f"provisioning reads ${name} but the grafana container does not set it"
-    # The same credentials the ClickHouse server is created with (same host variables, same defaults).
-    for name in ("CLICKHOUSE_USER", "CLICKHOUSE_PASSWORD"):
-        for host_env in (FAKE_ENV, {**FAKE_ENV, "CLICKHOUSE_USER": "analyst"}):
-            assert interpolate(grafana_env[name], host_env) == interpolate(clickhouse_env[name], host_env)
+    # The same password the ClickHouse server reads for sms_grafana (users.d, from_env), from the same host variable.
+    for host_env in (FAKE_ENV, {**FAKE_ENV, "GRAFANA_CLICKHOUSE_PASSWORD": "other"}):
+        assert (interpolate(grafana_env["GRAFANA_CLICKHOUSE_PASSWORD"], host_env)
+                == interpolate(clickhouse_env["GRAFANA_CLICKHOUSE_PASSWORD"], host_env))
 
 
 def test_grafana_mounts_provisioning_and_dashboards_where_the_provider_looks(services, dashboard_provider):
@@ -708,3 +726,42 @@ def test_every_service_has_a_memory_limit_and_rotated_logs(services):
         assert logging.get("driver") == "json-file", (name, logging)
         options = logging.get("options") or {}
         assert _bytes(options.get("max-size", "0")) > 0 and int(options.get("max-file", 0)) >= 2, (name, options)
+
+
+# --------------------------------------------------------------------------------------------------
+# ClickHouse users: the writer (the image's CLICKHOUSE_USER) and Grafana's read-only sms_grafana
+# --------------------------------------------------------------------------------------------------
+
+
+def test_clickhouse_mounts_the_grafana_user_and_the_access_config(services):
+    targets = {m["target"]: m for m in mounts(services["clickhouse"])}
+    for path, target in ((GRAFANA_CH_USER_FILE, "/etc/clickhouse-server/users.d/sms-grafana.xml"),
+                         (CLICKHOUSE_ACCESS_FILE, "/etc/clickhouse-server/config.d/sms-access.xml")):
+        mount = targets[target]
+        assert mount["type"] == "bind" and mount["read_only"]
+        assert (ROOT / mount["source"]).resolve() == path.resolve()
+
+
+def test_the_grafana_user_is_read_only_and_reads_sms_only():
+    root = ET.parse(GRAFANA_CH_USER_FILE).getroot()
+    (user,) = list(root.find("users"))
+    profile = root.find(f"profiles/{user.findtext('profile')}")
+    assert profile.findtext("readonly") == "1"
+    # the plugin sets max_execution_time on every query; nothing else may change under readonly = 1
+    changeable = [c.tag for c in profile.find("constraints") if c.find("changeable_in_readonly") is not None]
+    assert changeable == ["max_execution_time"]
+    assert user.find("password").text is None and user.find("password").get("from_env")  # no stored secret
+    assert user.find("access_management") is None
+    grants = [q.text for q in user.find("grants")]
+    assert grants == ["GRANT SELECT ON sms.*", "GRANT dictGet ON sms.*"]
+    for grant in grants:  # ClickHouse's own parser takes each (as a server would, with the user named)
+        assert chdb.query(f"SELECT formatQuery('{grant} TO sms_grafana')", "TSVRaw").data().strip()
+    # changeable_in_readonly is honoured only with settings_constraints_replace_previous
+    access = ET.parse(CLICKHOUSE_ACCESS_FILE).getroot()
+    assert access.findtext("access_control_improvements/settings_constraints_replace_previous") == "true"
+
+
+def test_grafana_runs_a_supported_patch_line(services):
+    tag = services["grafana"]["image"].partition(":")[2]
+    # 12.4, the last 12.x minor, is patched until May 2027; its minor tag is its current patch release
+    assert tag == "12.4" or (tag.startswith("12.4.") and int(tag.split(".")[2]) >= 5), tag
