@@ -371,3 +371,13 @@ def test_delivery_headers_say_what_a_scan_of_the_json_finds(times: list[tuple[in
     assert rows == raw.count(_ROW_KEY) == len(deliveries)
     assert set(minutes) == {int(ms) // 60_000 for ms in _MINUTE_FIELDS.findall(raw)}
     assert read_delivery_headers([]) is None
+
+
+@pytest.mark.parametrize(("host", "local"), [
+    ("localhost", True), ("LOCALHOST", True), ("127.0.0.1", True), ("127.8.9.10", True), ("::1", True),
+    ("[::1]", True), ("0.0.0.0", False), ("::", False), ("10.1.2.3", False), ("example.com", False), ("", False),
+])
+def test_is_loopback(host: str, local: bool) -> None:
+    from sms_analytics.model.addresses import is_loopback
+
+    assert is_loopback(host) is local

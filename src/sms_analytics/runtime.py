@@ -21,13 +21,14 @@ from aiohttp import web
 from sms_analytics.broker.admin import ensure_topics
 from sms_analytics.broker.embedded import EmbeddedBroker
 from sms_analytics.model import topics
+from sms_analytics.model.addresses import is_loopback
 from sms_analytics.model.phone import PhoneHasher, load_or_create_key
 from sms_analytics.observability.health import Verdict, runtime_verdict
 from sms_analytics.observability.metrics import Metrics
 from sms_analytics.settings import Settings
 from sms_analytics.sinks import error_codes
 from sms_analytics.sinks import template_names
-from sms_analytics.sinks.query_api import is_loopback, ops_app, query_app
+from sms_analytics.sinks.query_api import ops_app, query_app
 from sms_analytics.sinks.rollups import Rollups
 from sms_analytics.sinks.warehouse import Warehouse
 from sms_analytics.sinks.writer import ClickHouseSink

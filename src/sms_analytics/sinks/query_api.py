@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 import csv
 import datetime as dt
 import io
@@ -104,16 +103,6 @@ def query_app(warehouse: Warehouse, readiness: Callable[[], dict[str, bool]], *,
 def _authorized(request: web.Request, token: str) -> bool:
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
-
-
-def is_loopback(host: str) -> bool:
-    """Whether binding `host` keeps an endpoint to this machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def query_headers(token: str | None) -> dict[str, str]:

@@ -20,7 +20,6 @@ such as ``ClientNetworkError``). Secrets and phone numbers are never logged.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -33,6 +32,8 @@ from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.sms.v20210111 import models
 from tencentcloud.sms.v20210111.sms_client import SmsClient
+
+from sms_analytics.model.addresses import is_loopback
 
 log = structlog.get_logger(__name__)
 
@@ -48,16 +49,6 @@ class TencentApiError(Exception):
         self.code = code
         self.message = message
         self.request_id = request_id
-
-
-def _is_loopback(host: str) -> bool:
-    host = host.strip("[]").lower()
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class TencentClient:
@@ -82,7 +73,7 @@ class TencentClient:
         self.scheme = scheme
         http = HttpProfile(protocol=scheme, endpoint=endpoint, reqMethod="POST", reqTimeout=timeout)
         self._sdk = SmsClient(credential.Credential(secret_id, secret_key), region, ClientProfile(httpProfile=http))
-        if _is_loopback(urlsplit(f"//{endpoint}").hostname or ""):
+        if is_loopback(urlsplit(f"//{endpoint}").hostname or ""):
             conn = getattr(getattr(self._sdk, "request", None), "conn", None)
             if conn is not None:
                 conn.proxy = None
