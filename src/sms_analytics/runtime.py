@@ -329,7 +329,7 @@ class Runtime:
             if closing is not None:
                 await asyncio.wait([closing], timeout=STOP_SECONDS)
             self.broker.rotations += 1
-            await self._resume({p: [(k, v) for k, _, v in group] for p, group in _by_partition(states).items()})
+            await self._resume(_by_partition(states))
         except Exception as exc:  # the broker or a restart failed: start again from the snapshot
             log.error("embedded_broker.rotation_failed", error=f"{type(exc).__name__}: {exc}"[:300])
             self._unrecovered = True
@@ -487,10 +487,11 @@ def _offsets(written: dict[Any, int]) -> dict[tuple[str, int], int]:
     return {(tp.topic, tp.partition): next_offset - 1 for tp, next_offset in written.items()}
 
 
-def _by_partition(states: list[tuple[str, int, bytes]]) -> dict[int, list[tuple[str, int, bytes]]]:
-    out: dict[int, list[tuple[str, int, bytes]]] = {}
-    for row in states:
-        out.setdefault(row[1], []).append(row)
+def _by_partition(states: list[tuple[str, int, bytes]]) -> dict[int, list[tuple[str, bytes]]]:
+    """(key, partition, state) rows as the snapshot's shape: per partition, (key, state) in order."""
+    out: dict[int, list[tuple[str, bytes]]] = {}
+    for key, partition, state in states:
+        out.setdefault(partition, []).append((key, state))
     return out
 
 
