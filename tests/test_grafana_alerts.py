@@ -123,6 +123,26 @@ def test_datasource_and_dashboard_provisioning_dollars(path: Path) -> None:
     assert env_references(doc, schema) <= {m[2:-1] for m in INTENDED_REFERENCE.findall(path.read_text("utf-8"))}
 
 
+def test_dashboards_and_rules_share_one_folder_by_title() -> None:
+    """One "SMS" folder. Alert-rule groups name theirs by title: the alerting provisioner's
+    getOrCreateFolderByTitle (pkg/services/provisioning/alerting/rules_provisioner.go) gets a root folder by
+    Title, else creates one with a random uid; a rule file cannot give a uid (grafana/grafana#125079). A
+    dashboard provider with a folderUid gets and creates the folder by that uid instead, so a second "SMS"
+    would appear; without one, FileReader.getOrCreateFolder (pkg/services/provisioning/dashboards/
+    file_reader.go) gets it by Title and creates it under that title: both meet whichever runs first."""
+    titles = set()
+    for path in sorted((PROVISIONING / "dashboards").glob("*.y*ml")):
+        doc = grafana_reads(yaml.safe_load(path.read_text(encoding="utf-8")), schema_of(path), no_env)
+        for provider in doc["providers"]:
+            assert "folderUid" not in provider, path
+            assert provider["options"].get("foldersFromFilesStructure") is False, path
+            titles.add(provider["folder"])
+    for path in sorted((PROVISIONING / "alerting").glob("*.y*ml")):
+        doc = grafana_reads(yaml.safe_load(path.read_text(encoding="utf-8")), ALERT_RULES_FILE, no_env)
+        titles |= {group["folder"] for group in doc["groups"]}
+    assert titles == {alerting.FOLDER} == {pipeline_health.FOLDER} == {"SMS"}  # one title, no path ("a/b")
+
+
 def test_dashboard_json_is_not_interpolated() -> None:
     """Grafana does not interpolate dashboard JSON files: a `$` there is the panel's own, never `$$`."""
     for name in [*build.DASHBOARDS, *build.PROMETHEUS_DASHBOARDS]:
