@@ -8,7 +8,8 @@ import json
 import math
 import re
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,16 @@ from sms_analytics.model.events import Delivery
 from sms_analytics.runtime import Runtime
 from sms_analytics.sinks import template_names
 from sms_analytics.sinks.rollups import MATURATION_SECONDS, Rollups
-from sms_analytics.sinks.rows import BALANCE_COLUMNS, MESSAGE_COLUMNS, STATS_COLUMNS, message_row
+from sms_analytics.sinks.rows import (
+    BALANCE_COLUMNS,
+    MESSAGE_COLUMNS,
+    STATS_COLUMNS,
+    message_row,
+)
 from sms_analytics.sinks.warehouse import Warehouse
 
-T0 = datetime(2024, 3, 1, tzinfo=timezone.utc)
-T1 = datetime(2024, 3, 1, 0, 59, 59, tzinfo=timezone.utc)
+T0 = datetime(2024, 3, 1, tzinfo=UTC)
+T1 = datetime(2024, 3, 1, 0, 59, 59, tzinfo=UTC)
 
 
 def x(sql: str, variables: dict[str, Any] | None = None, all_values: dict[str, list[str]] | None = None,
@@ -167,7 +173,7 @@ def template_mapping(scenario: dict[str, Any], tmp_path_factory: pytest.TempPath
 def load_scenario(warehouse: Warehouse) -> dict[str, Any]:
     """90 messages sent in the first hour of the day 10 days ago (no other test uses that window).
     Loaded once per warehouse: tests/test_report.py reports on the same data."""
-    day = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=10)
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=10)
     start, end = day, day + timedelta(seconds=3599)
     loaded = run(warehouse, "SELECT count() AS n FROM sms.provider_stats WHERE provider = 'dashtest_a'")[0]["n"]
     if not loaded:
@@ -180,10 +186,10 @@ def _insert_scenario(warehouse: Warehouse, start: datetime) -> None:
     deliveries = []
     for i in range(90):
         sent = start_ms + (i % 50) * 60_000 + 1234
-        base = dict(provider=PROVIDERS[i % 3], message_id=f"dash-{i}", phone=f"+86139{i:08d}",
-                    phone_hash=f"dash-h{i}", phone_masked=f"139****{i:04d}", carrier=CARRIERS[(i // 3) % 3],
-                    country_code="852" if i % 5 == 0 else "86", has_send=True, template=TEMPLATES[i % 2],
-                    sign=SIGNS[(i // 2) % 2], segments=1 + i % 2, sent_at_ms=sent, updated_at_ms=sent + 1000)
+        base = {"provider": PROVIDERS[i % 3], "message_id": f"dash-{i}", "phone": f"+86139{i:08d}",
+                "phone_hash": f"dash-h{i}", "phone_masked": f"139****{i:04d}", "carrier": CARRIERS[(i // 3) % 3],
+                "country_code": "852" if i % 5 == 0 else "86", "has_send": True, "template": TEMPLATES[i % 2],
+                "sign": SIGNS[(i // 2) % 2], "segments": 1 + i % 2, "sent_at_ms": sent, "updated_at_ms": sent + 1000}
         kind = i % 6
         if kind < 3:
             d = Delivery(**base, status="delivered", stage="receipt", outcome_at_ms=sent + 1000 + (i * 7919) % 900_000,
@@ -230,8 +236,8 @@ def resolve_variables(wh: Warehouse, dashboard: dict[str, Any], selection: dict[
 def truth_where(sql_panel: str, selection: dict[str, Any], options: dict[str, list[str]], start: datetime,
                 end: datetime) -> str:
     """sms.messages sent in the range (by send minute, as the rollups), on the dimensions the panel filters on."""
-    where = [f"sent_at IS NOT NULL AND toStartOfMinute(sent_at) BETWEEN toDateTime({int(start.timestamp())}) "
-             f"AND toDateTime({int(end.timestamp())})"]
+    where = [(f"sent_at IS NOT NULL AND toStartOfMinute(sent_at) BETWEEN toDateTime({int(start.timestamp())}) "
+              f"AND toDateTime({int(end.timestamp())})")]
     for var, column in DIMS.items():
         if "${" + var + ":" not in sql_panel:
             continue
@@ -398,16 +404,17 @@ def test_panel_runs_on_scenario(scenario: dict[str, Any], template_mapping: list
         return
     for r in rows:
         if "time" in r:
-            assert start <= r["time"].replace(tzinfo=timezone.utc) <= end, r
+            assert start <= r["time"].replace(tzinfo=UTC) <= end, r
         if "hour" in r:
-            assert r["hour"].replace(tzinfo=timezone.utc) == start, r
+            assert r["hour"].replace(tzinfo=UTC) == start, r
         for col in ("delivery_rate", "within_1m", "within_5m", "within_30m"):
             if col in r and r[col] is not None:
                 assert 0 <= r[col] <= 1, (col, r)
         if "within_1m" in r:
             assert r["within_1m"] <= r["within_5m"] <= r["within_30m"], r
-        if "provisional_rate" in r:
-            assert all(0 <= v <= 1 for v in r["provisional_rate"]) and r["provisional_rate"] == sorted(r["provisional_rate"])
+        if "rate_1m" in r:  # cohort maturation: provisional rates, growing with the age
+            rates = [r[name] for name, _ in build.MATURATION_AGES]
+            assert all(0 <= v <= 1 for v in rates) and rates == sorted(rates), r
         if "p50" in r:
             assert not any(math.isnan(r[c]) for c in ("p50", "p90", "p99")), r
             assert 0 < r["p50"] <= r["p90"] <= r["p99"] <= 901_000 * 1.01, r
@@ -459,7 +466,7 @@ def test_panel_runs_on_scenario(scenario: dict[str, Any], template_mapping: list
     if title == "Receipt lag per provider":
         newest = run(wh, "SELECT provider, max(reported_at) AS m FROM sms.messages WHERE provider LIKE 'dashtest_%' "
                          "AND reported_at IS NOT NULL GROUP BY provider")
-        expected = {r["provider"]: int(end.timestamp()) - math.floor(r["m"].replace(tzinfo=timezone.utc).timestamp())
+        expected = {r["provider"]: int(end.timestamp()) - math.floor(r["m"].replace(tzinfo=UTC).timestamp())
                     for r in newest}  # dateDiff counts second boundaries
         got = {r["provider"]: r["lag_seconds"] for r in rows if r["provider"] in expected}
         assert got == {p: expected[p] for p in got} and got and all(v >= 0 for v in got.values())
@@ -467,6 +474,95 @@ def test_panel_runs_on_scenario(scenario: dict[str, Any], template_mapping: list
         assert {r["provider"] for r in rows} == {"dashtest_a"} and min(r["balance"] for r in rows) == 4700
 
 
+
+# --- units, series and arrays: what each panel draws, checked on what its SQL returns ---------------
+# The plugin turns a time-series query's result into series as grafana/sqlds does (FormatOptionTimeSeries:
+# data.LongToWide): the string columns become labels, and every numeric column a series per label set,
+# all drawn on the panel's axis in the panel's unit unless an override hides it (custom.hideFrom.viz).
+# A table prints an array column as JSON text unless its cell type is sparkline.
+RATIO_NAME = re.compile(r"(^|_)(rate|share|ratio|completeness)(_|$)")
+PERCENT_UNITS = {"percent", "percentunit"}
+
+
+@pytest.fixture(scope="module")
+def panel_results(scenario: dict[str, Any], template_mapping: Any) -> dict[str, list[dict[str, Any]]]:
+    """Every ClickHouse panel's rows on the scenario hour, every variable All, by panel title."""
+    wh, start, end = scenario["warehouse"], scenario["start"], scenario["end"]
+    results = {}
+    for make in build.DASHBOARDS.values():
+        dashboard = make()
+        selection = dict(SELECTIONS["all"], lookup="139****0002")
+        options = resolve_variables(wh, dashboard, selection, start, end)
+        for panel in dashboard["panels"]:
+            results[panel["title"]] = run(wh, expand(panel["targets"][0]["rawSql"], start=start, end=end,
+                                                     interval_s=300, variables=selection, all_values=options))
+    return results
+
+
+def field_property(panel: dict[str, Any], column: str, prop: str) -> Any:
+    """A column's field property: its byName override's, else the panel default's (None if neither)."""
+    for override in panel["fieldConfig"]["overrides"]:
+        if override["matcher"] == {"id": "byName", "options": column}:
+            for p in override["properties"]:
+                if p["id"] == prop:
+                    return p["value"]
+    return panel["fieldConfig"]["defaults"].get(prop)
+
+
+def values_of(rows: list[dict[str, Any]], column: str) -> list[Any]:
+    return [v for r in rows for v in (r[column] if isinstance(r[column], (list, tuple)) else [r[column]])
+            if v is not None]
+
+
+def numeric_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """Columns of numbers, or of arrays of numbers (not bools, times or strings)."""
+    return [c for c in rows[0] if (vs := values_of(rows, c))
+            and all(isinstance(v, (int, float, Decimal)) and not isinstance(v, bool) for v in vs)]
+
+
+def is_ratio(rows: list[dict[str, Any]], column: str) -> bool:
+    """A rate, share or ratio: so named, or computed as a fraction (floats, all in [0, 1])."""
+    vs = values_of(rows, column)
+    return bool(RATIO_NAME.search(column)) or (all(isinstance(v, float) for v in vs) and all(0 <= v <= 1 for v in vs))
+
+
+CH_PANELS = [p for make in build.DASHBOARDS.values() for p in make()["panels"]]
+
+
+@pytest.mark.parametrize("panel", CH_PANELS, ids=lambda p: p["title"])
+def test_ratio_columns_carry_a_percent_unit(panel_results: dict[str, list[dict[str, Any]]],
+                                            panel: dict[str, Any]) -> None:
+    """Every ratio column is shown in percentunit (0.97 as 97%), and no count or duration in a percent unit."""
+    rows = panel_results[panel["title"]]
+    assert rows, panel["title"]
+    for column in numeric_columns(rows):
+        unit = field_property(panel, column, "unit")
+        if is_ratio(rows, column):
+            assert unit == "percentunit", (panel["title"], column, unit)
+        else:
+            assert unit not in PERCENT_UNITS, (panel["title"], column, unit)
+
+
+@pytest.mark.parametrize("panel", [p for p in CH_PANELS if p["type"] == "timeseries"], ids=lambda p: p["title"])
+def test_time_series_panels_return_only_what_they_draw(panel_results: dict[str, list[dict[str, Any]]],
+                                                      panel: dict[str, Any]) -> None:
+    """Every numeric column is a series on the panel's axis: those drawn share one unit that fits them all,
+    the others are hidden by an override."""
+    rows = panel_results[panel["title"]]
+    drawn = [c for c in numeric_columns(rows) if not (field_property(panel, c, "custom.hideFrom") or {}).get("viz")]
+    assert drawn, panel["title"]
+    units = {field_property(panel, c, "unit") for c in drawn}
+    assert len(units) == 1, (panel["title"], {c: field_property(panel, c, "unit") for c in drawn})
+    assert {is_ratio(rows, c) for c in drawn} == {units == {"percentunit"}}, (panel["title"], drawn, units)
+
+
+@pytest.mark.parametrize("panel", CH_PANELS, ids=lambda p: p["title"])
+def test_no_array_column_unless_drawn_as_a_sparkline(panel_results: dict[str, list[dict[str, Any]]],
+                                                     panel: dict[str, Any]) -> None:
+    rows = panel_results[panel["title"]]
+    arrays = {c for c in rows[0] if any(isinstance(r[c], (list, tuple)) for r in rows)}
+    assert arrays <= (set(build.sparkline_columns(panel)) if panel["type"] == "table" else set()), \
+        (panel["title"], arrays)
 
 # --- the rollups' coarser levels and tables give what sms.rollup_minute and sms.messages give -------
 # The panels read sms.rollup_level (whole 5/10-minute, hour, 6-hour and day buckets), the error-code
@@ -532,6 +628,9 @@ WHERE {build.HOUR_FILTER} AND {build.PROVIDER_CARRIER_FILTER}
 GROUP BY hour, provider, carrier
 ORDER BY hour DESC, provider, carrier""",
     "Cohort maturation": f"""
+SELECT hour, provider, sent, {build.MATURATION_COLUMNS}, delivery_rate, pending
+FROM
+(
 SELECT hour, provider, sent, [{", ".join(map(str, MATURATION_SECONDS))}] AS age_seconds,
        arrayMap(x -> x / sent, delivered_by_age) AS provisional_rate,
        delivered / (delivered + failed + expired) AS delivery_rate, pending
@@ -543,6 +642,7 @@ FROM
     GROUP BY provider, hour
 )
 WHERE {build.HOUR_FILTER} AND {build.PROVIDER_FILTER}
+)
 ORDER BY hour DESC, provider""",
     "Unmapped error codes": f"""
 SELECT provider, carrier, code, stage, first_seen, last_seen, count
@@ -565,10 +665,11 @@ WHERE $__timeFilter(sent_at) AND {build.MESSAGE_FILTER} AND status IN ('failed',
 ORDER BY sent_at DESC
 LIMIT 1000""",
 }
-REFERENCE["Delivery rate per provider"] = REFERENCE["Messages by status per provider"]  # same columns summed
+REFERENCE["Delivery rate per provider"] = f"""
+SELECT time, provider, {build.RATE} AS delivery_rate
+FROM ({REFERENCE["Messages by status per provider"]})"""
 REFERENCE["Pending backlog"] = REFERENCE["Messages by status per provider"]
-SAME_COLUMNS = {"Delivery rate per provider": ("time", "provider", "delivered", "failed", "expired"),
-                "Pending backlog": ("time", "provider", "pending", "expired"),
+SAME_COLUMNS = {"Pending backlog": ("time", "provider", "pending", "expired"),
                 "Unmapped error codes": ("provider", "carrier", "code", "stage", "first_seen", "last_seen", "count")}
 # Ranges around the scenario hour: the hour, a part of it (unaligned ends), and four days (whole days,
 # 6-hour and hour buckets used); intervals a level, a multiple of one, and none.
@@ -612,7 +713,8 @@ def test_panels_equal_their_former_sql(scenario: dict[str, Any], template_mappin
         for panel in dashboard["panels"]:
             if panel["title"] not in REFERENCE:
                 continue
-            kwargs = dict(start=start, end=end, interval_s=interval_s, variables=selection, all_values=options)
+            kwargs = {"start": start, "end": end, "interval_s": interval_s, "variables": selection,
+                      "all_values": options}
             columns = SAME_COLUMNS.get(panel["title"])
             got = _rows(wh, expand(panel["targets"][0]["rawSql"], **kwargs), columns)
             want = _rows(wh, expand(REFERENCE[panel["title"]], **kwargs), columns)
@@ -664,9 +766,9 @@ def test_undelivered_messages_expire_when_read(scenario: dict[str, Any]) -> None
     wh = scenario["warehouse"]
     minute = int((scenario["start"] - timedelta(days=3)).timestamp()) // 60 * 60
     wh.insert("sms.undelivered_messages_raw",
-              [[datetime.fromtimestamp(minute, timezone.utc), "dashtest_x", "undelivered-1", "uh", "139****9999",
-                "mobile", "86", "T", "S", datetime.fromtimestamp(minute + 5, timezone.utc), "pending", "", "", "", "",
-                datetime(2030, 1, 1, tzinfo=timezone.utc)]],
+              [[datetime.fromtimestamp(minute, UTC), "dashtest_x", "undelivered-1", "uh", "139****9999",
+                "mobile", "86", "T", "S", datetime.fromtimestamp(minute + 5, UTC), "pending", "", "", "", "",
+                datetime(2030, 1, 1, tzinfo=UTC)]],
               ["minute", "provider", "message_id", "phone_hash", "phone_masked", "carrier", "country_code", "template",
                "sign", "sent_at", "status", "error_code", "error_message", "failure_category", "outcome_stage",
                "generation"])
@@ -685,8 +787,8 @@ def test_unmapped_codes_count_messages_without_a_send_time(scenario: dict[str, A
                        receipt_ids=["nosend-r"], updated_at_ms=at)
     wh.insert("sms.message_parts", [message_row(receipt, store_raw_phone=False)], MESSAGE_COLUMNS)
     panel = next(p for p in build.overview()["panels"] if p["title"] == "Unmapped error codes")
-    kwargs = dict(start=start, end=scenario["end"], interval_s=60, variables={"provider": ["dashtest_nosend"],
-                  "carrier": ["mobile"]}, all_values={})
+    kwargs = {"start": start, "end": scenario["end"], "interval_s": 60,
+              "variables": {"provider": ["dashtest_nosend"], "carrier": ["mobile"]}, "all_values": {}}
     got = run(wh, expand(panel["targets"][0]["rawSql"], **kwargs))
     assert [(r["code"], r["count"]) for r in got] == [("DASH:NOSEND", 1)]
     cols = ("provider", "carrier", "code", "stage", "first_seen", "last_seen", "count")
@@ -699,7 +801,7 @@ def test_receipt_lag_is_the_newest_receipt_received(scenario: dict[str, Any]) ->
     the scenario (one part per message) it is the newest reported_at of sms.messages."""
     wh = scenario["warehouse"]
     panel = next(p for p in build.overview()["panels"] if p["title"] == "Receipt lag per provider")
-    end = datetime.now(timezone.utc).replace(microsecond=0)
+    end = datetime.now(UTC).replace(microsecond=0)
     rows = run(wh, expand(panel["targets"][0]["rawSql"], start=end - timedelta(hours=1), end=end, interval_s=60,
                           variables={"provider": list(PROVIDERS)}, all_values={}))
     scenario_providers = ", ".join(quote(p) for p in PROVIDERS)

@@ -1,51 +1,154 @@
-"""Grafana alert rules: the YAML on disk is what alerting.py builds, every rule is a well-formed
-A (ClickHouse) -> B (reduce last) -> C (threshold) chain, and every rule's SQL, expanded as the plugin
-does for a range ending now, runs on the warehouse; with scenario data the rules fire for a bad
-provider and not for a healthy one."""
+"""Grafana alert rules: the YAML on disk is what alerting.py builds, escaped as Grafana's file provisioning
+reads it (tests/grafana_provisioning.py: field by field, from Grafana's source); the dashboard and
+datasource provisioning files follow the same rule; every rule is a well-formed A (ClickHouse) -> B (reduce
+last) -> C (threshold) chain, and every rule's SQL, expanded as the plugin does for a range ending now,
+runs on the warehouse; with scenario data the rules fire for a bad provider and not for a healthy one."""
 
 from __future__ import annotations
 
+import copy
+import json
 import operator
 import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
 
-from sms_analytics.dashboards import alerting
+from sms_analytics.dashboards import alerting, build, pipeline_health
 from sms_analytics.dashboards.macros import expand
 from sms_analytics.model.events import Delivery
 from sms_analytics.runtime import Runtime
 from sms_analytics.sinks.rollups import Rollups
 from sms_analytics.sinks.rows import MESSAGE_COLUMNS, message_row
+from tests.grafana_provisioning import (
+    ALERT_RULES_FILE,
+    ENV,
+    RAW,
+    env_references,
+    grafana_reads,
+    interpolate,
+    schema_of,
+    strings,
+)
 
 BAD, OK = "alerttest_bad", "alerttest_ok"
 RULES = alerting.rules()
-
-
-def grafana_expand(text: str, env: dict[str, str] | None = None) -> str:
-    """What Grafana does to a provisioning file before parsing it: $VAR / ${VAR} from the
-    environment, `$$` a literal `$`."""
-    env = env or {}
-    return re.sub(r"\$\$|\$\{(\w+)\}|\$(\w+)",
-                  lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1) or m.group(2), ""), text)
 BY_UID = {r["uid"]: r for r in RULES}
 OPS = {"gt": operator.gt, "lt": operator.lt}
+PROVISIONING = alerting.PATH.parents[1]
+ALERT_MODULES = {"sms-alerts.yaml": alerting, "sms-pipeline-alerts.yaml": pipeline_health}
+INTENDED_REFERENCE = re.compile(r"\$\{[A-Z][A-Z0-9_]*\}")  # ${GRAFANA_CLICKHOUSE_USER}: meant to be expanded
 
 
-# --- (a): the file on disk --------------------------------------------------------------------------
+def no_env(name: str) -> str:
+    return ""  # Grafana's environment as far as the rules go: they must read none of it
 
-def test_yaml_on_disk_is_what_alerting_builds(tmp_path: Any) -> None:
-    assert alerting.PATH.exists(), "run python -m sms_analytics.dashboards.alerting"
-    assert alerting.PATH.read_text(encoding="utf-8") == alerting.render(), "sms-alerts.yaml is stale: rerun"
-    assert yaml.safe_load(grafana_expand(alerting.PATH.read_text(encoding="utf-8"))) == alerting.provisioning()
-    # Grafana would read an unescaped $labels / $__toTime as an environment variable and blank it.
-    assert "$labels" not in grafana_expand(alerting.PATH.read_text(encoding="utf-8")).replace("{{ $labels", "")
-    assert re.search(r"(?<!\$)\$(?!\$)", alerting.PATH.read_text(encoding="utf-8")) is None
-    written = alerting.write(tmp_path / "a.yaml")
-    assert written.read_text(encoding="utf-8") == alerting.render()
+
+def provisioning_files() -> list[Path]:
+    return sorted(PROVISIONING.rglob("*.y*ml"))
+
+
+# --- (a): the files on disk, as Grafana reads them ---------------------------------------------------
+
+def test_grafana_interpolation_model() -> None:
+    """values.interpolateValue as modelled (Go's os.ExpandEnv per part between `$$`)."""
+    env = {"USER": "u", "X": "x"}.get
+    assert interpolate("${USER}:$X $$X a$$$$b $__timeFilter(m) {{ $labels.p }} cost $", lambda n: env(n, "")) == \
+        "u:x $X a$$b (m) {{ .p }} cost $"
+    assert interpolate("$__env{USER}/${}/$1", lambda n: env(n, "")) == "u//"
+
+
+@pytest.mark.parametrize("name", ALERT_MODULES)
+def test_alert_files_are_what_grafana_needs(name: str, tmp_path: Path) -> None:
+    """Read as Grafana reads it, the file gives the rules the module builds: queries keep the plugin's
+    macros, annotations their template variables, and nothing reads the environment."""
+    module: ModuleType = ALERT_MODULES[name]
+    path = PROVISIONING / "alerting" / name
+    text = path.read_text(encoding="utf-8")
+    assert text == (alerting.render() if module is alerting else pipeline_health.render_alerts()), f"{name}: rerun"
+    assert grafana_reads(yaml.safe_load(text), ALERT_RULES_FILE, no_env) == module.provisioning()
+    assert env_references(yaml.safe_load(text), ALERT_RULES_FILE) == set()
+    for where, raw in strings(yaml.safe_load(text), ALERT_RULES_FILE, RAW):
+        assert "$$" not in raw and "${" not in raw, (where, raw)  # same text under #127214 (braced ${VAR})
+    if module is alerting:
+        written = alerting.write(tmp_path / "a.yaml")
+        assert written.read_text(encoding="utf-8") == alerting.render()
+
+
+@pytest.mark.parametrize("render", [alerting.render, pipeline_health.render_alerts], ids=["alerting", "pipeline"])
+def test_a_dollar_is_escaped_exactly_where_grafana_interpolates(render: Any) -> None:
+    """A `$` in every kind of field: Grafana must read back each as written."""
+    doc = copy.deepcopy(alerting.provisioning() if render is alerting.render else pipeline_health.provisioning())
+    group = doc["groups"][0]
+    group["name"] += " $GROUP"
+    rule = group["rules"][0]
+    rule["title"] += " ($ per message)"
+    rule["labels"]["route"] = "{{ $labels.team }}-$TEAM"
+    rule["annotations"]["summary"] = "{{ $labels.x }} costs $5 ({{ $values.B.Value }})"
+    rule["data"][0]["model"]["comment"] = "$__interval $HOME $$"
+    text = render(doc)
+    assert grafana_reads(yaml.safe_load(text), ALERT_RULES_FILE, no_env) == doc
+    for where, raw in strings(yaml.safe_load(text), ALERT_RULES_FILE, ENV):
+        assert re.sub(r"\$\$", "", raw).count("$") == 0, (where, raw)
+    with pytest.raises(ValueError):
+        rule["annotations"]["runbook"] = "${RUNBOOK_URL}"
+        render(doc)
+
+
+def test_every_dollar_of_a_rule_query_reaches_the_plugin_single() -> None:
+    """The query models are taken raw: `$$__timeFilter` would reach the plugin as written (issue 13)."""
+    loaded = yaml.safe_load(alerting.PATH.read_text(encoding="utf-8"))
+    models = [q["model"]["rawSql"] for g in loaded["groups"] for r in g["rules"] for q in r["data"] if "rawSql" in q["model"]]
+    assert len(models) == len(RULES) and all("$$" not in m for m in models)
+    assert all("$__timeFilter(" in m or "$__toTime" in m for m in models)
+
+
+@pytest.mark.parametrize("path", [p for p in provisioning_files() if p.parent.name != "alerting"],
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_datasource_and_dashboard_provisioning_dollars(path: Path) -> None:
+    """Datasource and dashboard-provider files are interpolated in every field: a `$` there is either an
+    intended `${NAME}` environment reference (the datasource credentials) or escaped as `$$`."""
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    schema = schema_of(path)
+    for where, text in strings(doc, schema, ENV):
+        assert "$" not in INTENDED_REFERENCE.sub("", text.replace("$$", "")), (where, text)
+    expanded = grafana_reads(doc, schema, lambda name: f"<{name}>")
+    for where, text in strings(expanded, schema, ENV):
+        assert "${" not in text, (where, text)
+    assert env_references(doc, schema) <= {m[2:-1] for m in INTENDED_REFERENCE.findall(path.read_text("utf-8"))}
+
+
+def test_dashboards_and_rules_share_one_folder_by_title() -> None:
+    """One "SMS" folder. Alert-rule groups name theirs by title: the alerting provisioner's
+    getOrCreateFolderByTitle (pkg/services/provisioning/alerting/rules_provisioner.go) gets a root folder by
+    Title, else creates one with a random uid; a rule file cannot give a uid (grafana/grafana#125079). A
+    dashboard provider with a folderUid gets and creates the folder by that uid instead, so a second "SMS"
+    would appear; without one, FileReader.getOrCreateFolder (pkg/services/provisioning/dashboards/
+    file_reader.go) gets it by Title and creates it under that title: both meet whichever runs first."""
+    titles = set()
+    for path in sorted((PROVISIONING / "dashboards").glob("*.y*ml")):
+        doc = grafana_reads(yaml.safe_load(path.read_text(encoding="utf-8")), schema_of(path), no_env)
+        for provider in doc["providers"]:
+            assert "folderUid" not in provider, path
+            assert provider["options"].get("foldersFromFilesStructure") is False, path
+            titles.add(provider["folder"])
+    for path in sorted((PROVISIONING / "alerting").glob("*.y*ml")):
+        doc = grafana_reads(yaml.safe_load(path.read_text(encoding="utf-8")), ALERT_RULES_FILE, no_env)
+        titles |= {group["folder"] for group in doc["groups"]}
+    assert titles == {alerting.FOLDER} == {pipeline_health.FOLDER} == {"SMS"}  # one title, no path ("a/b")
+
+
+def test_dashboard_json_is_not_interpolated() -> None:
+    """Grafana does not interpolate dashboard JSON files: a `$` there is the panel's own, never `$$`."""
+    for name in [*build.DASHBOARDS, *build.PROMETHEUS_DASHBOARDS]:
+        text = (build.JSON_DIR / name).read_text(encoding="utf-8")
+        assert "$$" not in text, name
+        assert "$__" in text and json.loads(text)["panels"], name
 
 
 # --- (b): structure --------------------------------------------------------------------------------

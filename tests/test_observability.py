@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -22,7 +22,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sms_analytics.dashboards import build, pipeline_health
 from sms_analytics.model import topics
-from sms_analytics.observability.deadletters import REASON_CLASSES, endpoint_label, reason_class
+from sms_analytics.observability.deadletters import (
+    REASON_CLASSES,
+    endpoint_label,
+    reason_class,
+)
 from sms_analytics.observability.metrics import FAMILIES
 from sms_analytics.runtime import Parts, Runtime
 from tests.conftest import TOKEN, eventually, pipeline_settings
@@ -65,7 +69,7 @@ def _sends_and_receipts(n: int) -> tuple[list[dict[str, Any]], list[dict[str, An
     sent = datetime.now(CHINA).replace(microsecond=0) - timedelta(minutes=30)
     ids = [f"obs-{uuid.uuid4().hex[:12]}" for _ in range(n)]
     sends = [{"provider": "tencent", "message_id": mid, "phone": f"+8613312{i:06d}",
-              "sent_at": sent.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")} for i, mid in enumerate(ids)]
+              "sent_at": sent.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")} for i, mid in enumerate(ids)]
     receipts = [{"mobile": f"13312{i:06d}", "report_status": "SUCCESS", "errmsg": "DELIVRD", "description": "ok",
                  "sid": mid, "user_receive_time": (sent + timedelta(seconds=4)).strftime("%Y-%m-%d %H:%M:%S"),
                  "nationcode": "86"} for i, mid in enumerate(ids)]
@@ -239,7 +243,7 @@ def test_health_dashboard_on_disk_is_what_build_makes(tmp_path: Path) -> None:
 def test_pipeline_alert_rules_on_disk_are_what_the_module_makes() -> None:
     text = pipeline_health.ALERTS_PATH.read_text(encoding="utf-8")
     assert text == pipeline_health.render_alerts(), "rerun python -m sms_analytics.dashboards.pipeline_health"
-    assert "$" not in text  # Grafana would expand it from the environment
+    assert "$" not in text  # no macros, no template variables: nothing for Grafana to expand or escape
     doc = yaml.safe_load(text)
     assert doc == pipeline_health.provisioning()
     [group] = doc["groups"]
@@ -258,9 +262,16 @@ def test_pipeline_alert_rules_on_disk_are_what_the_module_makes() -> None:
     assert "rate(sms_dead_letters_total" in by_uid["sms-dead-letter-rate"]["data"][0]["model"]["expr"]
 
 
-def test_render_refuses_a_dollar() -> None:
+def test_render_escapes_a_dollar_only_where_grafana_interpolates() -> None:
+    """Annotations are taken raw (kept single), labels interpolated (doubled); `${` refused in annotations
+    (tests/test_grafana_alerts.py checks every field against Grafana's rule)."""
     doc = pipeline_health.provisioning()
-    doc["groups"][0]["rules"][0]["annotations"]["summary"] = "{{ $labels.instance }}"
+    rule = doc["groups"][0]["rules"][0]
+    rule["annotations"]["summary"] = "{{ $labels.instance }}"
+    rule["labels"]["route"] = "{{ $labels.job }}"
+    text = pipeline_health.render_alerts(doc)
+    assert "summary: '{{ $labels.instance }}'" in text and "route: '{{ $$labels.job }}'" in text
+    rule["annotations"]["summary"] = "${RUNBOOK}"
     with pytest.raises(ValueError):
         pipeline_health.render_alerts(doc)
 
@@ -365,7 +376,7 @@ def _delivery(message_id: str) -> bytes:
     """A delivery of its own window (40 days ago: no other test reads there)."""
     from sms_analytics.model.events import Delivery, encode_deliveries
 
-    sent = int(datetime.now(timezone.utc).timestamp() * 1000) - 40 * 86_400_000
+    sent = int(datetime.now(UTC).timestamp() * 1000) - 40 * 86_400_000
     d = Delivery(provider="tencent", message_id=message_id, phone="", phone_hash="0" * 64,
                  phone_masked="133****0000", carrier="telecom", country_code="86", has_send=True, status="pending",
                  sent_at_ms=sent, updated_at_ms=sent)

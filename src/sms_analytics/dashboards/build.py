@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import json
 import sys
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 from sms_analytics.dashboards import pipeline_health
+from sms_analytics.sinks.rollups import MATURATION_SECONDS
 
 DATASOURCE = {"type": "grafana-clickhouse-datasource", "uid": "sms-clickhouse"}
 PLUGIN_VERSION = "4.20.0"
@@ -114,7 +116,7 @@ def rollup_source(columns: str, width: str | None, *, where: str = "", grains: t
             continue
         applies = " AND ".join([all_selected(must_be_all)] + [f"NOT {e}" for e in earlier])
         earlier.append(all_selected(must_be_all))
-        coarser = dict(zip(levels, levels[1:]))
+        coarser = dict(pairwise(levels))
         if grain == "full":  # its minutes are sms.rollup_minute's rows
             parts.append(f"""WITH {w} AS w
         SELECT minute AS t, {columns} FROM sms.rollup_minute
@@ -146,6 +148,14 @@ def carrier_points(columns: str, *, where: str = "") -> str:
     WHERE {all_selected(must_be_all)} AND grain = '{grain}' AND level = w AND {_whole_buckets("bucket", "w")}
       AND {ROLLUP_FILTER}{extra}"""
 
+
+# Cohort maturation: the provisional rates at these ages (sms.cohort_maturation pairs age_seconds[i] with
+# provisional_rate[i]), one column each rather than two arrays a table would print as text.
+MATURATION_AGES = (("rate_1m", 60), ("rate_5m", 300), ("rate_30m", 1800), ("rate_1h", 3600), ("rate_6h", 21600),
+                   ("rate_1d", 86400), ("rate_3d", 259200))
+if not {age for _, age in MATURATION_AGES} <= set(MATURATION_SECONDS):
+    raise ValueError("MATURATION_AGES: ages of sms.cohort_maturation only (sinks/rollups.MATURATION_SECONDS)")
+MATURATION_COLUMNS = ", ".join(f"provisional_rate[indexOf(age_seconds, {age})] AS {name}" for name, age in MATURATION_AGES)
 
 # Minutes sent entirely inside the range (every sent_at of the minute passes $__timeFilter(sent_at)),
 # and the minutes at its ends that it only partly covers.
@@ -217,11 +227,16 @@ def sparkline_columns(panel: dict[str, Any]) -> list[str]:
                 p["id"] == "custom.cellOptions" and p["value"].get("type") == "sparkline" for p in o["properties"])]
 
 
+def percent(*columns: str) -> list[dict[str, Any]]:
+    """Overrides giving ratio columns (values in [0, 1]) the unit percentunit: 0.97 reads 97%."""
+    return [unit_override(column, "percentunit") for column in columns]
+
+
 def stat(title: str, sql: str, grid: tuple[int, int, int, int], description: str = "",
-         unit: str = "short") -> dict[str, Any]:
+         unit: str = "short", overrides: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     return _panel("stat", title, sql, FORMAT_TABLE, grid, description, {"unit": unit},
                   {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": True},
-                   "colorMode": "value", "graphMode": "none", "textMode": "auto"})
+                   "colorMode": "value", "graphMode": "none", "textMode": "auto"}, overrides)
 
 
 def bar(title: str, sql: str, grid: tuple[int, int, int, int], description: str = "") -> dict[str, Any]:
@@ -309,7 +324,7 @@ GROUP BY {column}
 ORDER BY sent DESC""", grid,
                  f"Delivery rate per {label} over the time range; rate_trend: the rate in {TREND_BUCKETS} steps of the "
                  "range (oldest first, steps with no final outcome left out).",
-                 [unit_override("delivery_rate", "percentunit"), sparkline_override("rate_trend")])
+                 [*percent("delivery_rate"), sparkline_override("rate_trend")])
 
 
 def providers_side_by_side(grid: tuple[int, int, int, int]) -> dict[str, Any]:
@@ -354,8 +369,7 @@ ORDER BY min(delivery_rate) OVER pair - max(delivery_rate) OVER pair, carrier, t
                  "an unmapped template keeps its id); templates: each provider's own template ids (【sign】 for a "
                  "provider without ids, as KX). Sent, delivery rate, the gap to the best provider of the pair (0 = best) "
                  "and p95 latency (ms); pairs with the largest gap first, pairs served by one provider left out.",
-                 [unit_override("delivery_rate", "percentunit"), unit_override("rate_vs_best", "percentunit"),
-                  unit_override("p95_latency_ms", "ms")])
+                 [*percent("delivery_rate", "rate_vs_best"), unit_override("p95_latency_ms", "ms")])
 
 
 def overview() -> dict[str, Any]:
@@ -371,16 +385,20 @@ FROM
 GROUP BY time, provider
 ORDER BY time, provider""", (0, 0, 12, 8), "Messages sent per interval (send cohort) and their current status."),
         timeseries("Delivery rate per provider", f"""
-SELECT $__timeInterval(t) AS time, provider,
-       sum(delivered) AS delivered, sum(failed) AS failed, sum(expired) AS expired,
-       {RATE} AS delivery_rate
+SELECT time, provider, delivery_rate
 FROM
 (
+    SELECT $__timeInterval(t) AS time, provider,
+           sum(delivered) AS delivered, sum(failed) AS failed, sum(expired) AS expired, {RATE} AS delivery_rate
+    FROM
+    (
         {rollup_source("provider, delivered, failed, expired", INTERVAL)}
+    )
+    GROUP BY time, provider
 )
-GROUP BY time, provider
 ORDER BY time, provider""", (12, 0, 12, 8),
-                   "delivered / (delivered + failed + expired) of the messages sent in each interval; pending excluded.",
+                   "delivered / (delivered + failed + expired) of the messages sent in each interval; pending excluded. "
+                   "One series per provider: the rate alone (the counts are in \"Messages by status per provider\").",
                    unit="percentunit"),
         *[rate_table(column, label, (8 * n, 8, 8, 8))
           for n, (column, label) in enumerate((("carrier", "carrier"), ("template", "template"), ("sign", "sign")))],
@@ -434,13 +452,16 @@ SELECT hour, provider, carrier, sent, within_1m, within_5m, within_30m
 FROM sms.receipt_completeness
 WHERE {HOUR_FILTER} AND {PROVIDER_CARRIER_FILTER}
 ORDER BY hour DESC, provider, carrier""", (0, 42, 12, 8),
-              "Share of each hour's sends with a final receipt within 1, 5 and 30 minutes."),
+              "Share of each hour's sends with a final receipt within 1, 5 and 30 minutes.",
+              percent("within_1m", "within_5m", "within_30m")),
         table("Cohort maturation", f"""
-SELECT hour, provider, sent, age_seconds, provisional_rate, delivery_rate, pending
+SELECT hour, provider, sent, {MATURATION_COLUMNS}, delivery_rate, pending
 FROM sms.cohort_maturation
 WHERE {HOUR_FILTER} AND {PROVIDER_FILTER}
 ORDER BY hour DESC, provider""", (12, 42, 12, 8),
-              "Delivered within N seconds of the send / cohort size (provisional), against the cohort's delivery rate now."),
+              "rate_<age>: delivered within that age of the send / the hour's sends (provisional); delivery_rate: "
+              "delivered / final outcomes now.",
+              percent(*(name for name, _ in MATURATION_AGES), "delivery_rate")),
         stat("Receipt lag per provider", f"""
 SELECT provider, max(reported_at) AS newest_receipt_at,
        dateDiff('second', max(reported_at), $__toTime) AS lag_seconds
@@ -517,7 +538,8 @@ SELECT sum(sent) AS sent, sum(delivered) AS delivered, sum(failed) AS failed, su
 FROM
 (
         {rollup_source("sent, delivered, failed, expired, pending", WHOLE_RANGE)}
-)""", (0, 0, 24, 5), "The selection's totals over the range."),
+)""", (0, 0, 24, 5), "The selection's totals over the range; delivery_rate = delivered / (delivered + failed + "
+                     "expired).", overrides=percent("delivery_rate")),
         table("Message lookup", f"""
 SELECT message_id, provider, phone_masked, carrier, country_code, template, sign, sent_at, reported_at,
        status, error_code, error_message, failure_category, latency_ms, receipt_count,
