@@ -15,6 +15,7 @@ import typer
 
 from sms_analytics import logs
 from sms_analytics.settings import Settings
+from sms_analytics.urls import redact
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="SMS delivery analytics pipeline.")
 
@@ -345,7 +346,7 @@ def dashboards_push(
     except push.PushError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1)
-    typer.echo(f"pushed to {push.redact(grafana_url)}: {push.summary(outcomes)}")
+    typer.echo(f"pushed to {redact(grafana_url)}: {push.summary(outcomes)}")
 
 
 def main() -> Any:  # console script entry point

@@ -39,6 +39,7 @@ from sms_analytics.sources.publisher import Publisher, Publishes
 from sms_analytics.streams.alerts import Rules
 from sms_analytics.streams.app import Compensation, JoinStats, build_app, tune_gc
 from sms_analytics.streams.state import TABLE, MessageStateStore, changelog_topic, seed_changelog
+from sms_analytics.urls import redact
 
 log = structlog.get_logger(__name__)
 
@@ -136,7 +137,7 @@ class Runtime:
         if self.journal is not None:
             self._keeper = asyncio.create_task(self._keep_broker(), name="embedded-broker-keeper")
         log.info("runtime.started", bootstrap=self.bootstrap, receiver=self.receiver_url or None,
-                 query=self.query_url or None, warehouse=_redact(s.warehouse_url),
+                 query=self.query_url or None, warehouse=redact(s.warehouse_url),
                  journal=str(self.journal.path) if self.journal else None,
                  replaying=self.journal.last_seq - self.journal.snapshot_seq if self.journal else None)
 
@@ -495,13 +496,6 @@ def _by_partition(states: list[tuple[str, int, bytes]]) -> dict[int, list[tuple[
 
 def _client_host(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "") else host
-
-
-def _redact(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
 
 
 async def run_until_signal(runtime: Runtime) -> None:
