@@ -17,15 +17,21 @@ def redact(url: str) -> str:
         hidden = [(k, "***" if _secret(k) else v) for k, v in pairs]
         if hidden != pairs:
             parsed = parsed._replace(query=urllib.parse.urlencode(hidden, safe="*"))
-    return url if parsed == original else urllib.parse.urlunsplit(parsed)  # chdb:///path stays as written
+    shown = url if parsed == original else urllib.parse.urlunsplit(parsed)  # chdb:///path stays as written
+    scheme, sep, rest = shown.partition("://")
+    if sep and "@" in rest.removeprefix("***@"):  # a password with an unencoded # / ? @ that the parse missed
+        return f"{scheme}://***@{rest.rpartition('@')[2]}"
+    return shown
 
 
 def secrets_of(url: str) -> list[str]:
-    """The credentials a URL carries, to be scrubbed from any text shown with it."""
-    parsed = urllib.parse.urlsplit(url)
-    found = [parsed.password or "", urllib.parse.unquote(parsed.password or "")]
-    found += [v for k, v in urllib.parse.parse_qsl(parsed.query) if _secret(k)]
-    return [s for s in found if s]
+    """The credentials a URL carries, as written and decoded, to be scrubbed from any text shown with it."""
+    _, sep, rest = url.partition("://")
+    userinfo = rest.rpartition("@")[0] if sep else ""
+    password = userinfo.partition(":")[2]
+    found = [userinfo if password else "", password, urllib.parse.unquote(password)]
+    found += [v for k, v in urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query) if _secret(k)]
+    return sorted({s for s in found if s}, key=len, reverse=True)  # the longest first: none is left half-scrubbed
 
 
 def _secret(param: str) -> bool:
