@@ -17,6 +17,9 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+MIN_HASH_KEY_BYTES = 16  # model/phone.py: PhoneHasher refuses a shorter key
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
@@ -177,6 +180,13 @@ class Settings(BaseSettings):
             host, _, port = server.strip().rpartition(":")
             if value and not (host and port.isdigit() and 0 < int(port) < 65536):
                 raise ValueError("expected host:port[,host:port]")
+        return value
+
+    @field_validator("sms_phone_hash_key")
+    @classmethod
+    def _hash_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value and len(value.get_secret_value().encode()) < MIN_HASH_KEY_BYTES:  # empty: unset
+            raise ValueError(f"must be at least {MIN_HASH_KEY_BYTES} bytes")
         return value
 
     @field_validator("clickhouse_url")
