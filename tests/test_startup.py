@@ -123,6 +123,19 @@ def test_an_invalid_setting_fails_at_once_without_waiting(command: str, tmp_path
     print(f"\n{command}: {line}")
 
 
+@pytest.mark.parametrize("command, setting, value, shown, says", [
+    ("up", "SMS_QUERY_HOST", "0.0.0.0", "0.0.0.0", "set SMS_QUERY_TOKEN"),  # the query endpoint, open to all
+    ("receiver", "SMS_PHONE_HASH_KEY", "short-secret", "", "at least 16 bytes"),  # a secret: never shown
+    ("worker", "KAFKA_BOOTSTRAP_SERVERS", "", "", "must be set for a standalone worker"),
+])
+def test_settings_that_cannot_work_together_fail_at_once(command: str, setting: str, value: str, shown: str,
+                                                         says: str, tmp_path: Path) -> None:
+    ran = run(command, tmp_path, **{setting: value, "SMS_STARTUP_WAIT_SECONDS": "30"})
+    line = assert_one_line(ran, setting, shown)
+    assert says in line and ran.seconds < 15, ran
+    assert "short-secret" not in ran.out, ran.out
+
+
 def test_an_invalid_wait_is_an_invalid_setting(tmp_path: Path) -> None:
     line = assert_one_line(run("worker", tmp_path, SMS_STARTUP_WAIT_SECONDS="soon"), "SMS_STARTUP_WAIT_SECONDS", "soon")
     assert "a valid number" in line, line
