@@ -24,6 +24,8 @@ import pytest_asyncio
 
 from sms_analytics.broker.admin import ensure_topics
 from sms_analytics.broker.embedded import EmbeddedBroker, free_port
+from sms_analytics.startup import scrub
+from sms_analytics.urls import redact, secrets_of
 from tests.conftest import HASH_KEY, TOKEN, eventually
 
 pytestmark = pytest.mark.timeout(120)
@@ -230,3 +232,34 @@ def test_a_chdb_path_open_in_another_process_is_one_line_then_waited_for(tmp_pat
     finally:
         holder.kill()
         holder.wait(10)
+
+
+async def test_sigterm_during_the_wait_ends_it_at_once(tmp_path: Path) -> None:
+    """A supervisor stopping a service that still waits for its broker does not wait out the minute."""
+    log = tmp_path / "worker.log"
+    env = environment(tmp_path, KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}", SMS_STARTUP_WAIT_SECONDS="60")
+    with log.open("wb") as out:
+        worker = await asyncio.create_subprocess_exec(CLI, "worker", env=env, cwd=tmp_path, stdout=out,
+                                                      stderr=subprocess.STDOUT)
+    try:
+        await eventually(lambda: "startup.waiting" in log.read_text(), timeout=30)
+        stopped = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(worker.wait(), 10) == 0, log.read_text()
+        assert time.monotonic() - stopped < 5 and "Traceback" not in log.read_text(), log.read_text()
+    finally:
+        if worker.returncode is None:
+            worker.kill()
+            await worker.wait()
+
+
+@pytest.mark.parametrize("url, shown, hidden", [
+    ("http://sms:s3cret@ch:8123", "http://***@ch:8123", "s3cret"),
+    ("http://sms:ab#cd@ch:8123", "http://***@ch:8123", "ab#cd"),  # unencoded: urlsplit alone would leak "cd"
+    ("https://ch:8443/?access_token=t0k&database=sms", "https://ch:8443/?access_token=***&database=sms", "t0k"),
+    ("chdb:///var/lib/sms/warehouse", "chdb:///var/lib/sms/warehouse", None),
+])
+def test_addresses_are_shown_without_credentials(url: str, shown: str, hidden: str | None) -> None:
+    assert redact(url) == shown
+    if hidden is not None:
+        assert hidden in secrets_of(url) and scrub(f"failed: {url}", secrets_of(url)).count(hidden) == 0
