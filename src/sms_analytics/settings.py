@@ -16,7 +16,6 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
 MIN_HASH_KEY_BYTES = 16  # model/phone.py: PhoneHasher refuses a shorter key
 
 
