@@ -43,7 +43,7 @@ GRAFANA_PROVISIONING_TARGET = "/etc/grafana/provisioning"
 # Values that make every required (${VAR:?...}) interpolation resolvable.
 FAKE_ENV = {
     "CLICKHOUSE_PASSWORD": "ch-pass-1234",
-    "SMS_PHONE_HASH_KEY": "hash-key-5678",
+    "SMS_PHONE_HASH_KEY": "hash-key-5678-0123456789",  # settings.py: at least 16 bytes
     "GRAFANA_ADMIN_PASSWORD": "grafana-pass-9012",
     "SMS_QUERY_TOKEN": "query-token-3456",
     "SMS_CALLBACK_TOKEN": "callback-token-7890",

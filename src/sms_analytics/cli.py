@@ -13,16 +13,34 @@ from typing import Any, Optional
 import orjson
 import typer
 
-from sms_analytics import logs
+from sms_analytics import logs, startup
 from sms_analytics.settings import Settings
+from sms_analytics.urls import redact
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="SMS delivery analytics pipeline.")
 
 
 def _settings() -> Settings:
-    settings = Settings()
+    settings = startup.settings()
     logs.configure(settings.sms_log_level, settings.sms_log_json)
     return settings
+
+
+def _standalone(what: str) -> Settings:
+    """The settings of a process that runs against an external broker."""
+    settings = _settings()
+    if not settings.kafka_bootstrap_servers:
+        raise startup.SettingInvalid("KAFKA_BOOTSTRAP_SERVERS", "", f"must be set for a standalone {what}")
+    return settings
+
+
+def _open_warehouse(settings: Settings, url: str | None = None, setting: str | None = None) -> Any:
+    """The warehouse, its first connection waited for (SMS_STARTUP_WAIT_SECONDS)."""
+    from sms_analytics.sinks.warehouse import Warehouse
+
+    warehouse = Warehouse(url or settings.warehouse_url)
+    return startup.wait_sync(startup.warehouse(settings, url, setting), warehouse.open,
+                             settings.sms_startup_wait_seconds)
 
 
 def _loop_policy() -> None:
@@ -51,9 +69,7 @@ def worker(
     """Run the faust worker (and the ClickHouse sink) alone, against an external broker."""
     from sms_analytics.runtime import Parts, Runtime, run_until_signal
 
-    settings = _settings()
-    if not settings.kafka_bootstrap_servers:
-        raise typer.BadParameter("KAFKA_BOOTSTRAP_SERVERS must be set for a standalone worker")
+    settings = _standalone("worker")
     _loop_policy()
     asyncio.run(run_until_signal(Runtime(settings, Parts(receiver=False, sink=sink, query=sink))))
 
@@ -63,9 +79,7 @@ def sink_only() -> None:
     """Run the ClickHouse sink and the query endpoint alone, for workers started with --no-sink."""
     from sms_analytics.runtime import Parts, Runtime, run_until_signal
 
-    settings = _settings()
-    if not settings.kafka_bootstrap_servers:
-        raise typer.BadParameter("KAFKA_BOOTSTRAP_SERVERS must be set for a standalone sink")
+    settings = _standalone("sink")
     _loop_policy()
     asyncio.run(run_until_signal(Runtime(settings, Parts(receiver=False, worker=False))))
 
@@ -75,9 +89,7 @@ def receiver() -> None:
     """Run the HTTP receiver alone, against an external broker."""
     from sms_analytics.runtime import Parts, Runtime, run_until_signal
 
-    settings = _settings()
-    if not settings.kafka_bootstrap_servers:
-        raise typer.BadParameter("KAFKA_BOOTSTRAP_SERVERS must be set for a standalone receiver")
+    settings = _standalone("receiver")
     _loop_policy()
     asyncio.run(run_until_signal(Runtime(settings, Parts(worker=False, sink=False, query=False))))
 
@@ -122,7 +134,6 @@ def report(
 ) -> None:
     """Write the overview dashboard as one self-contained HTML file (SVG charts, no external resources)."""
     from sms_analytics.dashboards.report import http_query, last, parse_since, write_report
-    from sms_analytics.sinks.warehouse import Warehouse
 
     try:
         rng = last(parse_since(since))
@@ -139,12 +150,7 @@ def report(
         else:
             typer.echo(f"report: {write_report(query, out, rng)}")
             return
-    try:
-        warehouse = Warehouse(url or settings.warehouse_url).open()
-    except Exception as exc:
-        typer.echo(f"error: the warehouse could not be opened (is another process using it?): "
-                   f"{str(exc).strip()[:500]}", err=True)
-        raise typer.Exit(1)
+    warehouse = _open_warehouse(settings, url, "--url" if url else None)
     try:
         typer.echo(f"report: {write_report(warehouse.read, out, rng)}")
     finally:
@@ -160,7 +166,7 @@ def _param(text: str) -> tuple[str, str]:
 
 def _run_sql(statement: str, fmt: str, params: dict[str, str]) -> None:
     from sms_analytics.sinks.query_api import FORMATS, query_headers, render
-    from sms_analytics.sinks.warehouse import NotReadOnly, Warehouse, check_read_only
+    from sms_analytics.sinks.warehouse import NotReadOnly, check_read_only
 
     if fmt not in FORMATS:
         raise typer.BadParameter(f"--format must be one of {', '.join(FORMATS)}")
@@ -183,12 +189,7 @@ def _run_sql(statement: str, fmt: str, params: dict[str, str]) -> None:
         raise typer.Exit(1)
     except (urllib.error.URLError, ConnectionError):
         pass  # nothing runs: open the warehouse directly
-    try:
-        warehouse = Warehouse(settings.warehouse_url).open()
-    except Exception as exc:
-        typer.echo(f"error: no running process answered on {url.split('/query')[0]} and the warehouse "
-                   f"could not be opened directly (is another process using it?): {str(exc).strip()[:500]}", err=True)
-        raise typer.Exit(1)
+    warehouse = _open_warehouse(settings)  # no running process answered on SMS_QUERY_HOST:SMS_QUERY_PORT
     try:
         columns, rows = warehouse.read(statement, params)
     except Exception as exc:
@@ -273,10 +274,9 @@ _CARRIER_NAMES = {"mobile": "移动", "unicom": "联通", "telecom": "电信", "
 def migrate() -> None:
     """Apply the warehouse migrations (also done at every start)."""
     from sms_analytics.sinks import error_codes
-    from sms_analytics.sinks.warehouse import Warehouse
 
     settings = _settings()
-    warehouse = Warehouse(settings.warehouse_url).open()
+    warehouse = _open_warehouse(settings)
     try:
         applied = warehouse.migrate()
         warehouse.apply_views(int(settings.sms_expire_after.total_seconds()))
@@ -344,11 +344,15 @@ def dashboards_push(
     except push.PushError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1)
-    typer.echo(f"pushed to {push.redact(grafana_url)}: {push.summary(outcomes)}")
+    typer.echo(f"pushed to {redact(grafana_url)}: {push.summary(outcomes)}")
 
 
 def main() -> Any:  # console script entry point
-    return cli()
+    try:
+        return cli()
+    except startup.StartupFailed as exc:  # one line (a traceback too with SMS_LOG_LEVEL=DEBUG), exit code 2
+        typer.echo(startup.report(exc), err=True)
+        raise SystemExit(startup.EXIT_CODE) from None
 
 
 if __name__ == "__main__":

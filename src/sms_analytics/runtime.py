@@ -11,13 +11,15 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 import structlog
 from aiohttp import web
 
+from sms_analytics import startup
 from sms_analytics.broker.admin import ensure_topics
 from sms_analytics.broker.embedded import EmbeddedBroker
 from sms_analytics.model import topics
@@ -40,13 +42,14 @@ from sms_analytics.sources.publisher import Publisher, Publishes
 from sms_analytics.streams.alerts import Rules
 from sms_analytics.streams.app import Compensation, JoinStats, build_app, tune_gc
 from sms_analytics.streams.state import TABLE, MessageStateStore, changelog_topic, seed_changelog
+from sms_analytics.urls import redact
 
 log = structlog.get_logger(__name__)
 
 JOURNAL_FILE = "journal.sqlite3"
 
 
-class QueryEndpointUnprotected(RuntimeError):
+class QueryEndpointUnprotected(startup.SettingInvalid):
     """The read-only query endpoint would listen beyond this machine without a token."""
 
 
@@ -86,13 +89,14 @@ class Runtime:
         self._incarnation = 0  # embedded mode: the stream's restarts on a new broker
         self.metrics = Metrics(self)  # served on /metrics (observability/metrics.py)
         self.ops_url = ""  # /healthz and /metrics of a process with neither receiver nor query endpoint
+        self.started = False  # start() completed
 
     # --- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
         s = self.settings
         if self.parts.query and not is_loopback(s.sms_query_host) and not s.query_token:
             raise QueryEndpointUnprotected(
-                f"SMS_QUERY_HOST={s.sms_query_host} is not a loopback address: set SMS_QUERY_TOKEN, which "
+                "SMS_QUERY_HOST", s.sms_query_host, "not a loopback address: set SMS_QUERY_TOKEN, which "
                 "POST /query will then require (Authorization: Bearer …)")
         if not self.bootstrap:
             self.broker = EmbeddedBroker()
@@ -103,13 +107,15 @@ class Runtime:
                                              synchronous=s.sms_journal_sync).open()
                 self.forwarder = Forwarder(self.journal, linger_ms=s.sms_publish_linger_ms,
                                            consumed=lambda: self.join_stats.events if self.join_stats else 0)
-        # A receiver alone starts without the broker and answers 503 until it is reachable.
+        # A receiver alone serves at once, answering 503 until its first connection to the broker.
         receiver_only = not (self.parts.worker or self.parts.sink)
         if not receiver_only:
-            await ensure_topics(self.bootstrap, s.kafka_partitions, s.kafka_replication_factor)
+            await self._first_connection(
+                partial(ensure_topics, self.bootstrap, s.kafka_partitions, s.kafka_replication_factor))
         if self.parts.sink or self.parts.query:
-            self.warehouse = Warehouse(s.warehouse_url)
-            await asyncio.to_thread(self.warehouse.open)
+            warehouse = self.warehouse = Warehouse(s.warehouse_url)
+            await startup.wait_async(startup.warehouse(s), lambda: asyncio.to_thread(warehouse.open),
+                                     s.sms_startup_wait_seconds)
             await asyncio.to_thread(self.warehouse.migrate)
             await asyncio.to_thread(self.warehouse.apply_views, int(s.sms_expire_after.total_seconds()))
             await asyncio.to_thread(self.warehouse.apply_retention, s.sms_retention_days, s.sms_rollup_retention_days)
@@ -136,10 +142,20 @@ class Runtime:
             self.ops_url = f"http://{_client_host(s.sms_query_host)}:{port}"
         if self.journal is not None:
             self._keeper = asyncio.create_task(self._keep_broker(), name="embedded-broker-keeper")
+        if receiver_only and self.publisher is not None:
+            await self._first_connection(self.publisher.start)
+        self.started = True
         log.info("runtime.started", bootstrap=self.bootstrap, receiver=self.receiver_url or None,
-                 query=self.query_url or None, warehouse=_redact(s.warehouse_url),
+                 query=self.query_url or None, warehouse=redact(s.warehouse_url),
                  journal=str(self.journal.path) if self.journal else None,
                  replaying=self.journal.last_seq - self.journal.snapshot_seq if self.journal else None)
+
+    async def _first_connection(self, attempt: Callable[[], Awaitable[Any]]) -> None:
+        """The first call to the broker: waited for (SMS_STARTUP_WAIT_SECONDS) unless the broker is our own."""
+        if self.broker is not None:
+            await attempt()
+        else:
+            await startup.wait_async(startup.kafka(self.settings), attempt, self.settings.sms_startup_wait_seconds)
 
     async def _start_worker(self) -> None:
         s = self.settings
@@ -184,7 +200,8 @@ class Runtime:
                 self.bootstrap, send_timeout=s.sms_publish_timeout_seconds, linger_ms=s.sms_publish_linger_ms,
                 prepare=partial(ensure_topics, self.bootstrap, s.kafka_partitions, s.kafka_replication_factor),
             )
-        await self.publisher.start(wait=not receiver_only)
+        if not receiver_only:  # alone, it connects once it serves (start)
+            await self.publisher.start()
         key = load_or_create_key(
             s.sms_phone_hash_key.get_secret_value() if s.sms_phone_hash_key else None, s.sms_data_dir
         )
@@ -256,7 +273,7 @@ class Runtime:
             await client.close()
         if self.publisher is not None:
             await self.publisher.stop()
-        if self.forwarder is not None and self.broker is not None and self.broker.alive:
+        if self.forwarder is not None and self.broker is not None and self.broker.alive and self.app is not None:
             try:  # a clean stop saves the stream's states: the next start has nothing to replay
                 await self._checkpoint()
             except Exception as exc:
@@ -272,7 +289,8 @@ class Runtime:
             await asyncio.to_thread(self.warehouse.close)
         if self.broker is not None:
             self.broker.stop()
-        log.info("runtime.stopped")
+        if self.started:
+            log.info("runtime.stopped")
 
     async def _stop_sink(self, *, flush: bool, final_round: bool = True) -> None:
         sink, task = self.sink, self._sink_task
@@ -499,21 +517,25 @@ def _client_host(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "") else host
 
 
-def _redact(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
-
-
 async def run_until_signal(runtime: Runtime) -> None:
+    """Start, run until SIGINT/SIGTERM, stop. A signal during the start (e.g. while it waits for the
+    broker) ends the start; a start that fails stops what it started, quietly, and raises."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    starting = asyncio.ensure_future(runtime.start())
+    signalled = asyncio.ensure_future(stop.wait())
     try:
-        await runtime.start()
-        await stop.wait()
+        await asyncio.wait({starting, signalled}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+        else:
+            starting.result()
+            await signalled
     finally:
-        log.info("runtime.stopping")
+        signalled.cancel()
+        if runtime.started:
+            log.info("runtime.stopping")
         await runtime.stop()

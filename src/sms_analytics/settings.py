@@ -11,9 +11,12 @@ from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_HASH_KEY_BYTES = 16  # model/phone.py: PhoneHasher refuses a shorter key
 
 
 class Settings(BaseSettings):
@@ -150,6 +153,12 @@ class Settings(BaseSettings):
     sms_aliyun_mns_report_queue: str | None = Field(default=None, description="Queue of SmsReport messages.")
     sms_aliyun_mns_up_queue: str | None = Field(default=None, description="Queue of SmsUp messages.")
 
+    # --- start-up -------------------------------------------------------------------------------
+    sms_startup_wait_seconds: float = Field(
+        default=60.0, ge=0, description="At start, how long every command waits (with backoff) for the Kafka broker "
+        "and the warehouse to answer before it exits with code 2 and one line; 0: no wait. Invalid settings are not "
+        "waited for.")
+
     # --- logging ---------------------------------------------------------------------------------
     sms_log_level: str = "INFO"
     sms_log_json: bool = False
@@ -161,6 +170,36 @@ class Settings(BaseSettings):
         """Seconds as an environment string ("2592000"), besides ISO-8601 ("P30D")."""
         if isinstance(value, str) and re.fullmatch(r"\s*\d+(\.\d*)?\s*", value):
             return float(value)
+        return value
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _bootstrap(cls, value: str | None) -> str | None:
+        for server in (value or "").split(","):
+            host, _, port = server.strip().rpartition(":")
+            if value and not (host and port.isdigit() and 0 < int(port) < 65536):
+                raise ValueError("expected host:port[,host:port]")
+        return value
+
+    @field_validator("sms_phone_hash_key")
+    @classmethod
+    def _hash_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value and len(value.get_secret_value().encode()) < MIN_HASH_KEY_BYTES:  # empty: unset
+            raise ValueError(f"must be at least {MIN_HASH_KEY_BYTES} bytes")
+        return value
+
+    @field_validator("clickhouse_url")
+    @classmethod
+    def _warehouse_url(cls, value: str | None) -> str | None:
+        if value:
+            parsed = urlsplit(value)
+            if parsed.scheme not in ("chdb", "http", "https") or (parsed.scheme != "chdb" and not parsed.hostname):
+                raise ValueError("expected chdb:///path or http(s)://[user:password@]host[:port]")
+            try:
+                parsed.port  # noqa: B018 - raises on a port that is not a number
+            except ValueError:
+                raise ValueError("the port is not a number from 0 to 65535 (characters such as # / ? @ in the "
+                                 "password must be percent-encoded)") from None
         return value
 
     @model_validator(mode="after")

@@ -35,6 +35,7 @@ from grafana_client.client import (
 )
 
 from sms_analytics.dashboards import alerting, build
+from sms_analytics.urls import redact
 
 FOLDER_UID = "sms-analytics"
 FOLDER_TITLE = "SMS analytics"
@@ -233,14 +234,6 @@ def connect(url: str, credentials: Credentials, timeout: float = TIMEOUT_S) -> G
     path = parsed.path if parsed.path in ("", "/") or parsed.path.endswith("/") else parsed.path + "/"
     return GrafanaApi.from_url(urllib.parse.urlunsplit((parsed.scheme, parsed.netloc, path, parsed.query, "")),
                                credential=credentials.auth(), timeout=timeout)
-
-
-def redact(url: str) -> str:
-    parsed = urllib.parse.urlsplit(url)
-    if parsed.username or parsed.password:
-        netloc = "***@" + parsed.netloc.rpartition("@")[2]
-        return urllib.parse.urlunsplit(parsed._replace(netloc=netloc))
-    return url
 
 
 def push(api: GrafanaApi, ch: ClickHouse, folder_uid: str = FOLDER_UID, folder_title: str = FOLDER_TITLE,

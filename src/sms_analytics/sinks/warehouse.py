@@ -6,9 +6,15 @@ are blocking: async callers run them in a thread.
 
 from __future__ import annotations
 
+import os
 import re
+import sys
+import tempfile
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib import resources
+from pathlib import Path
 from typing import Any, Sequence
 from urllib.parse import unquote, urlparse
 
@@ -30,6 +36,35 @@ _MODIFY_TTL = re.compile(r"ALTER TABLE (sms\.\w+) MODIFY TTL (.+)", re.S)
 _TTL_OF = re.compile(r"\sTTL\s(.+?)(?:\sSETTINGS\s.*)?$", re.S)
 
 _READ_ONLY = re.compile(r"^\s*(\(\s*)*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXPLAIN|EXISTS)\b", re.IGNORECASE)
+
+
+class WarehouseBusy(RuntimeError):
+    """The chDB path is open in another process: its lock is held."""
+
+
+_LOCKED = "Another server instance"  # chDB's words when the path's status file is locked
+
+
+@contextmanager
+def _native_stderr() -> Iterator[Callable[[], str]]:
+    """What native code writes to the process's stderr (fd 2) meanwhile, passed on afterwards, but for
+    chDB's lock message, which WarehouseBusy replaces."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        def said() -> str:
+            sink.seek(0)
+            return sink.read().decode("utf-8", "replace")
+
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield said
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            text = said()
+            if _LOCKED not in text:
+                sys.stderr.write(text)
 
 
 class NotReadOnly(ValueError):
@@ -153,12 +188,19 @@ class Warehouse:
         return self.url.startswith("chdb:")
 
     def open(self) -> "Warehouse":
-        if self.embedded:
-            path = self.url.removeprefix("chdb://")
-            from pathlib import Path
-
-            Path(path).mkdir(parents=True, exist_ok=True)
-        self._client = clickhouse_connect.get_client(dsn=self.url)
+        if not self.embedded:
+            self._client = clickhouse_connect.get_client(dsn=self.url)
+            return self
+        path = self.url.removeprefix("chdb://")
+        Path(path).mkdir(parents=True, exist_ok=True)
+        with _native_stderr() as said:  # chDB writes why it failed there, not into its exception
+            try:
+                self._client = clickhouse_connect.get_client(dsn=self.url)
+            except Exception as exc:
+                if _LOCKED in said():
+                    raise WarehouseBusy(f"{'/' + path.lstrip('/')} is open in another process (a chDB path is "
+                                        "opened by one process at a time)") from exc
+                raise
         return self
 
     def close(self) -> None:

@@ -297,7 +297,7 @@ class JournaledPublisher:
         self.ready = False
         self.dead_letters = DeadLetters()  # journaled dead letters per endpoint and reason class
 
-    async def start(self, *, wait: bool = True) -> None:
+    async def start(self) -> None:
         self.ready = True
 
     async def stop(self) -> None:

@@ -42,7 +42,7 @@ class Publishes(Protocol):
 
     ready: bool
 
-    async def start(self, *, wait: bool = True) -> None: ...
+    async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
 
@@ -111,9 +111,9 @@ class _OpenBatch:
 
 
 class Publisher:
-    """The receivers' producer. It connects in the background and keeps trying while the broker is
-    unreachable: until it is connected (and whenever a send is not acknowledged within the
-    timeout) `publish` raises BrokerUnavailable, which the receivers answer with 503, so the
+    """The receivers' producer. Until it is connected (a receiver alone serves while its first
+    connection is waited for, runtime.py) and whenever a send is not acknowledged within the
+    timeout, `publish` raises BrokerUnavailable, which the receivers answer with 503, so the
     provider keeps the data and retries."""
 
     def __init__(self, bootstrap: str, *, send_timeout: float = 10.0, linger_ms: float = 2.0,
@@ -125,7 +125,6 @@ class Publisher:
         self._timeout = send_timeout
         self._prepare = prepare  # e.g. create the topics, before the first publish
         self._producer: AIOKafkaProducer | None = None
-        self._connector: asyncio.Task[None] | None = None
         self._partition_counts: dict[str, int] = {}
         self.ready = False
         self.dead_letters = DeadLetters()  # acknowledged dead letters per endpoint and reason class
@@ -137,14 +136,8 @@ class Publisher:
             max_batch_size=2 * 1024 * 1024,  # several batch records per partition and request
         )
 
-    async def start(self, *, wait: bool = True) -> None:
-        """Connect now (raising if the broker is unreachable), or with wait=False in the background."""
-        if wait:
-            await self._connect()
-        else:
-            self._connector = asyncio.create_task(self._connect_until_done(), name="publisher-connect")
-
-    async def _connect(self) -> None:
+    async def start(self) -> None:
+        """Connect now, raising if the broker is unreachable."""
         if self._prepare is not None:
             await self._prepare()
         producer = self._new_producer()
@@ -157,25 +150,8 @@ class Publisher:
         self.ready = True
         log.info("publisher.connected", bootstrap=self._bootstrap)
 
-    async def _connect_until_done(self) -> None:
-        delay = 0.5
-        while True:
-            try:
-                await self._connect()
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("publisher.broker_unreachable", bootstrap=self._bootstrap, error=type(exc).__name__,
-                            retry_in=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-
     async def stop(self) -> None:
         self.ready = False
-        if self._connector is not None:
-            self._connector.cancel()
-            await asyncio.gather(self._connector, return_exceptions=True)
         if self._producer is not None:
             await self._producer.stop()
 
