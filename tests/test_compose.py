@@ -10,14 +10,15 @@ from __future__ import annotations
 import json
 import os
 import re
-import xml.etree.ElementTree as ET
 import shlex
+import subprocess
+import sys
 import tomllib
+import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import chdb
 import pytest
 import yaml
 
@@ -756,8 +757,12 @@ def test_the_grafana_user_is_read_only_and_reads_sms_only():
     assert user.find("access_management") is None
     grants = [q.text for q in user.find("grants")]
     assert grants == ["GRANT SELECT ON sms.*", "GRANT dictGet ON sms.*"]
-    for grant in grants:  # ClickHouse's own parser takes each (as a server would, with the user named)
-        assert chdb.query(f"SELECT formatQuery('{grant} TO sms_grafana')", "TSVRaw").data().strip()
+    # ClickHouse's own parser takes each (as a server would, with the user named); in a process of its
+    # own, since a test session may hold a chDB path already
+    script = "import sys, chdb\nfor q in sys.argv[1:]: print(chdb.query(f\"SELECT formatQuery('{q}')\", 'TSVRaw').data().strip())"
+    out = subprocess.run([sys.executable, "-c", script, *(f"{g} TO sms_grafana" for g in grants)],
+                         check=False, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.split("\n")[:2] == [f"{g} TO sms_grafana" for g in grants], out
     # changeable_in_readonly is honoured only with settings_constraints_replace_previous
     access = ET.parse(CLICKHOUSE_ACCESS_FILE).getroot()
     assert access.findtext("access_control_improvements/settings_constraints_replace_previous") == "true"
