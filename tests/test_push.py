@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import re
 import socket
 import sys
 from collections.abc import AsyncIterator
@@ -20,6 +19,7 @@ import pytest_asyncio
 import yaml
 
 from sms_analytics.dashboards import alerting, build, push
+from tests import grafana_provisioning
 from tests.conftest import serve
 from tests.grafana_standin import RULE_REQUIRED, GrafanaStandin
 
@@ -40,10 +40,10 @@ async def grafana() -> AsyncIterator[tuple[GrafanaStandin, str]]:
 
 
 def file_groups() -> list[dict[str, Any]]:
-    """The alert provisioning file as Grafana reads it: `$$` is a literal `$`."""
-    text = alerting.PATH.read_text(encoding="utf-8")
-    expanded = re.sub(r"\$\$|\$\{(\w+)\}|\$(\w+)", lambda m: "$" if m.group(0) == "$$" else "", text)
-    return yaml.safe_load(expanded)["groups"]
+    """The alert provisioning file as Grafana reads it, field by field (tests/grafana_provisioning.py):
+    `$$` is a literal `$` where Grafana interpolates, and the query models and annotations are as written."""
+    doc = yaml.safe_load(alerting.PATH.read_text(encoding="utf-8"))
+    return grafana_provisioning.grafana_reads(doc, grafana_provisioning.schema_of(alerting.PATH), lambda _name: "")["groups"]
 
 
 async def run_push(url: str, credentials: push.Credentials | None = None, **ch: Any) -> list[push.Outcome]:
