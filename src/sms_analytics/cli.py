@@ -140,7 +140,7 @@ def report(
             typer.echo(f"report: {write_report(query, out, rng)}")
             return
     try:
-        warehouse = Warehouse(url or settings.warehouse_url).open()
+        warehouse = Warehouse(url or settings.warehouse_url, settings.sms_clickhouse_cluster).open()
     except Exception as exc:
         typer.echo(f"error: the warehouse could not be opened (is another process using it?): "
                    f"{str(exc).strip()[:500]}", err=True)
@@ -184,7 +184,7 @@ def _run_sql(statement: str, fmt: str, params: dict[str, str]) -> None:
     except (urllib.error.URLError, ConnectionError):
         pass  # nothing runs: open the warehouse directly
     try:
-        warehouse = Warehouse(settings.warehouse_url).open()
+        warehouse = Warehouse(settings.warehouse_url, settings.sms_clickhouse_cluster).open()
     except Exception as exc:
         typer.echo(f"error: no running process answered on {url.split('/query')[0]} and the warehouse "
                    f"could not be opened directly (is another process using it?): {str(exc).strip()[:500]}", err=True)
@@ -276,7 +276,7 @@ def migrate() -> None:
     from sms_analytics.sinks.warehouse import Warehouse
 
     settings = _settings()
-    warehouse = Warehouse(settings.warehouse_url).open()
+    warehouse = Warehouse(settings.warehouse_url, settings.sms_clickhouse_cluster).open()
     try:
         applied = warehouse.migrate()
         warehouse.apply_views(int(settings.sms_expire_after.total_seconds()))

@@ -107,7 +107,7 @@ class Runtime:
         if not receiver_only:
             await ensure_topics(self.bootstrap, s.kafka_partitions, s.kafka_replication_factor)
         if self.parts.sink or self.parts.query:
-            self.warehouse = Warehouse(s.warehouse_url)
+            self.warehouse = Warehouse(s.warehouse_url, s.sms_clickhouse_cluster)
             await asyncio.to_thread(self.warehouse.open)
             await asyncio.to_thread(self.warehouse.migrate)
             await asyncio.to_thread(self.warehouse.apply_views, int(s.sms_expire_after.total_seconds()))
