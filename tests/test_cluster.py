@@ -225,3 +225,15 @@ def test_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SMS_CLICKHOUSE_CLUSTER", "a b")
     with pytest.raises(ValidationError):
         Settings(_env_file=None)
+
+
+def test_dictionary_reloads_reach_every_node() -> None:
+    for system, expected in (
+            ("SYSTEM SYNC REPLICA sms.error_code_lookup", "SYSTEM SYNC REPLICA ON CLUSTER sms_cluster sms.error_code_lookup"),
+            ("SYSTEM RELOAD DICTIONARY sms.template_name_dict",
+             "SYSTEM RELOAD DICTIONARY ON CLUSTER sms_cluster sms.template_name_dict")):
+        (sql,) = cluster_form(system, CLUSTER)
+        assert _formatted(sql) == expected
+    clustered = Warehouse("http://clickhouse:8123", CLUSTER)
+    assert clustered.reload_token() != clustered.reload_token()  # a reload is never a repeat of the last one
+    assert Warehouse("chdb:///nowhere").reload_token() is None  # one server: the inserts as before

@@ -96,12 +96,16 @@ NOT_REPLICATED = frozenset({"Null"})  # stores nothing: each node's own table
 #   distributed_product_mode 'global': a query's IN / JOIN subquery over a Distributed table runs once
 #     and its result goes to every shard (the rollup recompute's key filter, the read paths' own SQL,
 #     "Message lookup"); exact whatever the sharding, where the server's 'deny' refuses the query.
-#   load_balancing 'in_order': reads and writes of one session go to the same (first healthy) replica
-#     of each shard, so the rollup recompute reads what it has just written (see sinks/rollups.py).
+#   load_balancing 'in_order', prefer_localhost_replica 0: every session, on whichever node, reads and
+#     writes the same replica of each shard (the first healthy one in the cluster's order), so a read
+#     sees every write acknowledged before it, without waiting for replication: the rollup recompute
+#     reads the parts just written, and its coarser levels the finer ones it has just written
+#     (sinks/rollups.py). A node's own shard is reached over the network like the others.
 SESSION_SETTINGS: dict[str, str | int] = {
     "distributed_foreground_insert": 1,
     "distributed_product_mode": "global",
     "load_balancing": "in_order",
+    "prefer_localhost_replica": 0,
 }
 
 _CLUSTER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
@@ -111,6 +115,7 @@ _CREATE_MV = re.compile(r"CREATE\s+MATERIALIZED\s+VIEW\s+(IF\s+NOT\s+EXISTS\s+)?
                         re.IGNORECASE | re.DOTALL)
 _CREATE_VIEW = re.compile(r"CREATE\s+OR\s+REPLACE\s+VIEW\s+sms\.(\w+)\s+AS\s+(.*)", re.IGNORECASE | re.DOTALL)
 _CREATE_DICTIONARY = re.compile(r"CREATE\s+OR\s+REPLACE\s+DICTIONARY\s+sms\.(\w+)\s+(.*)", re.IGNORECASE | re.DOTALL)
+_SYSTEM = re.compile(r"SYSTEM\s+(RELOAD\s+DICTIONARY|SYNC\s+REPLICA)\s+(sms\.\w+)", re.IGNORECASE)
 _ALTER = re.compile(r"ALTER\s+TABLE\s+sms\.(\w+)\s+(.*)", re.IGNORECASE | re.DOTALL)
 _ENGINE = re.compile(r"\bENGINE\s*=\s*(\w+)(?:\s*\(([^()]*)\))?", re.IGNORECASE)
 _AS_TABLE = re.compile(r"^AS\s+sms\.(\w+)\s+", re.IGNORECASE)
@@ -155,6 +160,8 @@ def cluster_form(statement: str, cluster: str) -> list[str]:
         return [_dictionary(match[1], match[2], on)]
     if match := _ALTER.fullmatch(text):
         return _alter(match[1], match[2], on)
+    if match := _SYSTEM.fullmatch(text):  # every node's dictionary, every node's replica
+        return [f"SYSTEM {match[1]} {on} {local_name(match[2])}"]
     raise ClusterError(f"no cluster form for this statement: {text[:120]}")
 
 

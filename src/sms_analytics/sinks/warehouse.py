@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import threading
+import uuid
 from importlib import resources
 from typing import Any, Sequence
 from urllib.parse import unquote, urlparse
@@ -289,6 +290,22 @@ class Warehouse:
         settings = {"insert_deduplication_token": token} if token else None
         with self._lock:
             self.client.insert(table, rows, column_names=list(columns), settings=settings)
+
+    def reload_token(self) -> str | None:
+        """The insert_deduplication_token of a reference table's reload (TRUNCATE, then its rows): none on
+        one server; on a cluster a new one per load, so that a reload of the same rows as an earlier load
+        (every start) is never dropped as its repeat: a TRUNCATE of a replicated table is not relied on
+        to forget the earlier load's block ids (ClickHouse issue #120904: after DROP PART, 26.x drops
+        such a re-insert from a stale deduplication cache)."""
+        return uuid.uuid4().hex if self.cluster else None
+
+    def reload_dictionary(self, dictionary: str, source: str) -> None:
+        """Reload a dictionary after its source table was reloaded. On a cluster, every node's, once
+        every node's replica of the source has the new rows (SYSTEM SYNC REPLICA ON CLUSTER first)."""
+        with self._lock:
+            if self.cluster:
+                self._ddl(f"SYSTEM SYNC REPLICA {source}")
+            self._ddl(f"SYSTEM RELOAD DICTIONARY {dictionary}")
 
     def command(self, sql: str) -> None:
         with self._lock:
