@@ -6,8 +6,13 @@ server would do with these statements is checked by the parser only."""
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 from importlib import resources
+from pathlib import Path
+from typing import Any
 
 import chdb
 import pytest
@@ -237,3 +242,128 @@ def test_dictionary_reloads_reach_every_node() -> None:
     clustered = Warehouse("http://clickhouse:8123", CLUSTER)
     assert clustered.reload_token() != clustered.reload_token()  # a reload is never a repeat of the last one
     assert Warehouse("chdb:///nowhere").reload_token() is None  # one server: the inserts as before
+
+
+# A real ClickHouse (chDB) given a cluster whose replicas are this very process (chDB takes a server
+# config file): the cluster's Distributed tables, materialized views, views and dictionaries run for real
+# (reads, inserts through the Distributed tables with the sink's token, the rollup recompute). What it
+# cannot run: ON CLUSTER (distributed DDL needs Keeper) and Replicated engines (Keeper), so each cluster
+# statement runs without its ON CLUSTER clause and with its Replicated engine's plain form; the rest of
+# the statement (names, Distributed tables and keys, local tables) is as generated. Nor two real shards:
+# with one shard, ClickHouse runs a Distributed query as a local one; with two shards that are both this
+# process (localhost and 127.0.0.1), every row is read twice, but the queries are planned as on two
+# shards, which shows whether a server accepts them (a Distributed table in an IN subquery is refused
+# under the server's default distributed_product_mode, 'deny').
+SHARD = '<shard><internal_replication>true</internal_replication><replica><host>{}</host><port>9000</port></replica></shard>'
+
+
+def _cluster_config(hosts: tuple[str, ...]) -> str:
+    shards = "".join(SHARD.format(host) for host in hosts)
+    return (f"<clickhouse><tcp_port>9000</tcp_port><remote_servers><{CLUSTER}>{shards}</{CLUSTER}></remote_servers>"
+            "<macros><shard>01</shard><replica>r1</replica></macros></clickhouse>")
+
+
+CLUSTER_SCRIPT = '''
+import json, re, sys
+from importlib import resources
+from clickhouse_connect.driver._chdbclient import ChdbClient
+from sms_analytics.model.events import Delivery, encode_deliveries
+from sms_analytics.sinks import cluster
+from sms_analytics.sinks.rollups import Rollups
+from sms_analytics.sinks.warehouse import Warehouse, migrations, statements
+
+path, config, name, shards = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+
+def on_one_node(sql):
+    sql = sql.replace(f" ON CLUSTER `{name}`", "")
+    sql = re.sub(r"Replicated(\\w*MergeTree)\\('[^']*', '[^']*'(, )?", r"\\1(", sql)
+    return sql.replace("replicated_deduplication_window", "non_replicated_deduplication_window")
+
+w = Warehouse("chdb://" + path)
+# the sessions' cluster settings, but this process is the shard's replica: reached in-process
+w._client = ChdbClient(path=path, settings=dict(cluster.SESSION_SETTINGS, prefer_localhost_replica=1),
+                       chdb_options={"config-file": config})
+texts = [text for _, text in migrations()]
+for file in ("views.sql", "retention.sql", "dictionaries.sql"):
+    texts.append((resources.files("sms_analytics.sinks") / file).read_text(encoding="utf-8"))
+fills = {"{source_auth}": "", "{expire_after_seconds}": "3600", "{maturation_seconds}": "10, 30, 60, 120, 300, 600, 1800, 3600, 21600, 86400, 259200",
+         "{message_days}": "3650", "{rollup_days}": "3651"}
+ran = 0
+for text in ["CREATE DATABASE IF NOT EXISTS sms"] + texts:
+    for placeholder, value in fills.items():
+        text = text.replace(placeholder, value)
+    for statement in statements(text):
+        for sql in cluster.cluster_form(statement, name):
+            w.command(on_one_node(sql))
+            ran += 1
+
+base = dict(provider="aliyun", phone="+8613900000001", phone_hash="h1", phone_masked="139****0001",
+            carrier="mobile", country_code="86")
+minute_ms = 1_700_000_040_000
+send = Delivery(**base, message_id="m1", has_send=True, template="T", sign="S", segments=1,
+                sent_at_ms=minute_ms + 1000, updated_at_ms=1)
+ok = Delivery(**base, message_id="m1", status="delivered", stage="receipt", outcome_at_ms=minute_ms + 9000,
+              error_code="DELIVRD", failure_category="delivered", receipt_ids=["r1"], updated_at_ms=2)
+for body, token in ((encode_deliveries([send]), "batch-1"), (encode_deliveries([ok]), "batch-2")):
+    for _ in range(3):  # a retried batch: the same token through the Distributed table and the view
+        w.insert_json("sms.delivery_ingest", body, token=token)
+rollups = Rollups(w, 3600)
+for _ in range(2):  # two recomputes of the minute: the views keep the newest generation
+    rollups.dirty.add(minute_ms // 60_000 * 60)
+    rollups.recompute()
+q = lambda sql: [list(r) for r in w.query(sql)[1]]
+if shards > 1:  # what a client with the server's default settings (Grafana) may read, and the recompute under them
+    plain = ChdbClient(path=path, chdb_options={"config-file": config})
+    views = [r[0] for r in q("SELECT name FROM system.tables WHERE database = 'sms' AND engine = 'View' ORDER BY name")]
+    refused = {}
+    for view in views:
+        try:
+            plain.query(f"SELECT count() FROM sms.{view}")
+        except Exception as exc:
+            refused[view] = str(exc)[:200]
+    print(json.dumps({"views": views, "refused": refused}))
+    sys.exit(0)
+print(json.dumps({
+    "ran": ran,
+    "parts": q("SELECT count() FROM sms.message_parts_local"),
+    "messages": q("SELECT message_id, toString(status), latency_ms FROM sms.messages"),
+    "minute": q("SELECT sent, delivered FROM sms.rollup_minute"),
+    "hour": q("SELECT sent, delivered FROM sms.rollup_level WHERE grain = 'provider_carrier' AND level = 3600"),
+    "generations": q("SELECT count(DISTINCT generation) FROM sms.rollup_minute_raw"),
+    "engines": q("SELECT name, engine FROM system.tables WHERE database = 'sms' AND name IN "
+                 "('message_parts', 'message_parts_local', 'delivery_ingest', 'rollup_minute_raw') ORDER BY name"),
+    "stored_at": q("SELECT count() FROM system.columns WHERE database = 'sms' AND table = 'message_parts' "
+                   "AND name = 'stored_at'"),
+    "ttl": q("SELECT engine_full LIKE '%TTL%' FROM system.tables WHERE database = 'sms' AND name = 'replies_local'"),
+}))
+'''
+
+
+def _run_on_cluster(tmp_path: Path, hosts: tuple[str, ...]) -> dict[str, Any]:
+    (tmp_path / "config.xml").write_text(_cluster_config(hosts))
+    done = subprocess.run(check=False, args=[sys.executable, "-c", CLUSTER_SCRIPT, str(tmp_path / "warehouse"),
+                           str(tmp_path / "config.xml"), CLUSTER, str(len(hosts))],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_the_cluster_schema_runs_on_a_one_shard_cluster(tmp_path: Path) -> None:
+    seen = _run_on_cluster(tmp_path, ("localhost",))
+    assert seen["ran"] == len(CLUSTERED) - 1  # every statement of the files (not schema_migrations' own)
+    assert seen["parts"] == [[2]]  # two batches, each written once however often retried
+    assert seen["messages"] == [["m1", "delivered", 8000]]
+    assert seen["minute"] == [[1, 1]] and seen["hour"] == [[1, 1]]
+    assert seen["generations"] == [[2]]
+    assert seen["engines"] == [["delivery_ingest", "Distributed"], ["message_parts", "Distributed"],
+                               ["message_parts_local", "AggregatingMergeTree"], ["rollup_minute_raw", "Distributed"]]
+    assert seen["stored_at"] == [[1]] and seen["ttl"] == [[1]]
+
+
+def test_every_view_is_accepted_on_two_shards(tmp_path: Path) -> None:
+    """Grafana reads every view with the server's default settings: a view whose IN subquery named a
+    Distributed table would be refused ('deny'); the views' generation filters read the _local tables.
+    The rollup recompute ran on the two shards too (with the sessions' settings) before this check."""
+    seen = _run_on_cluster(tmp_path, ("localhost", "127.0.0.1"))
+    assert len(seen["views"]) == len([c for c in CLUSTERED if c.startswith("CREATE OR REPLACE VIEW")]) == 11
+    assert seen["refused"] == {}

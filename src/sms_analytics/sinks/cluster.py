@@ -94,8 +94,10 @@ NOT_REPLICATED = frozenset({"Null"})  # stores nothing: each node's own table
 # The settings of the warehouse's sessions on a cluster (Warehouse.open).
 #   distributed_foreground_insert: see "Insert exactness" above.
 #   distributed_product_mode 'global': a query's IN / JOIN subquery over a Distributed table runs once
-#     and its result goes to every shard (the rollup recompute's key filter, the read paths' own SQL,
-#     "Message lookup"); exact whatever the sharding, where the server's 'deny' refuses the query.
+#     and its result goes to every shard (the read paths' own SQL, such as "Message lookup", whose number
+#     spans shards); exact whatever the sharding, where the server's default 'deny' refuses the query.
+#     (26.9 plans the rollup recompute's key filter, an IN over sms.message_parts under the view
+#     sms.messages, that way by itself: tests/test_cluster.py runs it on two shards.)
 #   load_balancing 'in_order', prefer_localhost_replica 0: every session, on whichever node, reads and
 #     writes the same replica of each shard (the first healthy one in the cluster's order), so a read
 #     sees every write acknowledged before it, without waiting for replication: the rollup recompute
