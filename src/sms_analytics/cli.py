@@ -38,7 +38,9 @@ def _open_warehouse(settings: Settings, url: str | None = None, setting: str | N
     """The warehouse, its first connection waited for (SMS_STARTUP_WAIT_SECONDS)."""
     from sms_analytics.sinks.warehouse import Warehouse
 
-    warehouse = Warehouse(url or settings.warehouse_url)
+    target = url or settings.warehouse_url
+    cluster = None if target.startswith("chdb:") else settings.sms_clickhouse_cluster  # --url may name a chDB path
+    warehouse = Warehouse(target, cluster)
     return startup.wait_sync(startup.warehouse(settings, url, setting), warehouse.open,
                              settings.sms_startup_wait_seconds)
 

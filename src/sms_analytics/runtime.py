@@ -113,7 +113,7 @@ class Runtime:
             await self._first_connection(
                 partial(ensure_topics, self.bootstrap, s.kafka_partitions, s.kafka_replication_factor))
         if self.parts.sink or self.parts.query:
-            warehouse = self.warehouse = Warehouse(s.warehouse_url)
+            warehouse = self.warehouse = Warehouse(s.warehouse_url, s.sms_clickhouse_cluster)
             await startup.wait_async(startup.warehouse(s), lambda: asyncio.to_thread(warehouse.open),
                                      s.sms_startup_wait_seconds)
             await asyncio.to_thread(self.warehouse.migrate)

@@ -29,6 +29,11 @@ class Settings(BaseSettings):
         description="clickhouse-connect DSN; default chdb:///$SMS_DATA_DIR/warehouse (embedded).",
     )
     clickhouse_database: str = "sms"
+    sms_clickhouse_cluster: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$",
+        description="A ClickHouse cluster (remote_servers) to create the warehouse on: replicated tables ON CLUSTER, "
+        "Distributed tables sharded by the message key (sinks/cluster.py). Unset: one server.",
+    )
 
     # --- Kafka -----------------------------------------------------------------------------------
     kafka_bootstrap_servers: str | None = Field(
@@ -212,6 +217,9 @@ class Settings(BaseSettings):
         if timedelta(days=self.sms_retention_days) < self.sms_expire_after + timedelta(days=1):
             raise ValueError("SMS_RETENTION_DAYS must be at least a day longer than SMS_EXPIRE_AFTER "
                              f"({self.sms_retention_days} days, {self.sms_expire_after})")
+        if self.sms_clickhouse_cluster and self.warehouse_url.startswith("chdb:"):
+            raise ValueError("SMS_CLICKHOUSE_CLUSTER needs a ClickHouse server (CLICKHOUSE_URL=http://…:8123); "
+                             "the embedded chDB is one process")
         return self
 
     @property

@@ -1,6 +1,13 @@
 """Loads the error-code knowledge base into the warehouse: the tables as documented
 (`sms.error_codes`) and the pipeline's resolved lookup (`sms.error_code_lookup`, behind the
-dictionary `sms.error_code_dict`). Reloaded only when the packaged file's version changes."""
+dictionary `sms.error_code_dict`). Reloaded only when the packaged file's version changes.
+
+On a cluster (SMS_CLICKHOUSE_CLUSTER, sinks/cluster.py) both tables have a replica on every node, so
+each node's dictionary reads its own: the process that finds another version truncates and reloads
+them on its node (TRUNCATE and the inserts of a replicated table reach every replica), then waits for
+every node's replica to have the rows and reloads every node's dictionary (Warehouse.reload_dictionary).
+Processes starting together may both reload; the dictionary's key folds a doubled row, and the count
+check reloads again at the next start."""
 
 from __future__ import annotations
 
@@ -52,9 +59,9 @@ def load(warehouse: Warehouse) -> bool:
     warehouse.command("TRUNCATE TABLE sms.error_code_lookup")
     warehouse.insert("sms.error_codes", [
         [e.source, e.carrier, e.code, e.stage, e.description, e.action, e.failure_category, e.permanent,
-         e.seed_file, e.seed_line, version] for e in kb.rows()], CODE_COLUMNS)
+         e.seed_file, e.seed_line, version] for e in kb.rows()], CODE_COLUMNS, warehouse.reload_token())
     lookup = lookup_rows(kb, version)
-    warehouse.insert("sms.error_code_lookup", lookup, LOOKUP_COLUMNS)
-    warehouse.command("SYSTEM RELOAD DICTIONARY sms.error_code_dict")
+    warehouse.insert("sms.error_code_lookup", lookup, LOOKUP_COLUMNS, warehouse.reload_token())
+    warehouse.reload_dictionary("sms.error_code_dict", "sms.error_code_lookup")
     log.info("error_codes.loaded", version=version, codes=len(kb), lookup_rows=len(lookup))
     return True

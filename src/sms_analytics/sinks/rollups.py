@@ -23,6 +23,27 @@ session) and writes, all with one generation (migrations/0002 and 0009, views in
   (every dimension) per 10 minutes, hour, 6 hours and day; grains 'provider_carrier' and 'carrier'
   (the other dimensions summed) per minute, 5 and 10 minutes, hour, 6 hours and day.
 
+On a cluster (SMS_CLICKHOUSE_CLUSTER; sinks/cluster.py): the same statements, unchanged. They read
+the Distributed tables (sms.messages over sms.message_parts, the views over the rollup tables) and
+insert into Distributed tables; the scratch table is a temporary table of the sink's own session on the
+node it is connected to. Who recomputes: every sink, for the minutes of the rows it wrote itself (its
+Kafka partitions), as on one server; two sinks may recompute one minute, each writing all of the
+minute's rows under its own generation. Why it stays exact:
+- FINAL is exact per shard: the parts of a message are on one shard (sharded by the message key), and
+  every row and generation of a minute or bucket on one shard (sharded by the minute or bucket), so the
+  views' newest-generation filters run on each shard against its own rows;
+- the key filter of MATERIALIZE (an IN subquery over sms.message_parts) runs once over every shard
+  and its result goes to each (distributed_product_mode = 'global', cluster.SESSION_SETTINGS);
+- a recompute reads every write acknowledged before it: inserts are synchronous
+  (distributed_foreground_insert: each shard's block is in its local table when the INSERT returns),
+  and every session reads and writes the same replica of each shard (load_balancing = 'in_order',
+  prefer_localhost_replica = 0); so each level is built from the finer one just written, and of two
+  recomputes of one minute the later generation (the sinks' clocks, NTP-synchronised) has read
+  everything the earlier one read, and the parts its own sink wrote before it;
+- after a failover to another replica, a read may miss parts not yet replicated to it: the minute is
+  recomputed again with its next change, and at the latest when its pending messages expire
+  (SMS_EXPIRE_AFTER), which rebuilds it and every bucket containing it.
+
 Metric definitions (the same everywhere; README "Metrics"):
 - delivery rate = delivered / (delivered + failed + expired), over messages sent in the window;
 - latency percentiles over delivered messages (quantilesDD, 0.5% relative accuracy);

@@ -19,6 +19,10 @@ record per line, fields quoted as CSV when they hold a comma):
 - A (provider, template, sign) given twice is an error, as is any malformed line: the message names
   the file and the line.
 - Messages no row matches keep their raw template id as their name.
+
+On a cluster (SMS_CLICKHOUSE_CLUSTER, sinks/cluster.py) the table has a replica on every node and each
+node's dictionary reads its own: a start truncates and reloads it (replicated to every node), then
+reloads every node's dictionary once every replica has the rows (Warehouse.reload_dictionary).
 """
 
 from __future__ import annotations
@@ -124,7 +128,8 @@ def load(warehouse: Warehouse, path: Path | str | None) -> int:
     rows = read(path) if path is not None else []
     warehouse.command(f"TRUNCATE TABLE {TABLE}")
     if rows:
-        warehouse.insert(TABLE, [[r.provider, r.template, r.sign, r.name, str(path), r.line] for r in rows], COLUMNS)
-    warehouse.command(f"SYSTEM RELOAD DICTIONARY {DICTIONARY}")
+        warehouse.insert(TABLE, [[r.provider, r.template, r.sign, r.name, str(path), r.line] for r in rows], COLUMNS,
+                         warehouse.reload_token())
+    warehouse.reload_dictionary(DICTIONARY, TABLE)
     log.info("template_names.loaded", path=str(path) if path is not None else None, rows=len(rows))
     return len(rows)

@@ -2,6 +2,10 @@
 
 One `Warehouse` per process. Calls are serialized by a lock (a chDB session is one engine) and
 are blocking: async callers run them in a thread.
+
+With a cluster (SMS_CLICKHOUSE_CLUSTER), every statement of the migrations, views, retention and
+dictionaries runs in its cluster form (sinks/cluster.py) and the sessions carry
+cluster.SESSION_SETTINGS; without one, the statements run exactly as the files give them.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import re
 import sys
 import tempfile
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -20,6 +25,8 @@ from urllib.parse import unquote, urlparse
 
 import clickhouse_connect
 import structlog
+
+from sms_analytics.sinks import cluster as on_cluster
 
 log = structlog.get_logger(__name__)
 
@@ -177,9 +184,16 @@ def _quote(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def ddl(statement: str, cluster: str | None) -> list[str]:
+    """What runs for one statement of the migrations, views, retention or dictionaries: the statement
+    itself on one server, its cluster form (sinks/cluster.py) on a cluster."""
+    return [statement] if cluster is None else on_cluster.cluster_form(statement, cluster)
+
+
 class Warehouse:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, cluster: str | None = None) -> None:
         self.url = url
+        self.cluster = on_cluster.check_cluster_name(cluster) if cluster else None
         self._lock = threading.Lock()
         self._client: Any = None
 
@@ -189,7 +203,8 @@ class Warehouse:
 
     def open(self) -> "Warehouse":
         if not self.embedded:
-            self._client = clickhouse_connect.get_client(dsn=self.url)
+            settings = dict(on_cluster.SESSION_SETTINGS) if self.cluster else None
+            self._client = clickhouse_connect.get_client(dsn=self.url, settings=settings)
             return self
         path = self.url.removeprefix("chdb://")
         Path(path).mkdir(parents=True, exist_ok=True)
@@ -217,18 +232,16 @@ class Warehouse:
     def migrate(self) -> list[str]:
         """Apply the versioned SQL files not yet applied; safe to run at every start."""
         with self._lock:
-            self.client.command("CREATE DATABASE IF NOT EXISTS sms")
-            self.client.command(
-                "CREATE TABLE IF NOT EXISTS sms.schema_migrations (version String, "
-                "applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = ReplacingMergeTree ORDER BY version"
-            )
+            self._ddl("CREATE DATABASE IF NOT EXISTS sms")
+            self._ddl("CREATE TABLE IF NOT EXISTS sms.schema_migrations (version String, "
+                      "applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = ReplacingMergeTree ORDER BY version")
             done = {r[0] for r in self.client.query("SELECT version FROM sms.schema_migrations FINAL").result_rows}
             applied = []
             for version, sql in migrations():
                 if version in done:
                     continue
                 for statement in statements(sql):
-                    self.client.command(statement)
+                    self._ddl(statement)
                 self.client.insert("sms.schema_migrations", [[version]], column_names=["version"])
                 applied.append(version)
         if applied:
@@ -243,7 +256,7 @@ class Warehouse:
         auth = source_auth(signed_in_as or self.url)
         with self._lock:
             for statement in statements(text):  # split before the credentials go in: they may hold a ';'
-                self.client.command(statement.replace("{source_auth}", auth))
+                self._ddl(statement.replace("{source_auth}", auth))
 
     def apply_views(self, expire_after_seconds: int) -> None:
         """(Re)create the views with the configured settings; they hold no data."""
@@ -254,7 +267,7 @@ class Warehouse:
         text = text.replace("{maturation_seconds}", ", ".join(map(str, MATURATION_SECONDS)))
         with self._lock:
             for statement in statements(text):
-                self.client.command(statement)
+                self._ddl(statement)
 
     def apply_retention(self, message_days: int, rollup_days: int) -> list[str]:
         """Give every table its TTL (sinks/retention.sql) where it differs from the table's; returns those
@@ -275,17 +288,23 @@ class Warehouse:
             tables = {f"sms.{name}": engine for name, engine in self.client.query(
                 "SELECT name, engine_full FROM system.tables WHERE database = 'sms'").result_rows}
             for table, ttl in wanted.items():
-                current = _TTL_OF.search(tables.get(table, ""))
+                stored_in = on_cluster.local_name(table) if self.cluster else table  # the table with the rows
+                current = _TTL_OF.search(tables.get(stored_in, ""))
                 if current is not None and self._same_expression(current[1], ttl):
                     continue
-                self.client.command(f"ALTER TABLE {table} MODIFY SETTING materialize_ttl_recalculate_only = 1")
-                self.client.command(f"ALTER TABLE {table} MODIFY TTL {ttl}",
-                                    settings={"materialize_ttl_after_modify": 0})
-                self.client.command(f"ALTER TABLE {table} MATERIALIZE TTL", settings={"mutations_sync": 0})
+                self._ddl(f"ALTER TABLE {table} MODIFY SETTING materialize_ttl_recalculate_only = 1")
+                self._ddl(f"ALTER TABLE {table} MODIFY TTL {ttl}", settings={"materialize_ttl_after_modify": 0})
+                self._ddl(f"ALTER TABLE {table} MATERIALIZE TTL", settings={"mutations_sync": 0})
                 changed.append(table)
         if changed:
             log.info("warehouse.retention", tables=changed, message_days=message_days, rollup_days=rollup_days)
         return changed
+
+    def _ddl(self, statement: str, settings: dict[str, Any] | None = None) -> None:
+        """Run one statement of the migrations, views, retention or dictionaries (its cluster form on a
+        cluster); the caller holds the lock."""
+        for sql in ddl(statement, self.cluster):
+            self.client.command(sql, settings=settings)
 
     def _same_expression(self, a: str, b: str) -> bool:
         """Whether two expressions are the same as the server writes them (INTERVAL 1 DAY is toIntervalDay(1))."""
@@ -313,6 +332,22 @@ class Warehouse:
         settings = {"insert_deduplication_token": token} if token else None
         with self._lock:
             self.client.insert(table, rows, column_names=list(columns), settings=settings)
+
+    def reload_token(self) -> str | None:
+        """The insert_deduplication_token of a reference table's reload (TRUNCATE, then its rows): none on
+        one server; on a cluster a new one per load, so that a reload of the same rows as an earlier load
+        (every start) is never dropped as its repeat: a TRUNCATE of a replicated table is not relied on
+        to forget the earlier load's block ids (ClickHouse issue #120904: after DROP PART, 26.x drops
+        such a re-insert from a stale deduplication cache)."""
+        return uuid.uuid4().hex if self.cluster else None
+
+    def reload_dictionary(self, dictionary: str, source: str) -> None:
+        """Reload a dictionary after its source table was reloaded. On a cluster, every node's, once
+        every node's replica of the source has the new rows (SYSTEM SYNC REPLICA ON CLUSTER first)."""
+        with self._lock:
+            if self.cluster:
+                self._ddl(f"SYSTEM SYNC REPLICA {source}")
+            self._ddl(f"SYSTEM RELOAD DICTIONARY {dictionary}")
 
     def command(self, sql: str) -> None:
         with self._lock:

@@ -10,6 +10,12 @@ One batch is written (in a thread) while the next is read and decoded; at most o
 flight, so memory stays bounded by two batches. The rollups of a batch's minutes are marked dirty
 only once its rows are written, and recomputed by rounds that run beside the writes (see
 `_roll_up_loop`).
+
+On a cluster (SMS_CLICKHOUSE_CLUSTER, sinks/cluster.py) the same tables are Distributed tables sharded
+by each table's key (deliveries by the message key), written synchronously
+(distributed_foreground_insert): an insert returns once each shard's rows are in its replicated local
+table, where the token deduplicates a retried batch shard by shard (each retry splits the same rows
+the same way), through the ingest materialized views too. Offsets are committed after that, as here.
 """
 
 from __future__ import annotations
