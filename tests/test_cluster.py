@@ -7,6 +7,7 @@ of the schema runs in chDB on a cluster whose replicas are the test process itse
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import subprocess
@@ -15,7 +16,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import chdb
 import pytest
 from pydantic import ValidationError
 
@@ -67,10 +67,40 @@ SINGLE = [s for _, text in FILES for s in statements(text)] + ["CREATE DATABASE 
 CLUSTERED = [c for s in SINGLE for c in cluster_form(s, CLUSTER)]
 
 
+# chDB in a process of its own, asked one query a line: a test session may already hold a chDB path,
+# and a process opens one (the in-memory engine included).
+_ENGINE_LOOP = """
+import json, sys, chdb
+for line in sys.stdin:
+    try:
+        answer = {"data": chdb.query(json.loads(line), "TSVRaw").data()}
+    except Exception as exc:
+        answer = {"error": str(exc)}
+    print(json.dumps(answer), flush=True)
+"""
+_engine: subprocess.Popen[str] | None = None
+
+
+def _chdb(sql: str) -> str:
+    """What chDB answers to `sql` (TSVRaw), from its own process."""
+    global _engine
+    if _engine is None or _engine.poll() is not None:
+        _engine = subprocess.Popen([sys.executable, "-u", "-c", _ENGINE_LOOP], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, text=True)
+    assert _engine.stdin is not None and _engine.stdout is not None
+    _engine.stdin.write(json.dumps(sql) + "\n")
+    _engine.stdin.flush()
+    answer = json.loads(_engine.stdout.readline())
+    if "error" in answer:
+        raise RuntimeError(answer["error"])
+    return str(answer["data"])
+
+
+@functools.lru_cache(maxsize=None)
 def _formatted(sql: str) -> str:
     """The statement as ClickHouse's parser gives it back, on one line (chDB formatQuerySingleLine)."""
     literal = sql.replace("\\", "\\\\").replace("'", "\\'")
-    return chdb.query(f"SELECT formatQuerySingleLine('{literal}')", "TSVRaw").data().strip()
+    return _chdb(f"SELECT formatQuerySingleLine('{literal}')").strip()
 
 
 def _created(statements_: list[str]) -> dict[str, str]:
@@ -211,10 +241,10 @@ def test_unset_the_statements_are_the_files_own() -> None:
 
 def test_the_session_and_table_settings_exist_in_clickhouse() -> None:
     names = ", ".join(f"'{name}'" for name in cluster.SESSION_SETTINGS)
-    known = chdb.query(f"SELECT name FROM system.settings WHERE name IN ({names})", "TSVRaw").data().split()
+    known = _chdb(f"SELECT name FROM system.settings WHERE name IN ({names})").split()
     assert sorted(known) == sorted(cluster.SESSION_SETTINGS)
-    assert chdb.query("SELECT count() FROM system.merge_tree_settings WHERE name = 'replicated_deduplication_window'",
-                      "TSVRaw").data().strip() == "1"
+    assert _chdb("SELECT count() FROM system.merge_tree_settings WHERE name = 'replicated_deduplication_window'"
+                 ).strip() == "1"
     parts = _created(CLUSTERED)["message_parts_local"]
     assert "SETTINGS replicated_deduplication_window = 10000" in parts and "non_replicated" not in parts
 
