@@ -24,9 +24,10 @@ later step beats a case-insensitive one in an earlier step.
 Stage: None matches every stage. "receipt" matches receipt rows only. "submit" and "api" are both
 synchronous answers of the provider's API and match each other's rows, the exact stage first.
 
-`classify` returns the looked-up row's category; when the code is in no table (or its row is
-`unknown`) it falls back to taxonomy.categorize over the description the caller got with the
-code, and returns `unknown` only if that names nothing either.
+`classify` returns the looked-up row's category. A code in no table is `unknown` (ops see it in
+sms.unmapped_codes: guessing from free text would hide a missing table row). A code whose row is
+`unknown` (its own text names no cause) is categorized by taxonomy.categorize over the description
+the caller got with the code, and stays `unknown` only if that names nothing either.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 This module is the one place where the mapping rules are written down. It is pure (no I/O);
 scripts/build_error_codes.py applies `categorize` to every row of the seed tables and stores the
-result in error_codes.csv, and `KnowledgeBase.classify` falls back to it for codes that are not
-in the tables.
+result in error_codes.csv, and `KnowledgeBase.classify` applies it to the text a provider sent
+with a code whose table row names no cause (a code in no table stays `unknown`).
 
 Categories and the permanent flag (permanent = retrying the same message cannot help):
 

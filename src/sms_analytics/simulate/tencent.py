@@ -215,7 +215,10 @@ def fee_for(text: str, *, domestic: bool) -> int:
     return 1 if len(text) <= single else math.ceil(len(text) / part)
 
 
-def failure_category(errmsg: str, description: str) -> str | None:
+def callback_stat_key(errmsg: str, description: str) -> str | None:
+    """Which counter of Tencent's CallbackStatusStatistics a failed report adds to (Tencent's own
+    buckets, as the simulated provider reports them); not this pipeline's failure category, which
+    streams/join.py gives from the knowledge base."""
     for key, words in _CATEGORIES:
         for source in (description, errmsg):
             if any(w in source for w in words):
@@ -909,7 +912,7 @@ class TencentSimulator:
                 stats["CallbackSuccessCount"] += 1
                 continue
             stats["CallbackFailCount"] += 1
-            category = failure_category(report.errmsg, report.description)
+            category = callback_stat_key(report.errmsg, report.description)
             if category is not None:
                 stats[category] += 1
         return {"CallbackStatusStatistics": stats}
