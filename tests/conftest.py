@@ -1,10 +1,16 @@
 """The test session runs the real pipeline in-process: the embedded broker (Tansu), the faust
-worker, the chDB warehouse, the ClickHouse sink and the aiohttp receiver on free ports."""
+worker, the chDB warehouse, the ClickHouse sink and the aiohttp receiver on free ports.
+
+Tests marked `both_brokers` run on the embedded broker and on Apache Kafka (a single KRaft node
+fetched with Maven, broker/apache.py); `--brokers=embedded` (or `apache`) narrows that. Every
+other broker-dependent test runs on the embedded broker only. Without java or mvn the Apache
+Kafka runs are skipped, all with one reason."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
@@ -14,6 +20,8 @@ import pytest
 import pytest_asyncio
 
 from sms_analytics import logs
+from sms_analytics.broker.apache import ApacheKafkaBroker, missing_tools
+from sms_analytics.broker.embedded import EmbeddedBroker
 from sms_analytics.runtime import Runtime
 from sms_analytics.settings import Settings
 
@@ -34,10 +42,77 @@ def pipeline_settings(data_dir: Path, **overrides: Any) -> Settings:
     return Settings(_env_file=None, **values)
 
 
+BROKERS = ("embedded", "apache")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--brokers", default=",".join(BROKERS),
+                     help="comma-separated brokers the tests marked both_brokers run on (embedded, apache)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "both_brokers: run on the embedded broker and on Apache Kafka")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test that needs a broker gets `broker_kind`: both kinds if marked both_brokers."""
+    if "broker_kind" not in metafunc.fixturenames:
+        return
+    kinds = ["embedded"]
+    if metafunc.definition.get_closest_marker("both_brokers"):
+        wanted = [k.strip() for k in metafunc.config.getoption("--brokers").split(",") if k.strip()]
+        unknown = set(wanted) - set(BROKERS)
+        if unknown:
+            raise pytest.UsageError(f"--brokers: unknown {sorted(unknown)}; choose from {BROKERS}")
+        kinds = wanted
+    metafunc.parametrize("broker_kind", kinds, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
+def broker_kind(request: pytest.FixtureRequest) -> str:
+    return str(getattr(request, "param", "embedded"))
+
+
+def skip_without_apache_kafka() -> None:
+    reason = missing_tools()
+    if reason is not None:
+        pytest.skip(f"Apache Kafka runs skipped: {reason}")
+
+
+async def start_broker(kind: str) -> EmbeddedBroker | ApacheKafkaBroker:
+    """A new broker of that kind on free ports (skips the test when Apache Kafka cannot run here)."""
+    if kind == "apache":
+        skip_without_apache_kafka()
+        broker: EmbeddedBroker | ApacheKafkaBroker = ApacheKafkaBroker()
+    else:
+        broker = EmbeddedBroker()
+    await broker.start()
+    return broker
+
+
 @pytest_asyncio.fixture(scope="session")
-async def pipeline(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Runtime]:
+async def session_kafka(broker_kind: str) -> AsyncIterator[ApacheKafkaBroker | None]:
+    """Apache Kafka, started once for the session's pipeline (None on the embedded broker, which the
+    pipeline starts itself)."""
+    if broker_kind != "apache":
+        yield None
+        return
+    broker = await start_broker("apache")
+    assert isinstance(broker, ApacheKafkaBroker)
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def pipeline(tmp_path_factory: pytest.TempPathFactory,
+                   session_kafka: ApacheKafkaBroker | None) -> AsyncIterator[Runtime]:
     logs.configure("WARNING")
-    runtime = Runtime(pipeline_settings(tmp_path_factory.mktemp("pipeline")))
+    external: dict[str, Any] = {}
+    if session_kafka is not None:  # a real broker outlives a pipeline: groups of their own
+        external = {"kafka_bootstrap_servers": session_kafka.bootstrap, "sms_app_id": f"tests-{uuid.uuid4().hex[:8]}"}
+    runtime = Runtime(pipeline_settings(tmp_path_factory.mktemp("pipeline"), **external))
     try:
         await runtime.start()
         await runtime.wait_ready(timeout=90)

@@ -18,7 +18,7 @@ from sms_analytics.model import topics
 from sms_analytics.runtime import Runtime
 from tests.conftest import HASH_KEY, TOKEN, eventually, rows
 
-pytestmark = pytest.mark.pipeline
+pytestmark = [pytest.mark.pipeline, pytest.mark.both_brokers]
 CHINA = timezone(timedelta(hours=8))
 T0 = datetime.now(CHINA).replace(microsecond=0) - timedelta(hours=1)  # well inside SMS_EXPIRE_AFTER
 
@@ -444,3 +444,4 @@ async def test_raw_numbers_only_on_the_topics_a_poller_needs(http: aiohttp.Clien
         await consumer.stop()
     assert found.get(topics.SENDS) and found.get(topics.RECEIPTS), found
     assert topics.DELIVERIES not in found and topics.REPLIES not in found, found
+
