@@ -12,13 +12,12 @@ import asyncio
 import signal
 import time
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, Callable
 
 import structlog
 from aiohttp import web
 
-from sms_analytics.broker.admin import ensure_topics
+from sms_analytics.broker.admin import ensure_topics, topic_configs
 from sms_analytics.broker.embedded import EmbeddedBroker
 from sms_analytics.model import topics
 from sms_analytics.model.phone import PhoneHasher, load_or_create_key
@@ -38,7 +37,9 @@ from sms_analytics.sources.journal import Forwarder, Journal, JournaledPublisher
 from sms_analytics.sources.publisher import Publisher, Publishes
 from sms_analytics.streams.alerts import Rules
 from sms_analytics.streams.app import Compensation, JoinStats, build_app, tune_gc
-from sms_analytics.streams.state import TABLE, MessageStateStore, changelog_topic, seed_changelog
+from sms_analytics.streams.state import (
+    TABLE, MessageStateStore, changelog_retention, changelog_topic, seed_changelog,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -105,7 +106,7 @@ class Runtime:
         # A receiver alone starts without the broker and answers 503 until it is reachable.
         receiver_only = not (self.parts.worker or self.parts.sink)
         if not receiver_only:
-            await ensure_topics(self.bootstrap, s.kafka_partitions, s.kafka_replication_factor)
+            await self._ensure_topics()
         if self.parts.sink or self.parts.query:
             self.warehouse = Warehouse(s.warehouse_url)
             await asyncio.to_thread(self.warehouse.open)
@@ -181,7 +182,7 @@ class Runtime:
         else:
             self.publisher = Publisher(
                 self.bootstrap, send_timeout=s.sms_publish_timeout_seconds, linger_ms=s.sms_publish_linger_ms,
-                prepare=partial(ensure_topics, self.bootstrap, s.kafka_partitions, s.kafka_replication_factor),
+                prepare=self._ensure_topics, idempotent=self._idempotent,
             )
         await self.publisher.start(wait=not receiver_only)
         key = load_or_create_key(
@@ -406,13 +407,27 @@ class Runtime:
     async def _resume(self, states: dict[int, list[tuple[str, bytes]]]) -> None:
         """On a new empty broker: topics, the snapshot as the changelog, worker, sink, forwarder."""
         assert self.journal is not None and self.forwarder is not None
-        s = self.settings
         self._incarnation += 1  # new consumer groups: an old worker still stopping can never join them
-        await ensure_topics(self.bootstrap, s.kafka_partitions, s.kafka_replication_factor)
+        await self._ensure_topics()
         await self._seed_changelog(states)
         await self._start_worker()
         self._start_sink()
         await self.forwarder.start(self.bootstrap, from_seq=self.journal.snapshot_seq)
+
+    async def _ensure_topics(self) -> None:
+        """The pipeline's topics with their configs; an existing one (the join's changelog too) with
+        another partition count than KAFKA_PARTITIONS stops the start (admin.PartitionMismatch)."""
+        s = self.settings
+        await ensure_topics(self.bootstrap, s.kafka_partitions, s.kafka_replication_factor,
+                            topic_configs(s.kafka_input_retention, s.kafka_output_retention),
+                            check=(changelog_topic(self._app_id),))
+
+    @property
+    def _idempotent(self) -> bool:
+        """The receivers' producer is idempotent unless KAFKA_IDEMPOTENT_PRODUCER says otherwise or the
+        broker is the embedded one (Tansu answers InitProducerId with an unknown error)."""
+        chosen = self.settings.kafka_idempotent_producer
+        return self.broker is None if chosen is None else chosen
 
     def _state_rows(self) -> list[tuple[str, int, bytes]]:
         store: MessageStateStore = self.app.tables[TABLE].store
@@ -422,7 +437,7 @@ class Runtime:
         """Write the snapshot's states into the join's changelog, which the worker recovers from."""
         s = self.settings
         await seed_changelog(self.bootstrap, changelog_topic(self._app_id), s.kafka_partitions,
-                             s.kafka_replication_factor, states)
+                             s.kafka_replication_factor, states, changelog_retention(s.sms_expire_after))
 
     @property
     def _app_id(self) -> str:

@@ -117,8 +117,9 @@ class Publisher:
     provider keeps the data and retries."""
 
     def __init__(self, bootstrap: str, *, send_timeout: float = 10.0, linger_ms: float = 2.0,
-                 prepare: Callable[[], Awaitable[Any]] | None = None) -> None:
+                 prepare: Callable[[], Awaitable[Any]] | None = None, idempotent: bool = False) -> None:
         self._bootstrap = bootstrap
+        self._idempotent = idempotent  # a retried send is never stored twice (needs broker support and acks=all)
         self._linger = linger_ms / 1000
         self._open: dict[tuple[str, int], _OpenBatch] = {}
         self._sending: set[asyncio.Task[None]] = set()
@@ -132,7 +133,7 @@ class Publisher:
 
     def _new_producer(self) -> AIOKafkaProducer:
         return AIOKafkaProducer(
-            bootstrap_servers=self._bootstrap, acks="all", linger_ms=2,
+            bootstrap_servers=self._bootstrap, acks="all", enable_idempotence=self._idempotent, linger_ms=2,
             request_timeout_ms=int(self._timeout * 1000), max_request_size=8 * 1024 * 1024,
             max_batch_size=2 * 1024 * 1024,  # several batch records per partition and request
         )
@@ -155,7 +156,7 @@ class Publisher:
             raise
         self._producer = producer
         self.ready = True
-        log.info("publisher.connected", bootstrap=self._bootstrap)
+        log.info("publisher.connected", bootstrap=self._bootstrap, idempotent=self._idempotent)
 
     async def _connect_until_done(self) -> None:
         delay = 0.5

@@ -32,7 +32,7 @@ from sms_analytics.model.times import now_ms
 from sms_analytics.streams.alerts import Alert, Detector, Rules, Tally, webhook_body
 from sms_analytics.streams.join import apply, is_final
 from sms_analytics.streams.state import (
-    TABLE, MessageStateStore, MessageStateTable, encode_changes, encode_state,
+    TABLE, MessageStateStore, MessageStateTable, changelog_retention, encode_changes, encode_state,
 )
 
 log = structlog.get_logger(__name__)
@@ -190,7 +190,7 @@ def build_app(*, app_id: str, bootstrap: str, partitions: int, replication: int,
     policy = compensation or Compensation()
     state = app.tables.add(MessageStateTable(
         app, name=TABLE, default=None, beacon=app.tables.beacon, key_type=bytes, value_type=bytes,
-        partitions=partitions, retention=timedelta(milliseconds=policy.forget_after_ms) + timedelta(days=1)))
+        partitions=partitions, retention=changelog_retention(timedelta(milliseconds=policy.forget_after_ms))))
     store: MessageStateStore = state.store
     requests = app.topic(topics.COMPENSATION, key_type=bytes, value_type=bytes, partitions=partitions)
     alerts_topic = app.topic(topics.ALERTS, key_type=bytes, value_type=bytes, partitions=partitions)
