@@ -423,11 +423,11 @@ class Runtime:
                             check=(changelog_topic(self._app_id),))
 
     @property
-    def _idempotent(self) -> bool:
-        """The receivers' producer is idempotent unless KAFKA_IDEMPOTENT_PRODUCER says otherwise or the
-        broker is the embedded one (Tansu answers InitProducerId with an unknown error)."""
-        chosen = self.settings.kafka_idempotent_producer
-        return self.broker is None if chosen is None else chosen
+    def _idempotent(self) -> bool | None:
+        """Whether the receivers' producer is idempotent: KAFKA_IDEMPOTENT_PRODUCER if set; else
+        whenever the broker grants a producer id (None: the publisher finds out), which Apache Kafka
+        does and Tansu does not, embedded or external."""
+        return self.settings.kafka_idempotent_producer
 
     def _state_rows(self) -> list[tuple[str, int, bytes]]:
         store: MessageStateStore = self.app.tables[TABLE].store

@@ -43,7 +43,7 @@ class Settings(BaseSettings):
         "compensation requests): how long a stopped sink may lag.")
     kafka_idempotent_producer: bool | None = Field(
         default=None, description="Receivers publish with Kafka's idempotent producer (no duplicate on a retried "
-        "send). Unset: on with KAFKA_BOOTSTRAP_SERVERS, off on the embedded broker, which lacks it.")
+        "send). Unset: on when the broker grants a producer id (Apache Kafka), off when it refuses (Tansu).")
 
     # --- HTTP receiver ---------------------------------------------------------------------------
     sms_http_host: str = "127.0.0.1"

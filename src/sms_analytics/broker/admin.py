@@ -20,6 +20,12 @@ from sms_analytics.model import topics
 
 log = structlog.get_logger(__name__)
 
+# A producer batch, as the broker receives it, must stay within the topic's max.message.bytes:
+# Apache Kafka's default is 1,048,588 bytes and it refuses a larger batch whole
+# (MessageSizeTooLargeError; the embedded Tansu does not check). Every producer of the pipeline
+# keeps its batches below it; a record itself stays far below (RECORD_ITEMS, MAX_BATCH_EVENTS).
+MAX_BATCH_BYTES = 1_000_000
+
 INPUTS = (topics.SENDS, topics.RECEIPTS, topics.REPLIES, topics.PROVIDER_STATS, topics.DEADLETTER)
 OUTPUTS = (topics.DELIVERIES, topics.ALERTS, topics.COMPENSATION)
 TopicConfigs = Mapping[str, Mapping[str, str]]

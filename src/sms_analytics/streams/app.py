@@ -24,6 +24,7 @@ import msgspec
 from faust.transport.drivers import aiokafka as aiokafka_driver
 import structlog
 
+from sms_analytics.broker.admin import MAX_BATCH_BYTES
 from sms_analytics.model import topics
 from sms_analytics.model.events import (
     CompensationRequest, Delivery, delivery_headers, encode, encode_deliveries, ReceiptEvent, SendEvent, decode_message_events,
@@ -171,7 +172,7 @@ def build_app(*, app_id: str, bootstrap: str, partitions: int, replication: int,
         # Records of hundreds of events: a producer batch must hold several of them, or aiokafka
         # sends one record per partition per round trip (it keeps one batch per partition).
         producer_linger=0.005,
-        producer_max_batch_size=4 * 1024 * 1024,
+        producer_max_batch_size=MAX_BATCH_BYTES,  # Apache Kafka refuses a larger batch (broker/admin.py)
         producer_max_request_size=16 * 1024 * 1024,
         consumer_max_fetch_size=4 * 1024 * 1024,  # per partition: several large records per fetch
         table_standby_replicas=0,

@@ -156,7 +156,7 @@ async def seed_changelog(bootstrap: str, topic: str, partitions: int, replicatio
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
 
-    from sms_analytics.broker.admin import retention_configs
+    from sms_analytics.broker.admin import MAX_BATCH_BYTES, retention_configs
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     await admin.start()
@@ -172,7 +172,7 @@ async def seed_changelog(bootstrap: str, topic: str, partitions: int, replicatio
     if not any(states.values()):
         return 0
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
-                                max_request_size=16 * 1024 * 1024, max_batch_size=4 * 1024 * 1024)
+                                max_request_size=16 * 1024 * 1024, max_batch_size=MAX_BATCH_BYTES)
     await producer.start()
     written = 0
     try:
