@@ -90,6 +90,16 @@ async def start_broker(kind: str) -> EmbeddedBroker | ApacheKafkaBroker:
     return broker
 
 
+@pytest_asyncio.fixture
+async def broker(broker_kind: str) -> AsyncIterator[str]:
+    """A new broker for one test (embedded, or Apache Kafka for the tests marked both_brokers)."""
+    started = await start_broker(broker_kind)
+    try:
+        yield started.bootstrap
+    finally:
+        started.stop()
+
+
 @pytest_asyncio.fixture(scope="session")
 async def session_kafka(broker_kind: str) -> AsyncIterator[ApacheKafkaBroker | None]:
     """Apache Kafka, started once for the session's pipeline (None on the embedded broker, which the
