@@ -2,13 +2,15 @@
 worker, the chDB warehouse, the ClickHouse sink and the aiohttp receiver on free ports.
 
 Tests marked `both_brokers` run on the embedded broker and on Apache Kafka (a single KRaft node
-fetched with Maven, broker/apache.py); `--brokers=embedded` (or `apache`) narrows that. Every
+fetched with Maven, broker/apache.py); `--brokers=embedded` (or `apache`) narrows that, and those
+marked `both_brokers(apache_on_request=...)` run on Apache Kafka only with `--apache-all`. Every
 other broker-dependent test runs on the embedded broker only. Without java or mvn the Apache
-Kafka runs are skipped, all with one reason."""
+Kafka runs are left out, said in one line (header and summary)."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from pathlib import Path
@@ -20,7 +22,7 @@ import pytest
 import pytest_asyncio
 
 from sms_analytics import logs
-from sms_analytics.broker.apache import ApacheKafkaBroker, missing_tools
+from sms_analytics.broker.apache import ApacheKafkaBroker, kafka_version, missing_tools
 from sms_analytics.broker.embedded import EmbeddedBroker
 from sms_analytics.runtime import Runtime
 from sms_analytics.settings import Settings
@@ -48,24 +50,53 @@ BROKERS = ("embedded", "apache")
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--brokers", default=",".join(BROKERS),
                      help="comma-separated brokers the tests marked both_brokers run on (embedded, apache)")
+    parser.addoption("--apache-all", action="store_true",
+                     help="also run the tests marked both_brokers(apache_on_request=...) on Apache Kafka")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "both_brokers: run on the embedded broker and on Apache Kafka")
+    config.addinivalue_line("markers", "both_brokers(apache_on_request=reason): run on the embedded broker and on "
+                            "Apache Kafka; with apache_on_request, on Apache Kafka only with --apache-all")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Every test that needs a broker gets `broker_kind`: both kinds if marked both_brokers."""
     if "broker_kind" not in metafunc.fixturenames:
         return
-    kinds = ["embedded"]
-    if metafunc.definition.get_closest_marker("both_brokers"):
-        wanted = [k.strip() for k in metafunc.config.getoption("--brokers").split(",") if k.strip()]
-        unknown = set(wanted) - set(BROKERS)
-        if unknown:
-            raise pytest.UsageError(f"--brokers: unknown {sorted(unknown)}; choose from {BROKERS}")
-        kinds = wanted
+    marker = metafunc.definition.get_closest_marker("both_brokers")
+    kinds = brokers_for(metafunc.config, marker) if marker else ["embedded"]
     metafunc.parametrize("broker_kind", kinds, indirect=True, scope="session")
+
+
+def brokers_for(config: pytest.Config, marker: pytest.Mark) -> list[str]:
+    """The brokers a both_brokers test runs on: --brokers, less Apache Kafka for a test that runs
+    there only on request (suite time: see its apache_on_request reason) unless --apache-all."""
+    wanted = [k.strip() for k in config.getoption("--brokers").split(",") if k.strip()]
+    unknown = set(wanted) - set(BROKERS)
+    if unknown:
+        raise pytest.UsageError(f"--brokers: unknown {sorted(unknown)}; choose from {BROKERS}")
+    if marker.kwargs.get("apache_on_request") and not config.getoption("--apache-all"):
+        wanted = [k for k in wanted if k != "apache"]
+    if "apache" in wanted and apache_missing() is not None:
+        wanted.remove("apache")  # said once for the session: pytest_report_header, pytest_terminal_summary
+    return wanted
+
+
+@functools.cache
+def apache_missing() -> str | None:
+    """Why Apache Kafka cannot run here (no java, no mvn), or None."""
+    return missing_tools()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    reason = apache_missing()
+    return f"Apache Kafka runs skipped: {reason}" if reason else f"Apache Kafka {kafka_version()} for both_brokers tests"
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    reason = apache_missing()
+    if reason:
+        terminalreporter.write_line(f"Apache Kafka runs skipped: {reason}", yellow=True)
 
 
 @pytest.fixture(scope="session")
@@ -73,16 +104,9 @@ def broker_kind(request: pytest.FixtureRequest) -> str:
     return str(getattr(request, "param", "embedded"))
 
 
-def skip_without_apache_kafka() -> None:
-    reason = missing_tools()
-    if reason is not None:
-        pytest.skip(f"Apache Kafka runs skipped: {reason}")
-
-
 async def start_broker(kind: str) -> EmbeddedBroker | ApacheKafkaBroker:
-    """A new broker of that kind on free ports (skips the test when Apache Kafka cannot run here)."""
+    """A new broker of that kind on free ports."""
     if kind == "apache":
-        skip_without_apache_kafka()
         broker: EmbeddedBroker | ApacheKafkaBroker = ApacheKafkaBroker()
     else:
         broker = EmbeddedBroker()

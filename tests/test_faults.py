@@ -256,7 +256,7 @@ async def _assigned(consumer: AIOKafkaConsumer) -> list[Any]:
 # --- the warehouse refuses writes for 60 s ---------------------------------------------------------
 
 @pytest.mark.timeout(400)
-@pytest.mark.both_brokers
+@pytest.mark.both_brokers(apache_on_request="the fault is the warehouse's, 65 s on either broker")
 async def test_warehouse_writes_fail_for_60s_then_everything_lands_once(pipeline: Any) -> None:
     """A fault at the sink boundary: every insert fails for 60 s. The sink retries the same batch
     with the same deduplication token, commits nothing past it, stops consuming meanwhile
@@ -354,7 +354,7 @@ async def post_raw_then_kill(port: int, path: str, body: bytes, delay: float, se
 
 
 @pytest.mark.timeout(400)
-@pytest.mark.both_brokers
+@pytest.mark.both_brokers(apache_on_request="the receiver's crash and the warehouse's merge, 30 s more")
 async def test_push_retried_after_the_receiver_died_mid_request_counts_once(broker: str, tmp_path: Path) -> None:
     up = Service(["up"], environment(broker, tmp_path / "up", "faults-retry"), tmp_path / "up.log")
     port = int(up.env["SMS_HTTP_PORT"])
