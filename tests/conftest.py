@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-import uuid
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
@@ -60,12 +59,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Every test that needs a broker gets `broker_kind`: both kinds if marked both_brokers."""
-    if "broker_kind" not in metafunc.fixturenames:
-        return
+    """A both_brokers test that needs a broker runs once per broker kind (unmarked ones: embedded,
+    unparametrized)."""
     marker = metafunc.definition.get_closest_marker("both_brokers")
-    kinds = brokers_for(metafunc.config, marker) if marker else ["embedded"]
-    metafunc.parametrize("broker_kind", kinds, indirect=True, scope="session")
+    if marker is None or "broker_kind" not in metafunc.fixturenames:
+        return
+    kinds = brokers_for(metafunc.config, marker)
+    metafunc.parametrize("broker_kind", kinds, indirect=True)
 
 
 def brokers_for(config: pytest.Config, marker: pytest.Mark) -> list[str]:
@@ -99,7 +99,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.write_line(f"Apache Kafka runs skipped: {reason}", yellow=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def broker_kind(request: pytest.FixtureRequest) -> str:
     return str(getattr(request, "param", "embedded"))
 
@@ -124,41 +124,86 @@ async def broker(broker_kind: str) -> AsyncIterator[str]:
         started.stop()
 
 
-@pytest_asyncio.fixture(scope="session")
-async def session_kafka(broker_kind: str) -> AsyncIterator[ApacheKafkaBroker | None]:
-    """Apache Kafka, started once for the session's pipeline (None on the embedded broker, which the
-    pipeline starts itself)."""
-    if broker_kind != "apache":
-        yield None
-        return
-    broker = await start_broker("apache")
-    assert isinstance(broker, ApacheKafkaBroker)
-    try:
-        yield broker
-    finally:
-        broker.stop()
-
-
-@pytest_asyncio.fixture(scope="session")
-async def pipeline(tmp_path_factory: pytest.TempPathFactory,
-                   session_kafka: ApacheKafkaBroker | None) -> AsyncIterator[Runtime]:
+async def start_pipeline(data_dir: Path, **overrides: Any) -> Runtime:
     logs.configure("WARNING")
-    external: dict[str, Any] = {}
-    if session_kafka is not None:  # a real broker outlives a pipeline: groups of their own
-        external = {"kafka_bootstrap_servers": session_kafka.bootstrap, "sms_app_id": f"tests-{uuid.uuid4().hex[:8]}"}
-    runtime = Runtime(pipeline_settings(tmp_path_factory.mktemp("pipeline"), **external))
+    runtime = Runtime(pipeline_settings(data_dir, **overrides))
     try:
         await runtime.start()
         await runtime.wait_ready(timeout=90)
+    except BaseException:
+        await runtime.stop()
+        raise
+    return runtime
+
+
+@pytest.fixture(scope="session")
+def pipeline_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The embedded pipeline's SMS_DATA_DIR, with the session's chDB warehouse. chDB opens one path
+    per process: a pipeline on Apache Kafka, alive beside the embedded one, shares that warehouse
+    (the tests tell their rows apart by their own ids)."""
+    return tmp_path_factory.mktemp("pipeline")
+
+
+@pytest_asyncio.fixture(scope="session")
+async def embedded_pipeline(pipeline_dir: Path) -> AsyncIterator[Runtime]:
+    """The session's pipeline on the embedded broker."""
+    runtime = await start_pipeline(pipeline_dir)
+    try:
         yield runtime
     finally:
         await runtime.stop()
 
 
 @pytest_asyncio.fixture(scope="session")
-async def http(pipeline: Runtime) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(base_url=pipeline.receiver_url) as session:
+async def embedded_http(embedded_pipeline: Runtime) -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(base_url=embedded_pipeline.receiver_url) as session:
         yield session
+
+
+@pytest.fixture(scope="session")
+def pipeline(embedded_pipeline: Runtime) -> Runtime:
+    """What the tests use: the embedded one, or in a both_brokers module (which overrides it with
+    kind_pipeline) the one of the test's broker."""
+    return embedded_pipeline
+
+
+@pytest.fixture(scope="session")
+def http(embedded_http: aiohttp.ClientSession) -> aiohttp.ClientSession:
+    return embedded_http
+
+
+@pytest_asyncio.fixture(scope="module")
+async def apache_pipeline(tmp_path_factory: pytest.TempPathFactory, pipeline_dir: Path) -> AsyncIterator[Runtime]:
+    """A pipeline on Apache Kafka, for one module's both_brokers tests: the node and the pipeline
+    end with the module, so that the rest of the session does not carry them."""
+    kafka = await start_broker("apache")
+    try:
+        runtime = await start_pipeline(tmp_path_factory.mktemp("apache-pipeline"), kafka_bootstrap_servers=kafka.bootstrap,
+                                       clickhouse_url=pipeline_settings(pipeline_dir).warehouse_url)
+        try:
+            yield runtime
+        finally:
+            await runtime.stop()
+    finally:
+        kafka.stop()
+
+
+@pytest_asyncio.fixture(scope="module")
+async def apache_http(apache_pipeline: Runtime) -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(base_url=apache_pipeline.receiver_url) as session:
+        yield session
+
+
+@pytest.fixture
+def kind_pipeline(broker_kind: str, request: pytest.FixtureRequest) -> Runtime:
+    """The pipeline on the test's broker (a both_brokers module overrides `pipeline` with this).
+    Function-scoped, so that parametrizing broker_kind leaves the session's test order alone."""
+    return request.getfixturevalue(f"{broker_kind}_pipeline")
+
+
+@pytest.fixture
+def kind_http(broker_kind: str, request: pytest.FixtureRequest) -> aiohttp.ClientSession:
+    return request.getfixturevalue(f"{broker_kind}_http")
 
 
 async def eventually(check: Callable[[], Any], timeout: float = 15.0, interval: float = 0.2) -> Any:

@@ -19,6 +19,16 @@ from sms_analytics.runtime import Runtime
 from tests.conftest import HASH_KEY, TOKEN, eventually, rows
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.both_brokers]
+
+
+@pytest.fixture
+def pipeline(kind_pipeline: Runtime) -> Runtime:
+    return kind_pipeline
+
+
+@pytest.fixture
+def http(kind_http: aiohttp.ClientSession) -> aiohttp.ClientSession:
+    return kind_http
 CHINA = timezone(timedelta(hours=8))
 T0 = datetime.now(CHINA).replace(microsecond=0) - timedelta(hours=1)  # well inside SMS_EXPIRE_AFTER
 
