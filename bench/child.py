@@ -147,6 +147,9 @@ class Child:
         self.state["t_all_joined"] = time.monotonic()
         if not self.state.get("t_first_event"):
             self.state["t_first_event"] = self.state["t_all_joined"]
+        if sink is None:  # join-only (the restart measurement): no warehouse to wait for
+            self.state["done"] = True
+            return
         while not sink.ready:  # its consumer started (a join finished before the sink started)
             await asyncio.sleep(0.02)
         partitions = sorted(sink.consumer.partitions_for_topic(topics.DELIVERIES) or [])
