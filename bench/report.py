@@ -210,6 +210,8 @@ def figures(r: dict[str, Any]) -> list[tuple[str, str]]:
                      f"p50 {_n(f.get('p50_s'), 2)} s, p99 {'>= ' if f.get('p99_is_lower_bound') else ''}"
                      f"{_n(f.get('p99_s'), 2)} s at {_n(f.get('achieved_events_per_s'))} events/s "
                      f"for {_n(f.get('duration_s'), 0)} s ({_n(f.get('samples'))} samples, {_n(f.get('missing'))} not visible)"))
+    if "restart" in s:
+        rows.append(("3c restart: worker start -> first joined event", err("restart") or restart_figure(s["restart"])))
     for section, label in (("ingest", "4 HTTP ingest: one receiver, 100-receipt pushes"),
                            ("ingest_up", "4b HTTP ingest, one embedded `up` (journal)")):
         if section not in s and section == "ingest_up":
@@ -284,6 +286,7 @@ def render(r: dict[str, Any]) -> str:
     rows = figures(r)
     width = max(len(a) for a, _ in rows) + 2
     lines += [f"{a:<{width}}{b}" for a, b in rows]
+    lines += side_by_side(r)
     lines += ["", "targets"]
     for t in r.get("targets", []):
         value = t["value"]
@@ -311,6 +314,64 @@ def render(r: dict[str, Any]) -> str:
     if r.get("out"):
         lines += ["", f"written {r['out']}"]
     return "\n".join(lines)
+
+
+def restart_figure(r: dict[str, Any]) -> str:
+    """Per history size: the first restart (after the worker that joined the history), then the
+    median of all restarts, from the worker's start to its first joined probe event."""
+    return "; ".join(f"{_n(h.get('history_events'))}-event history: first {_n(_first_restart(h), 2)} s, "
+                     f"median {_n(h.get('median_first_event_s'), 2)} s of {len(h.get('runs', []))}"
+                     for h in r.get("histories", []))
+
+
+def _first_restart(history: dict[str, Any]) -> float | None:
+    runs = history.get("runs") or [{}]
+    return runs[0].get("first_event_s")
+
+
+BROKER_FIGURES: tuple[tuple[str, str, str, int], ...] = (  # (label, section, key, digits)
+    ("ceiling, events/s", "ceiling", "events_per_s", 0),
+    ("join, events/s from start", "join", "events_per_s", 0),
+    ("join / ceiling", "join", "ratio_to_ceiling", 2),
+    ("join startup, s", "join", "startup_seconds", 1),
+    ("join after startup, events/s", "join", "events_per_s_from_first_event", 0),
+    ("join counts match", "join", "counts_match", 0),
+    ("freshness p50, s", "freshness", "p50_s", 2),
+    ("freshness p99, s", "freshness", "p99_s", 2),
+    ("freshness events/s", "freshness", "achieved_events_per_s", 0),
+)
+
+
+def _broker_column(sections: dict[str, Any]) -> dict[str, str]:
+    """One broker's figures for the side-by-side table, by label."""
+    column: dict[str, str] = {}
+    for label, section, key, digits in BROKER_FIGURES:
+        if section not in sections:
+            continue
+        data = sections[section]
+        column[label] = "ERROR" if "error" in data else (str(data[key]) if isinstance(data.get(key), bool)
+                                                         else _n(data.get(key), digits))
+    for h in sections.get("restart", {}).get("histories", []):
+        label = f"restart, {_n(h.get('history_events'))}-event history, s (first / median)"
+        column[label] = f"{_n(_first_restart(h), 2)} / {_n(h.get('median_first_event_s'), 2)}"
+    if "error" in sections.get("restart", {}):
+        column["restart"] = "ERROR"
+    return column
+
+
+def side_by_side(r: dict[str, Any]) -> list[str]:
+    """The embedded broker's and Apache Kafka's figures in two columns (`--broker embedded,apache`)."""
+    apache = r.get("brokers", {}).get("apache")
+    if apache is None:
+        return []
+    if apache.get("skipped"):
+        return ["", f"Apache Kafka: skipped ({apache['skipped']})"]
+    embedded, other = _broker_column(r.get("sections", {})), _broker_column(apache.get("sections", {}))
+    labels = list(dict.fromkeys([*embedded, *other]))
+    width = max(len(label) for label in labels) + 2
+    lines = ["", f"{'broker':<{width}}{'embedded':>16}{'apache':>16}"]
+    lines += [f"{label:<{width}}{embedded.get(label, '-'):>16}{other.get(label, '-'):>16}" for label in labels]
+    return lines
 
 
 def compare(a: dict[str, Any], b: dict[str, Any]) -> str:
