@@ -66,7 +66,8 @@ async def _joined(worker: Component, events: int) -> dict[str, Any]:
         await stop_all(worker)
     return {"first_event_s": status["t_first_event"] - status["t_start"],
             "all_joined_s": status["t_all_joined"] - status["t_start"],
-            "started_s": (status.get("t_started") or status["t_start"]) - status["t_start"]}
+            "started_s": (status.get("t_started") or status["t_start"]) - status["t_start"],
+            "states": status.get("states")}
 
 
 async def _history_run(cfg: dict[str, Any], work: Path, bootstrap: str, messages: int) -> dict[str, Any]:
@@ -79,7 +80,8 @@ async def _history_run(cfg: dict[str, Any], work: Path, bootstrap: str, messages
     for i in range(1, cfg["restart_runs"] + 1):
         probe_events = await _publish(bootstrap, PROBE_MESSAGES, SEED + i, cfg["push_size"])
         run = await _joined(_worker(work, bootstrap, f"{app_id}-{i}", app_id, probe_events), probe_events)
-        log(f"restart: {run['first_event_s']:.2f}s to the first joined event (all {run['all_joined_s']:.2f}s)")
+        log(f"restart: {run['first_event_s']:.2f}s to the first joined event (all {run['all_joined_s']:.2f}s), "
+            f"{run['states']:,} states after {first['states']:,}")
         runs.append(run)
     firsts = [r["first_event_s"] for r in runs]
     return {"history_messages": messages, "history_events": history_events, "first_join_s": first["all_joined_s"],
