@@ -26,10 +26,11 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 # `make bench`: the benchmark (README.md, "Benchmarks"); QUICK=1 is 10x smaller,
-# SRC=/path/to/src measures another source tree, ONLY=soak (comma-separated) some measurements.
+# SRC=/path/to/src measures another source tree, ONLY=soak (comma-separated) some measurements,
+# BROKER=embedded (or apache) one broker only (default both: join, freshness and restart also on Apache Kafka).
 # Writes bench/results/<date>.json.
 bench: $(STAMP)
-	$(BIN)/python -m bench $(if $(QUICK),--quick) $(if $(ONLY),--only $(ONLY)) $(if $(SRC),--src $(SRC) --label $(notdir $(patsubst %/src,%,$(abspath $(SRC)))))
+	$(BIN)/python -m bench $(if $(QUICK),--quick) $(if $(ONLY),--only $(ONLY)) $(if $(BROKER),--broker $(BROKER)) $(if $(SRC),--src $(SRC) --label $(notdir $(patsubst %/src,%,$(abspath $(SRC)))))
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

@@ -9,6 +9,9 @@ processes), prints the table with the targets and writes bench/results/<date>.js
   python -m bench --src /other/src    measure another source tree (put first on PYTHONPATH)
   python -m bench --only join,memory  some measurements only
   python -m bench --only soak         the soak alone: `sms-analytics up` 10 minutes at ~800 events/s
+  python -m bench --broker embedded   the embedded broker only (default: embedded,apache; the Apache
+                                      Kafka runs are join, freshness and restart, skipped with one
+                                      line where java or mvn is missing)
 
 Exit status: 0 when every measurement ran and the join's counts match the ground truth (targets
 missed are reported, not errors), 1 otherwise.
@@ -23,15 +26,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bench import report
-from bench.common import REPO, loadavg, log, sizes
+from bench.common import BROKERS, REPO, loadavg, log, sizes
 
-SECTIONS = ("join", "freshness", "ingest", "queries", "memory", "soak", "freshness_up", "ingest_up")
-RESULT_SECTIONS = ("ceiling", "join", "freshness", "ingest", "queries", "memory", "soak", "freshness_up", "ingest_up")
+SECTIONS = ("join", "freshness", "restart", "ingest", "queries", "memory", "soak", "freshness_up", "ingest_up")
+RESULT_SECTIONS = ("ceiling", "join", "freshness", "restart", "ingest", "queries", "memory", "soak", "freshness_up",
+                   "ingest_up")
+APACHE_SECTIONS = ("join", "freshness", "restart")  # the others measure embedded-only paths (`up`) or the warehouse
 
 
 def _timeout(name: str, cfg: dict[str, Any]) -> float:
@@ -43,6 +48,8 @@ def _timeout(name: str, cfg: dict[str, Any]) -> float:
         return 600 + cfg["query_messages"] / 5_000
     if name == "memory":
         return 300 + cfg["memory_pending"] / 1_000
+    if name == "restart":  # two histories joined once, then restart_runs restarts of <= 60 s each
+        return 600 + cfg["join_messages"] * 1.1 * 2 / 200 + 2 * cfg["restart_runs"] * 60
     if name == "soak":  # start-up, the traffic, the last chunk's receipts (<= 1 chunk + 90 s), stopping
         return 400 + cfg["soak_seconds"] + cfg["soak_chunk_seconds"]
     return 600
@@ -54,7 +61,8 @@ def run_section(name: str, cfg: dict[str, Any], work: Path, env: dict[str, str])
     try:
         proc = subprocess.run([sys.executable, "-m", "bench.section", name, "--config", json.dumps(cfg),
                                "--work", str(work / name), "--out", str(out)],
-                              env=env, cwd=REPO, timeout=_timeout(name, cfg), stdout=subprocess.DEVNULL)
+                              check=False, env=env, cwd=REPO, timeout=_timeout(name, cfg),
+                              stdout=subprocess.DEVNULL)
         code: int | str = proc.returncode
     except subprocess.TimeoutExpired:
         code = "timeout"
@@ -73,6 +81,49 @@ def run_section(name: str, cfg: dict[str, Any], work: Path, env: dict[str, str])
     return result
 
 
+def run_apache(names: list[str], cfg: dict[str, Any], work: Path, env: dict[str, str]) -> dict[str, Any]:
+    """The Apache Kafka runs of these measurements (BENCH_BROKER=apache in their processes), or why
+    they were skipped (java or mvn missing, the jars not fetched): one line."""
+    from sms_analytics.broker.apache import KafkaUnavailable, fetch_libs, missing_tools
+
+    if not names:
+        return {"sections": {}}
+    reason = missing_tools()
+    if reason is None:
+        try:
+            fetch_libs()
+        except KafkaUnavailable as exc:
+            reason = str(exc).splitlines()[0]
+    if reason is not None:
+        log(f"apache: skipped ({reason})")
+        return {"skipped": reason, "sections": {}}
+    sections: dict[str, Any] = {}
+    apache_env = {**env, "BENCH_BROKER": "apache"}
+    for name in names:
+        log(f"--- {name} on Apache Kafka")
+        sections.update(run_section(name, cfg, work / "apache", apache_env))
+    return {"sections": sections}
+
+
+def section_problems(sections: dict[str, Any], src: Path) -> list[str]:
+    """Errors, the join's counts differing from the ground truth, another source tree measured."""
+    problems = []
+    for name, section in sections.items():
+        if "error" in section:
+            problems.append(f"{name}: {section['error'].splitlines()[0][:300]}")
+    join = sections.get("join", {})
+    if "counts_match" in join and not join["counts_match"]:
+        problems.append(f"join: warehouse counts differ from the ground truth: {join['mismatches']}")
+    ceiling = sections.get("ceiling", {})
+    if "joined_matches" in ceiling and not ceiling["joined_matches"]:
+        problems.append(f"ceiling: joined {ceiling['joined']} messages, expected {ceiling['expected_joined']}")
+    for name, section in sections.items():
+        expected = str(src / "sms_analytics")
+        if section.get("src") and section["src"] != expected:
+            problems.append(f"{name}: measured {section['src']}, not {expected}")
+    return problems
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -81,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--src", type=Path, default=REPO / "src", help="source tree to measure (default: this repo's src)")
     parser.add_argument("--only", default="", help=f"comma-separated subset of {','.join(SECTIONS)}")
     parser.add_argument("--out", type=Path, default=None, help="result JSON (default bench/results/<date>[-label].json)")
+    parser.add_argument("--broker", default=",".join(BROKERS),
+                        help=f"comma-separated brokers to measure on: {','.join(BROKERS)} (default both)")
     parser.add_argument("--label", default="", help="a name for this run (in the JSON and the default file name)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, warehouses)")
     args = parser.parse_args(argv)
@@ -94,44 +147,39 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(only) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown measurement(s): {', '.join(sorted(unknown))}")
+    brokers = [b for b in args.broker.split(",") if b]
+    if not brokers or set(brokers) - set(BROKERS):
+        parser.error(f"--broker: comma-separated subset of {','.join(BROKERS)}")
     cfg = sizes(scale)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), str(REPO)]), "PYTHONUNBUFFERED": "1"}
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     out = args.out or REPO / "bench" / "results" / f"{now:%Y-%m-%d}{'-' + args.label if args.label else ''}.json"
 
     doc: dict[str, Any] = {
         "schema": 1, "label": args.label or None, "started_at": now.isoformat(timespec="seconds"),
         "scale": scale, "quick": quick, "sizes": cfg, "machine": report.machine_info(),
-        "source": report.source_info(src), "sections": {},
+        "source": report.source_info(src), "sections": {}, "brokers": {},
     }
     work = Path(tempfile.mkdtemp(prefix="sms-bench-"))
     log(f"scale {scale}, source {src}, work {work}")
     t0 = time.monotonic()
     try:
-        for name in SECTIONS:
-            if name in only:
-                log(f"--- {name}")
-                doc["sections"].update(run_section(name, cfg, work, env))
+        if "embedded" in brokers:
+            for name in SECTIONS:
+                if name in only:
+                    log(f"--- {name}")
+                    doc["sections"].update(run_section(name, cfg, work, env))
+        if "apache" in brokers:
+            doc["brokers"]["apache"] = run_apache([n for n in APACHE_SECTIONS if n in only], cfg, work, env)
     finally:
         if not args.keep:
             subprocess.run(["rm", "-rf", str(work)], check=False)
     doc["duration_s"] = time.monotonic() - t0
     doc["loadavg_end"] = loadavg()
     doc["targets"] = report.targets(doc["sections"])
-    problems = []
-    for name, section in doc["sections"].items():
-        if "error" in section:
-            problems.append(f"{name}: {section['error'].splitlines()[0][:300]}")
-    join = doc["sections"].get("join", {})
-    if "counts_match" in join and not join["counts_match"]:
-        problems.append(f"join: warehouse counts differ from the ground truth: {join['mismatches']}")
-    ceiling = doc["sections"].get("ceiling", {})
-    if "joined_matches" in ceiling and not ceiling["joined_matches"]:
-        problems.append(f"ceiling: joined {ceiling['joined']} messages, expected {ceiling['expected_joined']}")
-    for name, section in doc["sections"].items():
-        expected = str(src / "sms_analytics")
-        if section.get("src") and section["src"] != expected:
-            problems.append(f"{name}: measured {section['src']}, not {expected}")
+    problems = section_problems(doc["sections"], src)
+    apache = doc["brokers"].get("apache", {})
+    problems += [f"apache {p}" for p in section_problems(apache.get("sections", {}), src)]
     doc["problems"] = problems
     out.parent.mkdir(parents=True, exist_ok=True)
     doc["out"] = str(out)

@@ -84,7 +84,7 @@ class Child:
             s["query_url"] = rt.query_url
             try:
                 s["ready"] = s["phase"] == "running" and all(rt.readiness().values())
-            except Exception:
+            except Exception:  # noqa: BLE001 - a readiness probe failing means not ready
                 s["ready"] = False
         s.update(proc_status(os.getpid()))
         s["t_written"] = time.monotonic()
@@ -147,6 +147,10 @@ class Child:
         self.state["t_all_joined"] = time.monotonic()
         if not self.state.get("t_first_event"):
             self.state["t_first_event"] = self.state["t_all_joined"]
+        if sink is None:  # join-only (the restart measurement): no warehouse to wait for
+            self.state["states"] = self._states()  # the recovered history's states + the new ones
+            self.state["done"] = True
+            return
         while not sink.ready:  # its consumer started (a join finished before the sink started)
             await asyncio.sleep(0.02)
         partitions = sorted(sink.consumer.partitions_for_topic(topics.DELIVERIES) or [])
@@ -172,6 +176,12 @@ class Child:
         self.state["warehouse"] = {c: int(v or 0) for c, v in zip(columns, rows[0])}
         self.state["done"] = True
 
+
+    def _states(self) -> int:
+        """The states in the join's table store (this process's worker)."""
+        from sms_analytics.streams.app import TABLE
+
+        return len(self.runtime.app.tables[TABLE].store.data)
 
     def _joined_events(self) -> int:
         """Events joined so far: this process's join, or the worker's (its status file)."""

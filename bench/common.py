@@ -61,7 +61,7 @@ def sizes(scale: float) -> dict[str, Any]:
     soak = out["soak_seconds"]
     out.update(soak_rate=SOAK_RATE, soak_chunk_seconds=60.0, soak_interval=5.0 if soak >= 60 else 1.0,
                soak_warehouse_every=6 if soak >= 60 else 2)
-    out.update(push_size=100, ingest_concurrency=8, query_runs=5, partitions=int(os.environ.get("KAFKA_PARTITIONS", "4")))
+    out.update(restart_runs=3, push_size=100, ingest_concurrency=8, query_runs=5, partitions=int(os.environ.get("KAFKA_PARTITIONS", "4")))
     return out
 
 
@@ -112,12 +112,30 @@ def log(message: str) -> None:
 
 # --- the embedded broker ------------------------------------------------------------------------
 
+BROKERS = ("embedded", "apache")
+
+
+def bench_broker() -> str:
+    """The broker this measurement runs on: $BENCH_BROKER (set by `python -m bench --broker`),
+    embedded by default."""
+    name = os.environ.get("BENCH_BROKER", "embedded")
+    if name not in BROKERS:
+        raise ValueError(f"BENCH_BROKER={name!r}: not one of {', '.join(BROKERS)}")
+    return name
+
+
 async def start_broker(partitions: int) -> Any:
-    """A fresh embedded broker (memory only) with the pipeline's topics created."""
+    """A fresh broker with the pipeline's topics created: the embedded one (memory only), or with
+    BENCH_BROKER=apache a single-node Apache Kafka (bench/__main__.py fetched its jars)."""
     from sms_analytics.broker.admin import ensure_topics
     from sms_analytics.broker.embedded import EmbeddedBroker
 
-    broker = EmbeddedBroker()
+    if bench_broker() == "apache":
+        from sms_analytics.broker.apache import ApacheKafkaBroker
+
+        broker: Any = ApacheKafkaBroker()
+    else:
+        broker = EmbeddedBroker()
     await broker.start()
     await ensure_topics(broker.bootstrap, partitions, 1)
     return broker
@@ -173,7 +191,7 @@ class Component:
         env.update(self.extra_env or {})
         return env
 
-    def start(self) -> "Component":
+    def start(self) -> Component:
         cmd = [sys.executable, "-m", "bench.child", self.role, "--status", str(self.status_path)]
         if self.expect_events:
             cmd += ["--expect-events", str(self.expect_events)]

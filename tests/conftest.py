@@ -1,9 +1,16 @@
 """The test session runs the real pipeline in-process: the embedded broker (Tansu), the faust
-worker, the chDB warehouse, the ClickHouse sink and the aiohttp receiver on free ports."""
+worker, the chDB warehouse, the ClickHouse sink and the aiohttp receiver on free ports.
+
+Tests marked `both_brokers` run on the embedded broker and on Apache Kafka (a single KRaft node
+fetched with Maven, broker/apache.py); `--brokers=embedded` (or `apache`) narrows that, and those
+marked `both_brokers(apache_on_request=...)` run on Apache Kafka only with `--apache-all`. Every
+other broker-dependent test runs on the embedded broker only. Without java or mvn the Apache
+Kafka runs are left out, said in one line (header and summary)."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
@@ -14,6 +21,8 @@ import pytest
 import pytest_asyncio
 
 from sms_analytics import logs
+from sms_analytics.broker.apache import ApacheKafkaBroker, kafka_version, missing_tools
+from sms_analytics.broker.embedded import EmbeddedBroker
 from sms_analytics.runtime import Runtime
 from sms_analytics.settings import Settings
 
@@ -34,22 +43,167 @@ def pipeline_settings(data_dir: Path, **overrides: Any) -> Settings:
     return Settings(_env_file=None, **values)
 
 
-@pytest_asyncio.fixture(scope="session")
-async def pipeline(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Runtime]:
+BROKERS = ("embedded", "apache")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--brokers", default=",".join(BROKERS),
+                     help="comma-separated brokers the tests marked both_brokers run on (embedded, apache)")
+    parser.addoption("--apache-all", action="store_true",
+                     help="also run the tests marked both_brokers(apache_on_request=...) on Apache Kafka")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "both_brokers(apache_on_request=reason): run on the embedded broker and on "
+                            "Apache Kafka; with apache_on_request, on Apache Kafka only with --apache-all")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A both_brokers test that needs a broker runs once per broker kind (unmarked ones: embedded,
+    unparametrized)."""
+    marker = metafunc.definition.get_closest_marker("both_brokers")
+    if marker is None or "broker_kind" not in metafunc.fixturenames:
+        return
+    kinds = brokers_for(metafunc.config, marker)
+    metafunc.parametrize("broker_kind", kinds, indirect=True)
+
+
+def brokers_for(config: pytest.Config, marker: pytest.Mark) -> list[str]:
+    """The brokers a both_brokers test runs on: --brokers, less Apache Kafka for a test that runs
+    there only on request (suite time: see its apache_on_request reason) unless --apache-all."""
+    wanted = [k.strip() for k in config.getoption("--brokers").split(",") if k.strip()]
+    unknown = set(wanted) - set(BROKERS)
+    if unknown:
+        raise pytest.UsageError(f"--brokers: unknown {sorted(unknown)}; choose from {BROKERS}")
+    if marker.kwargs.get("apache_on_request") and not config.getoption("--apache-all"):
+        wanted = [k for k in wanted if k != "apache"]
+    if "apache" in wanted and apache_missing() is not None:
+        wanted.remove("apache")  # said once for the session: pytest_report_header, pytest_terminal_summary
+    return wanted
+
+
+@functools.cache
+def apache_missing() -> str | None:
+    """Why Apache Kafka cannot run here (no java, no mvn), or None."""
+    return missing_tools()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    reason = apache_missing()
+    return f"Apache Kafka runs skipped: {reason}" if reason else f"Apache Kafka {kafka_version()} for both_brokers tests"
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    reason = apache_missing()
+    if reason:
+        terminalreporter.write_line(f"Apache Kafka runs skipped: {reason}", yellow=True)
+
+
+@pytest.fixture
+def broker_kind(request: pytest.FixtureRequest) -> str:
+    return str(getattr(request, "param", "embedded"))
+
+
+async def start_broker(kind: str) -> EmbeddedBroker | ApacheKafkaBroker:
+    """A new broker of that kind on free ports."""
+    if kind == "apache":
+        broker: EmbeddedBroker | ApacheKafkaBroker = ApacheKafkaBroker()
+    else:
+        broker = EmbeddedBroker()
+    await broker.start()
+    return broker
+
+
+@pytest_asyncio.fixture
+async def broker(broker_kind: str) -> AsyncIterator[str]:
+    """A new broker for one test (embedded, or Apache Kafka for the tests marked both_brokers)."""
+    started = await start_broker(broker_kind)
+    try:
+        yield started.bootstrap
+    finally:
+        started.stop()
+
+
+async def start_pipeline(data_dir: Path, **overrides: Any) -> Runtime:
     logs.configure("WARNING")
-    runtime = Runtime(pipeline_settings(tmp_path_factory.mktemp("pipeline")))
+    runtime = Runtime(pipeline_settings(data_dir, **overrides))
     try:
         await runtime.start()
         await runtime.wait_ready(timeout=90)
+    except BaseException:
+        await runtime.stop()
+        raise
+    return runtime
+
+
+@pytest.fixture(scope="session")
+def pipeline_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The embedded pipeline's SMS_DATA_DIR, with the session's chDB warehouse. chDB opens one path
+    per process: a pipeline on Apache Kafka, alive beside the embedded one, shares that warehouse
+    (the tests tell their rows apart by their own ids)."""
+    return tmp_path_factory.mktemp("pipeline")
+
+
+@pytest_asyncio.fixture(scope="session")
+async def embedded_pipeline(pipeline_dir: Path) -> AsyncIterator[Runtime]:
+    """The session's pipeline on the embedded broker."""
+    runtime = await start_pipeline(pipeline_dir)
+    try:
         yield runtime
     finally:
         await runtime.stop()
 
 
 @pytest_asyncio.fixture(scope="session")
-async def http(pipeline: Runtime) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(base_url=pipeline.receiver_url) as session:
+async def embedded_http(embedded_pipeline: Runtime) -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(base_url=embedded_pipeline.receiver_url) as session:
         yield session
+
+
+@pytest.fixture(scope="session")
+def pipeline(embedded_pipeline: Runtime) -> Runtime:
+    """What the tests use: the embedded one, or in a both_brokers module (which overrides it with
+    kind_pipeline) the one of the test's broker."""
+    return embedded_pipeline
+
+
+@pytest.fixture(scope="session")
+def http(embedded_http: aiohttp.ClientSession) -> aiohttp.ClientSession:
+    return embedded_http
+
+
+@pytest_asyncio.fixture(scope="module")
+async def apache_pipeline(tmp_path_factory: pytest.TempPathFactory, pipeline_dir: Path) -> AsyncIterator[Runtime]:
+    """A pipeline on Apache Kafka, for one module's both_brokers tests: the node and the pipeline
+    end with the module, so that the rest of the session does not carry them."""
+    kafka = await start_broker("apache")
+    try:
+        runtime = await start_pipeline(tmp_path_factory.mktemp("apache-pipeline"), kafka_bootstrap_servers=kafka.bootstrap,
+                                       clickhouse_url=pipeline_settings(pipeline_dir).warehouse_url)
+        try:
+            yield runtime
+        finally:
+            await runtime.stop()
+    finally:
+        kafka.stop()
+
+
+@pytest_asyncio.fixture(scope="module")
+async def apache_http(apache_pipeline: Runtime) -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(base_url=apache_pipeline.receiver_url) as session:
+        yield session
+
+
+@pytest.fixture
+def kind_pipeline(broker_kind: str, request: pytest.FixtureRequest) -> Runtime:
+    """The pipeline on the test's broker (a both_brokers module overrides `pipeline` with this).
+    Function-scoped, so that parametrizing broker_kind leaves the session's test order alone."""
+    return request.getfixturevalue(f"{broker_kind}_pipeline")
+
+
+@pytest.fixture
+def kind_http(broker_kind: str, request: pytest.FixtureRequest) -> aiohttp.ClientSession:
+    return request.getfixturevalue(f"{broker_kind}_http")
 
 
 async def eventually(check: Callable[[], Any], timeout: float = 15.0, interval: float = 0.2) -> Any:

@@ -433,6 +433,29 @@ def test_kafka_is_kraft_combined_with_a_persistent_log_dir(services):
     )
 
 
+def test_kafka_is_the_version_and_the_settings_the_tests_run(services):
+    """The kafka service is the Apache Kafka the tests start (sms_analytics/broker/apache.py, from the
+    pom's version): same release, same node settings. Only the addresses and the storage differ."""
+    from sms_analytics.broker.apache import HEAP, NODE_SETTINGS, kafka_version
+
+    image = services["kafka"]["image"]
+    assert image == f"apache/kafka:{kafka_version()}", f"{image}: the tests run Kafka {kafka_version()}"
+    env = environment(services["kafka"])
+    assert env.get("KAFKA_HEAP_OPTS", "").split() == list(HEAP)
+    as_properties = {name.removeprefix("KAFKA_").lower().replace("_", "."): value
+                     for name, value in env.items() if name.startswith("KAFKA_") and name != "KAFKA_HEAP_OPTS"}
+    differ = {name: (as_properties.get(name), value) for name, value in NODE_SETTINGS.items()
+              if _same_setting(name, as_properties.get(name)) != _same_setting(name, value)}
+    assert not differ, f"compose vs tested node (compose, tests): {differ}"
+
+
+def _same_setting(name: str, value: str | None) -> object:
+    """A setting's value to compare: listed values as sets (their order means nothing)."""
+    if value is not None and name in ("process.roles", "listener.security.protocol.map"):
+        return frozenset(value.split(","))
+    return value
+
+
 def test_kafka_healthcheck_queries_the_local_broker(services):
     env = environment(services["kafka"])
     controllers = set(env["KAFKA_CONTROLLER_LISTENER_NAMES"].split(","))

@@ -2,8 +2,8 @@
 run; one of two workers, the other taking over), a provider retrying a push the receiver died
 in the middle of, and a receiver whose broker is unreachable at start and for 30 s.
 
-The workers, sinks and receivers are `sms-analytics` processes; the broker is an embedded Tansu
-started by the test; the traffic is the benchmark's workload (sends, receipts, 5% duplicate
+The workers, sinks and receivers are `sms-analytics` processes; the broker is a new one started by
+the test: an embedded Tansu, and an Apache Kafka node too for the tests marked both_brokers; the traffic is the benchmark's workload (sends, receipts, 5% duplicate
 receipts, 10% receipts before their send) with its ground truth."""
 
 from __future__ import annotations
@@ -142,13 +142,6 @@ async def publish_paced(publisher: Publisher, workload: Workload, seconds: float
 
 
 @pytest_asyncio.fixture
-async def broker() -> AsyncIterator[str]:
-    b = EmbeddedBroker()
-    yield await b.start()
-    b.stop()
-
-
-@pytest_asyncio.fixture
 async def publisher(broker: str) -> AsyncIterator[Publisher]:
     from sms_analytics.broker.admin import ensure_topics
 
@@ -160,6 +153,7 @@ async def publisher(broker: str) -> AsyncIterator[Publisher]:
 
 
 @pytest.mark.timeout(600)
+@pytest.mark.both_brokers
 async def test_worker_sigkilled_three_times_in_a_200k_message_run(
         broker: str, publisher: Publisher, tmp_path: Path) -> None:
     worker = Service(["worker"], environment(broker, tmp_path / "worker", "faults-kill"), tmp_path / "worker.log")
@@ -193,6 +187,7 @@ async def _rollup_equals(service: Service, counts: dict[str, int]) -> dict[str, 
 
 
 @pytest.mark.timeout(600)
+@pytest.mark.both_brokers
 async def test_two_workers_one_killed_the_other_takes_over(
         broker: str, publisher: Publisher, tmp_path: Path) -> None:
     app = "faults-pair"
@@ -261,13 +256,15 @@ async def _assigned(consumer: AIOKafkaConsumer) -> list[Any]:
 # --- the warehouse refuses writes for 60 s ---------------------------------------------------------
 
 @pytest.mark.timeout(400)
-async def test_warehouse_writes_fail_for_60s_then_everything_lands_once(pipeline: Any) -> None:
+@pytest.mark.both_brokers(apache_on_request="the fault is the warehouse's, 65 s on either broker")
+async def test_warehouse_writes_fail_for_60s_then_everything_lands_once(kind_pipeline: Any, broker_kind: str) -> None:
     """A fault at the sink boundary: every insert fails for 60 s. The sink retries the same batch
     with the same deduplication token, commits nothing past it, stops consuming meanwhile
     (backpressure: its buffer does not grow), and once writes work again every message lands once."""
     from bench.workload import publish
     from tests.conftest import rows
 
+    pipeline = kind_pipeline
     sink, warehouse = pipeline.sink, pipeline.warehouse
     real_insert, real_insert_json = warehouse.insert, warehouse.insert_json
     failing = True
@@ -288,10 +285,13 @@ async def test_warehouse_writes_fail_for_60s_then_everything_lands_once(pipeline
     # A window of its own, 31 days ago: no other test writes there, and its pending sends are past
     # the 30 days the providers can be asked about (a recent window would flood
     # sms.compensation.v1 for later tests) and past SMS_EXPIRE_AFTER (so they count as expired).
-    start_ms = now_ms() - 31 * 86_400_000
+    # On Apache Kafka (--apache-all) the pipeline shares the session's warehouse: a window and
+    # messages of its own, an hour earlier.
+    apache = broker_kind == "apache"
+    start_ms = now_ms() - 31 * 86_400_000 - apache * 3_600_000
     window = (f"sent_at >= fromUnixTimestamp64Milli({start_ms - 1000}) "
               f"AND sent_at < fromUnixTimestamp64Milli({start_ms + 62_000 + 1000})")
-    workload = Workload(20_000, start_ms=start_ms, span_s=60, hash_key=HASH_KEY, seed=13)
+    workload = Workload(20_000, start_ms=start_ms, span_s=60, hash_key=HASH_KEY, seed=13 + apache)
     deliveries = [tp for tp in sink.consumer.assignment() if tp.topic == topics.DELIVERIES]
     committed_before = {tp: await sink.consumer.committed(tp) for tp in deliveries}
     warehouse.insert, warehouse.insert_json = insert, insert_json  # the sink's two ways to write
@@ -358,6 +358,7 @@ async def post_raw_then_kill(port: int, path: str, body: bytes, delay: float, se
 
 
 @pytest.mark.timeout(400)
+@pytest.mark.both_brokers(apache_on_request="the receiver's crash and the warehouse's merge, 30 s more")
 async def test_push_retried_after_the_receiver_died_mid_request_counts_once(broker: str, tmp_path: Path) -> None:
     up = Service(["up"], environment(broker, tmp_path / "up", "faults-retry"), tmp_path / "up.log")
     port = int(up.env["SMS_HTTP_PORT"])

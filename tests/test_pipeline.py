@@ -18,7 +18,17 @@ from sms_analytics.model import topics
 from sms_analytics.runtime import Runtime
 from tests.conftest import HASH_KEY, TOKEN, eventually, rows
 
-pytestmark = pytest.mark.pipeline
+pytestmark = [pytest.mark.pipeline, pytest.mark.both_brokers]
+
+
+@pytest.fixture
+def pipeline(kind_pipeline: Runtime) -> Runtime:
+    return kind_pipeline
+
+
+@pytest.fixture
+def http(kind_http: aiohttp.ClientSession) -> aiohttp.ClientSession:
+    return kind_http
 CHINA = timezone(timedelta(hours=8))
 T0 = datetime.now(CHINA).replace(microsecond=0) - timedelta(hours=1)  # well inside SMS_EXPIRE_AFTER
 
@@ -444,3 +454,37 @@ async def test_raw_numbers_only_on_the_topics_a_poller_needs(http: aiohttp.Clien
         await consumer.stop()
     assert found.get(topics.SENDS) and found.get(topics.RECEIPTS), found
     assert topics.DELIVERIES not in found and topics.REPLIES not in found, found
+
+
+async def test_changelog_topic_expires_by_time_and_is_never_compacted(pipeline: Runtime) -> None:
+    """The join's changelog carries batch records keyed `batch|<partition>` (streams/state.py):
+    compaction would keep only the last one per key and a recovery would lose states. The topic,
+    as faust created it, must expire by time a day beyond SMS_EXPIRE_AFTER, and the pipeline's own
+    topics carry the configured retentions (not the broker's defaults)."""
+    from sms_analytics.broker.admin import topic_config
+    from sms_analytics.streams.state import changelog_topic
+
+    s = pipeline.settings
+    changelog = await topic_config(pipeline.bootstrap, changelog_topic(s.sms_app_id))
+    assert changelog["cleanup.policy"] == "delete"
+    assert int(changelog["retention.ms"]) == (s.sms_expire_after + timedelta(days=1)) // timedelta(milliseconds=1)
+    for topic, retention in ((topics.SENDS, s.kafka_input_retention), (topics.DELIVERIES, s.kafka_output_retention)):
+        config = await topic_config(pipeline.bootstrap, topic)
+        assert (config["cleanup.policy"], int(config["retention.ms"])) == ("delete", retention // timedelta(milliseconds=1))
+
+
+async def test_receivers_publish_idempotently_on_apache_kafka(pipeline: Runtime, broker_kind: str) -> None:
+    """Apache Kafka: the idempotent producer (acks=all), so a send retried after a lost acknowledgement
+    is stored once. The embedded broker answers InitProducerId with an error: there the receivers
+    publish through the journal (sources/journal.py), whose forwarder's producer is not idempotent."""
+    from sms_analytics.sources.journal import JournaledPublisher
+    from sms_analytics.sources.publisher import Publisher
+
+    publisher = pipeline.publisher
+    if broker_kind == "embedded":
+        assert isinstance(publisher, JournaledPublisher)
+        return
+    assert isinstance(publisher, Publisher) and publisher.ready
+    producer = publisher._connected()
+    assert producer._txn_manager is not None  # aiokafka's idempotence: producer id and sequence numbers
+    assert producer._sender._acks == -1  # acks=all

@@ -16,23 +16,17 @@ from typing import Any, AsyncIterator
 
 import aiohttp
 import orjson
+import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer
 
-from sms_analytics.broker.embedded import EmbeddedBroker, free_port
+from sms_analytics.broker.embedded import free_port
 from sms_analytics.model import topics
 from sms_analytics.model.events import decode_deliveries
 from tests.conftest import HASH_KEY, TOKEN, eventually
 
 CHINA = timezone(timedelta(hours=8))
 CLI = str(Path(sys.executable).with_name("sms-analytics"))
-
-
-@pytest_asyncio.fixture(scope="module")
-async def broker() -> AsyncIterator[str]:
-    b = EmbeddedBroker()
-    yield await b.start()
-    b.stop()
 
 
 class Up:
@@ -85,6 +79,7 @@ async def up(broker: str, tmp_path: Path) -> AsyncIterator[Up]:
             process.proc.wait(10)
 
 
+@pytest.mark.both_brokers
 async def test_crash_restart_sql_and_clean_shutdown(up: Up) -> None:
     broker = up.env["KAFKA_BOOTSTRAP_SERVERS"]
     await up.start()

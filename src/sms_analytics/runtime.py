@@ -13,14 +13,13 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import structlog
 from aiohttp import web
 
 from sms_analytics import startup
-from sms_analytics.broker.admin import ensure_topics
+from sms_analytics.broker.admin import PartitionMismatch, ensure_topics, topic_configs
 from sms_analytics.broker.embedded import EmbeddedBroker
 from sms_analytics.model import topics
 from sms_analytics.model.addresses import is_loopback
@@ -41,7 +40,9 @@ from sms_analytics.sources.journal import Forwarder, Journal, JournaledPublisher
 from sms_analytics.sources.publisher import Publisher, Publishes
 from sms_analytics.streams.alerts import Rules
 from sms_analytics.streams.app import Compensation, JoinStats, build_app, tune_gc
-from sms_analytics.streams.state import TABLE, MessageStateStore, changelog_topic, seed_changelog
+from sms_analytics.streams.state import (
+    TABLE, MessageStateStore, changelog_retention, changelog_topic, seed_changelog,
+)
 from sms_analytics.urls import redact
 
 log = structlog.get_logger(__name__)
@@ -110,8 +111,7 @@ class Runtime:
         # A receiver alone serves at once, answering 503 until its first connection to the broker.
         receiver_only = not (self.parts.worker or self.parts.sink)
         if not receiver_only:
-            await self._first_connection(
-                partial(ensure_topics, self.bootstrap, s.kafka_partitions, s.kafka_replication_factor))
+            await self._first_connection(self._ensure_topics)
         if self.parts.sink or self.parts.query:
             warehouse = self.warehouse = Warehouse(s.warehouse_url, s.sms_clickhouse_cluster)
             await startup.wait_async(startup.warehouse(s), lambda: asyncio.to_thread(warehouse.open),
@@ -198,7 +198,7 @@ class Runtime:
         else:
             self.publisher = Publisher(
                 self.bootstrap, send_timeout=s.sms_publish_timeout_seconds, linger_ms=s.sms_publish_linger_ms,
-                prepare=partial(ensure_topics, self.bootstrap, s.kafka_partitions, s.kafka_replication_factor),
+                prepare=self._ensure_topics, idempotent=self._idempotent,
             )
         if not receiver_only:  # alone, it connects once it serves (start)
             await self.publisher.start()
@@ -425,13 +425,31 @@ class Runtime:
     async def _resume(self, states: dict[int, list[tuple[str, bytes]]]) -> None:
         """On a new empty broker: topics, the snapshot as the changelog, worker, sink, forwarder."""
         assert self.journal is not None and self.forwarder is not None
-        s = self.settings
         self._incarnation += 1  # new consumer groups: an old worker still stopping can never join them
-        await ensure_topics(self.bootstrap, s.kafka_partitions, s.kafka_replication_factor)
+        await self._ensure_topics()
         await self._seed_changelog(states)
         await self._start_worker()
         self._start_sink()
         await self.forwarder.start(self.bootstrap, from_seq=self.journal.snapshot_seq)
+
+    async def _ensure_topics(self) -> None:
+        """The pipeline's topics with their configs; an existing one (the join's changelog too) with
+        another partition count than KAFKA_PARTITIONS stops the start (admin.PartitionMismatch)."""
+        s = self.settings
+        try:
+            await ensure_topics(self.bootstrap, s.kafka_partitions, s.kafka_replication_factor,
+                                topic_configs(s.kafka_input_retention, s.kafka_output_retention),
+                                check=(changelog_topic(self._app_id),))
+        except PartitionMismatch as exc:  # a setting that cannot work with these topics: one line, exit 2
+            cause = str(exc).split(" but ", 1)[-1]
+            raise startup.SettingInvalid("KAFKA_PARTITIONS", str(s.kafka_partitions), cause) from exc
+
+    @property
+    def _idempotent(self) -> bool | None:
+        """Whether the receivers' producer is idempotent: KAFKA_IDEMPOTENT_PRODUCER if set; else
+        whenever the broker grants a producer id (None: the publisher finds out), which Apache Kafka
+        does and Tansu does not, embedded or external."""
+        return self.settings.kafka_idempotent_producer
 
     def _state_rows(self) -> list[tuple[str, int, bytes]]:
         store: MessageStateStore = self.app.tables[TABLE].store
@@ -441,7 +459,7 @@ class Runtime:
         """Write the snapshot's states into the join's changelog, which the worker recovers from."""
         s = self.settings
         await seed_changelog(self.bootstrap, changelog_topic(self._app_id), s.kafka_partitions,
-                             s.kafka_replication_factor, states)
+                             s.kafka_replication_factor, states, changelog_retention(s.sms_expire_after))
 
     @property
     def _app_id(self) -> str:

@@ -42,6 +42,16 @@ class Settings(BaseSettings):
     kafka_partitions: int = Field(default=4, ge=1, description="Partitions per topic we create.")
     kafka_replication_factor: int = Field(default=1, ge=1)
     sms_app_id: str = Field(default="sms-analytics", description="faust app id / consumer group prefix.")
+    kafka_input_retention: timedelta = Field(
+        default=timedelta(days=7), description="Time retention of the topics the receivers and feeds write (sends, "
+        "receipts, replies, provider statistics, dead letters): how long a stopped worker or sink may lag "
+        "(seconds or ISO-8601, e.g. P7D).")
+    kafka_output_retention: timedelta = Field(
+        default=timedelta(days=7), description="Time retention of the topics the worker writes (deliveries, alerts, "
+        "compensation requests): how long a stopped sink may lag.")
+    kafka_idempotent_producer: bool | None = Field(
+        default=None, description="Receivers publish with Kafka's idempotent producer (no duplicate on a retried "
+        "send). Unset: on when the broker grants a producer id (Apache Kafka), off when it refuses (Tansu).")
 
     # --- HTTP receiver ---------------------------------------------------------------------------
     sms_http_host: str = "127.0.0.1"
@@ -169,7 +179,7 @@ class Settings(BaseSettings):
     sms_log_json: bool = False
 
     @field_validator("sms_timestamp_past", "sms_timestamp_future", "sms_expire_after", "sms_compensate_after",
-                     "sms_compensate_interval", mode="before")
+                     "sms_compensate_interval", "kafka_input_retention", "kafka_output_retention", mode="before")
     @classmethod
     def _seconds(cls, value: object) -> object:
         """Seconds as an environment string ("2592000"), besides ISO-8601 ("P30D")."""

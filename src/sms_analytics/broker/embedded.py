@@ -102,8 +102,38 @@ def resident_bytes(pid: int) -> int:
     return 0
 
 
+def end_process(proc: subprocess.Popen[bytes] | None, timeout: float, *, kill: bool = False) -> bool:
+    """SIGTERM (or SIGKILL) a child and reap it; a child that does not end in time is killed.
+    Returns whether it was still running."""
+    if proc is None or proc.poll() is not None:
+        if proc is not None:
+            proc.wait()
+        return False
+    proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout)
+    return True
+
+
+class BrokerProcess:
+    """What the embedded and the Apache Kafka broker share: a child process."""
+
+    process: subprocess.Popen[bytes] | None
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    @property
+    def resident_bytes(self) -> int:
+        return resident_bytes(self.process.pid) if self.alive and self.process else 0
+
+
 @dataclass
-class EmbeddedBroker:
+class EmbeddedBroker(BrokerProcess):
     host: str = "127.0.0.1"
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
@@ -143,14 +173,6 @@ class EmbeddedBroker:
         log.info("embedded_broker.ready", bootstrap=self.bootstrap)
         return self.bootstrap
 
-    @property
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    @property
-    def resident_bytes(self) -> int:
-        return resident_bytes(self.process.pid) if self.alive and self.process else 0
-
     async def restart(self, timeout: float = 30.0) -> str:
         """Replace the broker by an empty one on the same address (the old one's content is not
         needed any more: it is killed, not asked to stop)."""
@@ -166,14 +188,5 @@ class EmbeddedBroker:
 
     def stop(self, timeout: float = 5.0, *, kill: bool = False) -> None:
         proc, self.process = self.process, None
-        if proc is None or proc.poll() is not None:
-            if proc is not None:
-                proc.wait()
-            return
-        proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
-        log.info("embedded_broker.stopped", bootstrap=self.bootstrap)
+        if end_process(proc, timeout, kill=kill):
+            log.info("embedded_broker.stopped", bootstrap=self.bootstrap)

@@ -19,7 +19,9 @@ from typing import Any, Awaitable, Callable, Protocol, Sequence
 import msgspec
 import structlog
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import UnknownError, UnsupportedVersionError
 
+from sms_analytics.broker.admin import MAX_BATCH_BYTES
 from sms_analytics.model import topics
 from sms_analytics.model.events import (
     ProviderBalance, ProviderStats, ReceiptEvent, ReplyEvent, SendEvent, encode, encode_batch,
@@ -100,6 +102,15 @@ def murmur2_fast(data: bytes) -> int:
 _LITTLE_ENDIAN = sys.byteorder == "little"
 
 
+async def _started(producer: AIOKafkaProducer) -> AIOKafkaProducer:
+    try:
+        await producer.start()
+    except BaseException:
+        await producer.stop()
+        raise
+    return producer
+
+
 def _words(data: bytes) -> list[int]:
     return [int.from_bytes(data[i:i + 4], "little") for i in range(0, len(data), 4)]
 
@@ -117,8 +128,11 @@ class Publisher:
     provider keeps the data and retries."""
 
     def __init__(self, bootstrap: str, *, send_timeout: float = 10.0, linger_ms: float = 2.0,
-                 prepare: Callable[[], Awaitable[Any]] | None = None) -> None:
+                 prepare: Callable[[], Awaitable[Any]] | None = None, idempotent: bool | None = False) -> None:
         self._bootstrap = bootstrap
+        # Kafka's idempotent producer (with acks=all): a send retried after a lost acknowledgement is
+        # stored once. None: used if the broker grants a producer id (`_start_producer`).
+        self._idempotent = idempotent
         self._linger = linger_ms / 1000
         self._open: dict[tuple[str, int], _OpenBatch] = {}
         self._sending: set[asyncio.Task[None]] = set()
@@ -129,26 +143,35 @@ class Publisher:
         self.ready = False
         self.dead_letters = DeadLetters()  # acknowledged dead letters per endpoint and reason class
 
-    def _new_producer(self) -> AIOKafkaProducer:
+    def _new_producer(self, idempotent: bool) -> AIOKafkaProducer:
         return AIOKafkaProducer(
-            bootstrap_servers=self._bootstrap, acks="all", linger_ms=2,
+            bootstrap_servers=self._bootstrap, acks="all", enable_idempotence=idempotent, linger_ms=2,
             request_timeout_ms=int(self._timeout * 1000), max_request_size=8 * 1024 * 1024,
-            max_batch_size=2 * 1024 * 1024,  # several batch records per partition and request
+            max_batch_size=MAX_BATCH_BYTES,  # several batch records per partition, within the broker's limit
         )
 
     async def start(self) -> None:
         """Connect now, raising if the broker is unreachable."""
         if self._prepare is not None:
             await self._prepare()
-        producer = self._new_producer()
-        try:
-            await producer.start()
-        except BaseException:
-            await producer.stop()
-            raise
-        self._producer = producer
+        self._producer = await self._start_producer()
         self.ready = True
-        log.info("publisher.connected", bootstrap=self._bootstrap)
+        log.info("publisher.connected", bootstrap=self._bootstrap, idempotent=self._idempotent)
+
+    async def _start_producer(self) -> AIOKafkaProducer:
+        """A started producer. Undecided idempotence (None) is decided here, once: a broker that
+        refuses a producer id (the embedded Tansu answers InitProducerId with an unknown error)
+        gets a plain one, and the publisher stays so."""
+        try:
+            producer = await _started(self._new_producer(self._idempotent is not False))
+        except (UnknownError, UnsupportedVersionError) as exc:
+            if self._idempotent is not None:
+                raise
+            log.warning("publisher.idempotence_unsupported", bootstrap=self._bootstrap, error=type(exc).__name__)
+            self._idempotent = False
+            return await _started(self._new_producer(False))
+        self._idempotent = self._idempotent is not False
+        return producer
 
     async def stop(self) -> None:
         self.ready = False

@@ -24,6 +24,7 @@ import msgspec
 from faust.transport.drivers import aiokafka as aiokafka_driver
 import structlog
 
+from sms_analytics.broker.admin import MAX_BATCH_BYTES
 from sms_analytics.model import topics
 from sms_analytics.model.events import (
     CompensationRequest, Delivery, delivery_headers, encode, encode_deliveries, ReceiptEvent, SendEvent, decode_message_events,
@@ -32,7 +33,7 @@ from sms_analytics.model.times import now_ms
 from sms_analytics.streams.alerts import Alert, Detector, Rules, Tally, webhook_body
 from sms_analytics.streams.join import apply, is_final
 from sms_analytics.streams.state import (
-    TABLE, MessageStateStore, MessageStateTable, encode_changes, encode_state,
+    TABLE, MessageStateStore, MessageStateTable, changelog_retention, encode_changes, encode_state,
 )
 
 log = structlog.get_logger(__name__)
@@ -171,7 +172,7 @@ def build_app(*, app_id: str, bootstrap: str, partitions: int, replication: int,
         # Records of hundreds of events: a producer batch must hold several of them, or aiokafka
         # sends one record per partition per round trip (it keeps one batch per partition).
         producer_linger=0.005,
-        producer_max_batch_size=4 * 1024 * 1024,
+        producer_max_batch_size=MAX_BATCH_BYTES,  # Apache Kafka refuses a larger batch (broker/admin.py)
         producer_max_request_size=16 * 1024 * 1024,
         consumer_max_fetch_size=4 * 1024 * 1024,  # per partition: several large records per fetch
         table_standby_replicas=0,
@@ -190,7 +191,7 @@ def build_app(*, app_id: str, bootstrap: str, partitions: int, replication: int,
     policy = compensation or Compensation()
     state = app.tables.add(MessageStateTable(
         app, name=TABLE, default=None, beacon=app.tables.beacon, key_type=bytes, value_type=bytes,
-        partitions=partitions, retention=timedelta(milliseconds=policy.forget_after_ms) + timedelta(days=1)))
+        partitions=partitions, retention=changelog_retention(timedelta(milliseconds=policy.forget_after_ms))))
     store: MessageStateStore = state.store
     requests = app.topic(topics.COMPENSATION, key_type=bytes, value_type=bytes, partitions=partitions)
     alerts_topic = app.topic(topics.ALERTS, key_type=bytes, value_type=bytes, partitions=partitions)

@@ -37,6 +37,12 @@ def changelog_topic(app_id: str) -> str:
     return f"{app_id}-{TABLE}-changelog"
 
 
+def changelog_retention(expire_after: timedelta) -> timedelta:
+    """The changelog's time retention: a day beyond SMS_EXPIRE_AFTER, after which the stream has
+    forgotten a message's state anyway."""
+    return expire_after + timedelta(days=1)
+
+
 class ChangeBatch(msgspec.Struct, array_like=True):
     """One changelog record: message keys and their new states (msgpack-encoded Delivery, or None
     for a message the stream forgot)."""
@@ -139,22 +145,26 @@ class MessageStateTable(faust.Table):
 
 
 async def seed_changelog(bootstrap: str, topic: str, partitions: int, replication: int,
-                         states: dict[int, list[tuple[str, bytes]]]) -> int:
+                         states: dict[int, list[tuple[str, bytes]]], retention: timedelta) -> int:
     """Write states (per partition: message key, msgpack state) into an empty broker's changelog as
     ChangeBatch records, before the worker starts: its recovery then rebuilds them (the embedded
     mode's snapshot, see sources/journal.py). Each partition ends with an empty record sent on its
     own, so a broker that reports the log end as the last batch's first offset + 1 (the embedded
-    one) still lets the recovery read every state. Returns the records written."""
+    one) still lets the recovery read every state. The topic, if missing, is created as faust
+    creates it (time retention, no compaction). Returns the records written."""
     from aiokafka import AIOKafkaProducer
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
+
+    from sms_analytics.broker.admin import MAX_BATCH_BYTES, retention_configs
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     await admin.start()
     try:
         if topic not in set(await admin.list_topics()):
             try:
-                await admin.create_topics([NewTopic(topic, partitions, replication)])
+                configs = retention_configs(retention)
+                await admin.create_topics([NewTopic(topic, partitions, replication, topic_configs=configs)])
             except TopicAlreadyExistsError:
                 pass
     finally:
@@ -162,7 +172,7 @@ async def seed_changelog(bootstrap: str, topic: str, partitions: int, replicatio
     if not any(states.values()):
         return 0
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
-                                max_request_size=16 * 1024 * 1024, max_batch_size=4 * 1024 * 1024)
+                                max_request_size=16 * 1024 * 1024, max_batch_size=MAX_BATCH_BYTES)
     await producer.start()
     written = 0
     try:
