@@ -465,7 +465,9 @@ async def test_changelog_topic_expires_by_time_and_is_never_compacted(pipeline: 
     from sms_analytics.streams.state import changelog_topic
 
     s = pipeline.settings
-    changelog = await topic_config(pipeline.bootstrap, changelog_topic(s.sms_app_id))
+    # the app id of the running worker: after a rotation of the embedded broker it is SMS_APP_ID-r<n>
+    changelog = await topic_config(pipeline.bootstrap, changelog_topic(pipeline.app.conf.id))
+    assert changelog, f"no changelog topic {changelog_topic(pipeline.app.conf.id)} on {pipeline.bootstrap}"
     assert changelog["cleanup.policy"] == "delete"
     assert int(changelog["retention.ms"]) == (s.sms_expire_after + timedelta(days=1)) // timedelta(milliseconds=1)
     for topic, retention in ((topics.SENDS, s.kafka_input_retention), (topics.DELIVERIES, s.kafka_output_retention)):
