@@ -253,6 +253,62 @@ async def _assigned(consumer: AIOKafkaConsumer) -> list[Any]:
     return list(consumer.assignment())
 
 
+# --- a batch the broker refuses -------------------------------------------------------------------
+
+@pytest.mark.timeout(300)
+async def test_a_batch_the_broker_refuses_ends_the_worker_and_is_replayed(tmp_path: Path) -> None:
+    """Apache Kafka refuses a producer batch over the topic's max.message.bytes (the embedded broker
+    does not check it). A refused delivery record must not be acknowledged: faust would commit past
+    the batch and its messages would never reach the warehouse. The worker ends (exit 75) with the
+    source offsets where they were; once the topic takes the records again, the next worker replays
+    the batch and every message lands."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    from sms_analytics.broker.admin import ensure_topics
+    from sms_analytics.streams.app import EXIT_UNACKNOWLEDGED
+    from tests.conftest import apache_missing, start_broker
+
+    if apache_missing():
+        pytest.skip(f"Apache Kafka: {apache_missing()}")
+    kafka = await start_broker("apache")
+    worker: Service | None = None
+    try:
+        # every delivery record of more than a few deliveries is refused
+        await ensure_topics(kafka.bootstrap, 4, 1, {topics.DELIVERIES: {"max.message.bytes": "1000"}})
+        publisher = Publisher(kafka.bootstrap)
+        await publisher.start()
+        try:
+            workload = Workload(5_000, start_ms=now_ms() - 900_000, span_s=600, hash_key=HASH_KEY, seed=14)
+            await publish_paced(publisher, workload, seconds=1)
+        finally:
+            await publisher.stop()
+        worker = Service(["worker"], environment(kafka.bootstrap, tmp_path / "worker", "faults-refused"),
+                         tmp_path / "worker.log")
+        worker.start()
+        assert worker.proc is not None
+        code = await asyncio.to_thread(worker.proc.wait, 120)
+        log = worker.log.read_text(errors="replace")
+        assert code == EXIT_UNACKNOWLEDGED, log[-3000:]
+        assert "join.batch_failed" in log and "MessageSizeTooLarge" in log, log[-3000:]
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+        await admin.start()
+        try:
+            await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topics.DELIVERIES,
+                                                      configs={"max.message.bytes": "1048588"})])
+        finally:
+            await admin.close()
+        worker.start()
+        await healthy(worker)
+        got = await converged(worker, workload.truth, timeout=120)
+        print(f"\nrefused batch: worker exit {code}; after the replay the warehouse has {got}")
+    finally:
+        if worker is not None:
+            worker.terminate()
+        kafka.stop()
+
+
 # --- the warehouse refuses writes for 60 s ---------------------------------------------------------
 
 @pytest.mark.timeout(400)

@@ -6,18 +6,22 @@ takes records in batches (`take_events`), so faust's per-record cost is paid onc
 events. Per batch and partition the agent writes one changelog record (the changed states, see
 streams/state.py) and one record of deliveries (the final state of each message it touched) to
 sms.deliveries.v1. A message that is joined and decided is forgotten by the stream (the warehouse
-keeps the merged row). faust flushes the producer before it commits the source offsets, so a
-crash replays records whose effects were not stored; the join and the warehouse ignore repeats.
+keeps the merged row). A batch's events are acknowledged only once the broker has every record
+the batch produced, and a batch that fails ends the process without acknowledging it
+(`stop_unacknowledged`), so a crash replays records whose effects were not stored; the join and
+the warehouse ignore repeats.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 import faust
 import msgspec
@@ -244,46 +248,69 @@ def build_app(*, app_id: str, bootstrap: str, partitions: int, replication: int,
     @app.agent(source, name="sms_join")
     async def join(stream: Any) -> None:
         async for records in stream.take_events(batch, within=within):
-            started = time.perf_counter()
-            now = now_ms()
-            stats.first_event_ms = stats.first_event_ms or now
-            by_partition: dict[int, list[bytes]] = {}
-            sent: list[Any] = []  # the records this batch writes
-            tally = detector.tally() if detector is not None else None  # the batch's observations
-            for record in records:
-                by_partition.setdefault(record.message.partition, []).append(record.value)
-            for partition, values in by_partition.items():
-                changes: dict[str, Delivery | None] = {}
-                out: dict[str, Delivery] = {}
-                for raw in values:
-                    try:
-                        events = decode_message_events(raw)
-                    except Exception as exc:  # a record no receiver would write: keep it, don't crash
-                        stats.undecodable += 1
-                        await dead.send(value=raw, headers={"reason": f"undecodable event: {exc}"[:500].encode(),
-                                                            "endpoint": b"streams.join"})
-                        continue
-                    for event in events:
-                        joined = _join_one(store, changes, out, event, now)
-                        if tally is not None:
-                            _observe(tally, event, joined)
-                    stats.events += len(events)
-                sent += await _write_changes(state, store, partition, changes, f"batch|{partition}".encode())
-                for chunk in _chunks(list(out.values()) if raw_phone else [_without_phone(d) for d in out.values()]):
-                    sent.append(await deliveries.send(value=encode_deliveries(chunk), partition=partition,
-                                                      headers=delivery_headers(chunk)))
-                stats.emitted += len(out)
-            # The batch's events are acknowledged (and so their offsets committable) when this loop
-            # asks for the next batch: wait until the broker has every delivery and state change
-            # they produced, so a crash can never leave an event committed without its effects.
-            if tally is not None:
-                detector.add(tally, now)
-            _note_offsets(stats.produced, await asyncio.gather(*sent))
-            _note_offsets(stats.positions, [r.message for r in records])
-            stats.last_event_ms = now_ms()
-            stats.busy_seconds += time.perf_counter() - started
+            try:
+                await join_batch(records)
+            except Exception as exc:  # noqa: BLE001 - whatever failed, the batch must not be acknowledged
+                stop_unacknowledged(exc)
+
+    async def join_batch(records: list[Any]) -> None:
+        started = time.perf_counter()
+        now = now_ms()
+        stats.first_event_ms = stats.first_event_ms or now
+        by_partition: dict[int, list[bytes]] = {}
+        sent: list[Any] = []  # the records this batch writes
+        tally = detector.tally() if detector is not None else None  # the batch's observations
+        for record in records:
+            by_partition.setdefault(record.message.partition, []).append(record.value)
+        for partition, values in by_partition.items():
+            changes: dict[str, Delivery | None] = {}
+            out: dict[str, Delivery] = {}
+            for raw in values:
+                try:
+                    events = decode_message_events(raw)
+                except Exception as exc:  # a record no receiver would write: keep it, don't crash
+                    stats.undecodable += 1
+                    await dead.send(value=raw, headers={"reason": f"undecodable event: {exc}"[:500].encode(),
+                                                        "endpoint": b"streams.join"})
+                    continue
+                for event in events:
+                    joined = _join_one(store, changes, out, event, now)
+                    if tally is not None:
+                        _observe(tally, event, joined)
+                stats.events += len(events)
+            sent += await _write_changes(state, store, partition, changes, f"batch|{partition}".encode())
+            for chunk in _chunks(list(out.values()) if raw_phone else [_without_phone(d) for d in out.values()]):
+                sent.append(await deliveries.send(value=encode_deliveries(chunk), partition=partition,
+                                                  headers=delivery_headers(chunk)))
+            stats.emitted += len(out)
+        # The batch's events are acknowledged (and so their offsets committable) when this loop
+        # asks for the next batch: wait until the broker has every delivery and state change
+        # they produced, so a crash can never leave an event committed without its effects.
+        if tally is not None:
+            detector.add(tally, now)
+        _note_offsets(stats.produced, await asyncio.gather(*sent))
+        _note_offsets(stats.positions, [r.message for r in records])
+        stats.last_event_ms = now_ms()
+        stats.busy_seconds += time.perf_counter() - started
 
     return app, stats
+
+
+EXIT_UNACKNOWLEDGED = 75  # EX_TEMPFAIL: a batch failed; the next worker replays it
+
+
+def stop_unacknowledged(exc: BaseException) -> NoReturn:
+    """End the worker process at once, acknowledging nothing: a batch failed after it changed the
+    state (a delivery or changelog record the broker refused, e.g. Apache Kafka's
+    MessageSizeTooLargeError, or a bug). faust's `take_events` acknowledges a batch's events when
+    the agent's loop ends, whatever ended it, and would then commit past them: the batch's effects
+    would be lost for good. Ending here, the source offsets stay where they were, and the worker
+    that starts next (docker-compose `restart: unless-stopped`, or any supervisor) replays the
+    batch from the broker and the state from the changelog."""
+    log.critical("join.batch_failed", error=f"{type(exc).__name__}: {exc}"[:500], exit_code=EXIT_UNACKNOWLEDGED)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_UNACKNOWLEDGED)
 
 
 def _note_offsets(seen: dict[tuple[str, int], int], records: list[Any]) -> None:
