@@ -77,6 +77,7 @@ def carrier_of(phone: str) -> Carrier | None:
     for carrier, segments in CARRIER_SEGMENTS.items():
         if phone[:3] in segments:
             return carrier
+    return None
 
 
 def send_envelope(request: Json, response: Json, sent_at: SentAt) -> Json:
