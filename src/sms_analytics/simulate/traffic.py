@@ -1,5 +1,5 @@
 """The push-lane simulator's names in one place, for the code that imports them from here (cli.py,
-demo.py, simulate/lane.py, bench/, tests/): realistic provider traffic against our own HTTP endpoints,
+demo.py, bench/, tests/): realistic provider traffic against our own HTTP endpoints,
 in the providers' own formats (see /work/shared/seeds). Nothing is defined here; the work is in
 
 * ``simulate/payloads/``: one module a provider (aliyun 000, kx 001, tencent 002) with the seed
