@@ -21,6 +21,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from sms_analytics.simulate import plan as plan_module
 from sms_analytics.simulate import traffic as t
 from sms_analytics.simulate.traffic import (
     Blackout,
@@ -577,8 +578,8 @@ def _receipt_posts(recorder: Recorder, provider: str, t0: float) -> list[tuple[f
 
 @pytest.mark.asyncio
 async def test_drive_with_outage_blackouts_and_late_receipts(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(t, "LATE_RECEIPT_SHARE", 0.25)  # enough late receipts in a short run
-    monkeypatch.setattr(t, "LONG_WEIGHT", 1.0)  # and enough long messages
+    monkeypatch.setattr(plan_module, "LATE_RECEIPT_SHARE", 0.25)  # enough late receipts in a short run
+    monkeypatch.setattr(plan_module, "LONG_WEIGHT", 1.0)  # and enough long messages
     duration, rate, seed = 2.5, 30.0, 5
     outage = Outage(carrier="移动", delivery_rate=0.0, start=0.0, duration=duration)  # 移动 fails all run
     lost = Blackout(provider="aliyun", start=0.8, duration=1.0)

@@ -6,6 +6,20 @@ Panel SQL uses the plugin 4.20 macros and template variables only (dashboards/ma
 them the same way for the tests). Metrics as defined in README "Metrics": delivery rate =
 delivered / (delivered + failed + expired) over messages sent in the window, latency percentiles
 over delivered messages from the rollups' quantilesDD sketch.
+
+The model stays plain dicts; grafana-foundation-sdk (Grafana's dashboards-as-code library) was measured
+for it and not adopted (2026-12, builds 1769699379!11.6.0, 1769699241 and 0.0.21; unpinned, pip picks
+1769699998!10.1.0, the Grafana 10.1 schema, because the epoch is the build time):
+- no build has a ClickHouse query type or builder: a raw-SQL target needs a Dataquery subclass of ours
+  whose to_json writes refId, datasource, editorType, queryType, format, rawSql and pluginVersion, i.e.
+  `_target` below again. With it the target came out identical to `_target`'s, and reading
+  overview.json back (Dashboard.from_json) kept every target field (as an UnknownDataquery).
+- the builders' defaults change the panels: a legend built with VizLegendOptions gets showLegend=false
+  (hidden) unless set, tooltips get sort "asc", every panel transparent/repeatDirection; 0.0.21 also
+  moves the dashboard links into the controls menu (placement "inControlsMenu"). Reading our JSON back
+  drops the variables' `definition` and adds five fields to each variable.
+So the SDK would carry the ClickHouse shape only through code we would still write, and its defaults
+would have to be overridden one by one; worth another look if it ships a ClickHouse query type.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ real clients (the official Alibaba and Tencent SDKs, the KX md5 client), their s
 our /v1/sends/<provider>, and their receipts and uplink collected the ways each provider offers:
 KX MTQuery and MOQuery, Tencent PullSmsSendStatus and PullSmsReplyStatus, Alibaba's HTTP batch
 push from its simulator, Alibaba's MNS queue, and Alibaba QuerySendDetails compensation for
-receipts that never come by push or queue. The other lane (`traffic.drive`) posts provider pushes directly. Deterministic for a
+receipts that never come by push or queue. The other lane (`driver.drive`) posts provider pushes directly. Deterministic for a
 seed; returns its own ground truth."""
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from aiohttp import web
 from sms_analytics.simulate.aliyun import AliyunSimulator
 from sms_analytics.simulate.kx import KxSimulator
 from sms_analytics.simulate.mns import MnsSimulator
+from sms_analytics.simulate.payloads.common import random_phone
 from sms_analytics.simulate.tencent import TencentSimulator
-from sms_analytics.simulate.traffic import random_phone
 from sms_analytics.sources.aliyun_client import AliyunClient
 from sms_analytics.sources.kx_client import KxClient
 from sms_analytics.sources.tencent_client import TencentClient

@@ -1,0 +1,142 @@
+"""The scenario switches of a simulated run: an :class:`Outage` (one carrier delivers only at a
+given rate for a while) and a :class:`Blackout` (one provider's receipt pushes stop for a while,
+lost or caught up afterwards), and ``parse_scenario`` that reads them from command-line strings
+(`sms-analytics simulate --scenario`). What an outage does to the plan is simulate/plan.py's, what a
+blackout does to the pushes is simulate/driver.py's."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from sms_analytics.simulate.payloads.common import (
+    CARRIER_WEIGHTS,
+    PROVIDERS,
+    Carrier,
+    Provider,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Outage:
+    """A carrier outage: messages to ``carrier`` sent in ``[start, start + duration)`` (seconds after
+    the run start) are delivered only at ``delivery_rate``; the rest fail with that carrier's receipt
+    codes from the seed tables (KX: its §12.2 codes). Messages rejected at submit and messages that
+    never get a receipt are unaffected."""
+
+    carrier: Carrier
+    delivery_rate: float
+    start: float
+    duration: float
+
+    def __post_init__(self) -> None:
+        if self.carrier not in CARRIER_WEIGHTS:
+            raise ValueError(f"unknown carrier {self.carrier!r} (one of {', '.join(CARRIER_WEIGHTS)})")
+        if not 0.0 <= self.delivery_rate <= 1.0:
+            raise ValueError("delivery_rate must be within 0..1")
+        _check_window(self.start, self.duration)
+
+    @property
+    def end(self) -> float:
+        return self.start + self.duration
+
+    def covers(self, carrier: Carrier, at: float) -> bool:
+        return carrier == self.carrier and self.start <= at < self.end
+
+
+@dataclass(frozen=True, slots=True)
+class Blackout:
+    """A provider's receipt pushes stop during ``[start, start + duration)`` (seconds after the run
+    start). Receipts that would have been pushed in the window are never posted (their messages stay
+    pending), or with ``catch_up=True`` are posted once the window ends. Send records and uplinks
+    are not affected."""
+
+    provider: Provider
+    start: float
+    duration: float
+    catch_up: bool = False
+
+    def __post_init__(self) -> None:
+        if self.provider not in PROVIDERS:
+            raise ValueError(f"unknown provider {self.provider!r} (one of {', '.join(PROVIDERS)})")
+        _check_window(self.start, self.duration)
+
+    @property
+    def end(self) -> float:
+        return self.start + self.duration
+
+    def covers(self, provider: Provider, now: float) -> bool:
+        return provider == self.provider and self.start <= now < self.end
+
+
+Scenario = Outage | Blackout
+
+
+def _check_window(start: float, duration: float) -> None:
+    if not (math.isfinite(start) and start >= 0):
+        raise ValueError("start must be a finite number of seconds >= 0")
+    if not (math.isfinite(duration) and duration > 0):
+        raise ValueError("duration must be a finite number of seconds > 0")
+
+
+CARRIER_ALIASES: dict[str, Carrier] = {
+    "移动": "移动", "cmcc": "移动", "mobile": "移动", "chinamobile": "移动",
+    "联通": "联通", "cucc": "联通", "unicom": "联通", "chinaunicom": "联通",
+    "电信": "电信", "ctcc": "电信", "telecom": "电信", "chinatelecom": "电信",
+}
+PROVIDER_ALIASES: dict[str, Provider] = {
+    "aliyun": "aliyun", "alibaba": "aliyun", "000": "aliyun",
+    "kx": "kx", "001": "kx",
+    "tencent": "tencent", "qcloud": "tencent", "002": "tencent",
+}
+_CATCH_UP_WORDS = {"catch_up", "catch-up", "catchup", "1", "true", "yes"}
+_NO_CATCH_UP_WORDS = {"drop", "0", "false", "no"}
+
+
+def parse_scenario(text: str) -> Scenario:
+    """A scenario switch from a command-line string (fields separated by ``:``).
+
+    * ``outage:<carrier>:<delivery_rate>:<start>:<duration>`` -> :class:`Outage`, e.g.
+      ``"outage:移动:0.3:10:30"``: messages to China Mobile sent from 10 s to 40 s after the start
+      are delivered at 30%. ``<carrier>`` is 移动/联通/电信 or cmcc/cucc/ctcc
+      (mobile/unicom/telecom); ``<delivery_rate>`` is 0..1.
+    * ``blackout:<provider>:<start>:<duration>[:catch_up]`` -> :class:`Blackout`, e.g.
+      ``"blackout:tencent:5:20"``: Tencent's receipt pushes stop from 5 s to 25 s after the start
+      and the receipts of that window are lost; with a fifth field ``catch_up`` they are posted
+      when the window ends (``drop``, the default, loses them). ``<provider>`` is aliyun/tencent/kx.
+
+    Times are seconds relative to the run start. Raises ValueError on anything else.
+    """
+    parts = [part.strip() for part in text.strip().split(":")]
+    kind = parts[0].lower()
+    try:
+        if kind == "outage" and len(parts) == 5:
+            carrier = CARRIER_ALIASES.get(parts[1].lower())
+            if carrier is None:
+                raise ValueError(f"unknown carrier {parts[1]!r}")
+            return Outage(carrier, float(parts[2]), float(parts[3]), float(parts[4]))
+        if kind == "blackout" and len(parts) in (4, 5):
+            provider = PROVIDER_ALIASES.get(parts[1].lower())
+            if provider is None:
+                raise ValueError(f"unknown provider {parts[1]!r}")
+            mode = parts[4].lower() if len(parts) == 5 else "drop"
+            if mode not in _CATCH_UP_WORDS | _NO_CATCH_UP_WORDS:
+                raise ValueError(f"the fifth field must be catch_up or drop, not {parts[4]!r}")
+            return Blackout(provider, float(parts[2]), float(parts[3]), catch_up=mode in _CATCH_UP_WORDS)
+    except ValueError as exc:
+        raise ValueError(f"scenario {text!r}: {exc}") from None
+    raise ValueError(
+        f"scenario {text!r}: expected outage:<carrier>:<rate>:<start>:<duration> or "
+        "blackout:<provider>:<start>:<duration>[:catch_up]"
+    )
+
+
+def as_tuple(value: Any, kind: type) -> tuple[Any, ...]:
+    if value is None:
+        return ()
+    items = (value,) if isinstance(value, kind) else tuple(value)
+    for item in items:
+        if not isinstance(item, kind):
+            raise TypeError(f"expected {kind.__name__}, got {item!r}")
+    return items
