@@ -14,7 +14,7 @@ memory (runtime.py). Rows up to P are pruned then (dead letters are kept for the
 
 Where this module's job ends: it knows nothing of the join or the warehouse; the runtime decides
 when a snapshot is consistent. With an external broker (KAFKA_BOOTSTRAP_SERVERS) none of this
-runs: the broker is the durable log and the receivers publish to it directly (publisher.py).
+runs: the broker is the durable log and the receivers publish to it directly (producer.py).
 
 The file holds raw phone numbers (sends and receipts carry them; so does the snapshot): it is
 created 0600 in SMS_DATA_DIR.
@@ -39,8 +39,8 @@ from sms_analytics.model import topics
 from sms_analytics.model.events import ReplyEvent, encode
 from sms_analytics.model.times import now_ms
 from sms_analytics.observability.deadletters import DeadLetters
-from sms_analytics.sources.base import Event, Rejected
-from sms_analytics.sources.publisher import (
+from sms_analytics.sources.base.fields import Event, Rejected
+from sms_analytics.sources.producer import (
     BATCHED, MAX_BATCH_EVENTS, BrokerUnavailable, partition_of, route,
 )
 

@@ -7,10 +7,10 @@ from typing import Any
 
 from sms_analytics.model.events import ReceiptEvent, ReplyEvent, SendEvent
 from sms_analytics.model.times import parse_china_datetime, parse_epoch_seconds
-from sms_analytics.sources.base import (
+from sms_analytics.sources.base.fields import (
     BadBody, BadRecord, Event, Parsed, as_list, as_records, collect, obj, opt_str, req_str, req_text, scalar,
 )
-from sms_analytics.sources.provider import Provider, Reply, json_reply
+from sms_analytics.sources.base.provider import Provider, Reply, json_reply
 
 
 class Tencent(Provider):

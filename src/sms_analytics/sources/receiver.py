@@ -28,13 +28,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sms_analytics.model.times import now_ms
 from sms_analytics.settings import Settings, get_settings
-from sms_analytics.sources.aliyun import Aliyun
-from sms_analytics.sources.base import INTERNAL_ERROR, BadBody, Identities, Parsed, TimeWindow, loads, reason_of
-from sms_analytics.sources.kx import Kx
+from sms_analytics.sources.aliyun.parsers import Aliyun
+from sms_analytics.sources.base.fields import INTERNAL_ERROR, BadBody, Identities, Parsed, TimeWindow, loads, reason_of
+from sms_analytics.sources.kx.parsers import Kx
 from sms_analytics.sources.normalized import parse_sends
-from sms_analytics.sources.provider import Answers, Provider, Reply, json_reply, too_many_records
-from sms_analytics.sources.publisher import BrokerUnavailable, Publishes
-from sms_analytics.sources.tencent import Tencent
+from sms_analytics.sources.base.provider import Answers, Provider, Reply, json_reply, too_many_records
+from sms_analytics.sources.producer import BrokerUnavailable, Publishes
+from sms_analytics.sources.tencent.parsers import Tencent
 
 log = structlog.get_logger(__name__)
 Readiness = Callable[[], dict[str, bool]]

@@ -7,10 +7,10 @@ from typing import Any
 
 from sms_analytics.model.events import ReceiptEvent, ReplyEvent, SendEvent
 from sms_analytics.model.times import parse_compact
-from sms_analytics.sources.base import (
+from sms_analytics.sources.base.fields import (
     BadBody, BadRecord, Event, Parsed, as_list, collect, obj, opt_str, req_str, req_text, scalar,
 )
-from sms_analytics.sources.provider import Provider, Reply, segments_for
+from sms_analytics.sources.base.provider import Provider, Reply, segments_for
 
 _SIGN = re.compile(r"^\s*【([^】]{1,40})】|【([^】]{1,40})】\s*$")
 

@@ -6,8 +6,8 @@ import asyncio
 from typing import Any, Protocol
 
 from sms_analytics.settings import Settings
-from sms_analytics.sources.base import Identities
-from sms_analytics.sources.feeds.base import Publish
+from sms_analytics.sources.base.fields import Identities
+from sms_analytics.sources.base.feed import Publish
 
 
 class Runnable(Protocol):
@@ -24,9 +24,9 @@ def build_feeds(settings: Settings, ids: Identities, publish: Publish, bootstrap
     feeds: list[Any] = []
     closers: list[Any] = []
     if s.sms_kx_base_url and s.sms_kx_userid and s.sms_kx_apikey:
-        from sms_analytics.sources.feeds.kx import KxBalance, kx_reports, kx_uplink
-        from sms_analytics.sources.kx import Kx
-        from sms_analytics.sources.kx_client import KxClient
+        from sms_analytics.sources.kx.feeds import KxBalance, kx_reports, kx_uplink
+        from sms_analytics.sources.kx.parsers import Kx
+        from sms_analytics.sources.kx.client import KxClient
 
         client = KxClient(s.sms_kx_base_url, s.sms_kx_userid, s.sms_kx_apikey.get_secret_value())
         closers.append(client)
@@ -36,9 +36,9 @@ def build_feeds(settings: Settings, ids: Identities, publish: Publish, bootstrap
     app_ids = [a.strip() for a in s.sms_tencent_app_ids.split(",") if a.strip()]
     compensate: dict[str, Any] = {}
     if s.sms_tencent_secret_id and s.sms_tencent_secret_key and app_ids:
-        from sms_analytics.sources.feeds.tencent import TencentStatistics, tencent_replies, tencent_statuses
-        from sms_analytics.sources.tencent import Tencent
-        from sms_analytics.sources.tencent_client import TencentClient
+        from sms_analytics.sources.tencent.feeds import TencentStatistics, tencent_replies, tencent_statuses
+        from sms_analytics.sources.tencent.parsers import Tencent
+        from sms_analytics.sources.tencent.client import TencentClient
 
         client = TencentClient(secret_id=s.sms_tencent_secret_id, secret_key=s.sms_tencent_secret_key.get_secret_value(),
                                endpoint=s.sms_tencent_endpoint, scheme=s.sms_tencent_scheme)
@@ -49,20 +49,20 @@ def build_feeds(settings: Settings, ids: Identities, publish: Publish, bootstrap
                       tencent_replies(client, app_id, tencent, publish, data_dir, **common),
                       TencentStatistics(client, app_id, publish, data_dir, rate=s.sms_feed_rate)]
     if s.sms_aliyun_access_key_id and s.sms_aliyun_access_key_secret:
-        from sms_analytics.sources.aliyun import Aliyun
-        from sms_analytics.sources.aliyun_client import AliyunClient
+        from sms_analytics.sources.aliyun.parsers import Aliyun
+        from sms_analytics.sources.aliyun.client import AliyunClient
 
         compensate["aliyun"] = (AliyunClient(access_key_id=s.sms_aliyun_access_key_id,
                                              access_key_secret=s.sms_aliyun_access_key_secret.get_secret_value(),
                                              endpoint=s.sms_aliyun_endpoint, protocol=s.sms_aliyun_protocol),
                                 Aliyun(ids))
     if compensate:
-        from sms_analytics.sources.feeds.compensation import Compensator
+        from sms_analytics.sources.compensation import Compensator
 
         feeds.append(Compensator(bootstrap, f"{s.sms_app_id}-compensation", publish, **compensate, **common))
     if s.sms_aliyun_mns_endpoint and s.sms_aliyun_access_key_id and s.sms_aliyun_access_key_secret:
-        from sms_analytics.sources.aliyun import Aliyun
-        from sms_analytics.sources.aliyun_mns import MnsConsumer
+        from sms_analytics.sources.aliyun.parsers import Aliyun
+        from sms_analytics.sources.aliyun.mns import MnsConsumer
 
         aliyun = Aliyun(ids)
         for queue, kind, parse in ((s.sms_aliyun_mns_report_queue, "SmsReport", aliyun.receipts),

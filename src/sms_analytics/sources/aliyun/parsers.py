@@ -8,11 +8,11 @@ import orjson
 
 from sms_analytics.model.events import ReceiptEvent, ReplyEvent, SendEvent
 from sms_analytics.model.times import parse_china_datetime
-from sms_analytics.sources.base import (
+from sms_analytics.sources.base.fields import (
     MAX_FIELD_CHARS, BadBody, BadRecord, Event, Parsed, as_list, collect, obj, opt_str, req_bool, req_str, req_text,
     scalar,
 )
-from sms_analytics.sources.provider import Provider, Reply, json_reply
+from sms_analytics.sources.base.provider import Provider, Reply, json_reply
 
 
 def _json_list(value: Any, name: str) -> list[Any]:

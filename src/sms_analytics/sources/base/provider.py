@@ -10,7 +10,7 @@ from typing import Any, Protocol
 import orjson
 
 from sms_analytics.model.times import parse_instant
-from sms_analytics.sources.base import TIMESTAMP_OUT_OF_WINDOW, BadBody, Identities, Parsed, TimeWindow, loads
+from sms_analytics.sources.base.fields import TIMESTAMP_OUT_OF_WINDOW, BadBody, Identities, Parsed, TimeWindow, loads
 
 
 class Reply:

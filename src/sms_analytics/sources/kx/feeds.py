@@ -1,5 +1,5 @@
 """KX pull feeds (seed 001): MTQuery receipts, MOQuery uplink (≤ 200 per call, each record
-returned once) and Balance. KX has no SDK; `sources.kx_client.KxClient` is its md5-signed client."""
+returned once) and Balance. KX has no SDK; `sources.kx.client.KxClient` is its md5-signed client."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from typing import Any
 
 from sms_analytics.model.events import ProviderBalance
 from sms_analytics.model.times import now_ms
-from sms_analytics.sources.base import Parsed
-from sms_analytics.sources.feeds.base import Feed, Publish, SpooledPull
-from sms_analytics.sources.kx import Kx
-from sms_analytics.sources.kx_client import KxClient
+from sms_analytics.sources.base.fields import Parsed
+from sms_analytics.sources.base.feed import Feed, Publish, SpooledPull
+from sms_analytics.sources.kx.parsers import Kx
+from sms_analytics.sources.kx.client import KxClient
 
 
 def kx_reports(client: KxClient, provider: Kx, publish: Publish, data_dir: Path, **kw: Any) -> SpooledPull:

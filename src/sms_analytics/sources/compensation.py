@@ -14,10 +14,10 @@ from aiokafka import AIOKafkaConsumer
 from sms_analytics.model import topics
 from sms_analytics.model.events import CompensationRequest, decode_compensation
 from sms_analytics.model.times import CHINA, now_ms
-from sms_analytics.sources.aliyun import Aliyun
-from sms_analytics.sources.base import Parsed
-from sms_analytics.sources.feeds.base import Feed, Publish
-from sms_analytics.sources.tencent import Tencent
+from sms_analytics.sources.aliyun.parsers import Aliyun
+from sms_analytics.sources.base.fields import Parsed
+from sms_analytics.sources.base.feed import Feed, Publish
+from sms_analytics.sources.tencent.parsers import Tencent
 
 
 class Compensator(Feed):

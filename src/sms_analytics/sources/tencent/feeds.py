@@ -1,7 +1,7 @@
 """Tencent pull feeds (seed 002): PullSmsSendStatus and PullSmsReplyStatus (Limit ≤ 100 per
 SmsSdkAppId, each record returned once), and the hourly CallbackStatusStatistics and
 SendStatusStatistics into sms.provider_stats. Calls go through the official SDK
-(`sources.tencent_client.TencentClient`, blocking calls off the event loop)."""
+(`sources.tencent.client.TencentClient`, blocking calls off the event loop)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from typing import Any
 
 from sms_analytics.model.events import ProviderStats
 from sms_analytics.model.times import CHINA, now_ms
-from sms_analytics.sources.feeds.base import Checkpoint, Feed, Publish, SpooledPull
-from sms_analytics.sources.tencent import Tencent
-from sms_analytics.sources.tencent_client import TencentClient
+from sms_analytics.sources.base.feed import Checkpoint, Feed, Publish, SpooledPull
+from sms_analytics.sources.tencent.parsers import Tencent
+from sms_analytics.sources.tencent.client import TencentClient
 
 HOUR_MS = 3_600_000
 

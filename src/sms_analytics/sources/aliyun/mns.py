@@ -37,7 +37,7 @@ from mns.account import Account
 from mns.mns_exception import MNSExceptionBase, MNSServerException
 
 from sms_analytics.model.times import now_ms
-from sms_analytics.sources.base import Rejected, raw_of
+from sms_analytics.sources.base.fields import Rejected, raw_of
 
 log = structlog.get_logger(__name__)
 

@@ -18,7 +18,7 @@ import orjson
 import structlog
 from prometheus_client import Counter, Gauge
 
-from sms_analytics.sources.base import Event, Parsed, Rejected
+from sms_analytics.sources.base.fields import Event, Parsed, Rejected
 
 log = structlog.get_logger(__name__)
 
