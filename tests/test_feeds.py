@@ -180,7 +180,7 @@ async def tencent() -> AsyncIterator[tuple[Any, Any]]:
 
 async def test_tencent_pulls_statistics_and_compensation(pipeline: Runtime, tencent: Any, tmp_path: Path) -> None:
     from sms_analytics.sources.compensation import Compensator
-    from sms_analytics.sources.tencent.feeds import TencentStatistics, tencent_replies, tencent_statuses
+    from sms_analytics.sources.tencent.feeds import TencentStatistics, by_phone, tencent_replies, tencent_statuses
     from sms_analytics.sources.tencent.parsers import Tencent
     from sms_analytics.model.events import CompensationRequest
     import time as clock
@@ -226,7 +226,7 @@ async def test_tencent_pulls_statistics_and_compensation(pipeline: Runtime, tenc
         asked_at_ms=int(clock.time() * 1000))))
     await producer.stop()
     compensator = Compensator(pipeline.bootstrap, f"test-compensation-{tmp_path.name}", pipeline.publisher.publish,
-                              tencent=(client, ["1400006666"], provider), interval=0.1, rate=50)
+                              askers={"tencent": by_phone(client, ["1400006666"], provider)}, interval=0.1, rate=50)
     got = await run_until(compensator, lambda: rows(pipeline, f"SELECT status FROM sms.messages WHERE message_id = "
                                                              f"'{serials[2]}' AND status = 'delivered'"), timeout=40)
     assert got and compensator.answered >= 1
@@ -257,8 +257,9 @@ async def test_aliyun_query_send_details_compensation_and_http_push(pipeline: Ru
     from sms_analytics.model import topics
     from sms_analytics.model.events import CompensationRequest, encode
     from sms_analytics.simulate.aliyun import AliyunSimulator
-    from sms_analytics.sources.aliyun.parsers import Aliyun
     from sms_analytics.sources.aliyun.client import AliyunClient
+    from sms_analytics.sources.aliyun.feeds import query_send_details
+    from sms_analytics.sources.aliyun.parsers import Aliyun
     from sms_analytics.sources.compensation import Compensator
 
     sim = AliyunSimulator(access_key_id="LTAItest", access_key_secret="aliyun-test-secret")
@@ -289,7 +290,8 @@ async def test_aliyun_query_send_details_compensation_and_http_push(pipeline: Ru
                 asked_at_ms=int(clock.time() * 1000))))
         await producer.stop()
         compensator = Compensator(pipeline.bootstrap, f"test-aliyun-comp-{tmp_path.name}", pipeline.publisher.publish,
-                                  aliyun=(client, Aliyun(pipeline_ids(pipeline))), interval=0.1, rate=50)
+                                  askers={"aliyun": query_send_details(client, Aliyun(pipeline_ids(pipeline)))},
+                                  interval=0.1, rate=50)
         got = await run_until(compensator, lambda: _n(rows(
             pipeline, f"SELECT phone_masked, status, error_code, receipt_count FROM sms.messages WHERE provider = 'aliyun' "
                       f"AND message_id = '{biz}' AND status != 'pending' ORDER BY phone_masked"), 2), timeout=40)

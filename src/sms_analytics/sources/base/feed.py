@@ -2,7 +2,10 @@
 metrics. A subclass implements `poll()`, which fetches one batch, publishes it (through the same
 publisher as the HTTP receivers, so it returns only after the broker acknowledged) and returns how
 many records it handled. A full batch is followed at once by the next poll (within the rate
-limit); an empty one waits `interval`. Errors back off exponentially up to `max_backoff`."""
+limit); an empty one waits `interval`. Errors back off exponentially up to `max_backoff`.
+
+A provider hands its feeds to the runtime as a `FeedSet` (`Provider.build_feeds`). Where this ends:
+which feeds run is the provider packages' and `sources/feeds.py`'s business, not this module's."""
 
 from __future__ import annotations
 
@@ -10,19 +13,22 @@ import asyncio
 import os
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any, Awaitable, Callable, Protocol, Sequence
 
 import orjson
 import structlog
 from prometheus_client import Counter, Gauge
 
+from sms_analytics.model.events import CompensationRequest
+from sms_analytics.settings import Settings
 from sms_analytics.sources.base.fields import Event, Parsed, Rejected
 
 log = structlog.get_logger(__name__)
 
 Publish = Callable[[Sequence[Event], Sequence[Rejected], str], Awaitable[None]]
+Ask = Callable[[CompensationRequest], Awaitable[Parsed]]  # a provider's answer about one pending message
 
 POLLS = Counter("sms_feed_polls_total", "Polls by feed and outcome", ["feed", "outcome"])
 RECORDS = Counter("sms_feed_records_total", "Records handled by feed", ["feed"])
@@ -60,6 +66,33 @@ class RateLimiter:
         if self._next > now:
             await asyncio.sleep(self._next - now)
         self._next = max(now, self._next) + self.gap
+
+
+class Runnable(Protocol):
+    """What the runtime runs: a `Feed`, or a loop of its own (the MNS consumer)."""
+
+    name: str
+
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+
+class Closes(Protocol):
+    async def close(self) -> None: ...
+
+
+@dataclass
+class FeedSet:
+    """A provider's pull side, as configured: the feeds to run, the clients to close when they stop,
+    and how to ask it about a message still pending (None: it has no per-message query)."""
+
+    feeds: list[Runnable] = field(default_factory=list)
+    closers: list[Closes] = field(default_factory=list)
+    compensation: Ask | None = None
+
+
+def feed_options(settings: Settings) -> dict[str, float]:
+    """The poll interval and rate limit every feed takes from the settings."""
+    return {"interval": settings.sms_feed_interval_seconds, "rate": settings.sms_feed_rate}
 
 
 @dataclass

@@ -1,16 +1,24 @@
 """The extension point for a provider: how its sends, receipts and uplink bodies become events,
-and how it expects to be answered."""
+how it expects to be answered, which callback endpoints it has and which pull feeds it runs.
+
+A provider is a package beside `base/` (parsers, client, feeds) registered by one line in
+`sources/providers.py`; the receiver's routes and the running feeds follow from that list. Where
+this ends: the HTTP handling is the receiver's (`sources/receiver.py`), the feed loop `base/feed.py`'s."""
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from typing import Any, Protocol
+from typing import Any, ClassVar, Literal, Mapping, Protocol
 
 import orjson
 
 from sms_analytics.model.times import parse_instant
+from sms_analytics.settings import Settings
+from sms_analytics.sources.base.feed import FeedSet, Publish
 from sms_analytics.sources.base.fields import TIMESTAMP_OUT_OF_WINDOW, BadBody, Identities, Parsed, TimeWindow, loads
+
+CallbackKind = Literal["receipts", "replies"]
 
 
 class Reply:
@@ -30,7 +38,10 @@ class Answers(Protocol):
 
 
 class Provider(ABC):
-    name: str
+    name: ClassVar[str]
+    # The push endpoints, `POST /callbacks/<name>/<path>` -> the method that parses its body.
+    # `POST /v1/sends/<name>` (the send envelope) every provider has.
+    callbacks: ClassVar[Mapping[str, CallbackKind]]
 
     def __init__(self, ids: Identities, *, max_records: int | None = None, window: TimeWindow | None = None) -> None:
         self.ids = ids
@@ -59,6 +70,12 @@ class Provider(ABC):
 
     @abstractmethod
     def replies(self, doc: Any, now_ms: int) -> Parsed: ...
+
+    @classmethod
+    def build_feeds(cls, settings: Settings, ids: Identities, publish: Publish) -> FeedSet:
+        """The pull feeds this provider's settings switch on (default: none). Implementations import
+        their client there, so an SDK is loaded only when its feeds are configured."""
+        return FeedSet()
 
     def send_envelope(self, body: bytes, now_ms: int) -> Parsed:
         """`{"request": …, "response": …, "sent_at"?: …}` as posted to /v1/sends/<provider>."""
