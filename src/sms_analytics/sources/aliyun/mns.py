@@ -15,9 +15,10 @@ here, so one undecodable message is dead-lettered instead of failing the SDK's d
 whole batch.
 
 MessageNotExist is an empty queue, not an error. Any other failure (MNS error, network, publish,
-credentials) is counted and retried with exponential backoff, capped (`sms_analytics.retrying`). The queue's credentials
-come from a `CredentialSource`: the SMS service hands out temporary STS tokens for its queues
-(QueryTokenForMnsQueue); the SDK Account is rebuilt whenever the source returns other values.
+credentials) is counted and retried with exponential backoff, capped (`sms_analytics.retrying`).
+The queue's credentials come from a `CredentialSource`: the SMS service hands out temporary STS
+tokens for its queues (QueryTokenForMnsQueue); the SDK Account is rebuilt whenever the source
+returns other values.
 Secrets, tokens and message bodies (phone numbers) are never logged.
 """
 
@@ -29,7 +30,7 @@ import binascii
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Literal, Protocol, Sequence
+from typing import Any, Callable, Literal, Protocol, Sequence
 
 import orjson
 import structlog
@@ -38,12 +39,12 @@ from mns.mns_exception import MNSExceptionBase, MNSServerException
 
 from sms_analytics.model.times import now_ms
 from sms_analytics.retrying import Backoff, is_error, pause, retry, retry_unless_stopped
+from sms_analytics.sources.base.feed import Publish
 from sms_analytics.sources.base.fields import Rejected, raw_of
 
 log = structlog.get_logger(__name__)
 
 Kind = Literal["SmsReport", "SmsUp"]
-Publish = Callable[[list, list, str], Awaitable[None]]
 Parse = Callable[[Any, int], Any]
 
 MAX_BATCH = 16  # MNS: numOfMessages 1..16
@@ -249,7 +250,8 @@ class MnsConsumer:
         log.info("mns.start", queue=self.queue_name, kind=self.kind, batch=self.batch, wait_seconds=self.wait_seconds)
         try:
             while not stop.is_set():
-                handled = await retry_unless_stopped(lambda: self.poll(stop), self.backoff, stop, on_failure=self._failed)
+                handled = await retry_unless_stopped(lambda: self.poll(stop), self.backoff, stop,
+                                                     on_failure=self._failed)
                 if handled is None:  # stopped while backing off
                     break
                 self.stats.backoff = 0.0
