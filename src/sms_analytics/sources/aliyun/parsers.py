@@ -8,10 +8,8 @@ import orjson
 
 from sms_analytics.model.events import ReceiptEvent, ReplyEvent, SendEvent
 from sms_analytics.model.times import parse_china_datetime
-from sms_analytics.settings import Settings
-from sms_analytics.sources.base.feed import FeedSet, Publish
 from sms_analytics.sources.base.fields import (
-    MAX_FIELD_CHARS, BadBody, BadRecord, Event, Identities, Parsed, as_list, collect, obj, opt_str, req_bool,
+    MAX_FIELD_CHARS, BadBody, BadRecord, Event, Parsed, as_list, collect, obj, opt_str, req_bool,
     req_str, req_text, scalar,
 )
 from sms_analytics.sources.base.provider import CallbackKind, Provider, Reply, json_reply
@@ -43,13 +41,7 @@ def _segments(value: Any) -> int | None:
 class Aliyun(Provider):
     name = "aliyun"
     callbacks: ClassVar[Mapping[str, CallbackKind]] = {"sms-report": "receipts", "sms-up": "replies"}
-
-    @classmethod
-    def build_feeds(cls, settings: Settings, ids: Identities, publish: Publish) -> FeedSet:
-        # imported here: its client (an SDK) loads only when a feed is configured
-        from sms_analytics.sources.aliyun.feeds import build
-
-        return build(settings, cls(ids), publish)
+    feeds = "sms_analytics.sources.aliyun.feeds"
 
     def ok(self) -> Reply:
         return json_reply({"code": 0, "msg": "接收成功"})

@@ -7,9 +7,10 @@ this ends: the HTTP handling is the receiver's (`sources/receiver.py`), the feed
 
 from __future__ import annotations
 
+import importlib
 import math
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Literal, Mapping, Protocol
+from typing import Any, Callable, ClassVar, Literal, Mapping, Protocol
 
 import orjson
 
@@ -19,6 +20,7 @@ from sms_analytics.sources.base.feed import FeedSet, Publish
 from sms_analytics.sources.base.fields import TIMESTAMP_OUT_OF_WINDOW, BadBody, Identities, Parsed, TimeWindow, loads
 
 CallbackKind = Literal["receipts", "replies"]
+BuildFeeds = Callable[[Settings, "Provider", Publish], FeedSet]
 
 
 class Reply:
@@ -71,11 +73,18 @@ class Provider(ABC):
     @abstractmethod
     def replies(self, doc: Any, now_ms: int) -> Parsed: ...
 
+    # The module of its pull feeds: `build(settings, provider, publish) -> FeedSet` there returns
+    # the feeds its settings switch on. None: it has no pull feeds.
+    feeds: ClassVar[str | None] = None
+
     @classmethod
     def build_feeds(cls, settings: Settings, ids: Identities, publish: Publish) -> FeedSet:
-        """The pull feeds this provider's settings switch on (default: none). Implementations import
-        their client there, so an SDK is loaded only when its feeds are configured."""
-        return FeedSet()
+        """The pull feeds this provider's settings switch on. Its feeds module is imported only here,
+        so a provider's SDK is loaded only by a process that runs feeds."""
+        if cls.feeds is None:
+            return FeedSet()
+        build: BuildFeeds = importlib.import_module(cls.feeds).build
+        return build(settings, cls(ids), publish)
 
     def send_envelope(self, body: bytes, now_ms: int) -> Parsed:
         """`{"request": …, "response": …, "sent_at"?: …}` as posted to /v1/sends/<provider>."""

@@ -7,10 +7,8 @@ from typing import Any, ClassVar, Mapping
 
 from sms_analytics.model.events import ReceiptEvent, ReplyEvent, SendEvent
 from sms_analytics.model.times import parse_compact
-from sms_analytics.settings import Settings
-from sms_analytics.sources.base.feed import FeedSet, Publish
 from sms_analytics.sources.base.fields import (
-    BadBody, BadRecord, Event, Identities, Parsed, as_list, collect, obj, opt_str, req_str, req_text, scalar,
+    BadBody, BadRecord, Event, Parsed, as_list, collect, obj, opt_str, req_str, req_text, scalar,
 )
 from sms_analytics.sources.base.provider import CallbackKind, Provider, Reply, segments_for
 
@@ -42,13 +40,7 @@ def _record_code(result: dict[str, Any], name: str) -> str:
 class Kx(Provider):
     name = "kx"
     callbacks: ClassVar[Mapping[str, CallbackKind]] = {"report": "receipts", "mo": "replies"}
-
-    @classmethod
-    def build_feeds(cls, settings: Settings, ids: Identities, publish: Publish) -> FeedSet:
-        # imported here: its client (an SDK) loads only when a feed is configured
-        from sms_analytics.sources.kx.feeds import build
-
-        return build(settings, cls(ids), publish)
+    feeds = "sms_analytics.sources.kx.feeds"
 
     def ok(self) -> Reply:
         return Reply(b"SUCCESS", "text/plain")

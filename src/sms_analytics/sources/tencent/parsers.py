@@ -7,10 +7,8 @@ from typing import Any, ClassVar, Mapping
 
 from sms_analytics.model.events import ReceiptEvent, ReplyEvent, SendEvent
 from sms_analytics.model.times import parse_china_datetime, parse_epoch_seconds
-from sms_analytics.settings import Settings
-from sms_analytics.sources.base.feed import FeedSet, Publish
 from sms_analytics.sources.base.fields import (
-    BadBody, BadRecord, Event, Identities, Parsed, as_list, as_records, collect, obj, opt_str, req_str, req_text,
+    BadBody, BadRecord, Event, Parsed, as_list, as_records, collect, obj, opt_str, req_str, req_text,
     scalar,
 )
 from sms_analytics.sources.base.provider import CallbackKind, Provider, Reply, json_reply
@@ -19,13 +17,7 @@ from sms_analytics.sources.base.provider import CallbackKind, Provider, Reply, j
 class Tencent(Provider):
     name = "tencent"
     callbacks: ClassVar[Mapping[str, CallbackKind]] = {"status": "receipts", "reply": "replies"}
-
-    @classmethod
-    def build_feeds(cls, settings: Settings, ids: Identities, publish: Publish) -> FeedSet:
-        # imported here: its client (an SDK) loads only when a feed is configured
-        from sms_analytics.sources.tencent.feeds import build
-
-        return build(settings, cls(ids), publish)
+    feeds = "sms_analytics.sources.tencent.feeds"
 
     def ok(self) -> Reply:
         return json_reply({"result": 0, "errmsg": "OK"})
