@@ -142,7 +142,7 @@ async def start_broker(partitions: int) -> Any:
 
 
 async def start_publisher(bootstrap: str) -> Any:
-    from sms_analytics.sources.publisher import Publisher
+    from sms_analytics.sources.producer import Publisher
 
     publisher = Publisher(bootstrap, send_timeout=60.0)
     await publisher.start()

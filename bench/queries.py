@@ -55,7 +55,7 @@ def _dimensions() -> dict[str, Any]:
     from sms_analytics.model.knowledge import KnowledgeBase
     from sms_analytics.model.phone import Phone, carrier_of
     from sms_analytics.simulate import traffic as t
-    from sms_analytics.sources.kx import sign_of
+    from sms_analytics.sources.kx.parsers import sign_of
 
     kb = KnowledgeBase.load()
     en = {"移动": "mobile", "联通": "unicom", "电信": "telecom"}

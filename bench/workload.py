@@ -233,7 +233,7 @@ class Workload:
 
 def _kx_sign(content: str) -> str:
     try:
-        from sms_analytics.sources.kx import sign_of
+        from sms_analytics.sources.kx.parsers import sign_of
     except ImportError:  # pragma: no cover
         return ""
     return sign_of(content)

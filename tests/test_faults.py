@@ -29,7 +29,7 @@ from sms_analytics.broker.embedded import EmbeddedBroker, free_port
 from sms_analytics.model import topics
 from sms_analytics.model.events import decode_deliveries
 from sms_analytics.model.times import now_ms
-from sms_analytics.sources.publisher import Publisher
+from sms_analytics.sources.producer import Publisher
 from tests.conftest import HASH_KEY, TOKEN, eventually
 
 CLI = str(Path(sys.executable).with_name("sms-analytics"))

@@ -16,11 +16,11 @@ import pytest_asyncio
 
 from sms_analytics.runtime import Runtime
 from sms_analytics.simulate.kx import KxSimulator
-from sms_analytics.sources.feeds.base import Checkpoint
-from sms_analytics.sources.feeds.kx import KxBalance, kx_reports, kx_uplink
-from sms_analytics.sources.kx import Kx
-from sms_analytics.sources.kx_client import KxClient
-from sms_analytics.sources.publisher import BrokerUnavailable
+from sms_analytics.sources.base.feed import Checkpoint
+from sms_analytics.sources.kx.feeds import KxBalance, kx_reports, kx_uplink
+from sms_analytics.sources.kx.parsers import Kx
+from sms_analytics.sources.kx.client import KxClient
+from sms_analytics.sources.producer import BrokerUnavailable
 from tests.conftest import TOKEN, eventually, rows, serve
 
 pytestmark = pytest.mark.pipeline
@@ -43,7 +43,7 @@ def kx_ids(pipeline: Runtime) -> Kx:
 
 def pipeline_ids(pipeline: Runtime) -> Any:
     from sms_analytics.model.phone import PhoneHasher
-    from sms_analytics.sources.base import Identities
+    from sms_analytics.sources.base.fields import Identities
 
     return Identities(PhoneHasher(pipeline.settings.sms_phone_hash_key.get_secret_value().encode()))
 
@@ -132,8 +132,8 @@ async def test_kx_moquery_and_balance(pipeline: Runtime, kx: Any, tmp_path: Path
 
 async def test_mns_smsreport_queue_into_the_warehouse(pipeline: Runtime, tmp_path: Path) -> None:
     from sms_analytics.simulate.mns import MnsSimulator
-    from sms_analytics.sources.aliyun import Aliyun
-    from sms_analytics.sources.aliyun_mns import MnsConsumer
+    from sms_analytics.sources.aliyun.parsers import Aliyun
+    from sms_analytics.sources.aliyun.mns import MnsConsumer
 
     sim = MnsSimulator(access_id="mns-id", access_key="mns-key", visibility_timeout=5)
     runner, url = await serve(sim.app())
@@ -169,7 +169,7 @@ async def _two(coro: Any) -> Any:
 @pytest_asyncio.fixture
 async def tencent() -> AsyncIterator[tuple[Any, Any]]:
     from sms_analytics.simulate.tencent import TencentSimulator
-    from sms_analytics.sources.tencent_client import TencentClient
+    from sms_analytics.sources.tencent.client import TencentClient
 
     sim = TencentSimulator(secret_id="AKIDtest", secret_key="tencent-test-key", app_id="1400006666")
     runner, url = await serve(sim.app())
@@ -179,9 +179,9 @@ async def tencent() -> AsyncIterator[tuple[Any, Any]]:
 
 
 async def test_tencent_pulls_statistics_and_compensation(pipeline: Runtime, tencent: Any, tmp_path: Path) -> None:
-    from sms_analytics.sources.feeds.compensation import Compensator
-    from sms_analytics.sources.feeds.tencent import TencentStatistics, tencent_replies, tencent_statuses
-    from sms_analytics.sources.tencent import Tencent
+    from sms_analytics.sources.compensation import Compensator
+    from sms_analytics.sources.tencent.feeds import TencentStatistics, by_phone, tencent_replies, tencent_statuses
+    from sms_analytics.sources.tencent.parsers import Tencent
     from sms_analytics.model.events import CompensationRequest
     import time as clock
 
@@ -226,7 +226,7 @@ async def test_tencent_pulls_statistics_and_compensation(pipeline: Runtime, tenc
         asked_at_ms=int(clock.time() * 1000))))
     await producer.stop()
     compensator = Compensator(pipeline.bootstrap, f"test-compensation-{tmp_path.name}", pipeline.publisher.publish,
-                              tencent=(client, ["1400006666"], provider), interval=0.1, rate=50)
+                              askers={"tencent": by_phone(client, ["1400006666"], provider)}, interval=0.1, rate=50)
     got = await run_until(compensator, lambda: rows(pipeline, f"SELECT status FROM sms.messages WHERE message_id = "
                                                              f"'{serials[2]}' AND status = 'delivered'"), timeout=40)
     assert got and compensator.answered >= 1
@@ -257,9 +257,10 @@ async def test_aliyun_query_send_details_compensation_and_http_push(pipeline: Ru
     from sms_analytics.model import topics
     from sms_analytics.model.events import CompensationRequest, encode
     from sms_analytics.simulate.aliyun import AliyunSimulator
-    from sms_analytics.sources.aliyun import Aliyun
-    from sms_analytics.sources.aliyun_client import AliyunClient
-    from sms_analytics.sources.feeds.compensation import Compensator
+    from sms_analytics.sources.aliyun.client import AliyunClient
+    from sms_analytics.sources.aliyun.feeds import query_send_details
+    from sms_analytics.sources.aliyun.parsers import Aliyun
+    from sms_analytics.sources.compensation import Compensator
 
     sim = AliyunSimulator(access_key_id="LTAItest", access_key_secret="aliyun-test-secret")
     runner, url = await serve(sim.app())
@@ -289,7 +290,8 @@ async def test_aliyun_query_send_details_compensation_and_http_push(pipeline: Ru
                 asked_at_ms=int(clock.time() * 1000))))
         await producer.stop()
         compensator = Compensator(pipeline.bootstrap, f"test-aliyun-comp-{tmp_path.name}", pipeline.publisher.publish,
-                                  aliyun=(client, Aliyun(pipeline_ids(pipeline))), interval=0.1, rate=50)
+                                  askers={"aliyun": query_send_details(client, Aliyun(pipeline_ids(pipeline)))},
+                                  interval=0.1, rate=50)
         got = await run_until(compensator, lambda: _n(rows(
             pipeline, f"SELECT phone_masked, status, error_code, receipt_count FROM sms.messages WHERE provider = 'aliyun' "
                       f"AND message_id = '{biz}' AND status != 'pending' ORDER BY phone_masked"), 2), timeout=40)

@@ -43,9 +43,9 @@ from sms_analytics.model.events import (
 )
 from sms_analytics.model.phone import PhoneHasher
 from sms_analytics.runtime import Runtime
-from sms_analytics.sources.base import INTERNAL_ERROR, Identities, TimeWindow
-from sms_analytics.sources.http import INGEST_ENDPOINTS, Guards, Receiver
-from sms_analytics.sources.publisher import Publisher, route
+from sms_analytics.sources.base.fields import INTERNAL_ERROR, Identities, TimeWindow
+from sms_analytics.sources.receiver import INGEST_ENDPOINTS, Guards, Receiver
+from sms_analytics.sources.producer import Publisher, route
 from tests.conftest import TOKEN, eventually, rows
 
 CHINA = timezone(timedelta(hours=8))

@@ -19,11 +19,11 @@ from sms_analytics.broker.embedded import EmbeddedBroker
 from sms_analytics.model import topics
 from sms_analytics.model.events import ReceiptEvent, SendEvent, decode_deliveries, decode_message_events
 from sms_analytics.runtime import Runtime
-from sms_analytics.sources.base import Rejected
+from sms_analytics.sources.base.fields import Rejected
 from sms_analytics.sources.journal import (
     ANY_PARTITION, Forwarder, Journal, JournaledPublisher, Row, coalesce, rows_of,
 )
-from sms_analytics.sources.publisher import MAX_BATCH_EVENTS, partition_of
+from sms_analytics.sources.producer import MAX_BATCH_EVENTS, partition_of
 from tests.conftest import eventually, rows
 from tests.test_pipeline import aliyun_report, aliyun_send, post, uid
 

@@ -20,9 +20,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from sms_analytics.model import topics
 from sms_analytics.runtime import Runtime
 from sms_analytics.settings import Settings
-from sms_analytics.sources import http as http_module
-from sms_analytics.sources.base import TimeWindow
-from sms_analytics.sources.http import CALLBACKS, INGEST_ENDPOINTS, OVERSIZE_SAMPLE_BYTES, Guards, Receiver, \
+from sms_analytics.sources import receiver as receiver_module
+from sms_analytics.sources.base.fields import TimeWindow
+from sms_analytics.sources.receiver import CALLBACKS, INGEST_ENDPOINTS, OVERSIZE_SAMPLE_BYTES, Guards, Receiver, \
     parse_networks
 from tests.conftest import TOKEN
 from tests.test_fuzz import DAY_MS, IDS, TIME_FORMATS, Draw, RecordingPublisher, build_body, make_record, mark, \
@@ -84,7 +84,7 @@ def test_defaults_and_environment() -> None:
     s = Settings(_env_file=None)
     assert (s.sms_max_body_bytes, s.sms_max_records_per_push) == (5 * 1024 * 1024, 10_000)
     assert (s.sms_timestamp_past, s.sms_timestamp_future) == (timedelta(days=30), timedelta(days=1))
-    assert [getattr(s, f"sms_allow_ips_{lane}") for lane in http_module.LANES] == ["", "", "", ""]
+    assert [getattr(s, f"sms_allow_ips_{lane}") for lane in receiver_module.LANES] == ["", "", "", ""]
     assert s.sms_trusted_proxies == ""
     guards = Guards.from_settings(Settings(_env_file=None, sms_timestamp_past="PT1H", sms_timestamp_future=60,
                                            sms_allow_ips_kx="10.0.0.0/8, 192.0.2.7", sms_trusted_proxies="127.0.0.1"))
@@ -255,8 +255,8 @@ async def test_a_bad_number_is_rejected_with_its_reason(receiver: Factory, endpo
 
 # --- allowlist ---------------------------------------------------------------------------------------------
 
-LANE_ENDPOINTS = {lane: [e for e in INGEST_ENDPOINTS if http_module.Receiver._lane(e) == lane]
-                  for lane in http_module.LANES}
+LANE_ENDPOINTS = {lane: [e for e in INGEST_ENDPOINTS if receiver_module.Receiver._lane(e) == lane]
+                  for lane in receiver_module.LANES}
 
 
 def test_every_endpoint_has_a_lane() -> None:
@@ -269,10 +269,10 @@ def test_every_endpoint_has_a_lane() -> None:
     assert set(CALLBACKS) | {"/v1/sends", "/v1/sends/aliyun", "/v1/sends/tencent", "/v1/sends/kx"} == set(INGEST_ENDPOINTS)
 
 
-@pytest.mark.parametrize("lane", http_module.LANES)
+@pytest.mark.parametrize("lane", receiver_module.LANES)
 async def test_an_address_outside_the_lanes_allowlist_gets_403_and_nothing_is_stored(receiver: Factory,
                                                                                     lane: str) -> None:
-    allow = {name: parse_networks("10.0.0.0/8" if name == lane else "", name) for name in http_module.LANES}
+    allow = {name: parse_networks("10.0.0.0/8" if name == lane else "", name) for name in receiver_module.LANES}
     client, publisher = await receiver(guards=Guards(allow=allow))
     for endpoint in INGEST_ENDPOINTS:
         status, answer = await post(client, endpoint, valid_body(endpoint))
@@ -308,9 +308,9 @@ async def test_a_forwarded_header_from_an_untrusted_peer_is_ignored(receiver: Fa
 
 def test_ipv4_mapped_addresses_match_ipv4_networks() -> None:
     networks = parse_networks("192.0.2.0/24", "x")
-    assert http_module._within(http_module._address("::ffff:192.0.2.7"), networks)
-    assert not http_module._within(http_module._address("2001:db8::1"), networks)
-    assert not http_module._within(None, networks)
+    assert receiver_module._within(receiver_module._address("::ffff:192.0.2.7"), networks)
+    assert not receiver_module._within(receiver_module._address("2001:db8::1"), networks)
+    assert not receiver_module._within(None, networks)
 
 
 # --- token --------------------------------------------------------------------------------------------------
@@ -319,13 +319,13 @@ def test_ipv4_mapped_addresses_match_ipv4_networks() -> None:
 async def test_a_missing_or_wrong_token_is_401_on_every_ingest_endpoint(receiver: Factory, endpoint: str,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     compared: list[tuple[bytes, bytes]] = []
-    real = http_module.hmac.compare_digest
+    real = receiver_module.hmac.compare_digest
 
     def spy(a: bytes, b: bytes) -> bool:
         compared.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(http_module.hmac, "compare_digest", spy)
+    monkeypatch.setattr(receiver_module.hmac, "compare_digest", spy)
     client, publisher = await receiver()
     for token in (None, "", "wrong", TOKEN + "x", TOKEN[:-1], TOKEN.upper()):
         status, answer = await post(client, endpoint, valid_body(endpoint), token=token)

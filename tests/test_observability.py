@@ -426,7 +426,7 @@ async def test_a_worker_alone_serves_health_and_metrics(tmp_path: Path) -> None:
     /healthz and /metrics on SMS_QUERY_PORT. Its own embedded broker; events through the Publisher."""
     from bench.workload import Workload, publish
     from sms_analytics.model.times import now_ms
-    from sms_analytics.sources.publisher import Publisher
+    from sms_analytics.sources.producer import Publisher
     from tests.conftest import HASH_KEY
 
     runtime = Runtime(pipeline_settings(tmp_path, sms_app_id="obs-worker"), Parts(receiver=False, sink=False, query=False))
@@ -471,7 +471,7 @@ def test_an_unstarted_runtime_scrapes_and_mns_consumers_are_counted(tmp_path: Pa
     from prometheus_client import generate_latest
 
     from sms_analytics.observability.metrics import MNS_FAMILIES
-    from sms_analytics.sources.aliyun_mns import MnsConsumer
+    from sms_analytics.sources.aliyun.mns import MnsConsumer
 
     async def publish(*_: Any) -> None:
         return None

@@ -480,7 +480,7 @@ async def test_receivers_publish_idempotently_on_apache_kafka(pipeline: Runtime,
     is stored once. The embedded broker answers InitProducerId with an error: there the receivers
     publish through the journal (sources/journal.py), whose forwarder's producer is not idempotent."""
     from sms_analytics.sources.journal import JournaledPublisher
-    from sms_analytics.sources.publisher import Publisher
+    from sms_analytics.sources.producer import Publisher
 
     publisher = pipeline.publisher
     if broker_kind == "embedded":

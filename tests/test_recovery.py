@@ -12,7 +12,7 @@ import pytest
 from sms_analytics.model.events import Delivery
 from sms_analytics.model.times import now_ms
 from sms_analytics.runtime import Parts, Runtime
-from sms_analytics.sources.publisher import partition_of
+from sms_analytics.sources.producer import partition_of
 from sms_analytics.streams.state import (
     changelog_retention,
     changelog_topic,

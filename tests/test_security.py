@@ -27,7 +27,7 @@ from sms_analytics.runtime import Runtime
 from sms_analytics.settings import Settings
 from sms_analytics.simulate import lane as lane_module
 from sms_analytics.simulate.lane import ProviderLane
-from sms_analytics.sources.http import INGEST_ENDPOINTS
+from sms_analytics.sources.receiver import INGEST_ENDPOINTS
 from tests.conftest import HASH_KEY, TOKEN, eventually, rows
 from tests.test_fuzz import ENVELOPES, SPECS, Draw, Rec, build_body, now_ms, valid_record
 

@@ -23,7 +23,7 @@ from aiohttp import web
 from yarl import URL
 
 from sms_analytics.simulate.aliyun import AliyunSimulator, rpc_signature, rpc_string_to_sign
-from sms_analytics.sources.aliyun_client import AliyunApiError, AliyunClient
+from sms_analytics.sources.aliyun.client import AliyunApiError, AliyunClient
 from tests.conftest import serve
 
 AK_ID = "LTAI-test-key-id"

@@ -15,7 +15,7 @@ import pytest_asyncio
 from aiohttp import web
 
 from sms_analytics.simulate.kx import KxSimulator
-from sms_analytics.sources.kx_client import KxClient, KxError, kx_sign
+from sms_analytics.sources.kx.client import KxClient, KxError, kx_sign
 from tests.conftest import serve
 
 USERID = "100001"

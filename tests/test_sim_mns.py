@@ -20,10 +20,10 @@ from mns.mns_exception import MNSServerException
 from sms_analytics.model.events import ReceiptEvent, ReplyEvent
 from sms_analytics.model.phone import PhoneHasher
 from sms_analytics.simulate.mns import MnsSimulator
-from sms_analytics.sources.aliyun import Aliyun
-from sms_analytics.sources.aliyun_mns import MnsConsumer, RefreshingCredentials, decode_body
-from sms_analytics.sources.base import Identities
-from sms_analytics.sources.publisher import BrokerUnavailable
+from sms_analytics.sources.aliyun.parsers import Aliyun
+from sms_analytics.sources.aliyun.mns import MnsConsumer, RefreshingCredentials, decode_body
+from sms_analytics.sources.base.fields import Identities
+from sms_analytics.sources.producer import BrokerUnavailable
 
 ACCESS_ID = "LTAI-test-id"
 ACCESS_KEY = "test-secret-key"

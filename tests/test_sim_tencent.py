@@ -29,7 +29,7 @@ from sms_analytics.simulate.tencent import (
     sha256_hex,
     string_to_sign,
 )
-from sms_analytics.sources.tencent_client import TencentApiError, TencentClient
+from sms_analytics.sources.tencent.client import TencentApiError, TencentClient
 from tests.conftest import serve
 
 SECRET_ID = "AKIDsimulatorTESTsecretid0000000000"

@@ -15,7 +15,7 @@ from sms_analytics.runtime import Runtime
 from sms_analytics.settings import Settings
 from sms_analytics.simulate.traffic import ALIYUN_TEMPLATES, KX_CONTENTS, TENCENT_TEMPLATES
 from sms_analytics.sinks.template_names import TemplateName, TemplateNamesError, load, name_of, parse, read
-from sms_analytics.sources.kx import sign_of
+from sms_analytics.sources.kx.parsers import sign_of
 
 GOOD = """\ufeff# business names
 provider,template,sign,name

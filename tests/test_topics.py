@@ -71,7 +71,7 @@ async def test_the_publisher_is_idempotent_where_the_broker_grants_a_producer_id
     """Undecided (KAFKA_IDEMPOTENT_PRODUCER unset), the receivers' producer is idempotent on Apache
     Kafka and falls back to a plain one on Tansu, which refuses InitProducerId; either way it publishes."""
     from sms_analytics.model.events import SendEvent
-    from sms_analytics.sources.publisher import Publisher
+    from sms_analytics.sources.producer import Publisher
 
     await ensure_topics(broker, 4, 1)
     publisher = Publisher(broker, idempotent=None)

@@ -33,11 +33,11 @@ from sms_analytics.sinks.query_api import ops_app, query_app
 from sms_analytics.sinks.rollups import Rollups
 from sms_analytics.sinks.warehouse import Warehouse
 from sms_analytics.sinks.writer import ClickHouseSink
-from sms_analytics.sources.base import Identities
-from sms_analytics.sources.feeds.setup import build_feeds
-from sms_analytics.sources.http import Guards, Receiver
+from sms_analytics.sources.base.fields import Identities
+from sms_analytics.sources.feeds import build_feeds
+from sms_analytics.sources.receiver import Guards, Receiver
 from sms_analytics.sources.journal import Forwarder, Journal, JournaledPublisher
-from sms_analytics.sources.publisher import Publisher, Publishes
+from sms_analytics.sources.producer import Publisher, Publishes
 from sms_analytics.streams.alerts import Rules
 from sms_analytics.streams.app import Compensation, JoinStats, build_app, tune_gc
 from sms_analytics.streams.state import (

@@ -1,5 +1,5 @@
 """Start-up: the first connection to the broker and to the warehouse, waited for with bounded
-exponential backoff (SMS_STARTUP_WAIT_SECONDS, tenacity), and the one line a user gets when it,
+exponential backoff (SMS_STARTUP_WAIT_SECONDS; sms_analytics.retrying, on tenacity), and the one line a user gets when it,
 or a setting, fails: which setting, which address (without credentials), what went wrong.
 
 Only the start-up is covered: once a process runs, its own retries (the receiver's publisher, the
@@ -31,9 +31,9 @@ from tenacity import (
     Retrying,
     retry_if_exception_type,
     stop_after_delay,
-    wait_exponential,
 )
 
+from sms_analytics.retrying import Backoff
 from sms_analytics.settings import Settings
 from sms_analytics.sinks.warehouse import WarehouseBusy
 from sms_analytics.urls import redact, secrets_of
@@ -45,6 +45,7 @@ R = TypeVar("R", bound=BaseRetrying)
 EXIT_CODE = 2
 BACKOFF_FIRST = 0.5  # seconds before the second attempt; doubled each time, at most BACKOFF_MAX
 BACKOFF_MAX = 8.0
+BACKOFF = Backoff(first=BACKOFF_FIRST, cap=BACKOFF_MAX)
 TRANSIENT = (OSError, TimeoutError, asyncio.TimeoutError, KafkaError, ClickHouseError, WarehouseBusy)
 
 
@@ -122,7 +123,7 @@ async def wait_async(target: Target, attempt: Callable[[], Awaitable[T]], second
 def _retrying(kind: type[R], target: Target, seconds: float) -> R:
     """Bounded exponential backoff (BACKOFF_FIRST doubling up to BACKOFF_MAX), for `seconds` in all:
     the last pause ends at the deadline, with one last attempt there. Only TRANSIENT errors are retried."""
-    backoff = wait_exponential(multiplier=BACKOFF_FIRST, min=BACKOFF_FIRST, max=BACKOFF_MAX)
+    backoff = BACKOFF.wait()
 
     def pause(state: RetryCallState) -> float:
         left = state.start_time + seconds - time.monotonic()

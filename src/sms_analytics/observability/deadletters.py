@@ -13,8 +13,8 @@ import re
 from collections import Counter
 from typing import Any
 
-# (class, phrases of the reasons the receivers and parsers write, sources/base.py, model/phone.py,
-# model/times.py, sources/provider.py, sources/http.py); the first class with a phrase in the
+# (class, phrases of the reasons the receivers and parsers write, sources/base/fields.py, model/phone.py,
+# model/times.py, sources/base/provider.py, sources/receiver.py); the first class with a phrase in the
 # reason wins.
 REASON_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("internal_error", ("internal error while parsing",)),

@@ -254,7 +254,7 @@ def _broker(broker: Any, budget_mb: int) -> Iterator[Metric]:
                    float(getattr(broker, "rotations", 0) or 0))
 
 
-# --- Alibaba MNS consumers (sources/aliyun_mns.py) ----------------------------------------------------------
+# --- Alibaba MNS consumers (sources/aliyun/mns.py) ----------------------------------------------------------
 
 def _mns(feeds: Iterable[Any]) -> Iterator[Metric]:
     """The MNS queue consumers among the feeds (the pull feeds export sms_feed_* themselves)."""

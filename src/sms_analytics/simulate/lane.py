@@ -24,9 +24,9 @@ from sms_analytics.simulate.kx import KxSimulator
 from sms_analytics.simulate.mns import MnsSimulator
 from sms_analytics.simulate.payloads.common import random_phone
 from sms_analytics.simulate.tencent import TencentSimulator
-from sms_analytics.sources.aliyun_client import AliyunClient
-from sms_analytics.sources.kx_client import KxClient
-from sms_analytics.sources.tencent_client import TencentClient
+from sms_analytics.sources.aliyun.client import AliyunClient
+from sms_analytics.sources.kx.client import KxClient
+from sms_analytics.sources.tencent.client import TencentClient
 
 KX_USER, KX_KEY = "100001", "demo-kx-apikey"
 TC_ID, TC_KEY, TC_APP = "AKIDdemo", "demo-tencent-secret", "1400006666"

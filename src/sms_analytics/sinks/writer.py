@@ -3,8 +3,8 @@
 A plain aiokafka consumer group. Rows are buffered per table and flushed when a batch is full or
 the flush interval passed; offsets are committed only after the rows up to them are written, so a
 crash replays (never loses) rows, and the insert deduplication token plus the merge semantics of
-the tables make a replay harmless. A failed insert is retried with backoff and the same token,
-and consumption pauses meanwhile (backpressure).
+the tables make a replay harmless. A failed insert is retried with backoff (`sms_analytics.retrying`)
+and the same token, and consumption pauses meanwhile (backpressure).
 
 One batch is written (in a thread) while the next is read and decoded; at most one batch is in
 flight, so memory stays bounded by two batches. The rollups of a batch's minutes are marked dirty
@@ -38,6 +38,7 @@ from sms_analytics.model.events import (
 )
 from sms_analytics.model.times import now_ms
 from sms_analytics.observability.timings import Timings
+from sms_analytics.retrying import Backoff, retry
 from sms_analytics.sinks.rollups import Rollups
 from sms_analytics.sinks.rows import (
     ALERT_COLUMNS, BALANCE_COLUMNS, REPLY_COLUMNS, STATS_COLUMNS, alert_row, balance_row, reply_row, stats_row,
@@ -66,6 +67,7 @@ _MINUTE_FIELDS = re.compile(rb'"(?:sent_at_ms|receipt_sent_at_ms)":(\d+)')
 # all there is) postpones rollup rounds, at most ROLLUP_MAX_DEFER_SECONDS.
 BACKLOG_RECORDS = 50
 ROLLUP_MAX_DEFER_SECONDS = 60.0
+INSERT_BACKOFF = Backoff(first=0.2, cap=10.0)  # between failed inserts of a batch: 0.2 s doubling to 10 s
 
 
 def json_array(raw: bytes) -> bytes:
@@ -352,26 +354,29 @@ class ClickHouseSink:
             self._written_minutes |= batch.minutes
 
     async def _insert_with_retry(self, table: Table, rows: list[Any], count: int, token: str) -> None:
-        delay = 0.2
-        checked = False
-        while True:
+        """Insert until it succeeds (INSERT_BACKOFF between failures, the same token each time). A
+        deliveries batch that fails once is first checked record by record: a record ClickHouse
+        cannot parse must not block the rest."""
+        if table.json:
             try:
-                await asyncio.to_thread(self._insert, table, rows, token)
-                self.stats.rows_written += count
+                await self._insert_counted(table, rows, count, token)
                 return
-            except Exception as exc:
-                self.stats.retries += 1
-                log.warning("sink.insert_failed", table=table.name, records=len(rows), error=str(exc)[:300],
-                            retry_in=delay)
-                if table.json and not checked:  # a record ClickHouse cannot parse must not block the rest
-                    checked = True
-                    rows = self._parseable(rows)
-                    if not rows:
-                        return
-                    count = sum(raw.count(_ROW_KEY) for raw in rows)
-                    continue
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+            except Exception as exc:  # noqa: BLE001 - any failure: check the records, then retry
+                self._insert_failed(table, rows, exc, 0.0)
+            rows = self._parseable(rows)
+            if not rows:
+                return
+            count = sum(raw.count(_ROW_KEY) for raw in rows)
+        await retry(lambda: self._insert_counted(table, rows, count, token), INSERT_BACKOFF,
+                    on_failure=lambda exc, retry_in, _: self._insert_failed(table, rows, exc, retry_in))
+
+    async def _insert_counted(self, table: Table, rows: list[Any], count: int, token: str) -> None:
+        await asyncio.to_thread(self._insert, table, rows, token)
+        self.stats.rows_written += count
+
+    def _insert_failed(self, table: Table, rows: list[Any], exc: BaseException, retry_in: float) -> None:
+        self.stats.retries += 1
+        log.warning("sink.insert_failed", table=table.name, records=len(rows), error=str(exc)[:300], retry_in=retry_in)
 
     def _insert(self, table: Table, rows: list[Any], token: str) -> None:
         if table.json:

@@ -14,7 +14,7 @@ memory (runtime.py). Rows up to P are pruned then (dead letters are kept for the
 
 Where this module's job ends: it knows nothing of the join or the warehouse; the runtime decides
 when a snapshot is consistent. With an external broker (KAFKA_BOOTSTRAP_SERVERS) none of this
-runs: the broker is the durable log and the receivers publish to it directly (publisher.py).
+runs: the broker is the durable log and the receivers publish to it directly (producer.py).
 
 The file holds raw phone numbers (sends and receipts carry them; so does the snapshot): it is
 created 0600 in SMS_DATA_DIR.
@@ -38,9 +38,10 @@ from aiokafka import AIOKafkaProducer
 from sms_analytics.model import topics
 from sms_analytics.model.events import ReplyEvent, encode
 from sms_analytics.model.times import now_ms
+from sms_analytics.retrying import Backoff, retry_unless_stopped
 from sms_analytics.observability.deadletters import DeadLetters
-from sms_analytics.sources.base import Event, Rejected
-from sms_analytics.sources.publisher import (
+from sms_analytics.sources.base.fields import Event, Rejected
+from sms_analytics.sources.producer import (
     BATCHED, MAX_BATCH_EVENTS, BrokerUnavailable, partition_of, route,
 )
 
@@ -49,6 +50,7 @@ log = structlog.get_logger(__name__)
 ANY_PARTITION = -1  # a record the producer places by its key (non-batched topics)
 READ_ROWS = 5_000  # rows the forwarder reads per round
 MAX_AHEAD_EVENTS = 200_000  # events forwarded and not yet joined, at most (a few seconds of the join)
+FORWARD_BACKOFF = Backoff(first=0.2, cap=5.0)  # after a failed round (broker down): 0.2 s doubling to 5 s
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -442,27 +444,13 @@ class Forwarder:
                 log.warning("forwarder.stop_failed", error=type(exc).__name__)
 
     async def _run(self) -> None:
-        delay = 0.2
         while not self._paused.is_set():
             if self._consumed is not None and self.forwarded_events - self._consumed() > self._max_ahead:
                 await asyncio.sleep(0.05)  # the join is behind: let it catch up first
                 continue
-            self._wake.clear()  # a push after this line wakes the wait below
-            self._idle.clear()
-            try:
-                sent = await self._round()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("forwarder.send_failed", error=f"{type(exc).__name__}: {exc}"[:200], retry_in=delay)
-                sent = -1
-            finally:
-                self._idle.set()
-            if sent < 0:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            delay = 0.2
+            sent = await retry_unless_stopped(self._try_round, FORWARD_BACKOFF, self._paused, on_failure=_send_failed)
+            if sent is None:  # paused while backing off
+                return
             if sent == 0:
                 try:
                     await asyncio.wait_for(self._wake.wait(), 0.5)
@@ -470,6 +458,14 @@ class Forwarder:
                     continue
                 if self._linger:
                     await asyncio.sleep(self._linger)  # let concurrent pushes land in one round
+
+    async def _try_round(self) -> int:
+        self._wake.clear()  # a push after this line wakes the wait in `_run`
+        self._idle.clear()
+        try:
+            return await self._round()
+        finally:
+            self._idle.set()
 
     async def _round(self) -> int:
         rows = await self.journal.read_after(self.cursor)
@@ -492,3 +488,7 @@ class Forwarder:
         self.forwarded_rows += len(rows)
         self.forwarded_events += sum(r.events for r in rows if r.topic in BATCHED)
         return len(rows)
+
+
+def _send_failed(exc: BaseException, retry_in: float, attempt: int) -> None:
+    log.warning("forwarder.send_failed", error=f"{type(exc).__name__}: {exc}"[:200], retry_in=retry_in)

@@ -6,7 +6,7 @@ from typing import Any
 
 from sms_analytics.model.events import PROVIDERS, SendEvent
 from sms_analytics.model.times import parse_instant
-from sms_analytics.sources.base import BadRecord, Identities, Parsed, as_records, collect, obj, opt_str, req_str
+from sms_analytics.sources.base.fields import BadRecord, Identities, Parsed, as_records, collect, obj, opt_str, req_str
 
 
 def parse_sends(doc: Any, ids: Identities, now_ms: int) -> Parsed:

@@ -1,7 +1,7 @@
 """The faust app and its join agent.
 
 Sends and receipts are read by one agent over both topics (co-partitioned by the message key).
-A record carries a batch of events of one partition (see sources/publisher.py), and the agent
+A record carries a batch of events of one partition (see sources/producer.py), and the agent
 takes records in batches (`take_events`), so faust's per-record cost is paid once per batch of
 events. Per batch and partition the agent writes one changelog record (the changed states, see
 streams/state.py) and one record of deliveries (the final state of each message it touched) to

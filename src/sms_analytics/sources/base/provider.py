@@ -1,16 +1,26 @@
 """The extension point for a provider: how its sends, receipts and uplink bodies become events,
-and how it expects to be answered."""
+how it expects to be answered, which callback endpoints it has and which pull feeds it runs.
+
+A provider is a package beside `base/` (parsers, client, feeds) registered by one line in
+`sources/providers.py`; the receiver's routes and the running feeds follow from that list. Where
+this ends: the HTTP handling is the receiver's (`sources/receiver.py`), the feed loop `base/feed.py`'s."""
 
 from __future__ import annotations
 
+import importlib
 import math
 from abc import ABC, abstractmethod
-from typing import Any, Protocol
+from typing import Any, Callable, ClassVar, Literal, Mapping, Protocol
 
 import orjson
 
 from sms_analytics.model.times import parse_instant
-from sms_analytics.sources.base import TIMESTAMP_OUT_OF_WINDOW, BadBody, Identities, Parsed, TimeWindow, loads
+from sms_analytics.settings import Settings
+from sms_analytics.sources.base.feed import FeedSet, Publish
+from sms_analytics.sources.base.fields import TIMESTAMP_OUT_OF_WINDOW, BadBody, Identities, Parsed, TimeWindow, loads
+
+CallbackKind = Literal["receipts", "replies"]
+BuildFeeds = Callable[[Settings, "Provider", Publish], FeedSet]
 
 
 class Reply:
@@ -30,7 +40,10 @@ class Answers(Protocol):
 
 
 class Provider(ABC):
-    name: str
+    name: ClassVar[str]
+    # The push endpoints, `POST /callbacks/<name>/<path>` -> the method that parses its body.
+    # `POST /v1/sends/<name>` (the send envelope) every provider has.
+    callbacks: ClassVar[Mapping[str, CallbackKind]]
 
     def __init__(self, ids: Identities, *, max_records: int | None = None, window: TimeWindow | None = None) -> None:
         self.ids = ids
@@ -59,6 +72,19 @@ class Provider(ABC):
 
     @abstractmethod
     def replies(self, doc: Any, now_ms: int) -> Parsed: ...
+
+    # The module of its pull feeds: `build(settings, provider, publish) -> FeedSet` there returns
+    # the feeds its settings switch on. None: it has no pull feeds.
+    feeds: ClassVar[str | None] = None
+
+    @classmethod
+    def build_feeds(cls, settings: Settings, ids: Identities, publish: Publish) -> FeedSet:
+        """The pull feeds this provider's settings switch on. Its feeds module is imported only here,
+        so a provider's SDK is loaded only by a process that runs feeds."""
+        if cls.feeds is None:
+            return FeedSet()
+        build: BuildFeeds = importlib.import_module(cls.feeds).build
+        return build(settings, cls(ids), publish)
 
     def send_envelope(self, body: bytes, now_ms: int) -> Parsed:
         """`{"request": …, "response": …, "sent_at"?: …}` as posted to /v1/sends/<provider>."""

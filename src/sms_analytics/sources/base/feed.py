@@ -2,7 +2,11 @@
 metrics. A subclass implements `poll()`, which fetches one batch, publishes it (through the same
 publisher as the HTTP receivers, so it returns only after the broker acknowledged) and returns how
 many records it handled. A full batch is followed at once by the next poll (within the rate
-limit); an empty one waits `interval`. Errors back off exponentially up to `max_backoff`."""
+limit); an empty one waits `interval`. Errors back off exponentially (1 s doubling) up to `max_backoff`,
+through `sms_analytics.retrying`.
+
+A provider hands its feeds to the runtime as a `FeedSet` (`Provider.build_feeds`). Where this ends:
+which feeds run is the provider packages' and `sources/feeds.py`'s business, not this module's."""
 
 from __future__ import annotations
 
@@ -10,19 +14,23 @@ import asyncio
 import os
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any, Awaitable, Callable, Protocol, Sequence
 
 import orjson
 import structlog
 from prometheus_client import Counter, Gauge
 
-from sms_analytics.sources.base import Event, Parsed, Rejected
+from sms_analytics.model.events import CompensationRequest
+from sms_analytics.retrying import Backoff, pause, retry_unless_stopped
+from sms_analytics.settings import Settings
+from sms_analytics.sources.base.fields import Event, Parsed, Rejected
 
 log = structlog.get_logger(__name__)
 
 Publish = Callable[[Sequence[Event], Sequence[Rejected], str], Awaitable[None]]
+Ask = Callable[[CompensationRequest], Awaitable[Parsed]]  # a provider's answer about one pending message
 
 POLLS = Counter("sms_feed_polls_total", "Polls by feed and outcome", ["feed", "outcome"])
 RECORDS = Counter("sms_feed_records_total", "Records handled by feed", ["feed"])
@@ -62,6 +70,33 @@ class RateLimiter:
         self._next = max(now, self._next) + self.gap
 
 
+class Runnable(Protocol):
+    """What the runtime runs: a `Feed`, or a loop of its own (the MNS consumer)."""
+
+    name: str
+
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+
+class Closes(Protocol):
+    async def close(self) -> None: ...
+
+
+@dataclass
+class FeedSet:
+    """A provider's pull side, as configured: the feeds to run, the clients to close when they stop,
+    and how to ask it about a message still pending (None: it has no per-message query)."""
+
+    feeds: list[Runnable] = field(default_factory=list)
+    closers: list[Closes] = field(default_factory=list)
+    compensation: Ask | None = None
+
+
+def feed_options(settings: Settings) -> dict[str, float]:
+    """The poll interval and rate limit every feed takes from the settings."""
+    return {"interval": settings.sms_feed_interval_seconds, "rate": settings.sms_feed_rate}
+
+
 @dataclass
 class FeedStats:
     polls: int = 0
@@ -93,35 +128,28 @@ class Feed(ABC):
         return handled
 
     async def run(self, stop: asyncio.Event) -> None:
-        backoff = 0.0
+        backoff = Backoff(first=1.0, cap=self.max_backoff)
         while not stop.is_set():
-            await self.limiter.wait()
-            try:
-                handled = await self.poll()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # any failure of one poll: back off and try again
-                self.stats.errors += 1
-                self.stats.last_error = f"{type(exc).__name__}: {str(exc)[:200]}"
-                POLLS.labels(self.name, "error").inc()
-                backoff = min(self.max_backoff, backoff * 2 if backoff else 1.0)
-                log.warning("feed.poll_failed", feed=self.name, error=self.stats.last_error, retry_in=backoff)
-                await _sleep_or_stop(stop, backoff)
-                continue
-            backoff = 0.0
+            handled = await retry_unless_stopped(self._limited_poll, backoff, stop, on_failure=self._poll_failed)
+            if handled is None:  # stopped while backing off
+                return
             self.stats.polls += 1
             self.stats.records += handled
             POLLS.labels(self.name, "ok").inc()
             LAST_SUCCESS.labels(self.name).set(time.time())
             if handled == 0:
-                await _sleep_or_stop(stop, self.interval)
+                await pause(stop, self.interval)
 
+    async def _limited_poll(self) -> int:
+        await self.limiter.wait()
+        return await self.poll()
 
-async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), seconds)
-    except asyncio.TimeoutError:
-        pass
+    def _poll_failed(self, exc: BaseException, retry_in: float, attempt: int) -> None:
+        """Any failure of one poll: counted, logged, retried after the backoff."""
+        self.stats.errors += 1
+        self.stats.last_error = f"{type(exc).__name__}: {str(exc)[:200]}"
+        POLLS.labels(self.name, "error").inc()
+        log.warning("feed.poll_failed", feed=self.name, error=self.stats.last_error, retry_in=retry_in)
 
 
 class SpooledPull(Feed):

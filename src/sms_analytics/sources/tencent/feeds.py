@@ -1,21 +1,60 @@
 """Tencent pull feeds (seed 002): PullSmsSendStatus and PullSmsReplyStatus (Limit ≤ 100 per
 SmsSdkAppId, each record returned once), and the hourly CallbackStatusStatistics and
-SendStatusStatistics into sms.provider_stats. Calls go through the official SDK
-(`sources.tencent_client.TencentClient`, blocking calls off the event loop)."""
+SendStatusStatistics into sms.provider_stats, and the compensation query
+PullSmsSendStatusByPhoneNumber (`by_phone`). Calls go through the official SDK
+(`sources.tencent.client.TencentClient`, blocking calls off the event loop)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
-from sms_analytics.model.events import ProviderStats
+from sms_analytics.model.events import CompensationRequest, ProviderStats
 from sms_analytics.model.times import CHINA, now_ms
-from sms_analytics.sources.feeds.base import Checkpoint, Feed, Publish, SpooledPull
-from sms_analytics.sources.tencent import Tencent
-from sms_analytics.sources.tencent_client import TencentClient
+from sms_analytics.settings import Settings
+from sms_analytics.sources.base.feed import Ask, Checkpoint, Feed, FeedSet, Publish, Runnable, SpooledPull, feed_options
+from sms_analytics.sources.base.fields import Parsed
+from sms_analytics.sources.tencent.parsers import Tencent
+
+if TYPE_CHECKING:  # the SDK loads only when a feed is configured (`build`)
+    from sms_analytics.sources.tencent.client import TencentClient
 
 HOUR_MS = 3_600_000
+
+
+def build(settings: Settings, provider: Tencent, publish: Publish) -> FeedSet:
+    """Per SmsSdkAppId the two pulls and the statistics, and the compensation query, when
+    SMS_TENCENT_SECRET_ID, SMS_TENCENT_SECRET_KEY and SMS_TENCENT_APP_IDS are set."""
+    s = settings
+    app_ids = [a.strip() for a in s.sms_tencent_app_ids.split(",") if a.strip()]
+    if not (s.sms_tencent_secret_id and s.sms_tencent_secret_key and app_ids):
+        return FeedSet()
+    from sms_analytics.sources.tencent.client import TencentClient
+
+    client = TencentClient(secret_id=s.sms_tencent_secret_id, secret_key=s.sms_tencent_secret_key.get_secret_value(),
+                           endpoint=s.sms_tencent_endpoint, scheme=s.sms_tencent_scheme)
+    common = feed_options(s)
+    feeds: list[Runnable] = []
+    for app_id in app_ids:
+        feeds += [tencent_statuses(client, app_id, provider, publish, s.sms_data_dir, **common),
+                  tencent_replies(client, app_id, provider, publish, s.sms_data_dir, **common),
+                  TencentStatistics(client, app_id, publish, s.sms_data_dir, rate=s.sms_feed_rate)]
+    return FeedSet(feeds=feeds, compensation=by_phone(client, app_ids, provider))
+
+
+def by_phone(client: TencentClient, app_ids: Sequence[str], provider: Tencent) -> Ask:
+    """Compensation: PullSmsSendStatusByPhoneNumber from a minute before the send, in every app,
+    keeping the statuses of the message asked about."""
+    async def ask(request: CompensationRequest) -> Parsed:
+        statuses: list[Any] = []
+        for app_id in app_ids:
+            found = await client.pull_send_status_by_phone(app_id, request.phone, request.sent_at_ms // 1000 - 60,
+                                                           None, 0, 100)
+            statuses += [s for s in found if isinstance(s, dict) and s.get("SerialNo") == request.message_id]
+        return provider.pulled_statuses(statuses, now_ms())
+
+    return ask
 
 
 def tencent_statuses(client: TencentClient, app_id: str, provider: Tencent, publish: Publish, data_dir: Path,

@@ -15,9 +15,10 @@ here, so one undecodable message is dead-lettered instead of failing the SDK's d
 whole batch.
 
 MessageNotExist is an empty queue, not an error. Any other failure (MNS error, network, publish,
-credentials) is counted and retried with exponential backoff, capped. The queue's credentials
-come from a `CredentialSource`: the SMS service hands out temporary STS tokens for its queues
-(QueryTokenForMnsQueue); the SDK Account is rebuilt whenever the source returns other values.
+credentials) is counted and retried with exponential backoff, capped (`sms_analytics.retrying`).
+The queue's credentials come from a `CredentialSource`: the SMS service hands out temporary STS
+tokens for its queues (QueryTokenForMnsQueue); the SDK Account is rebuilt whenever the source
+returns other values.
 Secrets, tokens and message bodies (phone numbers) are never logged.
 """
 
@@ -29,7 +30,7 @@ import binascii
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Literal, Protocol, Sequence
+from typing import Any, Callable, Literal, Protocol, Sequence
 
 import orjson
 import structlog
@@ -37,12 +38,13 @@ from mns.account import Account
 from mns.mns_exception import MNSExceptionBase, MNSServerException
 
 from sms_analytics.model.times import now_ms
-from sms_analytics.sources.base import Rejected, raw_of
+from sms_analytics.retrying import Backoff, is_error, pause, retry, retry_unless_stopped
+from sms_analytics.sources.base.feed import Publish
+from sms_analytics.sources.base.fields import Rejected, raw_of
 
 log = structlog.get_logger(__name__)
 
 Kind = Literal["SmsReport", "SmsUp"]
-Publish = Callable[[list, list, str], Awaitable[None]]
 Parse = Callable[[Any, int], Any]
 
 MAX_BATCH = 16  # MNS: numOfMessages 1..16
@@ -179,15 +181,13 @@ class MnsConsumer:
         self.batch = batch
         self.wait_seconds = int(wait_seconds)
         self.credentials: CredentialSource = credentials or StaticCredentials(access_id, access_key)
-        self.min_backoff = min_backoff
-        self.max_backoff = max_backoff
+        self.backoff = Backoff(first=min_backoff, cap=max_backoff)  # failed rounds, and the deletes' retries
         self.idle = idle  # pause after an empty answer when not long polling (wait_seconds=0)
         self.source = f"feed:aliyun-mns:{kind}"
         self.stats = MnsStats()
         self._account: Account | None = None
         self._queue: Any = None
         self._creds: tuple[str, str, str | None] | None = None
-        self._consecutive_errors = 0
 
     # ------------------------------------------------------------------ SDK calls (worker thread)
 
@@ -250,18 +250,11 @@ class MnsConsumer:
         log.info("mns.start", queue=self.queue_name, kind=self.kind, batch=self.batch, wait_seconds=self.wait_seconds)
         try:
             while not stop.is_set():
-                try:
-                    await self.poll(stop)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - every failure is retried
-                    stage = exc.stage if isinstance(exc, _StageError) else "receive"
-                    cause = exc.cause if isinstance(exc, _StageError) else exc
-                    delay = self._failed(stage, cause)
-                    await _sleep_or_stop(stop, delay)
-                else:
-                    self._consecutive_errors = 0
-                    self.stats.backoff = 0.0
+                handled = await retry_unless_stopped(lambda: self.poll(stop), self.backoff, stop,
+                                                     on_failure=self._failed)
+                if handled is None:  # stopped while backing off
+                    break
+                self.stats.backoff = 0.0
         finally:
             await asyncio.to_thread(self._close_sdk)
             log.info("mns.stop", queue=self.queue_name, kind=self.kind, received=self.stats.received,
@@ -275,7 +268,7 @@ class MnsConsumer:
         if not messages:
             self.stats.empty += 1
             if self.wait_seconds == 0 and self.idle > 0:
-                await _sleep_or_stop(stop, self.idle)
+                await pause(stop, self.idle)
             return 0
         self.stats.received += len(messages)
         events, rejected = self._parse(messages)
@@ -311,43 +304,35 @@ class MnsConsumer:
         return events, rejected
 
     async def _delete(self, handles: list[str]) -> None:
-        for attempt in range(1, DELETE_ATTEMPTS + 1):
-            try:
-                refused = await asyncio.to_thread(self._delete_sync, handles)
-            except Exception as exc:
-                if isinstance(exc, _StageError) or attempt == DELETE_ATTEMPTS:
-                    cause = exc.cause if isinstance(exc, _StageError) else exc
-                    raise _StageError("delete", cause) from exc
-                log.warning("mns.delete_retry", queue=self.queue_name, attempt=attempt, error=error_code(exc))
-                await asyncio.sleep(min(self.max_backoff, self.min_backoff * attempt))
-                continue
-            self.stats.deleted += len(handles) - len(refused)
-            if refused:
-                self.stats.delete_failed += len(refused)
-                log.warning("mns.delete_refused", queue=self.queue_name, count=len(refused),
-                            note="receipt handles expired; these messages will be received again")
-            return
+        """BatchDeleteMessage, DELETE_ATTEMPTS times at most (a credentials failure is not retried)."""
+        def retried(exc: BaseException) -> bool:
+            return is_error(exc) and not isinstance(exc, _StageError)
 
-    def _failed(self, stage: str, cause: BaseException) -> float:
-        self._consecutive_errors += 1
-        delay = min(self.max_backoff, self.min_backoff * 2 ** (self._consecutive_errors - 1))
+        def failed(exc: BaseException, retry_in: float, attempt: int) -> None:
+            log.warning("mns.delete_retry", queue=self.queue_name, attempt=attempt, error=error_code(exc))
+
+        try:
+            refused = await retry(lambda: asyncio.to_thread(self._delete_sync, handles), self.backoff,
+                                  attempts=DELETE_ATTEMPTS, retry_if=retried, on_failure=failed)
+        except Exception as exc:
+            cause = exc.cause if isinstance(exc, _StageError) else exc
+            raise _StageError("delete", cause) from exc
+        self.stats.deleted += len(handles) - len(refused)
+        if refused:
+            self.stats.delete_failed += len(refused)
+            log.warning("mns.delete_refused", queue=self.queue_name, count=len(refused),
+                        note="receipt handles expired; these messages will be received again")
+
+    def _failed(self, exc: BaseException, delay: float, consecutive: int) -> None:
+        """A failed round (credentials, receive, publish or delete): counted and logged, retried after `delay`."""
+        stage = exc.stage if isinstance(exc, _StageError) else "receive"
+        cause = exc.cause if isinstance(exc, _StageError) else exc
         self.stats.errors += 1
         self.stats.last_error = error_code(cause)
         self.stats.last_error_stage = stage
         self.stats.backoff = delay
         log.warning("mns.error", queue=self.queue_name, kind=self.kind, stage=stage, error=error_code(cause),
-                    retry_in=delay, consecutive=self._consecutive_errors)
-        return delay
-
-
-async def _sleep_or_stop(stop: asyncio.Event | None, seconds: float) -> None:
-    if stop is None:
-        await asyncio.sleep(seconds)
-        return
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except asyncio.TimeoutError:
-        pass
+                    retry_in=delay, consecutive=consecutive)
 
 
 __all__ = [

@@ -28,7 +28,7 @@ from sms_analytics.model.events import (
 )
 from sms_analytics.model.times import now_ms
 from sms_analytics.observability.deadletters import DeadLetters
-from sms_analytics.sources.base import Event, Rejected
+from sms_analytics.sources.base.fields import Event, Rejected
 
 log = structlog.get_logger(__name__)
 

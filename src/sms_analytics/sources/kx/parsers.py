@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, ClassVar, Mapping
 
 from sms_analytics.model.events import ReceiptEvent, ReplyEvent, SendEvent
 from sms_analytics.model.times import parse_compact
-from sms_analytics.sources.base import (
+from sms_analytics.sources.base.fields import (
     BadBody, BadRecord, Event, Parsed, as_list, collect, obj, opt_str, req_str, req_text, scalar,
 )
-from sms_analytics.sources.provider import Provider, Reply, segments_for
+from sms_analytics.sources.base.provider import CallbackKind, Provider, Reply, segments_for
 
 _SIGN = re.compile(r"^\s*【([^】]{1,40})】|【([^】]{1,40})】\s*$")
 
@@ -39,6 +39,8 @@ def _record_code(result: dict[str, Any], name: str) -> str:
 
 class Kx(Provider):
     name = "kx"
+    callbacks: ClassVar[Mapping[str, CallbackKind]] = {"report": "receipts", "mo": "replies"}
+    feeds = "sms_analytics.sources.kx.feeds"
 
     def ok(self) -> Reply:
         return Reply(b"SUCCESS", "text/plain")

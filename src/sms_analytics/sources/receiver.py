@@ -28,13 +28,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sms_analytics.model.times import now_ms
 from sms_analytics.settings import Settings, get_settings
-from sms_analytics.sources.aliyun import Aliyun
-from sms_analytics.sources.base import INTERNAL_ERROR, BadBody, Identities, Parsed, TimeWindow, loads, reason_of
-from sms_analytics.sources.kx import Kx
+from sms_analytics.sources.base.fields import INTERNAL_ERROR, BadBody, Identities, Parsed, TimeWindow, loads, reason_of
+from sms_analytics.sources.base.provider import Answers, CallbackKind, Provider, Reply, json_reply, too_many_records
 from sms_analytics.sources.normalized import parse_sends
-from sms_analytics.sources.provider import Answers, Provider, Reply, json_reply, too_many_records
-from sms_analytics.sources.publisher import BrokerUnavailable, Publishes
-from sms_analytics.sources.tencent import Tencent
+from sms_analytics.sources.producer import BrokerUnavailable, Publishes
+from sms_analytics.sources.providers import NAMES, REGISTERED
 
 log = structlog.get_logger(__name__)
 Readiness = Callable[[], dict[str, bool]]
@@ -44,7 +42,7 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 OVERSIZE_SAMPLE_BYTES = 64 * 1024  # what the dead letter keeps of a body over the size cap
 READ_CHUNK = 64 * 1024
-LANES = ("aliyun", "tencent", "kx", "sends")  # allowlists: one per provider's callbacks, one for /v1/*
+LANES = (*NAMES, "sends")  # allowlists: one per provider's callbacks, one for /v1/*
 INGEST_PREFIXES = ("/v1/", "/callbacks/")
 _DIGITS = re.compile(r"\d{7,}")
 
@@ -132,8 +130,7 @@ class Receiver:
         self.readiness = readiness
         self.guards = guards if guards is not None else Guards.from_settings(get_settings())
         limits: dict[str, Any] = {"max_records": max_records, "window": self.guards.window}
-        self.providers: dict[str, Provider] = {p.name: p for p in (Aliyun(ids, **limits), Tencent(ids, **limits),
-                                                                   Kx(ids, **limits))}
+        self.providers: dict[str, Provider] = {p.name: p(ids, **limits) for p in REGISTERED}
         self.api = _ApiAnswers()
 
     def app(self) -> web.Application:
@@ -303,15 +300,11 @@ class Receiver:
                             body=orjson.dumps({"status": "ok" if ok else "starting", "components": components}))
 
 
-CALLBACKS: dict[str, tuple[str, str]] = {
-    "/callbacks/aliyun/sms-report": ("aliyun", "receipts"),
-    "/callbacks/aliyun/sms-up": ("aliyun", "replies"),
-    "/callbacks/tencent/status": ("tencent", "receipts"),
-    "/callbacks/tencent/reply": ("tencent", "replies"),
-    "/callbacks/kx/report": ("kx", "receipts"),
-    "/callbacks/kx/mo": ("kx", "replies"),
+# Each provider's push endpoints, as it declares them (`Provider.callbacks`): path -> (provider, parse method).
+CALLBACKS: dict[str, tuple[str, CallbackKind]] = {
+    f"/callbacks/{p.name}/{path}": (p.name, kind) for p in REGISTERED for path, kind in p.callbacks.items()
 }
-INGEST_ENDPOINTS: tuple[str, ...] = ("/v1/sends", *(f"/v1/sends/{p}" for p in ("aliyun", "tencent", "kx")), *CALLBACKS)
+INGEST_ENDPOINTS: tuple[str, ...] = ("/v1/sends", *(f"/v1/sends/{name}" for name in NAMES), *CALLBACKS)
 
 
 async def metrics(request: web.Request) -> web.Response:

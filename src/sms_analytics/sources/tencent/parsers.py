@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, ClassVar, Mapping
 
 from sms_analytics.model.events import ReceiptEvent, ReplyEvent, SendEvent
 from sms_analytics.model.times import parse_china_datetime, parse_epoch_seconds
-from sms_analytics.sources.base import (
-    BadBody, BadRecord, Event, Parsed, as_list, as_records, collect, obj, opt_str, req_str, req_text, scalar,
+from sms_analytics.sources.base.fields import (
+    BadBody, BadRecord, Event, Parsed, as_list, as_records, collect, obj, opt_str, req_str, req_text,
+    scalar,
 )
-from sms_analytics.sources.provider import Provider, Reply, json_reply
+from sms_analytics.sources.base.provider import CallbackKind, Provider, Reply, json_reply
 
 
 class Tencent(Provider):
     name = "tencent"
+    callbacks: ClassVar[Mapping[str, CallbackKind]] = {"status": "receipts", "reply": "replies"}
+    feeds = "sms_analytics.sources.tencent.feeds"
 
     def ok(self) -> Reply:
         return json_reply({"result": 0, "errmsg": "OK"})

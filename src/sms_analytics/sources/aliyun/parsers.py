@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar, Mapping
 
 import orjson
 
 from sms_analytics.model.events import ReceiptEvent, ReplyEvent, SendEvent
 from sms_analytics.model.times import parse_china_datetime
-from sms_analytics.sources.base import (
-    MAX_FIELD_CHARS, BadBody, BadRecord, Event, Parsed, as_list, collect, obj, opt_str, req_bool, req_str, req_text,
-    scalar,
+from sms_analytics.sources.base.fields import (
+    MAX_FIELD_CHARS, BadBody, BadRecord, Event, Parsed, as_list, collect, obj, opt_str, req_bool,
+    req_str, req_text, scalar,
 )
-from sms_analytics.sources.provider import Provider, Reply, json_reply
+from sms_analytics.sources.base.provider import CallbackKind, Provider, Reply, json_reply
 
 
 def _json_list(value: Any, name: str) -> list[Any]:
@@ -40,6 +40,8 @@ def _segments(value: Any) -> int | None:
 
 class Aliyun(Provider):
     name = "aliyun"
+    callbacks: ClassVar[Mapping[str, CallbackKind]] = {"sms-report": "receipts", "sms-up": "replies"}
+    feeds = "sms_analytics.sources.aliyun.feeds"
 
     def ok(self) -> Reply:
         return json_reply({"code": 0, "msg": "接收成功"})
