@@ -178,7 +178,7 @@ def format_storage(java: str, libs: Path, properties: Path, timeout: float = 120
     """Format the node's storage with a new cluster id (Kafka's StorageTool); returns the id."""
     cluster_id = new_cluster_id()
     subprocess.run([java, "-Xmx128m", *JVM_OPTIONS, "-cp", f"{libs}/*", "kafka.tools.StorageTool", "format",
-                    "-t", cluster_id, "-c", str(properties)], capture_output=True, text=True, timeout=timeout,
+                    f"--cluster-id={cluster_id}", "-c", str(properties)], capture_output=True, text=True, timeout=timeout,
                    check=True)
     return cluster_id
 
