@@ -24,6 +24,7 @@ import orjson
 
 from sms_analytics.dashboards import build
 from sms_analytics.dashboards.macros import expand
+from sms_analytics.model.times import parse_duration
 
 Query = Callable[[str], tuple[list[str], list[tuple[Any, ...]]]]
 Point = tuple[datetime, float]
@@ -40,8 +41,6 @@ PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b
            "#bab0ac")
 DASHES = ("", "6 3", "2 3", "8 3 2 3")
 STATUS_COLUMNS = ("sent", "delivered", "failed", "expired", "pending")
-_SINCE = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
-_SINCE_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(\+00:00|Z)$")
 
 TOTALS_SQL = """
@@ -66,10 +65,13 @@ class TimeRange:
 
 def parse_since(text: str) -> timedelta:
     """`90m`, `24h`, `7d`, `2w`, `30s`: the length of the range that ends now."""
-    m = _SINCE.match(text)
-    if not m or int(m.group(1)) == 0:
+    try:
+        seconds = parse_duration(text, units=("s", "m", "h", "d", "w"))
+    except ValueError:
+        seconds = 0
+    if not seconds:
         raise ValueError(f"--since takes a positive number and a unit s, m, h, d or w (e.g. 24h), got {text!r}")
-    return timedelta(seconds=int(m.group(1)) * _SINCE_UNIT_S[m.group(2)])
+    return timedelta(seconds=seconds)
 
 
 def interval_for(seconds: float) -> int:
