@@ -14,6 +14,7 @@ import orjson
 import typer
 
 from sms_analytics import logs, startup
+from sms_analytics.model.providers import CARRIER_NAMES, PROVIDERS
 from sms_analytics.settings import Settings
 from sms_analytics.urls import redact
 
@@ -249,8 +250,8 @@ def explain(
 
     kb = KnowledgeBase.load()
     if provider is not None:
-        if provider not in ("aliyun", "tencent", "kx"):
-            raise typer.BadParameter("--provider must be aliyun, tencent or kx")
+        if provider not in PROVIDERS:
+            raise typer.BadParameter(f"--provider must be {', '.join(PROVIDERS[:-1])} or {PROVIDERS[-1]}")
         for stage in ("receipt", "submit"):
             entry = kb.lookup(provider, code, carrier or "", stage)
             typer.echo(f"{provider} {carrier or 'any carrier'} at {stage}: " + (
@@ -259,7 +260,7 @@ def explain(
                 f"{entry.seed_file}:{entry.seed_line}" if entry else "not in the tables (unknown)"))
         return
     matches = [e for e in kb.rows() if e.code.casefold() == code.strip().casefold()
-               and (carrier is None or e.carrier in (carrier, _CARRIER_NAMES.get(carrier, carrier)))]
+               and (carrier is None or e.carrier in (carrier, CARRIER_NAMES.get(carrier, carrier)))]
     if not matches:
         typer.echo(f"{code}: not in the tables (unknown)")
         raise typer.Exit(1)
@@ -267,9 +268,6 @@ def explain(
         typer.echo(f"{e.source:<8} {e.carrier or '-':<4} {e.stage:<8} {e.failure_category:<16} "
                    f"{'permanent' if e.permanent else 'temporary':<9} {e.description} | action: {e.action or '-'} "
                    f"| {e.seed_file}:{e.seed_line}")
-
-
-_CARRIER_NAMES = {"mobile": "移动", "unicom": "联通", "telecom": "电信", "broadnet": "广电"}
 
 
 @cli.command()

@@ -16,7 +16,9 @@ from typing import Any
 
 import yaml
 
-DATASOURCE_UID = "sms-clickhouse"
+from sms_analytics.dashboards import build
+
+DATASOURCE_UID = build.DATASOURCE["uid"]
 PLUGIN_VERSION = "4.20.0"
 FOLDER = "SMS"
 GROUP = "sms-delivery"

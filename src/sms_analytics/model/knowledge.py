@@ -40,11 +40,11 @@ from functools import lru_cache
 from importlib import resources
 from typing import Iterable
 
+from sms_analytics.model.providers import CARRIER_NAMES, PROVIDERS
 from sms_analytics.model.taxonomy import PERMANENT, categorize
 
-PROVIDERS = ("aliyun", "tencent", "kx")
-SOURCES = ("aliyun", "tencent", "kx", "cmpp", "map")
-CARRIERS = {"mobile": "移动", "unicom": "联通", "telecom": "电信", "broadnet": "广电"}
+SOURCES = (*PROVIDERS, "cmpp", "map")
+CARRIERS = CARRIER_NAMES
 GENERIC_CARRIERS = ("三网", "供应商", "阿里平台", "")
 SHARED_ORDER = {"kx": ("cmpp", "map"), "aliyun": ("map", "cmpp"), "tencent": ("map", "cmpp")}
 STAGES = ("receipt", "submit", "api")

@@ -65,6 +65,8 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from sms_analytics.model.providers import segments
+
 logger = logging.getLogger(__name__)
 
 CHINA_TZ = timezone(timedelta(hours=8))
@@ -170,7 +172,7 @@ def china_date(ts: float) -> date:
 
 def _segments(content: str) -> int:
     """``sms_size``: up to 70 characters is one message, a longer one is billed per 67."""
-    return 1 if len(content) <= 70 else -(-len(content) // 67)
+    return segments(content)
 
 
 @dataclass

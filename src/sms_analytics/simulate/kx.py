@@ -46,6 +46,8 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from sms_analytics.model.providers import segments
+
 logger = logging.getLogger(__name__)
 
 CHINA_TZ = timezone(timedelta(hours=8))
@@ -108,7 +110,7 @@ def _expected_sign(userid: str, ts: str, apikey: str) -> str:
 
 def _segments(text: str) -> int:
     """§3.5: up to 70 characters is 1; longer, every 67 characters is 1."""
-    return 1 if len(text) <= 70 else -(-len(text) // 67)
+    return segments(text)
 
 
 @dataclass

@@ -19,6 +19,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from sms_analytics.model.providers import PROVIDERS
 from sms_analytics.simulate.aliyun import AliyunSimulator
 from sms_analytics.simulate.kx import KxSimulator
 from sms_analytics.simulate.mns import MnsSimulator
@@ -61,7 +62,7 @@ class ProviderLane:
     mns: MnsSimulator = field(default_factory=lambda: MnsSimulator(access_id=ALI_ID, access_key=ALI_KEY))
     runners: list[web.AppRunner] = field(default_factory=list)
     urls: dict[str, str] = field(default_factory=dict)
-    truth: dict[str, Counts] = field(default_factory=lambda: {"kx": Counts(), "tencent": Counts(), "aliyun": Counts()})
+    truth: dict[str, Counts] = field(default_factory=lambda: {p: Counts() for p in PROVIDERS})
     replies: int = 0
 
     async def start(self) -> None:

@@ -83,7 +83,6 @@ import hashlib
 import hmac
 import itertools
 import logging
-import math
 import random
 import re
 import time
@@ -98,6 +97,8 @@ import aiohttp
 import orjson
 import phonenumbers
 from aiohttp import web
+
+from sms_analytics.model.providers import GSM_SEGMENT_CHARS, segments
 
 logger = logging.getLogger(__name__)
 
@@ -209,10 +210,7 @@ def china_hour(ts: float) -> str:
 def fee_for(text: str, *, domestic: bool) -> int:
     """Billed messages for one text: ≤70 characters is 1, longer every 67 is 1; a foreign number
     with an all-ASCII text uses the GSM limits 160/153."""
-    single, part = (70, 67)
-    if not domestic and text.isascii():
-        single, part = (160, 153)
-    return 1 if len(text) <= single else math.ceil(len(text) / part)
+    return segments(text, *GSM_SEGMENT_CHARS) if not domestic and text.isascii() else segments(text)
 
 
 def callback_stat_key(errmsg: str, description: str) -> str | None:

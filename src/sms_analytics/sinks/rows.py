@@ -7,10 +7,9 @@ from datetime import datetime, timezone
 import orjson
 from typing import Any
 
-from sms_analytics.model.events import Delivery, ProviderBalance, ProviderStats, ReplyEvent
+from sms_analytics.model.events import STATUS_RANK, Delivery, ProviderBalance, ProviderStats, ReplyEvent
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_RANK = {"pending": 0, "failed": 1, "delivered": 2}
 
 MESSAGE_COLUMNS = (
     "provider", "message_id", "phone_hash", "phone_masked", "phone_raw", "carrier", "country_code",
@@ -63,7 +62,7 @@ def message_row(d: Delivery, *, store_raw_phone: bool) -> list[Any]:
     send = d.has_send  # send fields stay NULL in a receipt-only part, so they never erase a send's
     outcome = (
         d.outcome_at_ms if d.status != "pending" else 0,
-        _RANK[d.status], d.stage, d.error_code, d.error_message, d.failure_category,
+        STATUS_RANK[d.status], d.stage, d.error_code, d.error_message, d.failure_category,
     )
     return [
         d.provider, d.message_id, d.phone_hash, d.phone_masked, d.phone if store_raw_phone else None,
