@@ -16,9 +16,7 @@ from typing import Any
 
 import yaml
 
-from sms_analytics.dashboards import build
-
-DATASOURCE_UID = build.DATASOURCE["uid"]
+DATASOURCE_UID = "sms-clickhouse"  # the ClickHouse datasource every panel and rule refers to (build.DATASOURCE)
 PLUGIN_VERSION = "4.20.0"
 FOLDER = "SMS"
 GROUP = "sms-delivery"

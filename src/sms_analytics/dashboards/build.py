@@ -16,10 +16,10 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from sms_analytics.dashboards import pipeline_health
+from sms_analytics.dashboards import alerting, pipeline_health
 from sms_analytics.sinks.rollups import MATURATION_SECONDS
 
-DATASOURCE = {"type": "grafana-clickhouse-datasource", "uid": "sms-clickhouse"}
+DATASOURCE = {"type": "grafana-clickhouse-datasource", "uid": alerting.DATASOURCE_UID}
 PLUGIN_VERSION = "4.20.0"
 JSON_DIR = Path(__file__).resolve().parent / "grafana" / "json"
 FORMAT_TIMESERIES, FORMAT_TABLE = 0, 1
