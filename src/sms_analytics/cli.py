@@ -245,7 +245,8 @@ def explain(
     provider: Optional[str] = typer.Option(None, help="aliyun, tencent or kx: show what the pipeline resolves."),
     carrier: Optional[str] = typer.Option(None, help="mobile, unicom, telecom, broadnet (or 移动, 联通, 电信, 广电)."),
 ) -> None:
-    """What a code means: description, suggested action, failure category, from the provider documents."""
+    """What a code means: description, suggested action, failure category, from the provider documents;
+    every meaning where a table gives the code several (the first is the one the pipeline resolves)."""
     from sms_analytics.model.knowledge import KnowledgeBase
 
     kb = KnowledgeBase.load()
@@ -258,6 +259,10 @@ def explain(
                 f"{entry.failure_category} ({'permanent' if entry.permanent else 'temporary'}) - {entry.description}"
                 f" | action: {entry.action or '-'} | {entry.source} {entry.carrier or '(all carriers)'} "
                 f"{entry.seed_file}:{entry.seed_line}" if entry else "not in the tables (unknown)"))
+            for other in kb.meanings(entry)[1:] if entry else ():
+                typer.echo(f"  also meant: {other.failure_category} "
+                           f"({'permanent' if other.permanent else 'temporary'}) - {other.description}"
+                           f" | action: {other.action or '-'} | {other.seed_file}:{other.seed_line}")
         return
     matches = [e for e in kb.rows() if e.code.casefold() == code.strip().casefold()
                and (carrier is None or e.carrier in (carrier, CARRIER_NAMES.get(carrier, carrier)))]
