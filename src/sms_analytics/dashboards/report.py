@@ -13,18 +13,17 @@ from __future__ import annotations
 import html
 import math
 import re
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-import orjson
+import msgspec
 
 from sms_analytics.dashboards import build
 from sms_analytics.dashboards.macros import expand
 from sms_analytics.model.times import parse_duration
+from sms_analytics.sinks.query_api import QueryRefused, post_query  # noqa: F401 - QueryRefused: what a Query raises
 
 Query = Callable[[str], tuple[list[str], list[tuple[Any, ...]]]]
 Point = tuple[datetime, float]
@@ -166,30 +165,12 @@ def _layout_order(panels: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 def http_query(base_url: str, timeout: float = 60.0, token: str | None = None) -> Query:
     """A Query through a running process's read-only endpoint (POST /query?format=json); `token`:
     SMS_QUERY_TOKEN, when the endpoint requires one."""
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-
     def query(sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-        request = urllib.request.Request(f"{base_url.rstrip('/')}/query?format=json", data=sql.encode(), method="POST",
-                                         headers=headers)
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                records = [orjson.loads(line) for line in response.read().splitlines() if line.strip()]
-        except urllib.error.HTTPError as exc:  # the endpoint's reason, not only its status
-            raise QueryRefused(f"HTTP {exc.code}: {_error_of(exc.read())}") from None
+        body = post_query(base_url, sql, token=token, timeout=timeout)  # QueryRefused: the endpoint's error
+        records = [msgspec.json.decode(line) for line in body.splitlines() if line.strip()]
         columns = list(records[0]) if records else []
         return columns, [tuple(_revive(r[c]) for c in columns) for r in records]
     return query
-
-
-class QueryRefused(RuntimeError):
-    """The query endpoint answered with an error (its text is in the message)."""
-
-
-def _error_of(body: bytes) -> str:
-    try:
-        return str(orjson.loads(body)["error"])
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        return body.decode("utf-8", "replace")[:500]
 
 
 def _revive(value: Any) -> Any:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-import orjson
 from typing import Any
+
+import msgspec
 
 from sms_analytics.model.events import STATUS_RANK, Delivery, ProviderBalance, ProviderStats, ReplyEvent
 
@@ -34,7 +35,7 @@ ALERT_COLUMNS = ("rule", "key", "state", "value", "threshold", "window_seconds",
 
 
 def alert_row(raw: bytes) -> list[Any]:
-    a = orjson.loads(raw)
+    a = msgspec.json.decode(raw)
     return [a["rule"], a["key"], a["state"], float(a["value"]), float(a["threshold"]), int(a["window_seconds"]),
             _dt(a["started_at_ms"]), _dt(a["at_ms"]), a["summary"]]
 
