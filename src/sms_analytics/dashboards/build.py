@@ -10,11 +10,12 @@ over delivered messages from the rollups' quantilesDD sketch.
 
 from __future__ import annotations
 
-import json
 import sys
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from sms_analytics.dashboards import alerting, pipeline_health
 from sms_analytics.sinks.rollups import MATURATION_SECONDS
@@ -575,7 +576,7 @@ PROMETHEUS_DASHBOARDS = {pipeline_health.FILE_NAME: pipeline_health.dashboard}
 
 
 def render(dashboard: dict[str, Any]) -> str:
-    return json.dumps(dashboard, indent=2, ensure_ascii=False) + "\n"
+    return msgspec.json.format(msgspec.json.encode(dashboard), indent=2).decode() + "\n"
 
 
 def write(folder: Path = JSON_DIR) -> list[Path]:

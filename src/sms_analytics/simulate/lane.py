@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-import orjson
+import msgspec
 from aiohttp import web
 
 from sms_analytics.model.providers import PROVIDERS
@@ -220,6 +220,6 @@ class ProviderLane:
 
 
 async def _post(http: aiohttp.ClientSession, path: str, body: Any) -> None:
-    async with http.post(path, data=orjson.dumps(body)) as resp:
+    async with http.post(path, data=msgspec.json.encode(body)) as resp:
         if resp.status != 202:
             raise RuntimeError(f"{path.split('?')[0]} answered {resp.status}: {(await resp.text())[:200]}")
