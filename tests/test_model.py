@@ -406,3 +406,19 @@ def test_parse_duration_units_and_bare_numbers() -> None:
 def test_parse_duration_refuses(text: str) -> None:
     with pytest.raises(ValueError):
         parse_duration(text)
+
+
+# --- the provider facts and the message key, each written once ------------------------------------------
+
+def test_segments_rule() -> None:
+    from sms_analytics.model.providers import GSM_SEGMENT_CHARS, segments
+
+    assert [segments("x" * n) for n in (0, 1, 70, 71, 134, 135)] == [1, 1, 1, 2, 2, 3]
+    assert [segments("x" * n, *GSM_SEGMENT_CHARS) for n in (160, 161, 306, 307)] == [1, 2, 2, 3]
+
+
+def test_message_key() -> None:
+    from sms_analytics.model.topics import message_key, message_key_text
+
+    assert message_key_text("kx", "m1", "+8613800000000") == "kx|m1|+8613800000000"
+    assert message_key("kx", "m1", "+8613800000000") == b"kx|m1|+8613800000000"
