@@ -34,10 +34,14 @@ Carrier is the seed's own word (移动, 联通, 电信, 三网, 供应商, 阿�
 no carrier column. Six Tencent receipt rows carry the class 无效号码 in the carrier column; they name
 no carrier, so their carrier is empty.
 
-Duplicates: the key is (source, carrier, code, stage). The first row with a key is kept, in table
-order (the order above, i.e. seed order); a later row with the same key is dropped and counted,
-within its table ("in-table") or against an earlier table ("cross-table", e.g. the same
-FailedOperation.* code on several Tencent API pages). `--stats` prints all of it.
+Duplicates: the key is (source, carrier, code, stage). Within one table, a later row with the key
+of an earlier row is another meaning of that code when its description differs, and is kept: the
+Alibaba receipt table gives 64 codes two or more meanings (147 rows whose description differs from
+the code's first row; 136 further meanings once the 11 repeats among them are dropped). With the
+same description it is dropped and counted ("in-table"). A row whose key an earlier table has is
+dropped and counted ("cross-table", e.g. the same FailedOperation.* code on several Tencent API
+pages, worded per page). The first row of a key stays first in the CSV (seed order), so it is the
+meaning KnowledgeBase.lookup resolves; `--stats` prints all of it.
 """
 
 from __future__ import annotations
@@ -462,7 +466,8 @@ def parse_tables(seeds: Path) -> list[Table]:
 class Build:
     tables: list[Table]
     rows: list[dict]  # the CSV rows
-    in_table: list[tuple[Table, Row]]  # dropped: key seen earlier in the same table
+    in_table: list[tuple[Table, Row]]  # dropped: key and description seen earlier in the same table
+    meanings: list[tuple[Table, Row, Row]]  # kept: key seen earlier in the same table, another description (row, first)
     cross_table: list[tuple[Table, Row, Row]]  # dropped: key seen in an earlier table (dropped, kept)
     seeds: list[str]
 
@@ -474,17 +479,26 @@ def key(r: Row) -> tuple[str, str, str, str]:
 def build(seeds: Path) -> Build:
     tables = parse_tables(seeds)
     seen: dict[tuple, tuple[Table, Row]] = {}
+    described: set[tuple] = set()
     rows: list[dict] = []
     in_table: list = []
     cross: list = []
+    meanings: list = []
     for t in tables:
         for r in t.rows:
             k = key(r)
             if k in seen:
                 first_t, first_r = seen[k]
-                (in_table.append((t, r)) if first_t is t else cross.append((t, r, first_r)))
-                continue
-            seen[k] = (t, r)
+                if first_t is not t:
+                    cross.append((t, r, first_r))
+                    continue
+                if (*k, r.description) in described:
+                    in_table.append((t, r))
+                    continue
+                meanings.append((t, r, first_r))
+            else:
+                seen[k] = (t, r)
+            described.add((*k, r.description))
             cat = categorize(r.description, r.code, r.stage)
             rows.append({
                 "source": r.source, "carrier": r.carrier, "code": r.code,
@@ -493,7 +507,7 @@ def build(seeds: Path) -> Build:
                 "seed_file": r.seed_file, "seed_line": r.seed_line,
             })
     names = sorted(p.name for p in seeds.glob("00[0-4]_*.txt"))
-    return Build(tables, rows, in_table, cross, names)
+    return Build(tables, rows, in_table, meanings, cross, names)
 
 
 def render(b: Build) -> str:
@@ -522,6 +536,10 @@ def stats(b: Build) -> str:
     out.append(f"in-table duplicates: {len(b.in_table)}")
     for t, r in b.in_table:
         out.append(f"  {r.seed_file[:3]}:{r.seed_line} {r.source} {r.carrier or '-'} {r.code} ({t.name})")
+    out.append(f"further meanings (kept): {len(b.meanings)}")
+    for t, r, first in b.meanings:
+        out.append(f"  {r.seed_file[:3]}:{r.seed_line} {r.source} {r.carrier or '-'} {r.code} ({t.name}; first line "
+                   f"{first.seed_line})")
     out.append(f"cross-table duplicates: {len(b.cross_table)}")
     for t, r, first in b.cross_table:
         out.append(f"  {r.seed_file[:3]}:{r.seed_line} {r.source} {r.stage} {r.code} ({t.name}; kept line {first.seed_line})")

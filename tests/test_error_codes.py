@@ -155,7 +155,7 @@ def test_csv_rows_are_the_table_rows_minus_duplicates(build, builder):
     assert len(build.rows) + len(dropped) == sum(len(t.rows) for t in build.tables)
     first_line = {}
     for r in build.rows:
-        first_line[(r["source"], r["carrier"], r["code"], r["stage"])] = (r["seed_file"], r["seed_line"])
+        first_line.setdefault((r["source"], r["carrier"], r["code"], r["stage"]), (r["seed_file"], r["seed_line"]))
     for r in dropped:  # every dropped row repeats the key of a kept row that comes earlier
         f = first_line[builder.key(r)]
         assert f < (r.seed_file, r.seed_line)
@@ -203,8 +203,8 @@ def test_every_row_has_one_known_category_and_its_flag():
         assert r["stage"] in ("api", "submit", "receipt")
         assert r["carrier"] in ("", "移动", "联通", "电信", "三网", "供应商", "阿里平台")
         assert r["code"] == r["code"].strip() and r["code"]
-    keys = Counter((r["source"], r["carrier"], r["code"], r["stage"]) for r in rows)
-    assert max(keys.values()) == 1
+    keys = Counter((r["source"], r["carrier"], r["code"], r["stage"], r["description"]) for r in rows)
+    assert max(keys.values()) == 1  # a code may have several meanings, but each once
 
 
 @needs_seeds
@@ -357,3 +357,50 @@ def test_stats_prints_category_counts():
     assert set(counts) == set(CATEGORIES)
     assert sum(counts.values()) == len(_csv_rows())
     assert "in-table duplicates:" in out and "cross-table duplicates:" in out
+
+
+# --------------------------------------------------------------------------------------------
+# (e) a code with several meanings keeps them all
+
+
+@needs_seeds
+def test_every_meaning_of_a_code_is_kept(build, builder, kb):
+    """The Alibaba receipt table (§6.2) repeats codes with other descriptions: 147 rows differ from
+    the first row of their (carrier, code); all of their meanings are in the knowledge base."""
+    first: dict = {}
+    differing = []
+    for t in build.tables:
+        for r in t.rows:
+            f = first.setdefault(builder.key(r), r)
+            if f is not r and t.source == "aliyun" and t.stage == "receipt" and r.description != f.description:
+                differing.append(r)
+    assert len(differing) == 147
+    for r in differing:
+        entry = kb.lookup("aliyun", r.code, r.carrier, "receipt")
+        assert r.description in [m.description for m in kb.meanings(entry)], (r.seed_line, r.code)
+    assert [b[1].seed_line for b in build.meanings] == sorted(b[1].seed_line for b in build.meanings)
+
+
+def test_codes_with_several_meanings(kb):
+    ambiguous = kb.ambiguous()
+    assert len(ambiguous) == 64  # (carrier, code) pairs of the Alibaba receipt table
+    assert sum(len(m) - 1 for m in ambiguous.values()) == 136  # further meanings (147 rows, 11 repeats)
+    assert {k[0] for k in ambiguous} == {"aliyun"} and {k[3] for k in ambiguous} == {"receipt"}
+    meanings = ambiguous[("aliyun", "供应商", "-14", "receipt")]
+    assert [m.description for m in meanings] == ["手机号在用户黑名单", "msg_id超过50个字符"]
+    resolved = kb.lookup("aliyun", "-14", "mobile", "receipt")
+    assert resolved == meanings[0] and kb.meanings(resolved) == meanings  # the first resolves, as before
+
+
+def test_explain_prints_every_meaning():
+    from typer.testing import CliRunner
+
+    from sms_analytics.cli import cli
+
+    listed = CliRunner().invoke(cli, ["explain", "--", "-14"])
+    assert listed.exit_code == 0, listed.output
+    assert "手机号在用户黑名单" in listed.output and "msg_id超过50个字符" in listed.output
+    resolved = CliRunner().invoke(cli, ["explain", "--provider", "aliyun", "--carrier", "mobile", "--", "-14"])
+    assert resolved.exit_code == 0, resolved.output
+    first, also = resolved.output.splitlines()[:2]
+    assert "手机号在用户黑名单" in first and also.strip().startswith("also meant:") and "msg_id超过50个字符" in also

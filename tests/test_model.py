@@ -21,7 +21,8 @@ def classify(delivered: bool, code: str, message: str) -> str:
     return "delivered" if delivered else categorize(message, code, "receipt")
 from sms_analytics.model.phone import BadPhone, PhoneHasher, load_or_create_key, mask, normalize
 from sms_analytics.model.times import (
-    CHINA, BadTime, ms_to_datetime, parse_china_datetime, parse_compact, parse_epoch_seconds, parse_instant,
+    CHINA, BadTime, ms_to_datetime, parse_china_datetime, parse_compact, parse_duration, parse_epoch_seconds,
+    parse_instant,
 )
 
 
@@ -381,3 +382,43 @@ def test_is_loopback(host: str, local: bool) -> None:
     from sms_analytics.model.addresses import is_loopback
 
     assert is_loopback(host) is local
+
+
+# --- durations: the one parser of --since, $__timeGroup and rule group intervals -----------------------
+
+@pytest.mark.parametrize("text,seconds", [("90m", 5400), ("1h30m", 5400), (" 2w", 1209600), ("500ms", 0.5),
+                                          ("1y", 31_536_000), ("5 m", 300)])
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+def test_parse_duration_units_and_bare_numbers() -> None:
+    assert parse_duration("60", bare="s") == 60
+    with pytest.raises(ValueError):
+        parse_duration("60")  # a number needs a unit unless `bare` names one
+    with pytest.raises(ValueError):
+        parse_duration("3y", units=("s", "m", "h", "d", "w"))
+    with pytest.raises(ValueError):
+        parse_duration("1h30", bare="s")  # a bare number only on its own
+
+
+@pytest.mark.parametrize("text", ["", "  ", "h", "-1h", "1.5h", "1 minute", "1" * 40 + "x"])
+def test_parse_duration_refuses(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+# --- the provider facts and the message key, each written once ------------------------------------------
+
+def test_segments_rule() -> None:
+    from sms_analytics.model.providers import GSM_SEGMENT_CHARS, segments
+
+    assert [segments("x" * n) for n in (0, 1, 70, 71, 134, 135)] == [1, 1, 1, 2, 2, 3]
+    assert [segments("x" * n, *GSM_SEGMENT_CHARS) for n in (160, 161, 306, 307)] == [1, 2, 2, 3]
+
+
+def test_message_key() -> None:
+    from sms_analytics.model.topics import message_key, message_key_text
+
+    assert message_key_text("kx", "m1", "+8613800000000") == "kx|m1|+8613800000000"
+    assert message_key("kx", "m1", "+8613800000000") == b"kx|m1|+8613800000000"

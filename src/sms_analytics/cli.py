@@ -5,15 +5,14 @@ from __future__ import annotations
 import asyncio
 import sys
 import urllib.error
-import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any, Optional
 
-import orjson
+import msgspec
 import typer
 
 from sms_analytics import logs, startup
+from sms_analytics.model.providers import CARRIER_NAMES, PROVIDERS
 from sms_analytics.settings import Settings
 from sms_analytics.urls import redact
 
@@ -143,8 +142,7 @@ def report(
         raise typer.BadParameter(str(exc)) from None
     settings = _settings()
     if url is None:  # like `sql`: through the running process's query endpoint if one answers
-        query = http_query(f"http://{settings.sms_query_host}:{settings.sms_query_port}", timeout=60,
-                           token=settings.query_token)
+        query = http_query(_query_url(settings), timeout=60, token=settings.query_token)
         try:
             query("SELECT 1")
         except (urllib.error.URLError, ConnectionError, ValueError):
@@ -167,7 +165,7 @@ def _param(text: str) -> tuple[str, str]:
 
 
 def _run_sql(statement: str, fmt: str, params: dict[str, str]) -> None:
-    from sms_analytics.sinks.query_api import FORMATS, query_headers, render
+    from sms_analytics.sinks.query_api import FORMATS, QueryRefused, post_query, render
     from sms_analytics.sinks.warehouse import NotReadOnly, check_read_only
 
     if fmt not in FORMATS:
@@ -178,16 +176,12 @@ def _run_sql(statement: str, fmt: str, params: dict[str, str]) -> None:
     except NotReadOnly as exc:
         typer.echo(f"refused: {exc}", err=True)
         raise typer.Exit(2)
-    query = urllib.parse.urlencode({"format": fmt, **{f"param_{k}": v for k, v in params.items()}})
-    url = f"http://{settings.sms_query_host}:{settings.sms_query_port}/query?{query}"
-    request = urllib.request.Request(url, data=statement.encode(), method="POST",
-                                     headers=query_headers(settings.query_token))
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            sys.stdout.write(response.read().decode())
-            return
-    except urllib.error.HTTPError as exc:
-        typer.echo(f"error: {_error_text(exc.read())}", err=True)
+        sys.stdout.write(post_query(_query_url(settings), statement, fmt=fmt, params=params,
+                                    token=settings.query_token, timeout=60).decode())
+        return
+    except QueryRefused as exc:
+        typer.echo(f"error: {exc.text}", err=True)
         raise typer.Exit(1)
     except (urllib.error.URLError, ConnectionError):
         pass  # nothing runs: open the warehouse directly
@@ -202,11 +196,9 @@ def _run_sql(statement: str, fmt: str, params: dict[str, str]) -> None:
     sys.stdout.write(render(columns, rows, fmt))
 
 
-def _error_text(body: bytes) -> str:
-    try:
-        return str(orjson.loads(body).get("error"))
-    except Exception:
-        return body.decode("utf-8", "replace")
+def _query_url(settings: Settings) -> str:
+    """The running process's query endpoint (SMS_QUERY_HOST:SMS_QUERY_PORT)."""
+    return f"http://{settings.sms_query_host}:{settings.sms_query_port}"
 
 
 @cli.command()
@@ -244,22 +236,27 @@ def explain(
     provider: Optional[str] = typer.Option(None, help="aliyun, tencent or kx: show what the pipeline resolves."),
     carrier: Optional[str] = typer.Option(None, help="mobile, unicom, telecom, broadnet (or 移动, 联通, 电信, 广电)."),
 ) -> None:
-    """What a code means: description, suggested action, failure category, from the provider documents."""
+    """What a code means: description, suggested action, failure category, from the provider documents;
+    every meaning where a table gives the code several (the first is the one the pipeline resolves)."""
     from sms_analytics.model.knowledge import KnowledgeBase
 
     kb = KnowledgeBase.load()
     if provider is not None:
-        if provider not in ("aliyun", "tencent", "kx"):
-            raise typer.BadParameter("--provider must be aliyun, tencent or kx")
+        if provider not in PROVIDERS:
+            raise typer.BadParameter(f"--provider must be {', '.join(PROVIDERS[:-1])} or {PROVIDERS[-1]}")
         for stage in ("receipt", "submit"):
             entry = kb.lookup(provider, code, carrier or "", stage)
             typer.echo(f"{provider} {carrier or 'any carrier'} at {stage}: " + (
                 f"{entry.failure_category} ({'permanent' if entry.permanent else 'temporary'}) - {entry.description}"
                 f" | action: {entry.action or '-'} | {entry.source} {entry.carrier or '(all carriers)'} "
                 f"{entry.seed_file}:{entry.seed_line}" if entry else "not in the tables (unknown)"))
+            for other in kb.meanings(entry)[1:] if entry else ():
+                typer.echo(f"  also meant: {other.failure_category} "
+                           f"({'permanent' if other.permanent else 'temporary'}) - {other.description}"
+                           f" | action: {other.action or '-'} | {other.seed_file}:{other.seed_line}")
         return
     matches = [e for e in kb.rows() if e.code.casefold() == code.strip().casefold()
-               and (carrier is None or e.carrier in (carrier, _CARRIER_NAMES.get(carrier, carrier)))]
+               and (carrier is None or e.carrier in (carrier, CARRIER_NAMES.get(carrier, carrier)))]
     if not matches:
         typer.echo(f"{code}: not in the tables (unknown)")
         raise typer.Exit(1)
@@ -267,9 +264,6 @@ def explain(
         typer.echo(f"{e.source:<8} {e.carrier or '-':<4} {e.stage:<8} {e.failure_category:<16} "
                    f"{'permanent' if e.permanent else 'temporary':<9} {e.description} | action: {e.action or '-'} "
                    f"| {e.seed_file}:{e.seed_line}")
-
-
-_CARRIER_NAMES = {"mobile": "移动", "unicom": "联通", "telecom": "电信", "broadnet": "广电"}
 
 
 @cli.command()
@@ -309,7 +303,7 @@ def simulate(
     truth = asyncio.run(drive(url, duration=duration, rate=rate, token=settings.callback_token, seed=seed,
                               outage=[s for s in switches if isinstance(s, Outage)] or None,
                               blackout=[s for s in switches if isinstance(s, Blackout)] or None))
-    typer.echo(orjson.dumps(truth.to_dict(), option=orjson.OPT_INDENT_2).decode())
+    typer.echo(msgspec.json.format(msgspec.json.encode(truth.to_dict()), indent=2).decode())
 
 
 dashboards_cli = typer.Typer(no_args_is_help=True, help="Grafana dashboards and alert rules.")

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import orjson
+import msgspec
 import structlog
 
 from sms_analytics.dashboards.report import time_range, write_report
@@ -83,10 +83,10 @@ async def run_demo(settings: Settings, *, duration: float, rate: float, seed: in
         print(f"sink: {runtime.sink.stats.rows_written if runtime.sink else 0} rows written in "
               f"{runtime.sink.stats.batches if runtime.sink else 0} batches")
         feeds = ", ".join(f"{f.name} {getattr(f.stats, 'records', getattr(f.stats, 'events', 0))}" for f in runtime.feeds)
-        print(f"provider-API lane (sent through the simulators): {orjson.dumps(lane.ground_truth()).decode()}")
+        print(f"provider-API lane (sent through the simulators): {msgspec.json.encode(lane.ground_truth()).decode()}")
         print(f"pull feeds (records): {feeds}")
         print(f"ground truth ({'matches the warehouse' if caught_up else 'DOES NOT match the warehouse'}): "
-              f"{orjson.dumps(expected).decode()}")
+              f"{msgspec.json.encode(expected).decode()}")
         print("the data stays queryable: sms-analytics sql \"SELECT status, count() FROM sms.messages GROUP BY status\"")
         print(f"report: {await _report(runtime, settings.sms_data_dir / 'report.html', started_at)}")
         return caught_up

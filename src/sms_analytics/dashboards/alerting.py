@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-DATASOURCE_UID = "sms-clickhouse"
+DATASOURCE_UID = "sms-clickhouse"  # the ClickHouse datasource every panel and rule refers to (build.DATASOURCE)
 PLUGIN_VERSION = "4.20.0"
 FOLDER = "SMS"
 GROUP = "sms-delivery"

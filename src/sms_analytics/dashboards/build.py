@@ -24,16 +24,17 @@ would have to be overridden one by one; worth another look if it ships a ClickHo
 
 from __future__ import annotations
 
-import json
 import sys
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from sms_analytics.dashboards import pipeline_health
+import msgspec
+
+from sms_analytics.dashboards import alerting, pipeline_health
 from sms_analytics.sinks.rollups import MATURATION_SECONDS
 
-DATASOURCE = {"type": "grafana-clickhouse-datasource", "uid": "sms-clickhouse"}
+DATASOURCE = {"type": "grafana-clickhouse-datasource", "uid": alerting.DATASOURCE_UID}
 PLUGIN_VERSION = "4.20.0"
 JSON_DIR = Path(__file__).resolve().parent / "grafana" / "json"
 FORMAT_TIMESERIES, FORMAT_TABLE = 0, 1
@@ -589,7 +590,7 @@ PROMETHEUS_DASHBOARDS = {pipeline_health.FILE_NAME: pipeline_health.dashboard}
 
 
 def render(dashboard: dict[str, Any]) -> str:
-    return json.dumps(dashboard, indent=2, ensure_ascii=False) + "\n"
+    return msgspec.json.format(msgspec.json.encode(dashboard), indent=2).decode() + "\n"
 
 
 def write(folder: Path = JSON_DIR) -> list[Path]:

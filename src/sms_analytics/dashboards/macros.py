@@ -13,14 +13,14 @@ import re
 from datetime import datetime, timezone
 from typing import Callable, Iterator
 
+from sms_analytics.model.times import parse_duration
+
 ALL = "$__all"
 _ALL_NAMES = {ALL, "All", "all"}
 
 _COMMENT = re.compile(r"'(?:[^'\\]|\\.)*'|--[^\n]*|/\*.*?\*/", re.S)
 _VAR = re.compile(r"\$\{(\w+)(?::(\w+))?\}|\$(\w+)")
 _MACRO = re.compile(r"\$__([A-Za-z0-9_]+)")
-_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d|w)?\s*$")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
 
 
 def blank_comments(sql: str) -> str:
@@ -124,13 +124,11 @@ def interpolate(sql: str, variables: dict[str, list[str] | str], all_values: dic
 
 
 def _seconds(duration: str) -> int:
-    m = _DURATION.match(duration)
-    if not m:
-        raise ValueError(f"bad interval {duration!r}")
-    n, unit = int(m.group(1)), m.group(2)
-    if unit == "ms":
-        return max(1, n // 1000)
-    return n * _UNIT_S[unit]
+    try:
+        seconds = parse_duration(duration, units=("ms", "s", "m", "h", "d", "w"), bare="s")
+    except ValueError:
+        raise ValueError(f"bad interval {duration!r}") from None
+    return max(1, int(seconds)) if seconds else 0
 
 
 def backend_macros(sql: str, *, start: datetime, end: datetime, interval_s: int) -> str:

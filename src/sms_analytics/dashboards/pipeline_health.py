@@ -12,11 +12,11 @@ takes raw. The PromQL uses fixed windows (no `$__rate_interval`) and the annotat
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import yaml
 
 from sms_analytics.dashboards import alerting
@@ -241,7 +241,7 @@ def render_alerts(doc: dict[str, Any] | None = None) -> str:
 
 
 def render_dashboard() -> str:
-    return json.dumps(dashboard(), indent=2, ensure_ascii=False) + "\n"
+    return msgspec.json.format(msgspec.json.encode(dashboard()), indent=2).decode() + "\n"
 
 
 def write_alerts(path: Path = ALERTS_PATH) -> Path:

@@ -18,7 +18,6 @@ environment and are never printed: only titles, uids and versions are.
 
 from __future__ import annotations
 
-import re
 import urllib.parse
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from grafana_client.client import (
 )
 
 from sms_analytics.dashboards import alerting, build
+from sms_analytics.model.times import parse_duration
 from sms_analytics.urls import redact
 
 FOLDER_UID = "sms-analytics"
@@ -44,8 +44,6 @@ DATASOURCE_TYPE = build.DATASOURCE["type"]
 DATASOURCE_NAME = "ClickHouse (sms)"
 TIMEOUT_S = 15.0
 
-_DURATION = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 
 
 class PushError(Exception):
@@ -140,10 +138,10 @@ def api_rule(rule: dict[str, Any], group: dict[str, Any], folder_uid: str) -> di
 
 def interval_seconds(text: str) -> int:
     """A Prometheus-style duration ("1m", "1h30m") in whole seconds."""
-    parts = _DURATION.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise PushError(f"bad rule group interval {text!r}")
-    return int(sum(int(n) * _UNIT_SECONDS[u] for n, u in parts))
+    try:
+        return int(parse_duration(text))
+    except ValueError:
+        raise PushError(f"bad rule group interval {text!r}") from None
 
 
 # --- the steps --------------------------------------------------------------------------------------

@@ -12,8 +12,6 @@ script.
 from __future__ import annotations
 
 import re
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,12 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import orjson
+import msgspec
 
 from sms_analytics.dashboards import build
 from sms_analytics.dashboards.formats import count, duration, utc, when
 from sms_analytics.dashboards.macros import expand
 from sms_analytics.dashboards.report_panels import PanelView, panel_view
+from sms_analytics.model.times import parse_duration
+from sms_analytics.sinks.query_api import QueryRefused, post_query  # noqa: F401 - QueryRefused: what a Query raises
 
 Query = Callable[[str], tuple[list[str], list[tuple[Any, ...]]]]
 
@@ -39,8 +39,6 @@ PANEL_CHROME = 30  # px of a panel's padding and the grid gap
 STATUS_COLUMNS = ("sent", "delivered", "failed", "expired", "pending")
 CARDS = (("sent", "Sent"), ("delivered", "Delivered"), ("failed", "Failed"), ("pending", "Pending"),
          ("expired", "Expired"))
-_SINCE = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
-_SINCE_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(\+00:00|Z)$")
 
 TOTALS_SQL = """
@@ -65,10 +63,13 @@ class TimeRange:
 
 def parse_since(text: str) -> timedelta:
     """`90m`, `24h`, `7d`, `2w`, `30s`: the length of the range that ends now."""
-    m = _SINCE.match(text)
-    if not m or int(m.group(1)) == 0:
+    try:
+        seconds = parse_duration(text, units=("s", "m", "h", "d", "w"))
+    except ValueError:
+        seconds = 0
+    if not seconds:
         raise ValueError(f"--since takes a positive number and a unit s, m, h, d or w (e.g. 24h), got {text!r}")
-    return timedelta(seconds=int(m.group(1)) * _SINCE_UNIT_S[m.group(2)])
+    return timedelta(seconds=seconds)
 
 
 def interval_for(seconds: float) -> int:
@@ -159,30 +160,12 @@ def _layout_order(panels: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 def http_query(base_url: str, timeout: float = 60.0, token: str | None = None) -> Query:
     """A Query through a running process's read-only endpoint (POST /query?format=json); `token`:
     SMS_QUERY_TOKEN, when the endpoint requires one."""
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-
     def query(sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-        request = urllib.request.Request(f"{base_url.rstrip('/')}/query?format=json", data=sql.encode(), method="POST",
-                                         headers=headers)
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                records = [orjson.loads(line) for line in response.read().splitlines() if line.strip()]
-        except urllib.error.HTTPError as exc:  # the endpoint's reason, not only its status
-            raise QueryRefused(f"HTTP {exc.code}: {_error_of(exc.read())}") from None
+        body = post_query(base_url, sql, token=token, timeout=timeout)  # QueryRefused: the endpoint's error
+        records = [msgspec.json.decode(line) for line in body.splitlines() if line.strip()]
         columns = list(records[0]) if records else []
         return columns, [tuple(_revive(r[c]) for c in columns) for r in records]
     return query
-
-
-class QueryRefused(RuntimeError):
-    """The query endpoint answered with an error (its text is in the message)."""
-
-
-def _error_of(body: bytes) -> str:
-    try:
-        return str(orjson.loads(body)["error"])
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        return body.decode("utf-8", "replace")[:500]
 
 
 def _revive(value: Any) -> Any:

@@ -7,12 +7,13 @@ non-personal phone fields, so downstream stages never need to re-derive them.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 
-Provider = Literal["aliyun", "tencent", "kx"]
-PROVIDERS: tuple[str, ...] = ("aliyun", "tencent", "kx")
+from sms_analytics.model.providers import PROVIDERS, Provider  # noqa: F401 - re-exported: the event types' providers
+
+STATUS_RANK = {"pending": 0, "failed": 1, "delivered": 2}  # a delivery's status, least final first
 
 
 class Identity(msgspec.Struct, kw_only=True, gc=False):

@@ -16,4 +16,9 @@ ALL = (SENDS, RECEIPTS, REPLIES, DELIVERIES, ALERTS, DEADLETTER, PROVIDER_STATS,
 
 def message_key(provider: str, message_id: str, phone_e164: str) -> bytes:
     """provider + message_id + E.164 phone: a message's send and receipts share a partition."""
-    return f"{provider}|{message_id}|{phone_e164}".encode()
+    return message_key_text(provider, message_id, phone_e164).encode()
+
+
+def message_key_text(provider: str, message_id: str, phone_e164: str) -> str:
+    """The message key as text (the join's table key is the same identity)."""
+    return f"{provider}|{message_id}|{phone_e164}"

@@ -62,8 +62,10 @@ from urllib.parse import parse_qsl, quote, quote_plus
 from xml.sax.saxutils import escape
 
 import aiohttp
-import orjson
+import msgspec
 from aiohttp import web
+
+from sms_analytics.model.providers import segments
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +172,7 @@ def china_date(ts: float) -> date:
 
 def _segments(content: str) -> int:
     """``sms_size``: up to 70 characters is one message, a longer one is billed per 67."""
-    return 1 if len(content) <= 70 else -(-len(content) // 67)
+    return segments(content)
 
 
 @dataclass
@@ -340,13 +342,13 @@ class AliyunSimulator:
             tried.update(p.seq for p in batch)
             ok = False
             try:
-                async with session.post(url, data=orjson.dumps([p.body for p in batch]),
+                async with session.post(url, data=msgspec.json.encode([p.body for p in batch]),
                                         headers={"Content-Type": "application/json; charset=UTF-8"}) as resp:
                     raw = await resp.read()
                     if 200 <= resp.status < 300:
                         try:
-                            answer = orjson.loads(raw)
-                        except orjson.JSONDecodeError:
+                            answer = msgspec.json.decode(raw)
+                        except msgspec.DecodeError:
                             answer = None
                         code = answer.get("code") if isinstance(answer, dict) else None
                         ok = code == 0 and not isinstance(code, bool)
@@ -519,8 +521,8 @@ class AliyunSimulator:
     @staticmethod
     def _json_array(raw: str) -> list[Any]:
         try:
-            value = orjson.loads(raw)
-        except orjson.JSONDecodeError:
+            value = msgspec.json.decode(raw)
+        except msgspec.DecodeError:
             raise INVALID_JSON_PARAM() from None
         if not isinstance(value, list):
             raise INVALID_JSON_PARAM()
@@ -543,8 +545,8 @@ class AliyunSimulator:
             return {}
         if isinstance(value, str):
             try:
-                value = orjson.loads(value)
-            except orjson.JSONDecodeError:
+                value = msgspec.json.decode(value)
+            except msgspec.DecodeError:
                 raise INVALID_JSON_PARAM() from None
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
             raise INVALID_JSON_PARAM()
@@ -685,7 +687,7 @@ class AliyunSimulator:
         if fmt == "XML":
             return web.Response(status=status, body=self._xml(f"{action}Response", doc),
                                 headers={"Content-Type": "text/xml;charset=utf-8"})
-        return web.Response(status=status, body=orjson.dumps(doc), content_type="application/json",
+        return web.Response(status=status, body=msgspec.json.encode(doc), content_type="application/json",
                             charset="utf-8")
 
     def _error(self, err: ApiError, request_id: str, fmt: str, action: str) -> web.Response:
@@ -695,5 +697,5 @@ class AliyunSimulator:
         if fmt == "XML":
             return web.Response(status=err.status, body=self._xml("Error", doc),
                                 headers={"Content-Type": "text/xml;charset=utf-8"})
-        return web.Response(status=err.status, body=orjson.dumps(doc), content_type="application/json",
+        return web.Response(status=err.status, body=msgspec.json.encode(doc), content_type="application/json",
                             charset="utf-8")

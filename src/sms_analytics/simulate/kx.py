@@ -43,8 +43,10 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import aiohttp
-import orjson
+import msgspec
 from aiohttp import web
+
+from sms_analytics.model.providers import segments
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +110,7 @@ def _expected_sign(userid: str, ts: str, apikey: str) -> str:
 
 def _segments(text: str) -> int:
     """§3.5: up to 70 characters is 1; longer, every 67 characters is 1."""
-    return 1 if len(text) <= 70 else -(-len(text) // 67)
+    return segments(text)
 
 
 @dataclass
@@ -261,7 +263,7 @@ class KxSimulator:
             return 0
         delivered = 0
         while batch := self._due(queue, MAX_PER_QUERY):
-            payload = orjson.dumps([p.body for p in batch])
+            payload = msgspec.json.encode([p.body for p in batch])
             try:
                 async with session.post(url, data=payload, headers={
                         "Content-Type": "application/json; charset=UTF-8"}) as resp:
@@ -351,7 +353,7 @@ class KxSimulator:
         doc: dict[str, Any] = {"code": code[0], "msg": code[1]}
         if data is not None:
             doc["data"] = data
-        return web.Response(body=orjson.dumps(doc), content_type="application/json", charset="utf-8")
+        return web.Response(body=msgspec.json.encode(doc), content_type="application/json", charset="utf-8")
 
     @staticmethod
     async def _form(request: web.Request) -> dict[str, str]:
@@ -359,8 +361,8 @@ class KxSimulator:
         if request.method == "POST" and request.can_read_body:
             if request.content_type == "application/json":
                 try:
-                    doc = orjson.loads(await request.read())
-                except orjson.JSONDecodeError:
+                    doc = msgspec.json.decode(await request.read())
+                except msgspec.DecodeError:
                     doc = None
                 if isinstance(doc, dict):
                     params.update({str(k).strip(): str(v) for k, v in doc.items() if v is not None})
@@ -398,8 +400,8 @@ class KxSimulator:
 
     async def _p2p(self, request: web.Request) -> web.Response:
         try:
-            doc = orjson.loads(await request.read())
-        except orjson.JSONDecodeError:
+            doc = msgspec.json.decode(await request.read())
+        except msgspec.DecodeError:
             doc = None
         if not isinstance(doc, dict):
             return self._reply(PARAM_INVALID)

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-import orjson
+import msgspec
 from aiohttp import web
 
+from sms_analytics.model.providers import PROVIDERS
 from sms_analytics.simulate.aliyun import AliyunSimulator
 from sms_analytics.simulate.kx import KxSimulator
 from sms_analytics.simulate.mns import MnsSimulator
@@ -61,7 +62,7 @@ class ProviderLane:
     mns: MnsSimulator = field(default_factory=lambda: MnsSimulator(access_id=ALI_ID, access_key=ALI_KEY))
     runners: list[web.AppRunner] = field(default_factory=list)
     urls: dict[str, str] = field(default_factory=dict)
-    truth: dict[str, Counts] = field(default_factory=lambda: {"kx": Counts(), "tencent": Counts(), "aliyun": Counts()})
+    truth: dict[str, Counts] = field(default_factory=lambda: {p: Counts() for p in PROVIDERS})
     replies: int = 0
 
     async def start(self) -> None:
@@ -219,6 +220,6 @@ class ProviderLane:
 
 
 async def _post(http: aiohttp.ClientSession, path: str, body: Any) -> None:
-    async with http.post(path, data=orjson.dumps(body)) as resp:
+    async with http.post(path, data=msgspec.json.encode(body)) as resp:
         if resp.status != 202:
             raise RuntimeError(f"{path.split('?')[0]} answered {resp.status}: {(await resp.text())[:200]}")

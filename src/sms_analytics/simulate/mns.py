@@ -52,7 +52,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from xml.etree import ElementTree
 
-import orjson
+import msgspec
 from aiohttp import web
 
 logger = logging.getLogger(__name__)
@@ -165,7 +165,7 @@ class MnsSimulator:
         SMS service, the body is stored base64-encoded unless ``base64_body=False``. Returns the
         MessageId."""
         if isinstance(body, (dict, list)):
-            raw = orjson.dumps(body)
+            raw = msgspec.json.encode(body)
         elif isinstance(body, str):
             raw = body.encode("utf-8")
         else:

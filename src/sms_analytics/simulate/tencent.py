@@ -83,7 +83,6 @@ import hashlib
 import hmac
 import itertools
 import logging
-import math
 import random
 import re
 import time
@@ -95,9 +94,11 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import aiohttp
-import orjson
+import msgspec
 import phonenumbers
 from aiohttp import web
+
+from sms_analytics.model.providers import GSM_SEGMENT_CHARS, segments
 
 logger = logging.getLogger(__name__)
 
@@ -209,10 +210,7 @@ def china_hour(ts: float) -> str:
 def fee_for(text: str, *, domestic: bool) -> int:
     """Billed messages for one text: ≤70 characters is 1, longer every 67 is 1; a foreign number
     with an all-ASCII text uses the GSM limits 160/153."""
-    single, part = (70, 67)
-    if not domestic and text.isascii():
-        single, part = (160, 153)
-    return 1 if len(text) <= single else math.ceil(len(text) / part)
+    return segments(text, *GSM_SEGMENT_CHARS) if not domestic and text.isascii() else segments(text)
 
 
 def callback_stat_key(errmsg: str, description: str) -> str | None:
@@ -503,7 +501,7 @@ class TencentSimulator:
         queue[:] = [x for x in queue if id(x) not in gone]
 
     async def _post(self, session: aiohttp.ClientSession, kind: str, url: str, body: Any, records: int) -> bool:
-        payload = orjson.dumps(body)
+        payload = msgspec.json.encode(body)
         for attempt in range(1 + CALLBACK_RETRIES):
             if attempt and self.callback_retry_delay:
                 await asyncio.sleep(self.callback_retry_delay)
@@ -514,8 +512,8 @@ class TencentSimulator:
                     raw = await resp.read()
                 if status == 200:
                     try:
-                        answer = orjson.loads(raw)
-                    except orjson.JSONDecodeError:
+                        answer = msgspec.json.decode(raw)
+                    except msgspec.DecodeError:
                         answer = None
                     ok = isinstance(answer, dict) and answer.get("result") == 0 and not isinstance(
                         answer.get("result"), bool)
@@ -585,7 +583,7 @@ class TencentSimulator:
     @staticmethod
     def _answer(doc: dict[str, Any]) -> web.Response:
         # Exactly "application/json": the SDK's _check_error ignores any other Content-Type.
-        return web.Response(body=orjson.dumps({"Response": doc}), headers={"Content-Type": "application/json"})
+        return web.Response(body=msgspec.json.encode({"Response": doc}), headers={"Content-Type": "application/json"})
 
     async def _handle(self, request: web.Request) -> web.Response:
         request_id = self._request_id()
@@ -673,8 +671,8 @@ class TencentSimulator:
         if content_type != "application/json":
             raise _ApiError("InvalidParameter", "POST with signature v3 must be Content-Type: application/json.")
         try:
-            doc = orjson.loads(body) if body else {}
-        except orjson.JSONDecodeError:
+            doc = msgspec.json.decode(body) if body else {}
+        except msgspec.DecodeError:
             raise _ApiError("FailedOperation.JsonParseFail", "the request body is not valid JSON") from None
         if not isinstance(doc, dict):
             raise _ApiError("FailedOperation.JsonParseFail", "the request body must be a JSON object")

@@ -2,6 +2,13 @@
 (`sms.error_codes`) and the pipeline's resolved lookup (`sms.error_code_lookup`, behind the
 dictionary `sms.error_code_dict`). Reloaded only when the packaged file's version changes.
 
+A code with several meanings (model/knowledge.py) has a row for each in `sms.error_codes`, told apart
+by seed_line (the table is a plain MergeTree: nothing folds them), so a query over the documents sees
+them all, as `sms-analytics explain` does. `sms.error_code_lookup` keeps one row per (provider,
+carrier, code, stage): the first meaning in seed order, which is what KnowledgeBase.lookup gives the
+stream, so the dictionary and the deliveries' failure_category never disagree, and the dictionary's
+key keeps a single value.
+
 On a cluster (SMS_CLICKHOUSE_CLUSTER, sinks/cluster.py) both tables have a replica on every node, so
 each node's dictionary reads its own: the process that finds another version truncates and reloads
 them on its node (TRUNCATE and the inserts of a replicated table reach every replica), then waits for

@@ -4,20 +4,26 @@
 fill ClickHouse query parameters ({name:Type}). Only read statements, run with
 readonly=2; anything else is answered 403. chDB opens a warehouse in one process at a time, so
 `sms-analytics sql` goes through this endpoint while `up` runs.
+
+`post_query` is its one client (`sms-analytics sql` and `lookup`, and `report` through
+dashboards/report.http_query).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import csv
 import datetime as dt
+import hmac
 import io
+import urllib.error
+import urllib.parse
+import urllib.request
 from decimal import Decimal
 from typing import Any, Callable
 from uuid import UUID
 
-import orjson
+import msgspec
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -45,12 +51,12 @@ def _plain(value: Any) -> Any:
 def render(columns: list[str], rows: list[tuple[Any, ...]], fmt: str) -> str:
     plain = [[_plain(v) for v in row] for row in rows]
     if fmt == "json":
-        return "".join(orjson.dumps(dict(zip(columns, row))).decode() + "\n" for row in plain)
+        return "".join(_json(dict(zip(columns, row))) + "\n" for row in plain)
     if fmt == "csv":
         buf = io.StringIO()
         writer = csv.writer(buf)
         writer.writerow(columns)
-        writer.writerows([[orjson.dumps(v).decode() if isinstance(v, (list, dict)) else v for v in r] for r in plain])
+        writer.writerows([[_json(v) if isinstance(v, (list, dict)) else v for v in r] for r in plain])
         return buf.getvalue()
     if fmt == "table":
         cells = [[str(c) for c in columns]] + [["NULL" if v is None else str(v) for v in r] for r in plain]
@@ -108,6 +114,40 @@ def _authorized(request: web.Request, token: str) -> bool:
 def query_headers(token: str | None) -> dict[str, str]:
     """The headers a client of POST /query sends (`sql`, `report`)."""
     return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+class QueryRefused(RuntimeError):
+    """The query endpoint answered with an error: its HTTP `status` and its own words (`text`)."""
+
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(f"HTTP {status}: {text}")
+        self.status, self.text = status, text
+
+
+def post_query(base_url: str, sql: str, *, fmt: str = "json", params: dict[str, str] | None = None,
+               token: str | None = None, timeout: float = 60.0) -> bytes:
+    """The body of `POST {base_url}/query?format=…` with `sql` (the one client of this endpoint).
+    QueryRefused when the endpoint answers an error; urllib.error.URLError or ConnectionError when
+    nothing answers (the callers then open the warehouse directly)."""
+    query = urllib.parse.urlencode({"format": fmt, **{f"param_{k}": v for k, v in (params or {}).items()}})
+    request = urllib.request.Request(f"{base_url.rstrip('/')}/query?{query}", data=sql.encode(), method="POST",
+                                     headers=query_headers(token))
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.read()
+    except urllib.error.HTTPError as exc:  # the endpoint's reason, not only its status
+        raise QueryRefused(exc.code, _error_text(exc.read())) from None
+
+
+def _error_text(body: bytes) -> str:
+    try:
+        return str(msgspec.json.decode(body)["error"])
+    except (msgspec.DecodeError, KeyError, TypeError):
+        return body.decode("utf-8", "replace")
+
+
+def _json(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
 
 
 def _metrics(exposition: Callable[[], bytes]) -> Callable[[web.Request], Any]:

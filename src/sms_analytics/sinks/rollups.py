@@ -62,11 +62,10 @@ from typing import Iterable
 import structlog
 
 from sms_analytics.model.events import Delivery
-from sms_analytics.sinks.warehouse import Warehouse
+from sms_analytics.sinks.warehouse import MATURATION_SECONDS, Warehouse
 
 log = structlog.get_logger(__name__)
 
-MATURATION_SECONDS = (10, 30, 60, 120, 300, 600, 1800, 3600, 21600, 86400, 259200)
 _MINUTE_MS = 60_000
 # sms.rollup_level_raw: per grain, the dimensions it keeps (the others are '') and its levels
 # (seconds; each divides the next). The minute level of grain 'full' is sms.rollup_minute_raw.

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-import orjson
 from typing import Any
 
-from sms_analytics.model.events import Delivery, ProviderBalance, ProviderStats, ReplyEvent
+import msgspec
+
+from sms_analytics.model.events import STATUS_RANK, Delivery, ProviderBalance, ProviderStats, ReplyEvent
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_RANK = {"pending": 0, "failed": 1, "delivered": 2}
 
 MESSAGE_COLUMNS = (
     "provider", "message_id", "phone_hash", "phone_masked", "phone_raw", "carrier", "country_code",
@@ -35,7 +35,7 @@ ALERT_COLUMNS = ("rule", "key", "state", "value", "threshold", "window_seconds",
 
 
 def alert_row(raw: bytes) -> list[Any]:
-    a = orjson.loads(raw)
+    a = msgspec.json.decode(raw)
     return [a["rule"], a["key"], a["state"], float(a["value"]), float(a["threshold"]), int(a["window_seconds"]),
             _dt(a["started_at_ms"]), _dt(a["at_ms"]), a["summary"]]
 
@@ -63,7 +63,7 @@ def message_row(d: Delivery, *, store_raw_phone: bool) -> list[Any]:
     send = d.has_send  # send fields stay NULL in a receipt-only part, so they never erase a send's
     outcome = (
         d.outcome_at_ms if d.status != "pending" else 0,
-        _RANK[d.status], d.stage, d.error_code, d.error_message, d.failure_category,
+        STATUS_RANK[d.status], d.stage, d.error_code, d.error_message, d.failure_category,
     )
     return [
         d.provider, d.message_id, d.phone_hash, d.phone_masked, d.phone if store_raw_phone else None,

@@ -30,6 +30,11 @@ from sms_analytics.sinks import cluster as on_cluster
 
 log = structlog.get_logger(__name__)
 
+# The ages of sms.cohort_maturation (views.sql): delivered_within[i] counts the messages delivered within
+# MATURATION_SECONDS[i] of the send. Here, where views.sql is filled in, so that rollups.py (which imports
+# this module) can use it without an import back.
+MATURATION_SECONDS = (10, 30, 60, 120, 300, 600, 1800, 3600, 21600, 86400, 259200)
+
 # The MergeTree tables without a TTL, and why (migrations/0010_retention.sql); every other table has one
 # (sinks/retention.sql; tests/test_retention.py checks both).
 NO_TTL = {
@@ -261,8 +266,6 @@ class Warehouse:
     def apply_views(self, expire_after_seconds: int) -> None:
         """(Re)create the views with the configured settings; they hold no data."""
         text = (resources.files("sms_analytics.sinks") / "views.sql").read_text(encoding="utf-8")
-        from sms_analytics.sinks.rollups import MATURATION_SECONDS
-
         text = text.replace("{expire_after_seconds}", str(int(expire_after_seconds)))
         text = text.replace("{maturation_seconds}", ", ".join(map(str, MATURATION_SECONDS)))
         with self._lock:

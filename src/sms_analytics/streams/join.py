@@ -10,10 +10,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from sms_analytics.model.events import Delivery, ReceiptEvent, SendEvent
+from sms_analytics.model.events import STATUS_RANK, Delivery, ReceiptEvent, SendEvent
 from sms_analytics.model.knowledge import KnowledgeBase
-
-_RANK = {"pending": 0, "failed": 1, "delivered": 2}
 
 
 def new_state(event: SendEvent | ReceiptEvent) -> Delivery:
@@ -86,8 +84,8 @@ def _wins(state: Delivery, status: str, at_ms: int, stage: str, code: str, messa
     delivery over a failure, then the greater code, so a tie never depends on arrival order."""
     if state.status == "pending":
         return True
-    return (at_ms, _RANK[status], stage, code, message) > (
-        state.outcome_at_ms, _RANK[state.status], state.stage, state.error_code, state.error_message)
+    return (at_ms, STATUS_RANK[status], stage, code, message) > (
+        state.outcome_at_ms, STATUS_RANK[state.status], state.stage, state.error_code, state.error_message)
 
 
 def is_final(state: Delivery) -> bool:
