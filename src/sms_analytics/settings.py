@@ -1,7 +1,10 @@
 """One settings object for the whole pipeline, read from the environment (or an env file).
 
 Every knob is an environment variable; the names below (upper-cased) are the public contract
-that docker-compose.yml and the README rely on.
+that docker-compose.yml and the README rely on. Groups of knobs one part uses together are
+pydantic models the settings give whole: the alert rules (`AlertRules`, from the YAML file
+SMS_ALERT_RULES names) and the compensation policy (`Settings.compensation`). Where this ends:
+values and their validation; what the parts do with them is theirs.
 """
 
 from __future__ import annotations
@@ -9,14 +12,139 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIN_HASH_KEY_BYTES = 16  # model/phone.py: PhoneHasher refuses a shorter key
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --- in-stream alert rules (streams/alerts.py) ----------------------------------------------------
+# The defaults are the packaged streams/alert_rules.yaml, and only there: a file SMS_ALERT_RULES
+# names is read over it, so it gives only what it changes. dashboards/alerting.py takes the Grafana
+# rules' thresholds from the packaged file too (AlertRules.packaged()).
+
+class DeliveryRateRule(_Part):
+    """delivered / (delivered + failed) of the outcomes in the window, per provider (and carrier)."""
+
+    floor: float = Field(ge=0, le=1)  # fire below this ...
+    min_volume: int = Field(ge=0)  # ... once at least this many outcomes are in the window
+    by: tuple[Literal["provider", "carrier"], ...]
+
+    @property
+    def by_carrier(self) -> bool:
+        return "carrier" in self.by
+
+
+class ReceiptBlackoutRule(_Part):
+    """Receipts stalled while sends continue: no receipt for lag_seconds."""
+
+    lag_seconds: int = Field(gt=0)
+    min_sends: int = Field(ge=0)  # sends of that provider in the window
+
+
+class LatencyRule(_Part):
+    """p95 of the delivered latency in the window above an SLO."""
+
+    slo_ms: int = Field(gt=0)
+    min_volume: int = Field(ge=0)
+
+
+class Webhook(_Part):
+    url: str
+    format: Literal["generic", "dingtalk", "wecom", "slack"] = "generic"
+
+
+class AlertRules(_Part):
+    """The in-stream alert rules: the YAML file's structure, validated."""
+
+    evaluate_every_seconds: float = Field(gt=0)
+    window_seconds: int = Field(gt=0)
+    delivery_rate: DeliveryRateRule
+    receipt_blackout: ReceiptBlackoutRule
+    latency_p95: LatencyRule
+    webhooks: tuple[Webhook, ...] = ()
+
+    @classmethod
+    def packaged(cls) -> AlertRules:
+        return cls.model_validate(_packaged_rules())
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> AlertRules:
+        """The packaged rules, with what the file at `path` gives over them. A file that cannot be
+        read or parsed, or gives a wrong value, raises ValueError with one line saying where."""
+        doc = _packaged_rules()
+        if path is not None:
+            doc = _merged(doc, _read_rules(path))
+        try:
+            return cls.model_validate(doc)
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            where = ".".join(str(part) for part in first["loc"]) or "the file"
+            more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+            raise ValueError(f"{where}: {first['msg']}{more}") from None
+
+
+@lru_cache(maxsize=1)
+def _packaged_rules() -> dict[str, Any]:
+    text = (resources.files("sms_analytics.streams") / "alert_rules.yaml").read_text(encoding="utf-8")
+    return dict(yaml.safe_load(text))
+
+
+def _read_rules(path: Path) -> dict[str, Any]:
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"cannot be read: {(exc.strerror or type(exc).__name__).lower()}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ValueError(f"not YAML: {getattr(exc, 'problem', None) or type(exc).__name__}{at}") from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise ValueError("expected a mapping of rules at the top of the file")  # noqa: TRY004 - pydantic reports ValueErrors
+    return doc
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` on `base`, section by section (a section's keys not in `over` keep base's values)."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merged(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return out
+
+
+# --- compensation (streams/compensation.py) ----------------------------------------------------------
+
+class CompensationPolicy(_Part):
+    """Which pending messages the stream asks the providers about, and how often; built by
+    `Settings.compensation` from SMS_COMPENSATE_AFTER, SMS_COMPENSATE_INTERVAL,
+    SMS_COMPENSATE_SCAN_SECONDS and SMS_EXPIRE_AFTER (their defaults are the settings')."""
+
+    after_ms: int
+    interval_ms: int  # never ask about one message twice within this
+    scan_seconds: float
+    forget_after_ms: int  # the stream drops states older than this
+    max_age_ms: int = 30 * 86_400_000  # fixed: QuerySendDetails looks back 30 days
+    providers: tuple[str, ...] = ("aliyun", "tencent")  # fixed: KX has no per-message query
 
 
 class Settings(BaseSettings):
@@ -147,7 +275,9 @@ class Settings(BaseSettings):
     sms_compensate_interval: timedelta = Field(default=timedelta(minutes=30),
                                                description="Never ask about one message twice within this.")
     sms_compensate_scan_seconds: float = Field(default=30.0, description="How often the stream looks for them.")
-    sms_alert_rules: Path | None = Field(default=None, description="Alert rules YAML (default: the packaged one).")
+    sms_alert_rules: Annotated[AlertRules, NoDecode] = Field(
+        default_factory=AlertRules.packaged, description="A YAML file of alert rules, read over the packaged "
+        "streams/alert_rules.yaml (it gives only what it changes); unset: the packaged rules. Validated at start.")
     sms_template_names: Path | None = Field(
         default=None, description="CSV provider,template,sign,name: business names of templates; unset: none.")
     sms_feed_interval_seconds: float = Field(default=5.0, description="Wait after an empty poll.")
@@ -187,6 +317,14 @@ class Settings(BaseSettings):
             return float(value)
         return value
 
+    @field_validator("sms_alert_rules", mode="before")
+    @classmethod
+    def _alert_rules(cls, value: object) -> object:
+        """A path (the environment's SMS_ALERT_RULES) becomes the rules it holds; empty: the packaged."""
+        if isinstance(value, (str, Path)):
+            return AlertRules.load(Path(value) if str(value).strip() else None)
+        return value
+
     @field_validator("kafka_bootstrap_servers")
     @classmethod
     def _bootstrap(cls, value: str | None) -> str | None:
@@ -218,7 +356,7 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _retention(self) -> "Settings":
+    def _retention(self) -> Settings:
         # A recompute rebuilds the day bucket of a minute from the minute rollups of that whole day, the
         # oldest a day older than the minute; and a pending message's minute is recomputed when it expires.
         if self.sms_rollup_retention_days <= self.sms_retention_days:
@@ -239,12 +377,22 @@ class Settings(BaseSettings):
         return f"chdb:///{self.sms_data_dir.resolve() / 'warehouse'}"
 
     @property
+    def compensation(self) -> CompensationPolicy:
+        return CompensationPolicy(after_ms=_ms(self.sms_compensate_after), interval_ms=_ms(self.sms_compensate_interval),
+                                  scan_seconds=self.sms_compensate_scan_seconds,
+                                  forget_after_ms=_ms(self.sms_expire_after))
+
+    @property
     def query_token(self) -> str | None:
         return self.sms_query_token.get_secret_value() if self.sms_query_token else None
 
     @property
     def callback_token(self) -> str | None:
         return self.sms_callback_token.get_secret_value() if self.sms_callback_token else None
+
+
+def _ms(span: timedelta) -> int:
+    return int(span.total_seconds() * 1000)
 
 
 @lru_cache(maxsize=1)
