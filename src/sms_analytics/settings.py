@@ -3,7 +3,9 @@
 Every knob is an environment variable; the names below (upper-cased) are the public contract
 that docker-compose.yml and the README rely on. Groups of knobs one part uses together are
 pydantic models the settings give whole: the alert rules (`AlertRules`, from the YAML file
-SMS_ALERT_RULES names) and the compensation policy (`Settings.compensation`). Where this ends:
+SMS_ALERT_RULES names), the compensation policy (`Settings.compensation`) and the options of
+`dashboards push` (`Settings.grafana_push`; the command line's options are settings given over
+the environment's). Where this ends:
 values and their validation; what the parts do with them is theirs.
 """
 
@@ -145,6 +147,37 @@ class CompensationPolicy(_Part):
     forget_after_ms: int  # the stream drops states older than this
     max_age_ms: int = 30 * 86_400_000  # fixed: QuerySendDetails looks back 30 days
     providers: tuple[str, ...] = ("aliyun", "tencent")  # fixed: KX has no per-message query
+
+
+# --- `dashboards push` (dashboards/push.py) ------------------------------------------------------------
+
+class GrafanaCredentials(_Part):
+    """A service-account token, or a user and password (basic auth); unset: none given."""
+
+    token: SecretStr | None = None
+    user: str | None = None
+    password: SecretStr | None = None
+
+
+class GrafanaClickHouse(_Part):
+    """ClickHouse as Grafana reaches it: what the datasource's jsonData needs, as in
+    provisioning/datasources/clickhouse.yaml; built by `Settings.grafana_push` (defaults there)."""
+
+    host: str
+    port: int
+    protocol: Literal["http", "native"]  # "http" (8123) or "native" (9000)
+    secure: bool
+    username: str
+    password: SecretStr | None  # stored encrypted in Grafana; None: keep the stored one
+    database: str
+
+
+class GrafanaPush(_Part):
+    """Where `dashboards push` pushes to, with which credentials, and the datasource it sets up."""
+
+    url: str | None
+    credentials: GrafanaCredentials
+    clickhouse: GrafanaClickHouse
 
 
 class Settings(BaseSettings):
@@ -298,6 +331,19 @@ class Settings(BaseSettings):
     sms_aliyun_mns_report_queue: str | None = Field(default=None, description="Queue of SmsReport messages.")
     sms_aliyun_mns_up_queue: str | None = Field(default=None, description="Queue of SmsUp messages.")
 
+    # --- `dashboards push`: the Grafana to push to, and ClickHouse as Grafana reaches it ----------------
+    grafana_url: str | None = Field(default=None, description="Grafana's base URL, e.g. http://127.0.0.1:3000.")
+    grafana_token: SecretStr | None = Field(default=None, description="A service-account token of that Grafana.")
+    grafana_user: str | None = Field(default=None, description="A basic auth user (with GRAFANA_PASSWORD) instead.")
+    grafana_password: SecretStr | None = None
+    clickhouse_host: str = Field(default="clickhouse", description="ClickHouse's host as Grafana reaches it.")
+    clickhouse_port: int = Field(default=8123, ge=1, le=65535, description="8123 (http) or 9000 (native).")
+    clickhouse_protocol: Literal["http", "native"] = "http"
+    clickhouse_secure: bool = Field(default=False, description="TLS from Grafana to ClickHouse.")
+    clickhouse_user: str = Field(default="sms", description="The datasource's ClickHouse user.")
+    clickhouse_password: SecretStr | None = Field(
+        default=None, description="The datasource's password, stored encrypted in Grafana; unset: keep the stored one.")
+
     # --- start-up -------------------------------------------------------------------------------
     sms_startup_wait_seconds: float = Field(
         default=60.0, ge=0, description="At start, how long every command waits (with backoff) for the Kafka broker "
@@ -383,12 +429,29 @@ class Settings(BaseSettings):
                                   forget_after_ms=_ms(self.sms_expire_after))
 
     @property
+    def grafana_push(self) -> GrafanaPush:
+        """What `dashboards push` needs; the datasource's database is the warehouse's (CLICKHOUSE_DATABASE)."""
+        return GrafanaPush(
+            url=self.grafana_url or None,
+            credentials=GrafanaCredentials(token=_set(self.grafana_token), user=self.grafana_user or None,
+                                           password=self.grafana_password),
+            clickhouse=GrafanaClickHouse(host=self.clickhouse_host, port=self.clickhouse_port,
+                                         protocol=self.clickhouse_protocol, secure=self.clickhouse_secure,
+                                         username=self.clickhouse_user, password=_set(self.clickhouse_password),
+                                         database=self.clickhouse_database))
+
+    @property
     def query_token(self) -> str | None:
         return self.sms_query_token.get_secret_value() if self.sms_query_token else None
 
     @property
     def callback_token(self) -> str | None:
         return self.sms_callback_token.get_secret_value() if self.sms_callback_token else None
+
+
+def _set(secret: SecretStr | None) -> SecretStr | None:
+    """An empty secret is none."""
+    return secret if secret is not None and secret.get_secret_value() else None
 
 
 def _ms(span: timedelta) -> int:
