@@ -10,7 +10,8 @@ states of the partitions the worker owns, through `MessageStateStore.apply_chang
 
 Batch records have no per-message key, so the changelog is not compacted but expires by time:
 its retention is longer than SMS_EXPIRE_AFTER, after which the stream forgets a state anyway
-(`should_forget`). A restart replays that window of changes.
+(`should_forget`, compensation.py). A restart replays that window of changes. `write_changes` applies
+a batch's changes to the store and writes their records (the join's and the compensation scan's).
 """
 
 from __future__ import annotations
