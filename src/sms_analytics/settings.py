@@ -5,8 +5,8 @@ that docker-compose.yml and the README rely on. Groups of knobs one part uses to
 pydantic models the settings give whole: the alert rules (`AlertRules`, from the YAML file
 SMS_ALERT_RULES names), the compensation policy (`Settings.compensation`) and the options of
 `dashboards push` (`Settings.grafana_push`; the command line's options are settings given over
-the environment's). Where this ends:
-values and their validation; what the parts do with them is theirs.
+the environment's). Where this ends: values and their validation; what the parts do with them
+is theirs.
 """
 
 from __future__ import annotations
