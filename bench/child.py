@@ -179,7 +179,7 @@ class Child:
 
     def _states(self) -> int:
         """The states in the join's table store (this process's worker)."""
-        from sms_analytics.streams.app import TABLE
+        from sms_analytics.streams.state import TABLE
 
         return len(self.runtime.app.tables[TABLE].store.data)
 

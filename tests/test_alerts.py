@@ -6,11 +6,13 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from sms_analytics.settings import AlertRules
+from sms_analytics.streams.alerts import Detector, webhook_body
 
-from sms_analytics.streams.alerts import Detector, Rules, webhook_body
-
-RULES = Rules(evaluate_every_seconds=1, window_seconds=60, rate_floor=0.8, rate_min_volume=50,
-              blackout_lag_seconds=30, blackout_min_sends=10, latency_slo_ms=20_000, latency_min_volume=50)
+RULES = AlertRules(evaluate_every_seconds=1, window_seconds=60,
+                   delivery_rate={"floor": 0.8, "min_volume": 50, "by": ("provider", "carrier")},
+                   receipt_blackout={"lag_seconds": 30, "min_sends": 10},
+                   latency_p95={"slo_ms": 20_000, "min_volume": 50})
 T0 = 1_800_000_000_000
 
 
@@ -72,13 +74,16 @@ def test_latency_above_the_slo_fires() -> None:
 
 
 def test_rules_load_from_yaml_and_webhook_formats(tmp_path: Path) -> None:
-    packaged = Rules.load()
-    assert (packaged.window_seconds, packaged.rate_floor, packaged.blackout_lag_seconds) == (300, 0.8, 180)
+    packaged = AlertRules.load()
+    assert packaged == AlertRules.packaged()
+    assert (packaged.window_seconds, packaged.delivery_rate.floor, packaged.receipt_blackout.lag_seconds) == (300, 0.8, 180)
     custom = tmp_path / "rules.yaml"
     custom.write_text("window_seconds: 20\ndelivery_rate: {floor: 0.5, min_volume: 3, by: [provider]}\n"
                       "webhooks: [{url: 'http://127.0.0.1:9/x', format: dingtalk}]\n")
-    rules = Rules.load(custom)
-    assert (rules.window_seconds, rules.rate_floor, rules.rate_min_volume, rules.rate_by_carrier) == (20, 0.5, 3, False)
+    rules = AlertRules.load(custom)
+    assert (rules.window_seconds, rules.delivery_rate.floor, rules.delivery_rate.min_volume,
+            rules.delivery_rate.by_carrier) == (20, 0.5, 3, False)
+    assert rules.receipt_blackout == packaged.receipt_blackout  # what the file does not give: the packaged
     detector = Detector(rules)
     for i in range(4):
         detector.observe_outcome("kx", "mobile", False, None, T0 + i)

@@ -266,7 +266,7 @@ async def test_a_batch_the_broker_refuses_ends_the_worker_and_is_replayed(tmp_pa
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
     from sms_analytics.broker.admin import ensure_topics
-    from sms_analytics.streams.app import EXIT_UNACKNOWLEDGED
+    from sms_analytics.streams.agents import EXIT_UNACKNOWLEDGED
     from tests.conftest import apache_missing, start_broker
 
     if apache_missing():

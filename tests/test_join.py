@@ -315,9 +315,11 @@ def test_counts_are_conserved_over_many_interleaved_messages(plans: list[Any], d
 
 
 def test_the_stream_forgets_states_older_than_expire_after() -> None:
-    from sms_analytics.streams.app import Compensation, due_for_compensation, should_forget
+    from sms_analytics.settings import CompensationPolicy
+    from sms_analytics.streams.compensation import due_for_compensation, should_forget
 
-    policy = Compensation(after_ms=600_000, interval_ms=1_800_000, forget_after_ms=72 * 3_600_000)
+    policy = CompensationPolicy(after_ms=600_000, interval_ms=1_800_000, scan_seconds=30,
+                                forget_after_ms=72 * 3_600_000)
     waiting, _ = fold([send()])
     receipt_only, _ = fold([receipt(True, SENT + 5000)])
     assert not should_forget(waiting, SENT + 71 * 3_600_000, policy)

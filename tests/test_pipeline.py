@@ -80,7 +80,7 @@ async def test_healthz_reports_every_component_ready(http: aiohttp.ClientSession
 
 async def test_consumers_fetch_with_the_configured_wait(pipeline: Runtime) -> None:
     """faust hard-codes fetch_max_wait_ms=1500 and the embedded broker answers a fetch only when
-    that wait ends: streams/app.py replaces it with KAFKA_FETCH_MAX_WAIT_MS. Guards that the
+    that wait ends: streams/overrides.py replaces it with KAFKA_FETCH_MAX_WAIT_MS. Guards that the
     replacement still reaches the worker's aiokafka consumer (a faust or aiokafka upgrade may move
     it), and the sink's."""
     assert pipeline.app is not None and pipeline.sink is not None

@@ -19,6 +19,7 @@ import pytest_asyncio
 import yaml
 
 from sms_analytics.dashboards import alerting, build, push
+from sms_analytics.settings import GrafanaClickHouse, GrafanaCredentials, Settings
 from tests import grafana_provisioning
 from tests.conftest import serve
 from tests.grafana_standin import RULE_REQUIRED, GrafanaStandin
@@ -46,9 +47,14 @@ def file_groups() -> list[dict[str, Any]]:
     return grafana_provisioning.grafana_reads(doc, grafana_provisioning.schema_of(alerting.PATH), lambda _name: "")["groups"]
 
 
-async def run_push(url: str, credentials: push.Credentials | None = None, **ch: Any) -> list[push.Outcome]:
-    return await asyncio.to_thread(push.run, url, credentials or push.Credentials(token=TOKEN),
-                                   push.ClickHouse(**{"password": CH_PASSWORD, **ch}))
+def clickhouse(**given: Any) -> GrafanaClickHouse:
+    """ClickHouse as Grafana reaches it: the settings' defaults, the password and what is given."""
+    defaults = Settings(_env_file=None).grafana_push.clickhouse.model_dump()
+    return GrafanaClickHouse.model_validate({**defaults, "password": CH_PASSWORD, **given})
+
+
+async def run_push(url: str, credentials: GrafanaCredentials | None = None, **ch: Any) -> list[push.Outcome]:
+    return await asyncio.to_thread(push.run, url, credentials or GrafanaCredentials(token=TOKEN), clickhouse(**ch))
 
 
 async def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -179,9 +185,9 @@ def test_api_rules_are_the_provisioning_file_rules() -> None:
 async def test_basic_auth_push_and_wrong_password(grafana: tuple[GrafanaStandin, str]) -> None:
     standin, url = grafana
     with pytest.raises(push.PushError, match=r"rejected the credentials \(401 Invalid username or password\)"):
-        await run_push(url, push.Credentials(user="admin", password="wrong"))
+        await run_push(url, GrafanaCredentials(user="admin", password="wrong"))
     assert counts(standin) == (0, 0, 0, 0)
-    await run_push(url, push.Credentials(user="admin", password="admin-pass"))
+    await run_push(url, GrafanaCredentials(user="admin", password="admin-pass"))
     assert counts(standin) == (1, 1, 2, 6)
     basic = "Basic " + base64.b64encode(b"admin:admin-pass").decode()
     assert basic not in str(standin.state.requests)  # the stand-in's log keeps no Authorization header
@@ -198,15 +204,15 @@ async def test_read_only_datasource_is_a_clear_error(grafana: tuple[GrafanaStand
 
 def test_credentials_are_required_and_never_in_the_url() -> None:
     with pytest.raises(push.PushError, match="no Grafana credentials"):
-        push.connect("http://127.0.0.1:3000", push.Credentials())
+        push.connect("http://127.0.0.1:3000", GrafanaCredentials())
     with pytest.raises(push.PushError, match="not both"):
-        push.connect("http://127.0.0.1:3000", push.Credentials(token="t", user="u", password="p"))
+        push.connect("http://127.0.0.1:3000", GrafanaCredentials(token="t", user="u", password="p"))
     with pytest.raises(push.PushError, match="no credentials in --grafana-url") as caught:
-        push.connect("http://admin:s3cret@127.0.0.1:3000", push.Credentials(token="t"))
+        push.connect("http://admin:s3cret@127.0.0.1:3000", GrafanaCredentials(token="t"))
     assert "s3cret" not in str(caught.value)
     assert push.redact("http://admin:s3cret@host:3000/g") == "http://***@host:3000/g"
-    assert "s3cret" not in repr(push.Credentials(token="s3cret")) + repr(push.ClickHouse(password="s3cret"))
-    api = push.connect("http://grafana.example:3000/sub", push.Credentials(token="t"))
+    assert "s3cret" not in repr(GrafanaCredentials(token="s3cret")) + repr(clickhouse(password="s3cret"))
+    api = push.connect("http://grafana.example:3000/sub", GrafanaCredentials(token="t"))
     assert api.client._make_url("/folders/x") == "http://grafana.example:3000/sub/api/folders/x"
 
 

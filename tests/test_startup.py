@@ -138,6 +138,19 @@ def test_settings_that_cannot_work_together_fail_at_once(command: str, setting: 
     assert "short-secret" not in ran.out, ran.out
 
 
+@pytest.mark.parametrize("text, says", [
+    ("delivery_rate: {floor: 1.5}\n", "delivery_rate.floor: Input should be less than or equal to 1"),
+    ("receipt_blackout: {lag_seconds: [\n", "not YAML: "),
+    ("window_second: 60\n", "window_second: Extra inputs are not permitted"),
+])
+def test_bad_alert_rules_are_an_invalid_setting(text: str, says: str, tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(text)
+    ran = run("worker", tmp_path, SMS_ALERT_RULES=str(rules), SMS_STARTUP_WAIT_SECONDS="30")
+    line = assert_one_line(ran, "SMS_ALERT_RULES", str(rules))
+    assert says in line and ran.seconds < 15, ran
+
+
 def test_an_invalid_wait_is_an_invalid_setting(tmp_path: Path) -> None:
     line = assert_one_line(run("worker", tmp_path, SMS_STARTUP_WAIT_SECONDS="soon"), "SMS_STARTUP_WAIT_SECONDS", "soon")
     assert "a valid number" in line, line

@@ -19,8 +19,9 @@ from sms_analytics.urls import redact
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="SMS delivery analytics pipeline.")
 
 
-def _settings() -> Settings:
-    settings = startup.settings()
+def _settings(**given: Any) -> Settings:
+    """The settings; `given`: the command line's options that were given, over the environment's."""
+    settings = startup.settings(**{name: value for name, value in given.items() if value is not None})
     logs.configure(settings.sms_log_level, settings.sms_log_json)
     return settings
 
@@ -312,35 +313,39 @@ cli.add_typer(dashboards_cli, name="dashboards")
 
 @dashboards_cli.command("push")
 def dashboards_push(
-    grafana_url: str = typer.Option(..., "--grafana-url", envvar="GRAFANA_URL", help="e.g. http://127.0.0.1:3000"),
-    token: Optional[str] = typer.Option(None, envvar="GRAFANA_TOKEN", help="Service-account token (prefer the env)."),
-    user: Optional[str] = typer.Option(None, envvar="GRAFANA_USER", help="Basic auth user, with --password."),
-    password: Optional[str] = typer.Option(None, envvar="GRAFANA_PASSWORD", help="Basic auth password (prefer env)."),
-    clickhouse_host: str = typer.Option("clickhouse", envvar="CLICKHOUSE_HOST", help="As Grafana reaches ClickHouse."),
-    clickhouse_port: int = typer.Option(8123, envvar="CLICKHOUSE_PORT", help="8123 (http) or 9000 (native)."),
-    clickhouse_protocol: str = typer.Option("http", envvar="CLICKHOUSE_PROTOCOL", help="http or native."),
-    clickhouse_secure: bool = typer.Option(False, envvar="CLICKHOUSE_SECURE", help="TLS to ClickHouse."),
-    clickhouse_user: str = typer.Option("sms", envvar="CLICKHOUSE_USER"),
+    grafana_url: Optional[str] = typer.Option(None, "--grafana-url", help="e.g. http://127.0.0.1:3000 [GRAFANA_URL]"),
+    token: Optional[str] = typer.Option(None, help="Service-account token (prefer the env) [GRAFANA_TOKEN]"),
+    user: Optional[str] = typer.Option(None, help="Basic auth user, with --password [GRAFANA_USER]"),
+    password: Optional[str] = typer.Option(None, help="Basic auth password (prefer the env) [GRAFANA_PASSWORD]"),
+    clickhouse_host: Optional[str] = typer.Option(None, help="As Grafana reaches ClickHouse [CLICKHOUSE_HOST]"),
+    clickhouse_port: Optional[int] = typer.Option(None, help="8123 (http) or 9000 (native) [CLICKHOUSE_PORT]"),
+    clickhouse_protocol: Optional[str] = typer.Option(None, help="http or native [CLICKHOUSE_PROTOCOL]"),
+    clickhouse_secure: Optional[bool] = typer.Option(None, help="TLS to ClickHouse [CLICKHOUSE_SECURE]"),
+    clickhouse_user: Optional[str] = typer.Option(None, help="[CLICKHOUSE_USER]"),
     clickhouse_password: Optional[str] = typer.Option(
-        None, envvar="CLICKHOUSE_PASSWORD", help="Stored encrypted in Grafana; omitted = keep the stored one."),
-    clickhouse_database: str = typer.Option("sms", envvar="CLICKHOUSE_DATABASE"),
+        None, help="Stored encrypted in Grafana; omitted = keep the stored one [CLICKHOUSE_PASSWORD]"),
+    clickhouse_database: Optional[str] = typer.Option(None, help="[CLICKHOUSE_DATABASE]"),
     folder_uid: str = typer.Option("sms-analytics", help="Folder for the dashboards and alert rules."),
     folder_title: str = typer.Option("SMS analytics"),
 ) -> None:
-    """Upsert the folder, the ClickHouse datasource (uid sms-clickhouse), the dashboards and the alert rules."""
+    """Upsert the folder, the ClickHouse datasource (uid sms-clickhouse), the dashboards and the alert rules.
+    Each option is a setting (in brackets) given on the command line."""
     from sms_analytics.dashboards import push
 
-    ch = push.ClickHouse(host=clickhouse_host, port=clickhouse_port, protocol=clickhouse_protocol,
-                         secure=clickhouse_secure, username=clickhouse_user, password=clickhouse_password or None,
-                         database=clickhouse_database)
+    options = _settings(
+        grafana_url=grafana_url, grafana_token=token, grafana_user=user, grafana_password=password,
+        clickhouse_host=clickhouse_host, clickhouse_port=clickhouse_port, clickhouse_protocol=clickhouse_protocol,
+        clickhouse_secure=clickhouse_secure, clickhouse_user=clickhouse_user, clickhouse_password=clickhouse_password,
+        clickhouse_database=clickhouse_database).grafana_push
+    if options.url is None:
+        raise startup.SettingInvalid("GRAFANA_URL", "", "must be set for dashboards push (or give --grafana-url)")
     try:
-        outcomes = push.run(grafana_url, push.Credentials(token=token or None, user=user or None, password=password),
-                            ch, folder_uid=folder_uid, folder_title=folder_title,
-                            report=lambda outcome: typer.echo(outcome.line()))
+        outcomes = push.run(options.url, options.credentials, options.clickhouse, folder_uid=folder_uid,
+                            folder_title=folder_title, report=lambda outcome: typer.echo(outcome.line()))
     except push.PushError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1)
-    typer.echo(f"pushed to {redact(grafana_url)}: {push.summary(outcomes)}")
+    typer.echo(f"pushed to {redact(options.url)}: {push.summary(outcomes)}")
 
 
 def main() -> Any:  # console script entry point

@@ -38,8 +38,9 @@ from sms_analytics.sources.feeds import build_feeds
 from sms_analytics.sources.receiver import Guards, Receiver
 from sms_analytics.sources.journal import Forwarder, Journal, JournaledPublisher
 from sms_analytics.sources.producer import Publisher, Publishes
-from sms_analytics.streams.alerts import Rules
-from sms_analytics.streams.app import Compensation, JoinStats, build_app, tune_gc
+from sms_analytics.streams.app import build_app
+from sms_analytics.streams.context import JoinStats
+from sms_analytics.streams.overrides import tune_gc
 from sms_analytics.streams.state import (
     TABLE, MessageStateStore, changelog_retention, changelog_topic, seed_changelog,
 )
@@ -164,11 +165,7 @@ class Runtime:
             app_id=self._app_id, bootstrap=self.bootstrap, partitions=s.kafka_partitions,
             replication=s.kafka_replication_factor, data_dir=str(s.sms_data_dir / "faust"),
             batch=s.sms_join_batch, within=s.sms_join_within_seconds,
-            compensation=Compensation(after_ms=int(s.sms_compensate_after.total_seconds() * 1000),
-                                      interval_ms=int(s.sms_compensate_interval.total_seconds() * 1000),
-                                      scan_seconds=s.sms_compensate_scan_seconds,
-                                      forget_after_ms=int(s.sms_expire_after.total_seconds() * 1000)),
-            rules=Rules.load(s.sms_alert_rules), raw_phone=s.sms_store_raw_phone,
+            compensation_policy=s.compensation, rules=s.sms_alert_rules, raw_phone=s.sms_store_raw_phone,
             fetch_max_wait_ms=s.kafka_fetch_max_wait_ms, session_timeout=self._session_timeout,
         )
         if previous is not None:  # a new broker: the counts go on, the offsets start again

@@ -1,7 +1,12 @@
 """One settings object for the whole pipeline, read from the environment (or an env file).
 
 Every knob is an environment variable; the names below (upper-cased) are the public contract
-that docker-compose.yml and the README rely on.
+that docker-compose.yml and the README rely on. Groups of knobs one part uses together are
+pydantic models the settings give whole: the alert rules (`AlertRules`, from the YAML file
+SMS_ALERT_RULES names), the compensation policy (`Settings.compensation`) and the options of
+`dashboards push` (`Settings.grafana_push`; the command line's options are settings given over
+the environment's). Where this ends: values and their validation; what the parts do with them
+is theirs.
 """
 
 from __future__ import annotations
@@ -9,14 +14,170 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIN_HASH_KEY_BYTES = 16  # model/phone.py: PhoneHasher refuses a shorter key
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --- in-stream alert rules (streams/alerts.py) ----------------------------------------------------
+# The defaults are the packaged streams/alert_rules.yaml, and only there: a file SMS_ALERT_RULES
+# names is read over it, so it gives only what it changes. dashboards/alerting.py takes the Grafana
+# rules' thresholds from the packaged file too (AlertRules.packaged()).
+
+class DeliveryRateRule(_Part):
+    """delivered / (delivered + failed) of the outcomes in the window, per provider (and carrier)."""
+
+    floor: float = Field(ge=0, le=1)  # fire below this ...
+    min_volume: int = Field(ge=0)  # ... once at least this many outcomes are in the window
+    by: tuple[Literal["provider", "carrier"], ...]
+
+    @property
+    def by_carrier(self) -> bool:
+        return "carrier" in self.by
+
+
+class ReceiptBlackoutRule(_Part):
+    """Receipts stalled while sends continue: no receipt for lag_seconds."""
+
+    lag_seconds: int = Field(gt=0)
+    min_sends: int = Field(ge=0)  # sends of that provider in the window
+
+
+class LatencyRule(_Part):
+    """p95 of the delivered latency in the window above an SLO."""
+
+    slo_ms: int = Field(gt=0)
+    min_volume: int = Field(ge=0)
+
+
+class Webhook(_Part):
+    url: str
+    format: Literal["generic", "dingtalk", "wecom", "slack"] = "generic"
+
+
+class AlertRules(_Part):
+    """The in-stream alert rules: the YAML file's structure, validated."""
+
+    evaluate_every_seconds: float = Field(gt=0)
+    window_seconds: int = Field(gt=0)
+    delivery_rate: DeliveryRateRule
+    receipt_blackout: ReceiptBlackoutRule
+    latency_p95: LatencyRule
+    webhooks: tuple[Webhook, ...] = ()
+
+    @classmethod
+    def packaged(cls) -> AlertRules:
+        return cls.model_validate(_packaged_rules())
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> AlertRules:
+        """The packaged rules, with what the file at `path` gives over them. A file that cannot be
+        read or parsed, or gives a wrong value, raises ValueError with one line saying where."""
+        doc = _packaged_rules()
+        if path is not None:
+            doc = _merged(doc, _read_rules(path))
+        try:
+            return cls.model_validate(doc)
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            where = ".".join(str(part) for part in first["loc"]) or "the file"
+            more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+            raise ValueError(f"{where}: {first['msg']}{more}") from None
+
+
+@lru_cache(maxsize=1)
+def _packaged_rules() -> dict[str, Any]:
+    text = (resources.files("sms_analytics.streams") / "alert_rules.yaml").read_text(encoding="utf-8")
+    return dict(yaml.safe_load(text))
+
+
+def _read_rules(path: Path) -> dict[str, Any]:
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"cannot be read: {(exc.strerror or type(exc).__name__).lower()}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ValueError(f"not YAML: {getattr(exc, 'problem', None) or type(exc).__name__}{at}") from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise ValueError("expected a mapping of rules at the top of the file")  # noqa: TRY004 - pydantic reports ValueErrors
+    return doc
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` on `base`, section by section (a section's keys not in `over` keep base's values)."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merged(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return out
+
+
+# --- compensation (streams/compensation.py) ----------------------------------------------------------
+
+class CompensationPolicy(_Part):
+    """Which pending messages the stream asks the providers about, and how often; built by
+    `Settings.compensation` from SMS_COMPENSATE_AFTER, SMS_COMPENSATE_INTERVAL,
+    SMS_COMPENSATE_SCAN_SECONDS and SMS_EXPIRE_AFTER (their defaults are the settings')."""
+
+    after_ms: int
+    interval_ms: int  # never ask about one message twice within this
+    scan_seconds: float
+    forget_after_ms: int  # the stream drops states older than this
+    max_age_ms: int = 30 * 86_400_000  # fixed: QuerySendDetails looks back 30 days
+    providers: tuple[str, ...] = ("aliyun", "tencent")  # fixed: KX has no per-message query
+
+
+# --- `dashboards push` (dashboards/push.py) ------------------------------------------------------------
+
+class GrafanaCredentials(_Part):
+    """A service-account token, or a user and password (basic auth); unset: none given."""
+
+    token: SecretStr | None = None
+    user: str | None = None
+    password: SecretStr | None = None
+
+
+class GrafanaClickHouse(_Part):
+    """ClickHouse as Grafana reaches it: what the datasource's jsonData needs, as in
+    provisioning/datasources/clickhouse.yaml; built by `Settings.grafana_push` (defaults there)."""
+
+    host: str
+    port: int
+    protocol: Literal["http", "native"]  # "http" (8123) or "native" (9000)
+    secure: bool
+    username: str
+    password: SecretStr | None  # stored encrypted in Grafana; None: keep the stored one
+    database: str
+
+
+class GrafanaPush(_Part):
+    """Where `dashboards push` pushes to, with which credentials, and the datasource it sets up."""
+
+    url: str | None
+    credentials: GrafanaCredentials
+    clickhouse: GrafanaClickHouse
 
 
 class Settings(BaseSettings):
@@ -147,7 +308,9 @@ class Settings(BaseSettings):
     sms_compensate_interval: timedelta = Field(default=timedelta(minutes=30),
                                                description="Never ask about one message twice within this.")
     sms_compensate_scan_seconds: float = Field(default=30.0, description="How often the stream looks for them.")
-    sms_alert_rules: Path | None = Field(default=None, description="Alert rules YAML (default: the packaged one).")
+    sms_alert_rules: Annotated[AlertRules, NoDecode] = Field(
+        default_factory=AlertRules.packaged, description="A YAML file of alert rules, read over the packaged "
+        "streams/alert_rules.yaml (it gives only what it changes); unset: the packaged rules. Validated at start.")
     sms_template_names: Path | None = Field(
         default=None, description="CSV provider,template,sign,name: business names of templates; unset: none.")
     sms_feed_interval_seconds: float = Field(default=5.0, description="Wait after an empty poll.")
@@ -168,6 +331,19 @@ class Settings(BaseSettings):
     sms_aliyun_mns_report_queue: str | None = Field(default=None, description="Queue of SmsReport messages.")
     sms_aliyun_mns_up_queue: str | None = Field(default=None, description="Queue of SmsUp messages.")
 
+    # --- `dashboards push`: the Grafana to push to, and ClickHouse as Grafana reaches it ----------------
+    grafana_url: str | None = Field(default=None, description="Grafana's base URL, e.g. http://127.0.0.1:3000.")
+    grafana_token: SecretStr | None = Field(default=None, description="A service-account token of that Grafana.")
+    grafana_user: str | None = Field(default=None, description="A basic auth user (with GRAFANA_PASSWORD) instead.")
+    grafana_password: SecretStr | None = None
+    clickhouse_host: str = Field(default="clickhouse", description="ClickHouse's host as Grafana reaches it.")
+    clickhouse_port: int = Field(default=8123, ge=1, le=65535, description="8123 (http) or 9000 (native).")
+    clickhouse_protocol: Literal["http", "native"] = "http"
+    clickhouse_secure: bool = Field(default=False, description="TLS from Grafana to ClickHouse.")
+    clickhouse_user: str = Field(default="sms", description="The datasource's ClickHouse user.")
+    clickhouse_password: SecretStr | None = Field(
+        default=None, description="The datasource's password, stored encrypted in Grafana; unset: keep the stored one.")
+
     # --- start-up -------------------------------------------------------------------------------
     sms_startup_wait_seconds: float = Field(
         default=60.0, ge=0, description="At start, how long every command waits (with backoff) for the Kafka broker "
@@ -185,6 +361,14 @@ class Settings(BaseSettings):
         """Seconds as an environment string ("2592000"), besides ISO-8601 ("P30D")."""
         if isinstance(value, str) and re.fullmatch(r"\s*\d+(\.\d*)?\s*", value):
             return float(value)
+        return value
+
+    @field_validator("sms_alert_rules", mode="before")
+    @classmethod
+    def _alert_rules(cls, value: object) -> object:
+        """A path (the environment's SMS_ALERT_RULES) becomes the rules it holds; empty: the packaged."""
+        if isinstance(value, (str, Path)):
+            return AlertRules.load(Path(value) if str(value).strip() else None)
         return value
 
     @field_validator("kafka_bootstrap_servers")
@@ -218,7 +402,7 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _retention(self) -> "Settings":
+    def _retention(self) -> Settings:
         # A recompute rebuilds the day bucket of a minute from the minute rollups of that whole day, the
         # oldest a day older than the minute; and a pending message's minute is recomputed when it expires.
         if self.sms_rollup_retention_days <= self.sms_retention_days:
@@ -239,12 +423,39 @@ class Settings(BaseSettings):
         return f"chdb:///{self.sms_data_dir.resolve() / 'warehouse'}"
 
     @property
+    def compensation(self) -> CompensationPolicy:
+        return CompensationPolicy(after_ms=_ms(self.sms_compensate_after), interval_ms=_ms(self.sms_compensate_interval),
+                                  scan_seconds=self.sms_compensate_scan_seconds,
+                                  forget_after_ms=_ms(self.sms_expire_after))
+
+    @property
+    def grafana_push(self) -> GrafanaPush:
+        """What `dashboards push` needs; the datasource's database is the warehouse's (CLICKHOUSE_DATABASE)."""
+        return GrafanaPush(
+            url=self.grafana_url or None,
+            credentials=GrafanaCredentials(token=_set(self.grafana_token), user=self.grafana_user or None,
+                                           password=self.grafana_password),
+            clickhouse=GrafanaClickHouse(host=self.clickhouse_host, port=self.clickhouse_port,
+                                         protocol=self.clickhouse_protocol, secure=self.clickhouse_secure,
+                                         username=self.clickhouse_user, password=_set(self.clickhouse_password),
+                                         database=self.clickhouse_database))
+
+    @property
     def query_token(self) -> str | None:
         return self.sms_query_token.get_secret_value() if self.sms_query_token else None
 
     @property
     def callback_token(self) -> str | None:
         return self.sms_callback_token.get_secret_value() if self.sms_callback_token else None
+
+
+def _set(secret: SecretStr | None) -> SecretStr | None:
+    """An empty secret is none."""
+    return secret if secret is not None and secret.get_secret_value() else None
+
+
+def _ms(span: timedelta) -> int:
+    return int(span.total_seconds() * 1000)
 
 
 @lru_cache(maxsize=1)

@@ -214,10 +214,11 @@ def scrub(text: str, secrets: tuple[str, ...] | list[str]) -> str:
 
 # --- settings -----------------------------------------------------------------------------------------
 
-def settings() -> Settings:
-    """The settings, or SettingInvalid naming each setting that is wrong (and its value, unless secret)."""
+def settings(**given: Any) -> Settings:
+    """The settings (`given`: values of the command line's options, over the environment's), or
+    SettingInvalid naming each setting that is wrong (and its value, unless secret)."""
     try:
-        return Settings()
+        return Settings(**given)
     except ValidationError as exc:
         raise invalid(exc) from exc
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from sms_analytics.settings import AlertRules
+
 DATASOURCE_UID = "sms-clickhouse"  # the ClickHouse datasource every panel and rule refers to (build.DATASOURCE)
 PLUGIN_VERSION = "4.20.0"
 FOLDER = "SMS"
@@ -23,16 +25,33 @@ GROUP = "sms-delivery"
 INTERVAL = "1m"
 PATH = Path(__file__).resolve().parent / "grafana" / "provisioning" / "alerting" / "sms-alerts.yaml"
 
-RATE_FLOOR = 0.80          # (a) delivery rate below this over the last hour ...
-MIN_FINAL = 100            # ... with at least this many final outcomes (also for (b))
+# Thresholds the in-stream rules (streams/alerts.py) also have are taken from them: the packaged
+# rules (streams/alert_rules.yaml, `AlertRules`), so an operator finds one value per threshold. The
+# Grafana rules look at the warehouse, which lags the stream only by the sink's flush
+# (SMS_SINK_FLUSH_SECONDS, under a second), and at longer windows (an hour, 15 min) than the
+# stream's sliding window (window_seconds, 5 min): the thresholds are the same, the windows are
+# what differs. An SMS_ALERT_RULES file changes the stream's rules only; these are built once, into
+# sms-alerts.yaml and `dashboards push`.
+STREAM_RULES = AlertRules.packaged()
+
+RATE_FLOOR = STREAM_RULES.delivery_rate.floor           # (a) delivery rate below this over the last hour ...
+MIN_FINAL = STREAM_RULES.delivery_rate.min_volume       # ... with at least this many final outcomes (also (b))
 DROP = 0.25                # (b) relative drop against the same hour over the previous 7 days
-BLACKOUT_LAG_S = 600       # (c) newest receipt older than this ...
-BLACKOUT_MIN_SENDS = 10    # ... while at least this many sends in the last 15 min
+# (c) newest receipt older than this: the stream's lag_seconds (180 s). The rule measures from the
+# provider's report time of the newest receipt in the warehouse, the stream from the receipt's
+# arrival; the two differ by the provider's push or poll delay and the sink's flush, seconds, not
+# minutes, so the threshold is the same (it was 600 s here, with no reason recorded). Grafana's own
+# cadence comes on top: evaluated every INTERVAL and firing after `for: 2m`, it is the slower backstop
+# of the stream's alert, not a different threshold.
+BLACKOUT_LAG_S = STREAM_RULES.receipt_blackout.lag_seconds
+# ... while at least this many sends in the last 15 min: a count over another window than the
+# stream's min_sends (20 in window_seconds), so not the same number.
+BLACKOUT_MIN_SENDS = 10
 BACKLOG_GROWTH = 1.5       # (d) pending now / pending 30 min ago above this ...
 BACKLOG_MIN_PENDING = 100  # ... with at least this many pending now
 BACKLOG_WINDOW_S = 7200    # pending among messages sent in the 2 h before each instant
-LATENCY_SLO_S = 60         # (e) p95 delivered latency (seconds) above this ...
-LATENCY_MIN_DELIVERED = 100
+LATENCY_SLO_S = STREAM_RULES.latency_p95.slo_ms // 1000       # (e) p95 delivered latency (seconds) above this ...
+LATENCY_MIN_DELIVERED = STREAM_RULES.latency_p95.min_volume   # ... with at least this many delivered
 
 HOUR = 3600
 
@@ -192,7 +211,7 @@ def rules() -> list[dict[str, Any]]:
         rule("sms-receipt-blackout", "SMS receipt blackout", BLACKOUT_SQL, "gt", BLACKOUT_LAG_S,
              seconds=15 * 60, for_="2m", severity="critical",
              summary="{{ $labels.provider }}: no receipt for {{ $values.B.Value }} s while sends continue",
-             description=f"Newest receipt older than {BLACKOUT_LAG_S // 60} min while the provider sent at least "
+             description=f"Newest receipt older than {BLACKOUT_LAG_S} s while the provider sent at least "
                          f"{BLACKOUT_MIN_SENDS} messages in the last 15 min."),
         rule("sms-pending-backlog", "SMS pending backlog growing", BACKLOG_SQL, "gt", BACKLOG_GROWTH,
              seconds=BACKLOG_WINDOW_S + 1800, severity="warning",

@@ -12,15 +12,17 @@ Endpoints (Grafana HTTP API, all through grafana-client methods):
               rule-groups/{group} for the group's evaluation interval. Every alerting write sends
               `X-Disable-Provenance: true`, so the rules stay editable in the Grafana UI.
 
-Secrets (the Grafana token or password, the ClickHouse password) come from options or the
-environment and are never printed: only titles, uids and versions are.
+The options (`GrafanaPush`: the Grafana, its credentials, ClickHouse as Grafana reaches it) are
+settings (settings.py; the CLI's options over the environment's). Secrets (the Grafana token or
+password, the ClickHouse password) are never printed: only titles, uids and versions are. Where
+this ends: the HTTP calls to Grafana; what the dashboards and rules are is build.py's and alerting.py's.
 """
 
 from __future__ import annotations
 
 import urllib.parse
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import niquests
@@ -35,6 +37,7 @@ from grafana_client.client import (
 
 from sms_analytics.dashboards import alerting, build
 from sms_analytics.model.times import parse_duration
+from sms_analytics.settings import GrafanaClickHouse, GrafanaCredentials
 from sms_analytics.urls import redact
 
 FOLDER_UID = "sms-analytics"
@@ -50,36 +53,16 @@ class PushError(Exception):
     """A push that could not be completed; the message is meant for the operator (no secrets)."""
 
 
-@dataclass(frozen=True)
-class Credentials:
-    """A service-account token, or a user and password (basic auth). repr hides the secrets."""
-
-    token: str | None = field(default=None, repr=False)
-    user: str | None = None
-    password: str | None = field(default=None, repr=False)
-
-    def auth(self) -> str | tuple[str, str]:
-        if self.token and (self.user or self.password):
-            raise PushError("give a token or a user and password, not both")
-        if self.token:
-            return self.token
-        if self.user and self.password is not None:
-            return (self.user, self.password)
-        raise PushError("no Grafana credentials: give --token (or GRAFANA_TOKEN), or --user and --password "
-                        "(or GRAFANA_USER and GRAFANA_PASSWORD)")
-
-
-@dataclass(frozen=True)
-class ClickHouse:
-    """What the datasource's jsonData needs, as in provisioning/datasources/clickhouse.yaml."""
-
-    host: str = "clickhouse"
-    port: int = 8123
-    protocol: str = "http"  # "http" (8123) or "native" (9000)
-    secure: bool = False
-    username: str = "sms"
-    password: str | None = field(default=None, repr=False)
-    database: str = "sms"
+def auth(credentials: GrafanaCredentials) -> str | tuple[str, str]:
+    """grafana-client's credential: the token, or (user, password)."""
+    if credentials.token and (credentials.user or credentials.password):
+        raise PushError("give a token or a user and password, not both")
+    if credentials.token:
+        return credentials.token.get_secret_value()
+    if credentials.user and credentials.password is not None:
+        return (credentials.user, credentials.password.get_secret_value())
+    raise PushError("no Grafana credentials: give --token (or GRAFANA_TOKEN), or --user and --password "
+                    "(or GRAFANA_USER and GRAFANA_PASSWORD)")
 
 
 @dataclass(frozen=True)
@@ -96,12 +79,10 @@ class Outcome:
 
 # --- the objects ------------------------------------------------------------------------------------
 
-def datasource_body(ch: ClickHouse, existing: dict[str, Any] | None = None) -> dict[str, Any]:
+def datasource_body(ch: GrafanaClickHouse, existing: dict[str, Any] | None = None) -> dict[str, Any]:
     """POST/PUT /api/datasources body. An update keeps the existing name and default flag (which
     someone may have changed on purpose) and sends the password only when one is given, so an
     update without it keeps the stored one."""
-    if ch.protocol not in ("http", "native"):
-        raise PushError(f"ClickHouse protocol must be http or native, not {ch.protocol!r}")
     body: dict[str, Any] = {
         "uid": DATASOURCE_UID,
         "name": (existing or {}).get("name") or DATASOURCE_NAME,
@@ -112,7 +93,7 @@ def datasource_body(ch: ClickHouse, existing: dict[str, Any] | None = None) -> d
                      "username": ch.username, "defaultDatabase": ch.database},
     }
     if ch.password:
-        body["secureJsonData"] = {"password": ch.password}
+        body["secureJsonData"] = {"password": ch.password.get_secret_value()}
     return body
 
 
@@ -162,7 +143,7 @@ def upsert_folder(api: GrafanaApi, uid: str, title: str) -> Outcome:
     return Outcome("folder", uid, title, "updated", f"version {updated.get('version', '?')}")
 
 
-def upsert_datasource(api: GrafanaApi, ch: ClickHouse) -> Outcome:
+def upsert_datasource(api: GrafanaApi, ch: GrafanaClickHouse) -> Outcome:
     try:
         existing = api.datasource.get_datasource_by_uid(DATASOURCE_UID)
     except GrafanaClientError as exc:
@@ -179,7 +160,7 @@ def upsert_datasource(api: GrafanaApi, ch: ClickHouse) -> Outcome:
                    f"version {ds.get('version', '?')}")
 
 
-def _target(ch: ClickHouse) -> str:
+def _target(ch: GrafanaClickHouse) -> str:
     return (f"{ch.protocol}{' (TLS)' if ch.secure else ''} {ch.username}@{ch.host}:{ch.port} "
             f"database {ch.database}")
 
@@ -222,7 +203,7 @@ def set_group_interval(api: GrafanaApi, folder_uid: str, group: str, seconds: in
 
 # --- the whole push ---------------------------------------------------------------------------------
 
-def connect(url: str, credentials: Credentials, timeout: float = TIMEOUT_S) -> GrafanaApi:
+def connect(url: str, credentials: GrafanaCredentials, timeout: float = TIMEOUT_S) -> GrafanaApi:
     parsed = urllib.parse.urlsplit(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise PushError(f"--grafana-url must be an http(s) URL, got {redact(url)!r}")
@@ -231,10 +212,10 @@ def connect(url: str, credentials: Credentials, timeout: float = TIMEOUT_S) -> G
     # grafana-client appends "api" to the path as given: a sub-path needs its trailing slash.
     path = parsed.path if parsed.path in ("", "/") or parsed.path.endswith("/") else parsed.path + "/"
     return GrafanaApi.from_url(urllib.parse.urlunsplit((parsed.scheme, parsed.netloc, path, parsed.query, "")),
-                               credential=credentials.auth(), timeout=timeout)
+                               credential=auth(credentials), timeout=timeout)
 
 
-def push(api: GrafanaApi, ch: ClickHouse, folder_uid: str = FOLDER_UID, folder_title: str = FOLDER_TITLE,
+def push(api: GrafanaApi, ch: GrafanaClickHouse, folder_uid: str = FOLDER_UID, folder_title: str = FOLDER_TITLE,
          report: Callable[[Outcome], None] = lambda outcome: None, where: str = "Grafana") -> list[Outcome]:
     """Folder, then datasource, then dashboards, then alert rules and their group intervals (rules
     need the folder; panels and rules name the datasource by uid). `report` sees each outcome as it
@@ -296,7 +277,7 @@ def _short(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-def run(url: str, credentials: Credentials, ch: ClickHouse, folder_uid: str = FOLDER_UID,
+def run(url: str, credentials: GrafanaCredentials, ch: GrafanaClickHouse, folder_uid: str = FOLDER_UID,
         folder_title: str = FOLDER_TITLE, report: Callable[[Outcome], None] = lambda outcome: None,
         timeout: float = TIMEOUT_S) -> list[Outcome]:
     """Connect and push; what the CLI calls."""

@@ -1,3 +1,6 @@
-"""The faust app (`app.py`): the send <-> receipt join (`join.py`) over a table with a batch changelog
-(`state.py`), failure classes, latency, compensation requests, and the in-stream alerts (`alerts.py`,
-rules in `alert_rules.yaml`). Where this ends: deliveries and alerts on the output topics."""
+"""The faust app (`app.py`: declarations and wiring): the send <-> receipt join agent (`agents.py`,
+one message's merge in `join.py`) over a table with a batch changelog (`state.py`), failure
+classes, latency, compensation requests and forgetting (`compensation.py`), and the in-stream
+alerts (`alerts.py`, rules `AlertRules` of the settings, defaults in `alert_rules.yaml`); faust's
+adjustments in `overrides.py`, what one app's agents share in `context.py`. Where this ends:
+deliveries and alerts on the output topics."""

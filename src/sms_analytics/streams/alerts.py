@@ -3,19 +3,18 @@ provider/carrier), receipt blackout (receipts stalled while sends continue) and 
 an SLO. Fed by the join as it processes events; evaluated on a timer; each alert fires once and is
 followed by one `resolved`. A firing alert resolves only once the value is clearly back (delivery
 rate ≥ floor + 0.05, p95 ≤ 0.9 × SLO), so a value hovering at the threshold does not flap. Rules and
-thresholds come from one YAML file (alert_rules.yaml)."""
+thresholds are `AlertRules` of the settings (the packaged alert_rules.yaml, or SMS_ALERT_RULES over
+it). Where this ends: alerts as values; sending them is agents.py's."""
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 from typing import Any, Iterable
 
 import msgspec
-import yaml
+
+from sms_analytics.settings import AlertRules
 
 
 class Alert(msgspec.Struct, kw_only=True):
@@ -30,37 +29,6 @@ class Alert(msgspec.Struct, kw_only=True):
     started_at_ms: int
     at_ms: int
     summary: str
-
-
-@dataclass(frozen=True)
-class Rules:
-    evaluate_every_seconds: float = 5.0
-    window_seconds: int = 300
-    rate_floor: float = 0.8
-    rate_min_volume: int = 100
-    rate_by_carrier: bool = True
-    blackout_lag_seconds: int = 180
-    blackout_min_sends: int = 20
-    latency_slo_ms: int = 60_000
-    latency_min_volume: int = 100
-    webhooks: tuple[dict[str, str], ...] = ()
-
-    @classmethod
-    def load(cls, path: Path | None = None) -> "Rules":
-        text = path.read_text(encoding="utf-8") if path else (
-            resources.files("sms_analytics.streams") / "alert_rules.yaml").read_text(encoding="utf-8")
-        doc: dict[str, Any] = yaml.safe_load(text) or {}
-        rate, blackout, latency = doc.get("delivery_rate", {}), doc.get("receipt_blackout", {}), doc.get("latency_p95", {})
-        return cls(
-            evaluate_every_seconds=float(doc.get("evaluate_every_seconds", 5)),
-            window_seconds=int(doc.get("window_seconds", 300)),
-            rate_floor=float(rate.get("floor", 0.8)), rate_min_volume=int(rate.get("min_volume", 100)),
-            rate_by_carrier="carrier" in rate.get("by", ["provider", "carrier"]),
-            blackout_lag_seconds=int(blackout.get("lag_seconds", 180)),
-            blackout_min_sends=int(blackout.get("min_sends", 20)),
-            latency_slo_ms=int(latency.get("slo_ms", 60_000)), latency_min_volume=int(latency.get("min_volume", 100)),
-            webhooks=tuple(doc.get("webhooks") or ()),
-        )
 
 
 class _Window:
@@ -149,7 +117,7 @@ class Tally:
 
 
 class Detector:
-    def __init__(self, rules: Rules) -> None:
+    def __init__(self, rules: AlertRules) -> None:
         self.rules = rules
         self.outcomes: dict[str, _Window] = {}  # key -> (at, delivered)
         self.latencies: dict[str, _Window] = {}  # provider -> (at, latency_ms)
@@ -159,17 +127,17 @@ class Detector:
 
     # --- feeding ----------------------------------------------------------------------------------
     def observe_send(self, provider: str, at_ms: int) -> None:
-        self.add(Tally(self.rules.rate_by_carrier).send(provider), at_ms)
+        self.add(Tally(self.rules.delivery_rate.by_carrier).send(provider), at_ms)
 
     def observe_receipt(self, provider: str, at_ms: int) -> None:
-        self.add(Tally(self.rules.rate_by_carrier).receipt(provider), at_ms)
+        self.add(Tally(self.rules.delivery_rate.by_carrier).receipt(provider), at_ms)
 
     def observe_outcome(self, provider: str, carrier: str, delivered: bool, latency_ms: int | None, at_ms: int) -> None:
-        self.add(Tally(self.rules.rate_by_carrier).outcome(provider, carrier, delivered, latency_ms), at_ms)
+        self.add(Tally(self.rules.delivery_rate.by_carrier).outcome(provider, carrier, delivered, latency_ms), at_ms)
 
     def tally(self) -> Tally:
         """An empty tally for a batch of observations made at one time (see Tally)."""
-        return Tally(self.rules.rate_by_carrier)
+        return Tally(self.rules.delivery_rate.by_carrier)
 
     def add(self, tally: Tally, at_ms: int) -> None:
         """Count a tally's observations in the windows, all at `at_ms`."""
@@ -187,30 +155,30 @@ class Detector:
     def evaluate(self, now_ms: int) -> list[Alert]:
         since = now_ms - self.rules.window_seconds * 1000
         conditions: dict[tuple[str, str], tuple[bool, float, float, str]] = {}
-        r = self.rules
+        rate_rule, blackout, latency = self.rules.delivery_rate, self.rules.receipt_blackout, self.rules.latency_p95
         for key, window in self.outcomes.items():
             window.prune(since)
             n = window.count()
             if n:
                 rate = window.positives() / n
-                floor = r.rate_floor + (0.05 if ("delivery_rate", key) in self.active else 0.0)
-                conditions[("delivery_rate", key)] = (n >= r.rate_min_volume and rate < floor, rate, r.rate_floor,
+                floor = rate_rule.floor + (0.05 if ("delivery_rate", key) in self.active else 0.0)
+                conditions[("delivery_rate", key)] = (n >= rate_rule.min_volume and rate < floor, rate, rate_rule.floor,
                                                       f"delivery rate of {key} is {rate:.1%} over {n} outcomes")
         for provider, window in self.sends.items():
             window.prune(since)
             lag = (now_ms - self.last_receipt_ms.get(provider, now_ms)) / 1000
             sends = window.count()
             conditions[("receipt_blackout", provider)] = (
-                sends >= r.blackout_min_sends and lag > r.blackout_lag_seconds, lag, r.blackout_lag_seconds,
+                sends >= blackout.min_sends and lag > blackout.lag_seconds, lag, blackout.lag_seconds,
                 f"no {provider} receipt for {lag:.0f} s while {sends} messages were sent")
         for provider, window in self.latencies.items():
             window.prune(since)
             values = sorted(window.values())
             if values:
                 p95 = float(values[max(0, math.ceil(0.95 * len(values)) - 1)])  # nearest rank
-                slo = r.latency_slo_ms * (0.9 if ("latency_p95", provider) in self.active else 1.0)
-                conditions[("latency_p95", provider)] = (len(values) >= r.latency_min_volume and p95 > slo,
-                                                         p95, r.latency_slo_ms,
+                slo = latency.slo_ms * (0.9 if ("latency_p95", provider) in self.active else 1.0)
+                conditions[("latency_p95", provider)] = (len(values) >= latency.min_volume and p95 > slo,
+                                                         p95, latency.slo_ms,
                                                          f"p95 delivery latency of {provider} is {p95 / 1000:.1f} s")
         return self._transitions(conditions, now_ms)
 

@@ -10,7 +10,8 @@ states of the partitions the worker owns, through `MessageStateStore.apply_chang
 
 Batch records have no per-message key, so the changelog is not compacted but expires by time:
 its retention is longer than SMS_EXPIRE_AFTER, after which the stream forgets a state anyway
-(`should_forget`). A restart replays that window of changes.
+(`should_forget`, compensation.py). A restart replays that window of changes. `write_changes` applies
+a batch's changes to the store and writes their records (the join's and the compensation scan's).
 """
 
 from __future__ import annotations
@@ -189,3 +190,28 @@ async def seed_changelog(bootstrap: str, topic: str, partitions: int, replicatio
     finally:
         await producer.stop()
     return written
+
+
+RECORD_ITEMS = 500  # states per changelog record: a record stays far below a broker's 1 MiB limit
+
+
+async def write_changes(table: Any, store: MessageStateStore, partition: int,
+                        changes: dict[str, Delivery | None], key: bytes) -> list[Any]:
+    """Apply a batch's changes to the store and write them as changelog records; returns the
+    records' futures (acknowledged by the broker when they resolve)."""
+    futures: list[Any] = []
+    keys: list[str] = []
+    states: list[bytes | None] = []
+    for k, d in changes.items():
+        if d is None:
+            store.forget(k)
+            states.append(None)
+        else:
+            encoded = encode_state(d)
+            store.put_encoded(k, encoded, partition)
+            states.append(encoded)
+        keys.append(k)
+    for i in range(0, len(keys), RECORD_ITEMS):
+        futures.append(await table.changelog_topic.send(
+            key=key, value=encode_changes(keys[i:i + RECORD_ITEMS], states[i:i + RECORD_ITEMS]), partition=partition))
+    return futures
