@@ -312,11 +312,13 @@ async def test_a_batch_the_broker_refuses_ends_the_worker_and_is_replayed(tmp_pa
 # --- the warehouse refuses writes for 60 s ---------------------------------------------------------
 
 @pytest.mark.timeout(400)
-@pytest.mark.both_brokers(apache_on_request="the fault is the warehouse's, 65 s on either broker")
+@pytest.mark.both_brokers
 async def test_warehouse_writes_fail_for_60s_then_everything_lands_once(kind_pipeline: Any, broker_kind: str) -> None:
     """A fault at the sink boundary: every insert fails for 60 s. The sink retries the same batch
     with the same deduplication token, commits nothing past it, stops consuming meanwhile
-    (backpressure: its buffer does not grow), and once writes work again every message lands once."""
+    (backpressure: its buffer does not grow), and once writes work again every message lands once.
+    On Apache Kafka the outage lasts 20 s (suite time): the fault and the sink's retries are the
+    same; what the broker changes is the consumer group's committed offsets, checked alike."""
     from bench.workload import publish
     from tests.conftest import rows
 
@@ -354,7 +356,7 @@ async def test_warehouse_writes_fail_for_60s_then_everything_lands_once(kind_pip
     try:
         await publish(pipeline.publisher, workload)
         buffered: list[int] = []
-        for _ in range(60):
+        for _ in range(20 if apache else 60):
             await asyncio.sleep(1)
             buffered.append(sink._buffered())
         committed_during = {tp: await sink.consumer.committed(tp) for tp in deliveries}
@@ -380,7 +382,7 @@ async def test_warehouse_writes_fail_for_60s_then_everything_lands_once(kind_pip
     got = await eventually(exact, timeout=120, interval=1.0)
     expired = (await rows(pipeline, f"SELECT countIf(status = 'expired') AS n FROM sms.messages WHERE {window}"))[0]
     assert expired["n"] == truth.pending
-    print(f"\nwarehouse down 60 s: {len(parts)} attempts with one token, buffer {buffered[-1]} rows constant, "
+    print(f"\nwarehouse down {len(buffered)} s: {len(parts)} attempts with one token, buffer {buffered[-1]} rows constant, "
           f"then {got}")
 
 
