@@ -54,6 +54,7 @@ def _dimensions() -> dict[str, Any]:
     codes with the knowledge base's categories; phone prefixes with their carriers."""
     from sms_analytics.model.knowledge import KnowledgeBase
     from sms_analytics.model.phone import Phone, carrier_of
+    from sms_analytics.model.providers import PROVIDERS
     from sms_analytics.simulate.payloads.aliyun import (
         ALIYUN_DELIVERED,
         ALIYUN_RECEIPT_FAILURES,
@@ -104,8 +105,8 @@ def _dimensions() -> dict[str, Any]:
                       [c for c, _ in TENCENT_TEMPLATES] + [f"{1800000 + k}" for k in range(16)], [""]],
         "signs": [list(ALIYUN_SIGNS), list(TENCENT_SIGNS), kx_signs],
         "delivered": [ALIYUN_DELIVERED, TENCENT_DELIVERED, KX_DELIVERED],
-        "failures": [failures[p] for p in ("aliyun", "tencent", "kx")],
-        "submits": [submits[p] for p in ("aliyun", "tencent", "kx")],
+        "failures": [failures[p] for p in PROVIDERS],
+        "submits": [submits[p] for p in PROVIDERS],
         "prefixes": prefixes, "carriers": carriers,
     }
 
