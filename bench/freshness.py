@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import HASH_KEY, SEED, Component, cpu_seconds, log, percentile, start_broker, stop_all
-from bench.http_bodies import PROVIDERS, Bodies
+from bench.http_bodies import Bodies
+from sms_analytics.model.providers import PROVIDERS
 
 PUSH = 100
 SAMPLES_PER_PUSH = 5
@@ -54,7 +55,7 @@ class Tracker:
         ids = ", ".join(sorted({f"({_lit(p)}, {_lit(m)})" for p, m, _ in keys}))
         sql = (f"SELECT provider, message_id, phone_hash FROM sms.messages WHERE (provider, message_id) IN ({ids}) "
                f"AND reported_at IS NOT NULL")
-        import orjson
+        import msgspec
 
         started = time.monotonic()
         async with self.session.post(f"{self.query_url}/query?format=json", data=sql.encode()) as resp:
@@ -68,7 +69,7 @@ class Tracker:
         wanted = set(keys)
         for line in text.splitlines():
             if line.strip():
-                row = orjson.loads(line)
+                row = msgspec.json.decode(line)
                 key = (row["provider"], row["message_id"], row["phone_hash"])
                 if key in wanted and key not in self.seen:
                     self.seen[key] = now

@@ -1,5 +1,5 @@
 """Provider HTTP bodies for the HTTP measurements, built with the simulator's payload builders
-(`sms_analytics.simulate.traffic`), i.e. exactly what the providers post."""
+(`sms_analytics.simulate.payloads`), i.e. exactly what the providers post."""
 
 from __future__ import annotations
 
@@ -8,9 +8,29 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
+import msgspec
 
-PROVIDERS = ("aliyun", "tencent", "kx")
+from sms_analytics.model.providers import PROVIDERS
+from sms_analytics.simulate.payloads.aliyun import (
+    ALIYUN_DELIVERED,
+    ALIYUN_RECEIPT_FAILURES,
+    ALIYUN_SIGNS,
+    ALIYUN_TEMPLATES,
+    aliyun_report,
+    aliyun_send,
+)
+from sms_analytics.simulate.payloads.common import RECEIPT_PATHS, SEND_PATHS, random_phone
+from sms_analytics.simulate.payloads.kx import KX_CONTENTS, KX_DELIVERED, KX_RECEIPT_FAILURES, kx_report, kx_send, kx_time
+from sms_analytics.simulate.payloads.tencent import (
+    TENCENT_DELIVERED,
+    TENCENT_RECEIPT_FAILURES,
+    TENCENT_SDK_APP_IDS,
+    TENCENT_SIGNS,
+    TENCENT_TEMPLATES,
+    tencent_send,
+    tencent_status,
+)
+from sms_analytics.simulate.plan import pick
 
 
 @dataclass
@@ -27,19 +47,16 @@ class Batch:
 
 class Bodies:
     def __init__(self, seed: int) -> None:
-        from sms_analytics.simulate import traffic as t
-
-        self.t = t
         self.rng = random.Random(seed)
         self.seq = 0
 
     def _phones(self, n: int) -> list[tuple[str, str]]:
-        return [self.t.random_phone(self.rng) for _ in range(n)]
+        return [random_phone(self.rng) for _ in range(n)]
 
     def batch(self, provider: str, n: int, sent_at: float, report_after: tuple[float, float] = (1.0, 3.0)) -> Batch:
         """A batch send of n numbers at `sent_at` (epoch s) and all n receipts, reported
         `report_after` seconds later."""
-        t, rng = self.t, self.rng
+        rng = self.rng
         self.seq += 1
         numbers = self._phones(n)
         phones = [p for p, _ in numbers]
@@ -47,42 +64,39 @@ class Bodies:
         failed = [rng.random() < 0.07 for _ in numbers]
         if provider == "aliyun":
             biz = f"{rng.randrange(100000, 1000000)}{self.seq % 10**12:012d}^0"
-            template, sms_size = rng.choice(t.ALIYUN_TEMPLATES)
-            body = t.aliyun_send(phones, sign_name=rng.choice(t.ALIYUN_SIGNS), template_code=template,
-                                 request_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)).upper(),
-                                 sent_at=round(sent_at, 3), biz_id=biz, batch=True)
-            receipts = [t.aliyun_report(p, biz, send_time=sent_at, report_time=r, sms_size=sms_size,
-                                        **_code(rng, f, t.ALIYUN_DELIVERED, t.ALIYUN_RECEIPT_FAILURES[c], "err_code", "err_msg"))
+            template, sms_size = rng.choice(ALIYUN_TEMPLATES)
+            body = aliyun_send(phones, sign_name=rng.choice(ALIYUN_SIGNS), template_code=template,
+                               request_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)).upper(),
+                               sent_at=round(sent_at, 3), biz_id=biz, batch=True)
+            receipts = [aliyun_report(p, biz, send_time=sent_at, report_time=r, sms_size=sms_size,
+                                      **_code(rng, f, ALIYUN_DELIVERED, ALIYUN_RECEIPT_FAILURES[c], "err_code", "err_msg"))
                         for (p, c), r, f in zip(numbers, reports, failed)]
             keys = [(provider, biz, f"+86{p}") for p in phones]
         elif provider == "tencent":
             serials = [f"5000:{rng.randrange(10**9, 10**10)}{self.seq:08d}{k:04d}" for k in range(n)]
-            template, fee = rng.choice(t.TENCENT_TEMPLATES)
-            body = t.tencent_send(phones, sdk_app_id=t.TENCENT_SDK_APP_IDS[0], template_id=template,
-                                  sign_name=rng.choice(t.TENCENT_SIGNS), session_context=f"bench_{self.seq}",
-                                  serial_nos=serials, request_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-                                  sent_at=round(sent_at, 3), fee=fee)
-            receipts = [t.tencent_status(p, s, receive_time=r,
-                                         **_code(rng, f, t.TENCENT_DELIVERED, t.TENCENT_RECEIPT_FAILURES[c], "errmsg",
+            template, fee = rng.choice(TENCENT_TEMPLATES)
+            body = tencent_send(phones, sdk_app_id=TENCENT_SDK_APP_IDS[0], template_id=template,
+                                sign_name=rng.choice(TENCENT_SIGNS), session_context=f"bench_{self.seq}",
+                                serial_nos=serials, request_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                                sent_at=round(sent_at, 3), fee=fee)
+            receipts = [tencent_status(p, s, receive_time=r,
+                                       **_code(rng, f, TENCENT_DELIVERED, TENCENT_RECEIPT_FAILURES[c], "errmsg",
                                                  "description"))
                         for (p, c), s, r, f in zip(numbers, serials, reports, failed)]
             keys = [(provider, s, f"+86{p}") for p, s in zip(phones, serials)]
         else:
-            taskid = f"{t.kx_time(sent_at)[4:]}{rng.randrange(10**5, 10**6)}{self.seq:07d}"
-            content = rng.choice(t.KX_CONTENTS).format(n=rng.randrange(1000, 1000000))
-            body = t.kx_send(phones, contents=content, taskid=taskid, ts_ms=int(sent_at * 1000), sent_at=round(sent_at, 3))
-            receipts = [t.kx_report(p, taskid, report_time=r,
-                                    **_code(rng, f, t.KX_DELIVERED, t.KX_RECEIPT_FAILURES, "code", "msg"))
+            taskid = f"{kx_time(sent_at)[4:]}{rng.randrange(10**5, 10**6)}{self.seq:07d}"
+            content = rng.choice(KX_CONTENTS).format(n=rng.randrange(1000, 1000000))
+            body = kx_send(phones, contents=content, taskid=taskid, ts_ms=int(sent_at * 1000), sent_at=round(sent_at, 3))
+            receipts = [kx_report(p, taskid, report_time=r,
+                                  **_code(rng, f, KX_DELIVERED, KX_RECEIPT_FAILURES, "code", "msg"))
                         for p, r, f in zip(phones, reports, failed)]
             keys = [(provider, taskid, f"+86{p}") for p in phones]
-        return Batch(provider, t.SEND_PATHS[provider], orjson.dumps(body), t.RECEIPT_PATHS[provider],
-                     orjson.dumps(receipts), keys)
+        return Batch(provider, SEND_PATHS[provider], msgspec.json.encode(body), RECEIPT_PATHS[provider],
+                     msgspec.json.encode(receipts), keys)
 
 
 def _code(rng: random.Random, failed: bool, delivered: tuple[str, str], failures: Any, code_key: str,
           msg_key: str) -> dict[str, str]:
-    if failed:
-        code, msg, _ = rng.choices(failures, weights=[w for *_, w in failures])[0]
-    else:
-        code, msg = delivered
+    code, msg = pick(rng, failures) if failed else delivered
     return {code_key: code, msg_key: msg}

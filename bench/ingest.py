@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import SEED, Component, cpu_seconds, log, percentile, start_broker, stop_all
-from bench.http_bodies import PROVIDERS, Bodies
+from bench.http_bodies import Bodies
+from sms_analytics.model.providers import PROVIDERS
 
 RECEIPTS_PER_PUSH = 100
 DISTINCT_BODIES = 60

@@ -54,7 +54,23 @@ def _dimensions() -> dict[str, Any]:
     codes with the knowledge base's categories; phone prefixes with their carriers."""
     from sms_analytics.model.knowledge import KnowledgeBase
     from sms_analytics.model.phone import Phone, carrier_of
-    from sms_analytics.simulate import traffic as t
+    from sms_analytics.model.providers import PROVIDERS
+    from sms_analytics.simulate.payloads.aliyun import (
+        ALIYUN_DELIVERED,
+        ALIYUN_RECEIPT_FAILURES,
+        ALIYUN_SIGNS,
+        ALIYUN_SUBMIT_ERRORS,
+        ALIYUN_TEMPLATES,
+    )
+    from sms_analytics.simulate.payloads.common import CARRIER_SEGMENTS
+    from sms_analytics.simulate.payloads.kx import KX_CONTENTS, KX_DELIVERED, KX_RECEIPT_FAILURES, KX_SUBMIT_ERRORS
+    from sms_analytics.simulate.payloads.tencent import (
+        TENCENT_DELIVERED,
+        TENCENT_RECEIPT_FAILURES,
+        TENCENT_SIGNS,
+        TENCENT_SUBMIT_ERRORS,
+        TENCENT_TEMPLATES,
+    )
     from sms_analytics.sources.kx.parsers import sign_of
 
     kb = KnowledgeBase.load()
@@ -69,28 +85,28 @@ def _dimensions() -> dict[str, Any]:
 
     failures = {
         "aliyun": weighted([(c, m, category("aliyun", c, en[k], "receipt", m), w)
-                            for k, rows in t.ALIYUN_RECEIPT_FAILURES.items() for c, m, w in rows]),
+                            for k, rows in ALIYUN_RECEIPT_FAILURES.items() for c, m, w in rows]),
         "tencent": weighted([(c, m, category("tencent", c, en[k], "receipt", m), w)
-                             for k, rows in t.TENCENT_RECEIPT_FAILURES.items() for c, m, w in rows]),
-        "kx": weighted([(c, m, category("kx", c, "mobile", "receipt", m), w) for c, m, w in t.KX_RECEIPT_FAILURES]),
+                             for k, rows in TENCENT_RECEIPT_FAILURES.items() for c, m, w in rows]),
+        "kx": weighted([(c, m, category("kx", c, "mobile", "receipt", m), w) for c, m, w in KX_RECEIPT_FAILURES]),
     }
     for p in failures:  # codes the knowledge base does not know: sms.unmapped_codes has rows
         failures[p].append(("BENCH:9001", "未知错误", "unknown"))
     submits = {
-        "aliyun": [(c, m, category("aliyun", c, "", "submit", m)) for c, m in t.ALIYUN_SUBMIT_ERRORS],
-        "tencent": [(c, m, category("tencent", c, "", "submit", m)) for c, m in t.TENCENT_SUBMIT_ERRORS],
-        "kx": [(c, m, category("kx", c, "", "submit", m)) for c, m in t.KX_SUBMIT_ERRORS],
+        "aliyun": [(c, m, category("aliyun", c, "", "submit", m)) for c, m in ALIYUN_SUBMIT_ERRORS],
+        "tencent": [(c, m, category("tencent", c, "", "submit", m)) for c, m in TENCENT_SUBMIT_ERRORS],
+        "kx": [(c, m, category("kx", c, "", "submit", m)) for c, m in KX_SUBMIT_ERRORS],
     }
-    prefixes = sorted({p for segs in t.CARRIER_SEGMENTS.values() for p in segs})
+    prefixes = sorted({p for segs in CARRIER_SEGMENTS.values() for p in segs})
     carriers = [carrier_of(Phone(e164=f"+86{p}00000000", country_code="86", national=f"{p}00000000")) for p in prefixes]
-    kx_signs = sorted({sign_of(c) for c in t.KX_CONTENTS} - {""})
+    kx_signs = sorted({sign_of(c) for c in KX_CONTENTS} - {""})
     return {
-        "templates": [[c for c, _ in t.ALIYUN_TEMPLATES] + [f"SMS_2{k:08d}" for k in range(25)],
-                      [c for c, _ in t.TENCENT_TEMPLATES] + [f"{1800000 + k}" for k in range(16)], [""]],
-        "signs": [list(t.ALIYUN_SIGNS), list(t.TENCENT_SIGNS), kx_signs],
-        "delivered": [t.ALIYUN_DELIVERED, t.TENCENT_DELIVERED, t.KX_DELIVERED],
-        "failures": [failures[p] for p in ("aliyun", "tencent", "kx")],
-        "submits": [submits[p] for p in ("aliyun", "tencent", "kx")],
+        "templates": [[c for c, _ in ALIYUN_TEMPLATES] + [f"SMS_2{k:08d}" for k in range(25)],
+                      [c for c, _ in TENCENT_TEMPLATES] + [f"{1800000 + k}" for k in range(16)], [""]],
+        "signs": [list(ALIYUN_SIGNS), list(TENCENT_SIGNS), kx_signs],
+        "delivered": [ALIYUN_DELIVERED, TENCENT_DELIVERED, KX_DELIVERED],
+        "failures": [failures[p] for p in PROVIDERS],
+        "submits": [submits[p] for p in PROVIDERS],
         "prefixes": prefixes, "carriers": carriers,
     }
 

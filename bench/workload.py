@@ -5,7 +5,7 @@ ground truth.
 Per message: a provider (the simulator's mix: Alibaba 45%, Tencent 35%, KX 20%), a mainland
 number on a real segment (hashed with PhoneHasher, masked, carrier from the segment), the
 provider's own message-id format, templates, signs, KX contents and segments, receipt codes per
-carrier from the provider documents (via `sms_analytics.simulate.traffic`), and receipt report
+carrier from the provider documents (via `sms_analytics.simulate.payloads` and `simulate.plan`), and receipt report
 times a carrier-dependent log-normal delay after the send.
 
 The exact composition (per block of messages, so it holds at every size):
@@ -27,6 +27,25 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from itertools import zip_longest
 from typing import Any, Iterator
+
+from sms_analytics.model.providers import segments
+from sms_analytics.simulate.payloads.aliyun import (
+    ALIYUN_DELIVERED,
+    ALIYUN_RECEIPT_FAILURES,
+    ALIYUN_SIGNS,
+    ALIYUN_SUBMIT_ERRORS,
+    ALIYUN_TEMPLATES,
+)
+from sms_analytics.simulate.payloads.common import CARRIER_SEGMENTS, CARRIER_WEIGHTS, RECEIPT_PATHS, SEND_PATHS
+from sms_analytics.simulate.payloads.kx import KX_CONTENTS, KX_DELIVERED, KX_RECEIPT_FAILURES, KX_SUBMIT_ERRORS, kx_time
+from sms_analytics.simulate.payloads.tencent import (
+    TENCENT_DELIVERED,
+    TENCENT_RECEIPT_FAILURES,
+    TENCENT_SIGNS,
+    TENCENT_SUBMIT_ERRORS,
+    TENCENT_TEMPLATES,
+)
+from sms_analytics.simulate.plan import PROFILES, PROVIDER_WEIGHTS, pick, pick_long, receipt_delay
 
 Push = tuple[str, list[Any]]  # (endpoint, events)
 
@@ -86,63 +105,60 @@ class Workload:
         self._prepare_tables()
 
     def _prepare_tables(self) -> None:
-        from sms_analytics.simulate import traffic as t
-
-        self.t = t
-        self.providers = list(t.PROVIDER_WEIGHTS)
-        self.provider_weights = [t.PROVIDER_WEIGHTS[p] for p in self.providers]
+        self.providers = list(PROVIDER_WEIGHTS)
+        self.provider_weights = [PROVIDER_WEIGHTS[p] for p in self.providers]
         self.delivered_share = {p: prof.delivered / (1.0 - prof.pending - prof.submit_failed)
-                                for p, prof in t.PROFILES.items()}
-        self.carriers = list(t.CARRIER_WEIGHTS)
-        self.carrier_weights = [t.CARRIER_WEIGHTS[c] for c in self.carriers]
+                                for p, prof in PROFILES.items()}
+        self.carriers = list(CARRIER_WEIGHTS)
+        self.carrier_weights = [CARRIER_WEIGHTS[c] for c in self.carriers]
 
     # --- one message -----------------------------------------------------------------------------
     def _message(self, i: int, submit_failed: bool, with_receipt: bool) -> tuple[Any, Any]:
         from sms_analytics.model.events import ReceiptEvent, SendEvent
         from sms_analytics.model.phone import Phone
 
-        t, rng = self.t, self.rng
+        rng = self.rng
         provider = rng.choices(self.providers, self.provider_weights)[0]
         cn_carrier = rng.choices(self.carriers, self.carrier_weights)[0]
-        national = f"{rng.choice(t.CARRIER_SEGMENTS[cn_carrier])}{rng.randrange(10**8):08d}"
+        national = f"{rng.choice(CARRIER_SEGMENTS[cn_carrier])}{rng.randrange(10**8):08d}"
         phone = Phone(e164=f"+86{national}", country_code="86", national=national)
         sent_ms = self.start_ms + int(i * self.step_ms) + rng.randrange(1000)
         sent_s = sent_ms // 1000
         ident = dict(provider=provider, phone=phone.e164, phone_hash=self.hasher(phone.e164),
                      phone_masked=phone.masked, carrier=phone.carrier, country_code="86")
         delivered = rng.random() < self.delivered_share[provider]
-        report_ms = (sent_ms + int(t.receipt_delay(rng, cn_carrier) * 1000)) // 1000 * 1000
+        report_ms = (sent_ms + int(receipt_delay(rng, cn_carrier) * 1000)) // 1000 * 1000
         received_ms = report_ms + rng.randrange(50, 2000)
         send_fields: dict[str, Any] = {}
         receipt_fields: dict[str, Any] = {}
         if provider == "aliyun":
-            template, sms_size = t._pick_long(rng, t.ALIYUN_TEMPLATES, lambda row: row[1] > 1)
+            template, sms_size = pick_long(rng, ALIYUN_TEMPLATES, lambda row: row[1] > 1)
             out_id = f"ord{rng.randrange(10**8, 10**9)}" if rng.random() < 0.6 else ""
             message_id = f"{rng.randrange(100000, 1000000)}{(sent_s * 1000 + i) % 10**12:012d}^0"
-            send_fields = dict(template=template, sign=rng.choice(t.ALIYUN_SIGNS), out_id=out_id)
+            send_fields = dict(template=template, sign=rng.choice(ALIYUN_SIGNS), out_id=out_id)
             if submit_failed:
-                code, text = rng.choice(t.ALIYUN_SUBMIT_ERRORS)
+                code, text = rng.choice(ALIYUN_SUBMIT_ERRORS)
                 message_id = f"submit-failed:{uuid.UUID(int=rng.getrandbits(128), version=4)}".upper()
-            code_msg = t.ALIYUN_DELIVERED if delivered else t._pick(rng, t.ALIYUN_RECEIPT_FAILURES[cn_carrier])
+            code_msg = ALIYUN_DELIVERED if delivered else pick(rng, ALIYUN_RECEIPT_FAILURES[cn_carrier])
             receipt_fields = dict(sent_at_ms=sent_s * 1000, segments=sms_size, out_id=out_id)
         elif provider == "tencent":
-            template, fee = t._pick_long(rng, t.TENCENT_TEMPLATES, lambda row: row[1] > 1)
+            template, fee = pick_long(rng, TENCENT_TEMPLATES, lambda row: row[1] > 1)
             message_id = f"5000:{rng.randrange(10**9, 10**10)}{sent_s % 10**10:010d}{i % 10**8:08d}"
-            send_fields = dict(template=template, sign=rng.choice(t.TENCENT_SIGNS), segments=fee)
+            send_fields = dict(template=template, sign=rng.choice(TENCENT_SIGNS), segments=fee)
             if submit_failed:
-                code, text = rng.choice(t.TENCENT_SUBMIT_ERRORS)
+                code, text = rng.choice(TENCENT_SUBMIT_ERRORS)
                 message_id = f"submit-failed:{uuid.UUID(int=rng.getrandbits(128), version=4)}:{i}"
                 send_fields["segments"] = 0
-            code_msg = t.TENCENT_DELIVERED if delivered else t._pick(rng, t.TENCENT_RECEIPT_FAILURES[cn_carrier])
+            code_msg = TENCENT_DELIVERED if delivered else pick(rng, TENCENT_RECEIPT_FAILURES[cn_carrier])
         else:
-            content = t._pick_long(rng, t.KX_CONTENTS, lambda c: t.kx_segments(c.format(n=0)) > 1)
+            content = pick_long(rng, KX_CONTENTS, lambda c: segments(c.format(n=0)) > 1)
             content = content.format(n=rng.randrange(1000, 1000000))
-            message_id = f"{t.kx_time(sent_s)[4:]}{rng.randrange(10**5, 10**6)}{i:07d}"
-            send_fields = dict(sign=_kx_sign(content), segments=t.kx_segments(content))
+            message_id = f"{kx_time(sent_s)[4:]}{rng.randrange(10**5, 10**6)}{i:07d}"
+            send_fields = dict(sign=_kx_sign(content), segments=segments(content))
             if submit_failed:
-                code, text = rng.choice(t.KX_SUBMIT_ERRORS)
+                code, text = rng.choice(KX_SUBMIT_ERRORS)
                 message_id = f"submit-failed:{sent_ms}{i:07d}"
-            code_msg = t.KX_DELIVERED if delivered else t._pick(rng, t.KX_RECEIPT_FAILURES)
+            code_msg = KX_DELIVERED if delivered else pick(rng, KX_RECEIPT_FAILURES)
         ident["message_id"] = message_id
         send = SendEvent(**ident, sent_at_ms=sent_ms, received_at_ms=sent_ms + rng.randrange(20, 400), **send_fields)
         if submit_failed:
@@ -168,7 +184,6 @@ class Workload:
         """Events of one phase as pushes of one provider and kind, providers interleaved."""
         from sms_analytics.model.events import encode
 
-        t = self.t
         by_provider: dict[str, list[Any]] = {}
         for e in events:
             by_provider.setdefault(e.provider, []).append(e)
@@ -183,7 +198,7 @@ class Workload:
                     self.truth.sampled_receipts += 1
         chunked = []
         for provider, evs in by_provider.items():
-            endpoint = t.SEND_PATHS[provider] if kind == "sends" else t.RECEIPT_PATHS[provider]
+            endpoint = SEND_PATHS[provider] if kind == "sends" else RECEIPT_PATHS[provider]
             chunked.append([(endpoint, evs[i:i + self.push_size]) for i in range(0, len(evs), self.push_size)])
         return [p for group in zip_longest(*chunked) for p in group if p is not None]
 

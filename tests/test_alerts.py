@@ -106,7 +106,8 @@ async def test_outage_and_blackout_raise_and_resolve_alerts_end_to_end(tmp_path:
 
     from sms_analytics.broker.embedded import EmbeddedBroker, free_port
     from sms_analytics.model import topics
-    from sms_analytics.simulate.traffic import Blackout, Outage, drive
+    from sms_analytics.simulate.driver import drive
+    from sms_analytics.simulate.scenarios import Blackout, Outage
     from tests.conftest import eventually
 
     rules = tmp_path / "rules.yaml"

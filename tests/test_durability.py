@@ -41,6 +41,33 @@ import pytest_asyncio
 from bench.http_bodies import _code
 from sms_analytics.broker.embedded import free_port
 from sms_analytics.model.phone import PhoneHasher
+from sms_analytics.simulate.payloads.aliyun import (
+    ALIYUN_DELIVERED,
+    ALIYUN_RECEIPT_FAILURES,
+    ALIYUN_SIGNS,
+    ALIYUN_TEMPLATES,
+    aliyun_report,
+    aliyun_send,
+)
+from sms_analytics.simulate.payloads.common import RECEIPT_PATHS, SEND_PATHS, random_phone
+from sms_analytics.simulate.payloads.kx import (
+    KX_CONTENTS,
+    KX_DELIVERED,
+    KX_RECEIPT_FAILURES,
+    kx_report,
+    kx_send,
+    kx_time,
+)
+from sms_analytics.simulate.payloads.tencent import (
+    TENCENT_DELIVERED,
+    TENCENT_RECEIPT_FAILURES,
+    TENCENT_SDK_APP_IDS,
+    TENCENT_SIGNS,
+    TENCENT_TEMPLATES,
+    tencent_send,
+    tencent_status,
+)
+from sms_analytics.simulate.plan import PROVIDER_WEIGHTS
 from tests.conftest import HASH_KEY, TOKEN, start_broker
 
 pytestmark = pytest.mark.pipeline
@@ -313,9 +340,6 @@ class Traffic:
     pushed again two blocks later, 4% of the messages without any receipt."""
 
     def __init__(self, messages: int, seed: int, start_s: float, span_s: float) -> None:
-        from sms_analytics.simulate import traffic as t
-
-        self.t = t
         self.n = messages
         self.rng = random.Random(seed)
         self.start_s, self.span_s = start_s, span_s
@@ -326,11 +350,11 @@ class Traffic:
         self.early_receipts = 0
 
     def _batch(self, provider: str, n: int, sent_at: float) -> tuple[Push, list[tuple[Message, dict[str, Any]]]]:
-        t, rng = self.t, self.rng
+        rng = self.rng
         self.seq += 1
         numbers: dict[str, Any] = {}
         while len(numbers) < n:
-            phone, carrier = t.random_phone(rng)
+            phone, carrier = random_phone(rng)
             numbers.setdefault(phone, carrier)
         phones = list(numbers)
         failed = {p: rng.random() < FAILED_SHARE for p in phones}
@@ -338,41 +362,41 @@ class Traffic:
         receipts: list[tuple[str, dict[str, Any]]] = []  # (message id, record)
         if provider == "aliyun":
             biz = f"{rng.randrange(100000, 1000000)}{self.seq:012d}^0"
-            template, sms_size = rng.choice(t.ALIYUN_TEMPLATES)
-            body = t.aliyun_send(phones, sign_name=rng.choice(t.ALIYUN_SIGNS), template_code=template,
-                                 request_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)).upper(),
-                                 sent_at=round(sent_at, 3), biz_id=biz, batch=True)
+            template, sms_size = rng.choice(ALIYUN_TEMPLATES)
+            body = aliyun_send(phones, sign_name=rng.choice(ALIYUN_SIGNS), template_code=template,
+                               request_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)).upper(),
+                               sent_at=round(sent_at, 3), biz_id=biz, batch=True)
             for p in phones:
-                receipts.append((biz, t.aliyun_report(
+                receipts.append((biz, aliyun_report(
                     p, biz, send_time=sent_at, report_time=reports[p], sms_size=sms_size,
-                    **_code(rng, failed[p], t.ALIYUN_DELIVERED, t.ALIYUN_RECEIPT_FAILURES[numbers[p]],
+                    **_code(rng, failed[p], ALIYUN_DELIVERED, ALIYUN_RECEIPT_FAILURES[numbers[p]],
                             "err_code", "err_msg"))))
         elif provider == "tencent":
             serials = [f"5000:{rng.randrange(10**9, 10**10)}{self.seq:08d}{k:04d}" for k in range(n)]
-            template, fee = rng.choice(t.TENCENT_TEMPLATES)
-            body = t.tencent_send(phones, sdk_app_id=t.TENCENT_SDK_APP_IDS[0], template_id=template,
-                                  sign_name=rng.choice(t.TENCENT_SIGNS), session_context=f"dur_{self.seq}",
-                                  serial_nos=serials, request_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-                                  sent_at=round(sent_at, 3), fee=fee)
+            template, fee = rng.choice(TENCENT_TEMPLATES)
+            body = tencent_send(phones, sdk_app_id=TENCENT_SDK_APP_IDS[0], template_id=template,
+                                sign_name=rng.choice(TENCENT_SIGNS), session_context=f"dur_{self.seq}",
+                                serial_nos=serials, request_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                                sent_at=round(sent_at, 3), fee=fee)
             for p, s in zip(phones, serials):
-                receipts.append((s, t.tencent_status(
+                receipts.append((s, tencent_status(
                     p, s, receive_time=reports[p],
-                    **_code(rng, failed[p], t.TENCENT_DELIVERED, t.TENCENT_RECEIPT_FAILURES[numbers[p]],
+                    **_code(rng, failed[p], TENCENT_DELIVERED, TENCENT_RECEIPT_FAILURES[numbers[p]],
                             "errmsg", "description"))))
         else:
-            taskid = f"{t.kx_time(sent_at)[4:]}{rng.randrange(10**5, 10**6)}{self.seq:07d}"
-            content = rng.choice(t.KX_CONTENTS).format(n=rng.randrange(1000, 1000000))
-            body = t.kx_send(phones, contents=content, taskid=taskid, ts_ms=int(sent_at * 1000),
-                             sent_at=round(sent_at, 3))
+            taskid = f"{kx_time(sent_at)[4:]}{rng.randrange(10**5, 10**6)}{self.seq:07d}"
+            content = rng.choice(KX_CONTENTS).format(n=rng.randrange(1000, 1000000))
+            body = kx_send(phones, contents=content, taskid=taskid, ts_ms=int(sent_at * 1000),
+                           sent_at=round(sent_at, 3))
             for p in phones:
-                receipts.append((taskid, t.kx_report(
+                receipts.append((taskid, kx_report(
                     p, taskid, report_time=reports[p],
-                    **_code(rng, failed[p], t.KX_DELIVERED, t.KX_RECEIPT_FAILURES, "code", "msg"))))
+                    **_code(rng, failed[p], KX_DELIVERED, KX_RECEIPT_FAILURES, "code", "msg"))))
         minute = int(round(sent_at, 3) // 60 * 60)
         messages = [Message(provider, mid, f"+86{p}", "failed" if failed[p] else "delivered", minute)
                     for (mid, _), p in zip(receipts, phones)]
         self.messages.extend(messages)
-        send = Push("send", provider, t.SEND_PATHS[provider], orjson.dumps(body), messages)
+        send = Push("send", provider, SEND_PATHS[provider], orjson.dumps(body), messages)
         with_receipt = []
         for m, (_, record) in zip(messages, receipts):
             if rng.random() < RECEIPT_SHARE:
@@ -392,7 +416,7 @@ class Traffic:
                 size = self.rng.randint(100, 500)
                 chunk = rows[i:i + size]
                 i += size
-                out.append(Push("receipt", provider, self.t.RECEIPT_PATHS[provider],
+                out.append(Push("receipt", provider, RECEIPT_PATHS[provider],
                                 orjson.dumps([r for _, r in chunk]), [m for m, _ in chunk]))
         self.rng.shuffle(out)
         return out
@@ -400,8 +424,8 @@ class Traffic:
     def phases(self) -> Iterator[tuple[int, list[Push]]]:
         """(messages sent so far, pushes): the pushes of a phase go concurrently, phases in order."""
         rng = self.rng
-        providers = list(self.t.PROVIDER_WEIGHTS)
-        weights = [self.t.PROVIDER_WEIGHTS[p] for p in providers]
+        providers = list(PROVIDER_WEIGHTS)
+        weights = [PROVIDER_WEIGHTS[p] for p in providers]
         late: list[tuple[Message, dict[str, Any]]] = []
         dup_waiting: list[list[tuple[Message, dict[str, Any]]]] = []
         made = 0

@@ -14,11 +14,12 @@ from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from sms_analytics.model.events import ReceiptEvent, ReplyEvent, SendEvent
 from sms_analytics.model.phone import PhoneHasher
+from sms_analytics.model.providers import segments as segments_for
 from sms_analytics.sources.aliyun.parsers import Aliyun
 from sms_analytics.sources.base.fields import BadBody, Identities, Parsed, Rejected
 from sms_analytics.sources.kx.parsers import Kx, sign_of
 from sms_analytics.sources.normalized import parse_sends
-from sms_analytics.sources.base.provider import Provider, segments_for
+from sms_analytics.sources.base.provider import Provider
 from sms_analytics.sources.tencent.parsers import Tencent
 
 KEY = b"k" * 32

@@ -22,7 +22,10 @@ import pytest
 from sms_analytics.model.knowledge import KnowledgeBase
 from sms_analytics.model.phone import normalize
 from sms_analytics.runtime import Runtime
-from sms_analytics.simulate import traffic as sim
+from sms_analytics.simulate.payloads.aliyun import aliyun_report, aliyun_send
+from sms_analytics.simulate.payloads.common import random_phone
+from sms_analytics.simulate.payloads.kx import kx_report, kx_send
+from sms_analytics.simulate.payloads.tencent import tencent_send, tencent_status
 from tests.conftest import TOKEN, eventually, rows
 
 pytestmark = pytest.mark.pipeline
@@ -54,7 +57,7 @@ def make_scenario(rng: random.Random, run: str, base: int) -> list[Msg]:
     msgs = []
     for i in range(N):
         provider = rng.choice(("aliyun", "aliyun", "tencent", "tencent", "kx"))
-        phone, _ = sim.random_phone(rng)
+        phone, _ = random_phone(rng)
         m = Msg(provider, f"{run}-{i}" + ("^0" if provider == "aliyun" else ""), phone, base + rng.randrange(3540))
         roll = rng.random()
         if roll < 0.05 and provider != "kx":
@@ -120,17 +123,17 @@ def _chunks(items: list[Any], n: int) -> list[list[Any]]:
 
 def _send(m: Msg) -> tuple[str, Any]:
     if m.provider == "aliyun":
-        body = sim.aliyun_send([m.phone], sign_name="阿里云", template_code="SMS_1", request_id=_request_id(m),
-                               sent_at=float(m.sent), biz_id=None if m.submit_error else m.message_id, error=m.submit_error)
+        body = aliyun_send([m.phone], sign_name="阿里云", template_code="SMS_1", request_id=_request_id(m),
+                           sent_at=float(m.sent), biz_id=None if m.submit_error else m.message_id, error=m.submit_error)
         return "/v1/sends/aliyun", body
     if m.provider == "tencent":
-        body = sim.tencent_send([m.phone], sdk_app_id="1400006666", template_id="1110", sign_name="腾讯云",
-                                session_context="", serial_nos=["" if m.submit_error else m.message_id],
-                                request_id=_request_id(m), sent_at=float(m.sent),
-                                results=[m.submit_error] if m.submit_error else None)
+        body = tencent_send([m.phone], sdk_app_id="1400006666", template_id="1110", sign_name="腾讯云",
+                            session_context="", serial_nos=["" if m.submit_error else m.message_id],
+                            request_id=_request_id(m), sent_at=float(m.sent),
+                            results=[m.submit_error] if m.submit_error else None)
         return "/v1/sends/tencent", body
-    return "/v1/sends/kx", sim.kx_send([m.phone], contents="【邦邦快递】您的快递已到", taskid=m.message_id,
-                                      ts_ms=m.sent * 1000, sent_at=float(m.sent))
+    return "/v1/sends/kx", kx_send([m.phone], contents="【邦邦快递】您的快递已到", taskid=m.message_id,
+                                   ts_ms=m.sent * 1000, sent_at=float(m.sent))
 
 
 def _request_id(m: Msg) -> str:
@@ -139,12 +142,12 @@ def _request_id(m: Msg) -> str:
 
 def _receipt(m: Msg, reported: int, code: str, text: str, ok: bool) -> Any:
     if m.provider == "aliyun":
-        return sim.aliyun_report(m.phone, m.message_id, send_time=m.sent, report_time=reported, err_code=code,
-                                 err_msg=text, success=ok)
+        return aliyun_report(m.phone, m.message_id, send_time=m.sent, report_time=reported, err_code=code,
+                             err_msg=text, success=ok)
     if m.provider == "tencent":
-        return sim.tencent_status(m.phone, m.message_id, receive_time=reported, errmsg=code, description=text,
-                                  report_status="SUCCESS" if ok else "FAIL")
-    return sim.kx_report(m.phone, m.message_id, report_time=reported, code=code, msg=text)
+        return tencent_status(m.phone, m.message_id, receive_time=reported, errmsg=code, description=text,
+                              report_status="SUCCESS" if ok else "FAIL")
+    return kx_report(m.phone, m.message_id, report_time=reported, code=code, msg=text)
 
 
 async def test_scenario_matches_reference_and_rollups(pipeline: Runtime) -> None:

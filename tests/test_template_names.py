@@ -13,7 +13,9 @@ from sms_analytics import demo
 from sms_analytics.dashboards import build
 from sms_analytics.runtime import Runtime
 from sms_analytics.settings import Settings
-from sms_analytics.simulate.traffic import ALIYUN_TEMPLATES, KX_CONTENTS, TENCENT_TEMPLATES
+from sms_analytics.simulate.payloads.aliyun import ALIYUN_TEMPLATES
+from sms_analytics.simulate.payloads.kx import KX_CONTENTS
+from sms_analytics.simulate.payloads.tencent import TENCENT_TEMPLATES
 from sms_analytics.sinks.template_names import TemplateName, TemplateNamesError, load, name_of, parse, read
 from sms_analytics.sources.kx.parsers import sign_of
 

@@ -294,7 +294,8 @@ def simulate(
                                                 "blackout:<provider>:<start>:<duration>[:catch_up]; repeatable."),
 ) -> None:
     """Drive a running receiver with simulated provider traffic; prints the ground truth."""
-    from sms_analytics.simulate.traffic import Blackout, Outage, drive, parse_scenario
+    from sms_analytics.simulate.driver import drive
+    from sms_analytics.simulate.scenarios import Blackout, Outage, parse_scenario
 
     settings = _settings()
     try:

@@ -1,6 +1,6 @@
 """`make run`: the pipeline on embedded defaults, driven by simulated traffic from all three
 providers, then a summary read back from the warehouse. Two lanes run side by side: provider
-pushes to our own HTTP endpoints (`simulate.traffic`), and messages sent through the provider
+pushes to our own HTTP endpoints (`simulate.driver`), and messages sent through the provider
 simulators with the real clients whose receipts our pull feeds collect (`simulate.lane`)."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from sms_analytics.dashboards.summary import collect, render
 from sms_analytics.runtime import Runtime
 from sms_analytics.settings import Settings
 from sms_analytics.simulate.lane import ProviderLane
-from sms_analytics.simulate.traffic import drive
+from sms_analytics.simulate.driver import drive
 
 log = structlog.get_logger(__name__)
 DEMO_TEMPLATE_NAMES = Path(__file__).resolve().parent / "simulate" / "template_names.csv"  # unless SMS_TEMPLATE_NAMES

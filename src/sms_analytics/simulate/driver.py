@@ -14,16 +14,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import aiohttp
-import orjson
+import msgspec
 
+from sms_analytics.model.providers import PROVIDERS, Provider
 from sms_analytics.simulate.payloads.common import (
     EXPECTED_REPLIES,
-    PROVIDERS,
     RECEIPT_PATHS,
     SEND_PATHS,
     UPLINK_PATHS,
     Json,
-    Provider,
 )
 from sms_analytics.simulate.plan import (
     MAX_RECORDS_PER_PUSH,
@@ -117,9 +116,9 @@ def check_reply(path: str, status: int, body: bytes, expected: Json | str | None
             return
         if isinstance(expected, dict):
             try:
-                if orjson.loads(body) == expected:
+                if msgspec.json.decode(body) == expected:
                     return
-            except orjson.JSONDecodeError:
+            except msgspec.DecodeError:
                 pass
     raise SimulatorError(
         f"POST {path}: expected HTTP 200 with {expected!r}, got HTTP {status} {_redact(text)!r}"
@@ -152,7 +151,7 @@ class _Runner:
             await asyncio.sleep(delay)
 
     async def post(self, path: str, body: Json | list[Json], expected: Json | str | None) -> None:
-        data = orjson.dumps(body)
+        data = msgspec.json.encode(body)
         headers = {"Content-Type": "application/json; charset=utf-8"}
         async with self.session.post(self.base_url + path, data=data, headers=headers,
                                      params=self.params) as resp:
@@ -348,5 +347,5 @@ async def drive(
     finally:
         if own:
             await client.close()
-    logger.info("simulated traffic posted: %s", orjson.dumps(truth.to_dict()).decode())
+    logger.info("simulated traffic posted: %s", msgspec.json.encode(truth.to_dict()).decode())
     return truth

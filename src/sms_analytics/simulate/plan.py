@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from sms_analytics.model.providers import PROVIDERS, Provider, segments
 from sms_analytics.simulate.payloads.aliyun import (
     ALIYUN_DELIVERED,
     ALIYUN_RECEIPT_FAILURES,
@@ -36,11 +37,9 @@ from sms_analytics.simulate.payloads.aliyun import (
     aliyun_sms_up,
 )
 from sms_analytics.simulate.payloads.common import (
-    PROVIDERS,
     Carrier,
     Json,
     Outcome,
-    Provider,
     SentAt,
     iso_time,
     random_phone,
@@ -53,7 +52,6 @@ from sms_analytics.simulate.payloads.kx import (
     KX_SUBMIT_OK,
     kx_mo,
     kx_report,
-    kx_segments,
     kx_send,
     kx_time,
 )
@@ -258,7 +256,8 @@ def receipt_delay(rng: random.Random, carrier: Carrier | None = None) -> float:
     return RECEIPT_MAX_S
 
 
-def _pick(rng: random.Random, rows: Sequence[tuple[str, str, int]]) -> tuple[str, str]:
+def pick(rng: random.Random, rows: Sequence[tuple[str, str, int]]) -> tuple[str, str]:
+    """A ``(code, message)`` of ``rows`` ``(code, message, weight)``, drawn by weight."""
     code, msg, _ = rng.choices(rows, weights=[w for *_, w in rows])[0]
     return code, msg
 
@@ -314,7 +313,7 @@ def _plan_aliyun(ctx: _Ctx, at: float) -> PlannedSend:
     n = 1 if kind == "single" else rng.randint(2, 5) if kind == "multi" else rng.randint(2, 10)
     numbers = [random_phone(rng) for _ in range(n)]
     sign = rng.choice(ALIYUN_SIGNS)
-    template, sms_size = _pick_long(rng, ALIYUN_TEMPLATES, lambda row: row[1] > 1)
+    template, sms_size = pick_long(rng, ALIYUN_TEMPLATES, lambda row: row[1] > 1)
     out_id = f"ord{rng.randrange(10**8, 10**9)}" if kind != "batch" and rng.random() < 0.6 else None
     error = rng.choice(ALIYUN_SUBMIT_ERRORS) if rng.random() < PROFILES["aliyun"].submit_failed else None
     biz_id = None if error else ctx.biz_id()
@@ -333,7 +332,7 @@ def _plan_aliyun(ctx: _Ctx, at: float) -> PlannedSend:
             return aliyun_report(phone, biz_id or "", send_time=send_wall, report_time=report,
                                  err_code=code, err_msg=text, sms_size=sms_size, out_id=out_id or "")
 
-        _attach_receipt(ctx, msg, at, make, ALIYUN_DELIVERED, _pick(rng, ALIYUN_RECEIPT_FAILURES[carrier]))
+        _attach_receipt(ctx, msg, at, make, ALIYUN_DELIVERED, pick(rng, ALIYUN_RECEIPT_FAILURES[carrier]))
         send.messages.append(msg)
     return send
 
@@ -342,7 +341,7 @@ def _plan_tencent(ctx: _Ctx, at: float) -> PlannedSend:
     rng = ctx.rng
     n = 1 if rng.random() < 0.85 else rng.randint(2, 5)
     numbers = [random_phone(rng) for _ in range(n)]
-    template, fee = _pick_long(rng, TENCENT_TEMPLATES, lambda row: row[1] > 1)
+    template, fee = pick_long(rng, TENCENT_TEMPLATES, lambda row: row[1] > 1)
     sign = rng.choice(TENCENT_SIGNS)
     outcomes = [_draw_outcome(rng, PROFILES["tencent"]) for _ in numbers]
     results = [rng.choice(TENCENT_SUBMIT_ERRORS) if o == "submit_failed" else TENCENT_SEND_OK for o in outcomes]
@@ -361,18 +360,18 @@ def _plan_tencent(ctx: _Ctx, at: float) -> PlannedSend:
         def make(report: float, c: str, text: str, phone: str = phone, serial: str = serial) -> Json:
             return tencent_status(phone, serial, receive_time=report, errmsg=c, description=text)
 
-        _attach_receipt(ctx, msg, at, make, TENCENT_DELIVERED, _pick(rng, TENCENT_RECEIPT_FAILURES[carrier]))
+        _attach_receipt(ctx, msg, at, make, TENCENT_DELIVERED, pick(rng, TENCENT_RECEIPT_FAILURES[carrier]))
         send.messages.append(msg)
     return send
 
 
-def _pick_long(rng: random.Random, rows: Sequence[Any], long: Callable[[Any], bool]) -> Any:
+def pick_long(rng: random.Random, rows: Sequence[Any], long: Callable[[Any], bool]) -> Any:
     """One of ``rows``, the long ones (multi-segment) weighted by LONG_WEIGHT."""
     return rng.choices(rows, weights=[LONG_WEIGHT if long(row) else 1.0 for row in rows])[0]
 
 
 def _kx_content(rng: random.Random) -> str:
-    text: str = _pick_long(rng, KX_CONTENTS, lambda c: kx_segments(c.format(n=0)) > 1)
+    text: str = pick_long(rng, KX_CONTENTS, lambda c: segments(c.format(n=0)) > 1)
     return text.format(n=rng.randrange(1000, 1000000))
 
 
@@ -396,13 +395,13 @@ def _plan_kx(ctx: _Ctx, at: float) -> PlannedSend:
     for (phone, carrier), drawn, (code, _), content in zip(numbers, outcomes, results, texts, strict=True):
         outcome, in_outage = ctx.outage_outcome(drawn, carrier, at)
         msg = PlannedMessage("kx", phone, carrier, "" if all_failed else taskid, outcome,
-                             code if outcome == "submit_failed" else "", segments=kx_segments(content),
+                             code if outcome == "submit_failed" else "", segments=segments(content),
                              in_outage=in_outage)
 
         def make(report: float, c: str, text: str, phone: str = phone) -> Json:
             return kx_report(phone, taskid, report_time=report, code=c, msg=text)
 
-        _attach_receipt(ctx, msg, at, make, KX_DELIVERED, _pick(rng, KX_RECEIPT_FAILURES))
+        _attach_receipt(ctx, msg, at, make, KX_DELIVERED, pick(rng, KX_RECEIPT_FAILURES))
         send.messages.append(msg)
     return send
 

@@ -8,14 +8,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sms_analytics.simulate.payloads.common import (
-    CARRIER_WEIGHTS,
-    PROVIDERS,
-    Carrier,
-    Provider,
-)
+from sms_analytics.model.providers import CARRIER_NAMES, PROVIDERS, Provider
+from sms_analytics.simulate.payloads.common import CARRIER_WEIGHTS, Carrier
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,15 +76,18 @@ def _check_window(start: float, duration: float) -> None:
         raise ValueError("duration must be a finite number of seconds > 0")
 
 
+# A carrier by its Chinese name, its English one (mobile, chinamobile) or its abbreviation (cmcc).
+_SIMULATED_NAMES = {english: cast(Carrier, chinese) for english, chinese in CARRIER_NAMES.items()
+                    if chinese in CARRIER_WEIGHTS}  # every carrier the simulator has numbers of
 CARRIER_ALIASES: dict[str, Carrier] = {
-    "移动": "移动", "cmcc": "移动", "mobile": "移动", "chinamobile": "移动",
-    "联通": "联通", "cucc": "联通", "unicom": "联通", "chinaunicom": "联通",
-    "电信": "电信", "ctcc": "电信", "telecom": "电信", "chinatelecom": "电信",
+    **{carrier: carrier for carrier in CARRIER_WEIGHTS},
+    **_SIMULATED_NAMES,
+    **{f"china{english}": carrier for english, carrier in _SIMULATED_NAMES.items()},
+    "cmcc": "移动", "cucc": "联通", "ctcc": "电信",
 }
 PROVIDER_ALIASES: dict[str, Provider] = {
-    "aliyun": "aliyun", "alibaba": "aliyun", "000": "aliyun",
-    "kx": "kx", "001": "kx",
-    "tencent": "tencent", "qcloud": "tencent", "002": "tencent",
+    **{provider: provider for provider in PROVIDERS},
+    "alibaba": "aliyun", "000": "aliyun", "001": "kx", "qcloud": "tencent", "002": "tencent",
 }
 _CATCH_UP_WORDS = {"catch_up", "catch-up", "catchup", "1", "true", "yes"}
 _NO_CATCH_UP_WORDS = {"drop", "0", "false", "no"}

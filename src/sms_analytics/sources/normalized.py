@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sms_analytics.model.events import PROVIDERS, SendEvent
+from sms_analytics.model.events import SendEvent
+from sms_analytics.model.providers import PROVIDERS
 from sms_analytics.model.times import parse_instant
 from sms_analytics.sources.base.fields import BadRecord, Identities, Parsed, as_records, collect, obj, opt_str, req_str
 

@@ -20,12 +20,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
-import orjson
+import msgspec
 import structlog
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from sms_analytics.model.providers import PROVIDERS
 from sms_analytics.model.times import now_ms
 from sms_analytics.settings import Settings, get_settings
 from sms_analytics.sources.base.fields import INTERNAL_ERROR, BadBody, Identities, Parsed, TimeWindow, loads, reason_of
@@ -42,7 +43,7 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 OVERSIZE_SAMPLE_BYTES = 64 * 1024  # what the dead letter keeps of a body over the size cap
 READ_CHUNK = 64 * 1024
-LANES = (*NAMES, "sends")  # allowlists: one per provider's callbacks, one for /v1/*
+LANES = (*PROVIDERS, "sends")  # allowlists: one per provider's callbacks, one for /v1/*
 INGEST_PREFIXES = ("/v1/", "/callbacks/")
 _DIGITS = re.compile(r"\d{7,}")
 
@@ -271,7 +272,7 @@ class Receiver:
                 return result
             return web.Response(
                 status=202, content_type="application/json",
-                body=orjson.dumps({
+                body=msgspec.json.encode({
                     "accepted": len(result.events),
                     "rejected": [{"index": r.index, "reason": r.reason} for r in result.rejected],
                 }),
@@ -293,11 +294,11 @@ class Receiver:
         if self.health is not None:
             verdict = self.health()
             return web.Response(status=200 if verdict.ok else 503, content_type="application/json",
-                                body=orjson.dumps(verdict.body()))
+                                body=msgspec.json.encode(verdict.body()))
         components = {"broker": self.publisher.ready, **self.readiness()}
         ok = all(components.values())
         return web.Response(status=200 if ok else 503, content_type="application/json",
-                            body=orjson.dumps({"status": "ok" if ok else "starting", "components": components}))
+                            body=msgspec.json.encode({"status": "ok" if ok else "starting", "components": components}))
 
 
 # Each provider's push endpoints, as it declares them (`Provider.callbacks`): path -> (provider, parse method).

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import orjson
+import msgspec
 
 from sms_analytics.simulate.payloads.common import (
     Carrier,
@@ -87,8 +87,8 @@ def aliyun_send(
     request: Json
     if batch:
         request = {
-            "PhoneNumberJson": orjson.dumps(list(phones)).decode(),
-            "SignNameJson": orjson.dumps([sign_name] * len(phones)).decode(),
+            "PhoneNumberJson": msgspec.json.encode(list(phones)).decode(),
+            "SignNameJson": msgspec.json.encode([sign_name] * len(phones)).decode(),
             "TemplateCode": template_code,
         }
     else:

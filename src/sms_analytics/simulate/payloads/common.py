@@ -1,4 +1,4 @@
-"""What every provider's payloads share: the provider and carrier names, our receiver's endpoint
+"""What every provider's payloads share: the carrier names, our receiver's endpoint
 paths and the providers' documented success replies, mainland phone numbers by carrier, China-time
 formats and our send-record envelope. The providers' own codes and bodies are in the modules beside
 this one; how often each is drawn is simulate/plan.py's job."""
@@ -9,13 +9,13 @@ import random
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
-Provider = Literal["aliyun", "tencent", "kx"]
+from sms_analytics.model.providers import Provider
+
 Carrier = Literal["移动", "联通", "电信"]
 Outcome = Literal["delivered", "failed", "pending", "submit_failed"]
 Json = dict[str, Any]
 SentAt = float | str
 
-PROVIDERS: tuple[Provider, ...] = ("aliyun", "tencent", "kx")
 CHINA_TZ = timezone(timedelta(hours=8))
 
 SEND_PATHS: dict[Provider, str] = {

@@ -7,7 +7,6 @@ pushes. Pure functions of their arguments: no randomness (simulate/plan.py draws
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -42,8 +41,6 @@ KX_CONTENTS: tuple[str, ...] = (
      "请您提前预约上门时间并保持家中有人。安检人员均佩戴工作证并出示安检工单，安检过程不收取任何费用，"
      "请勿向任何人员支付现金，谨防上当受骗。如需改约请拨打客服热线或在公众号内办理。退订回T"),
 )
-KX_SEGMENT_CHARS = 70  # up to 70 characters is one part
-KX_PART_CHARS = 67  # longer messages are billed 67 characters a part
 
 
 def kx_time(ts: float) -> str:
@@ -54,11 +51,6 @@ def kx_time(ts: float) -> str:
 def kx_sign(userid: str, ts: str, apikey: str) -> str:
     """KX signature: lower-case 32-char md5(userid + ts + apikey) (001 §4.2)."""
     return hashlib.md5(f"{userid}{ts}{apikey}".encode()).hexdigest()
-
-
-def kx_segments(text: str) -> int:
-    """KX billing parts: up to 70 characters is 1, longer messages are 67 characters a part."""
-    return 1 if len(text) <= KX_SEGMENT_CHARS else math.ceil(len(text) / KX_PART_CHARS)
 
 
 def kx_send(

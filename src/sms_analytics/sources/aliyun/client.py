@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import date
 from typing import Any
 
-import orjson
+import msgspec
 import structlog
 from alibabacloud_dysmsapi20170525 import models as sms_models
 from alibabacloud_dysmsapi20170525.client import Client as SmsClient
@@ -60,7 +60,7 @@ def _clean(message: Any) -> str:
 
 
 def _json(value: Any) -> str:
-    return orjson.dumps(value).decode("utf-8")
+    return msgspec.json.encode(value).decode("utf-8")
 
 
 class AliyunClient:

@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Protocol, Sequence
 
-import orjson
+import msgspec
 import structlog
 from mns.account import Account
 from mns.mns_exception import MNSExceptionBase, MNSServerException
@@ -40,7 +40,7 @@ from mns.mns_exception import MNSExceptionBase, MNSServerException
 from sms_analytics.model.times import now_ms
 from sms_analytics.retrying import Backoff, is_error, pause, retry, retry_unless_stopped
 from sms_analytics.sources.base.feed import Publish
-from sms_analytics.sources.base.fields import Rejected, raw_of
+from sms_analytics.sources.base.fields import Rejected, decode_json, raw_of
 
 log = structlog.get_logger(__name__)
 
@@ -140,16 +140,16 @@ def decode_body(body: str | bytes) -> Any:
     if not text:
         raise ValueError("message body is empty")
     try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
+        return decode_json(text)
+    except msgspec.DecodeError:
         pass
     try:
         decoded = base64.b64decode("".join(text.split()), validate=True)
     except (binascii.Error, ValueError):
         raise ValueError("message body is neither JSON nor base64-encoded JSON") from None
     try:
-        return orjson.loads(decoded)
-    except orjson.JSONDecodeError:
+        return decode_json(decoded)
+    except msgspec.DecodeError:
         raise ValueError("message body is base64 but not of JSON (UTF-8)") from None
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Mapping
 
-import orjson
+import msgspec
+
 
 from sms_analytics.model.events import ReceiptEvent, ReplyEvent, SendEvent
 from sms_analytics.model.times import parse_china_datetime
 from sms_analytics.sources.base.fields import (
-    MAX_FIELD_CHARS, BadBody, BadRecord, Event, Parsed, as_list, collect, obj, opt_str, req_bool,
+    MAX_FIELD_CHARS, BadBody, BadRecord, Event, Parsed, as_list, collect, decode_json, obj, opt_str, req_bool,
     req_str, req_text, scalar,
 )
 from sms_analytics.sources.base.provider import CallbackKind, Provider, Reply, json_reply
@@ -19,8 +20,8 @@ def _json_list(value: Any, name: str) -> list[Any]:
     """SendBatchSms takes its lists as JSON-encoded strings; accept real arrays too."""
     if isinstance(value, str):
         try:
-            value = orjson.loads(value)
-        except orjson.JSONDecodeError:
+            value = decode_json(value)
+        except msgspec.DecodeError:
             raise BadBody(f"request.{name} is not a JSON array") from None
     if not isinstance(value, list):
         raise BadBody(f"request.{name} must be a JSON array")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Protocol, Sequence
 
-import orjson
+import msgspec
 import structlog
 from prometheus_client import Counter, Gauge
 
@@ -45,14 +45,14 @@ class Checkpoint:
 
     def load(self) -> dict[str, Any]:
         try:
-            return dict(orjson.loads(self.path.read_bytes()))
+            return dict(msgspec.json.decode(self.path.read_bytes()))
         except FileNotFoundError:
             return {}
 
     def save(self, state: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(orjson.dumps(state))
+        tmp.write_bytes(msgspec.json.encode(state))
         tmp.replace(self.path)
 
 

@@ -6,15 +6,16 @@ rejected with their reasons. A body that is not of the expected shape at all rai
 Input is hostile until proven otherwise: every value read from a body goes through a reader here
 (`req_str`, `opt_str`, `scalar`, …) that accepts only the JSON types it expects and caps its
 length, a reason never quotes more than `MAX_REASON_CHARS` of the input, and a record that cannot
-be serialized back (nested deeper than orjson writes) is still dead-lettered (`raw_of`).
+be serialized back (nested deeper than the encoder writes) is still dead-lettered (`raw_of`).
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import orjson
+import msgspec
 import structlog
 
 from sms_analytics.model.events import Identity, ProviderBalance, ProviderStats, ReceiptEvent, ReplyEvent, SendEvent
@@ -25,6 +26,7 @@ log = structlog.get_logger(__name__)
 Event = SendEvent | ReceiptEvent | ReplyEvent | ProviderBalance | ProviderStats
 MAX_FIELD_CHARS = 4096
 MAX_REASON_CHARS = 500
+MAX_DEPTH = 1024  # the nesting a JSON body may have; deeper is not JSON we read
 INTERNAL_ERROR = "internal error while parsing"  # a parser bug; the fuzz tests fail on it
 
 
@@ -61,13 +63,31 @@ def reason_of(exc: BaseException | str) -> str:
     return text
 
 
+def decode_json(data: bytes | str) -> Any:
+    """`msgspec.json.decode`, nested at most MAX_DEPTH levels whatever the caller's stack depth
+    (msgspec counts each level against Python's recursion limit, so the limit is set to this frame's
+    depth + MAX_DEPTH for the call). Deeper: `msgspec.DecodeError`, like any other invalid JSON."""
+    depth, frame = 0, sys._getframe()
+    while frame is not None:
+        depth += 1
+        frame = frame.f_back
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(depth + MAX_DEPTH)
+    try:
+        return msgspec.json.decode(data)
+    except RecursionError:
+        raise msgspec.DecodeError(f"depth limit exceeded ({MAX_DEPTH} levels)") from None
+    finally:
+        sys.setrecursionlimit(limit)
+
+
 def loads(body: bytes) -> Any:
     """JSON (RFC 8259) in UTF-8; a leading byte order mark is ignored, as the RFC allows."""
     if body[:3] == b"\xef\xbb\xbf":
         body = body[3:]
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
+        return decode_json(body)
+    except msgspec.DecodeError as exc:
         raise BadBody(f"body is not valid JSON (UTF-8): {exc}") from None
 
 
@@ -149,11 +169,11 @@ def req_bool(rec: dict[str, Any], name: str) -> bool:
 
 
 def raw_of(record: Any) -> bytes:
-    """The record as JSON again, for the dead-letter topic. orjson refuses nesting deeper than 255
-    levels (a body may nest 1024), so those are written by a loop that has no depth limit."""
+    """The record as JSON again, for the dead-letter topic. The encoder stops at Python's recursion
+    limit (a body may nest MAX_DEPTH levels), so those are written by a loop that has no depth limit."""
     try:
-        return orjson.dumps(record)
-    except TypeError:
+        return msgspec.json.encode(record)
+    except (TypeError, RecursionError):
         return _dumps_deep(record)
 
 
@@ -178,14 +198,14 @@ def _dumps_deep(value: Any) -> bytes:
             for i in range(len(pairs) - 1, -1, -1):
                 key, val = pairs[i]
                 stack.append(val)
-                stack.append(orjson.dumps(str(key)) + b":")
+                stack.append(msgspec.json.encode(str(key)) + b":")
                 if i:
                     stack.append(b",")
         else:
             try:
-                out.append(orjson.dumps(item))
+                out.append(msgspec.json.encode(item))
             except TypeError:
-                out.append(orjson.dumps(repr(item)))
+                out.append(msgspec.json.encode(repr(item)))
     return b"".join(out)
 
 

@@ -8,11 +8,10 @@ this ends: the HTTP handling is the receiver's (`sources/receiver.py`), the feed
 from __future__ import annotations
 
 import importlib
-import math
 from abc import ABC, abstractmethod
 from typing import Any, Callable, ClassVar, Literal, Mapping, Protocol
 
-import orjson
+import msgspec
 
 from sms_analytics.model.times import parse_instant
 from sms_analytics.settings import Settings
@@ -30,7 +29,7 @@ class Reply:
 
 
 def json_reply(doc: Any) -> Reply:
-    return Reply(orjson.dumps(doc), "application/json")
+    return Reply(msgspec.json.encode(doc), "application/json")
 
 
 class Answers(Protocol):
@@ -111,8 +110,3 @@ class Provider(ABC):
 
 def too_many_records(count: int, limit: int) -> str:
     return f"too many records in one push: {count} > {limit} (SMS_MAX_RECORDS_PER_PUSH)"
-
-
-def segments_for(text: str) -> int:
-    """Billing segments: up to 70 characters is 1, longer messages are 67 characters a part."""
-    return 1 if len(text) <= 70 else math.ceil(len(text) / 67)

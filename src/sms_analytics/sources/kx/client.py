@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import aiohttp
-import orjson
+import msgspec
 import structlog
 
 log = structlog.get_logger(__name__)
@@ -112,7 +112,7 @@ class KxClient:
             body["extnum"] = extnum
         if messageid is not None:
             body["messageid"] = messageid
-        doc = await self._call("POST", P2P_PATH, body=orjson.dumps(body))
+        doc = await self._call("POST", P2P_PATH, body=msgspec.json.encode(body))
         self._check(doc, "p2p_send", numbers=len(items))
         return doc
 
@@ -169,8 +169,8 @@ class KxClient:
         if status != 200:
             raise KxError(f"http-{status}", f"HTTP {status} from {path}")
         try:
-            doc = orjson.loads(raw)
-        except orjson.JSONDecodeError:
+            doc = msgspec.json.decode(raw)
+        except (msgspec.DecodeError, RecursionError):
             raise KxError("bad-reply", f"non-JSON reply from {path}") from None
         if not isinstance(doc, dict):
             raise KxError("bad-reply", f"reply from {path} is not an object")

@@ -6,11 +6,12 @@ import re
 from typing import Any, ClassVar, Mapping
 
 from sms_analytics.model.events import ReceiptEvent, ReplyEvent, SendEvent
+from sms_analytics.model.providers import segments
 from sms_analytics.model.times import parse_compact
 from sms_analytics.sources.base.fields import (
     BadBody, BadRecord, Event, Parsed, as_list, collect, obj, opt_str, req_str, req_text, scalar,
 )
-from sms_analytics.sources.base.provider import CallbackKind, Provider, Reply, segments_for
+from sms_analytics.sources.base.provider import CallbackKind, Provider, Reply
 
 _SIGN = re.compile(r"^\s*【([^】]{1,40})】|【([^】]{1,40})】\s*$")
 
@@ -86,7 +87,7 @@ class Kx(Provider):
             return [SendEvent(
                 **self.ids.identity(self.name, message_id, phone),
                 sent_at_ms=sent_at_ms, received_at_ms=now_ms, sign=sign_of(content),
-                segments=segments_for(content), out_id=out_id,
+                segments=segments(content), out_id=out_id,
                 submit_ok=ok, submit_code="" if ok else failure, submit_message=message,
             )]
 

@@ -2,7 +2,7 @@
 
 The SDK (``tencentcloud.sms.v20210111.sms_client.SmsClient``) signs every call with
 TC3-HMAC-SHA256 and is blocking (``requests``), so each call runs in ``asyncio.to_thread``. Answers
-are returned as plain JSON (``json.loads(resp.to_json_string())``): the response fields without the
+are returned as plain JSON (``msgspec.json.decode(resp.to_json_string())``): the response fields without the
 ``Response`` wrapper, e.g. ``{"SendStatusSet": [...], "RequestId": "..."}``; the pull methods return
 just their record list (``[]`` when there is none).
 
@@ -20,7 +20,7 @@ such as ``ClientNetworkError``). Secrets and phone numbers are never logged.
 from __future__ import annotations
 
 import asyncio
-import json
+import msgspec
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -178,7 +178,7 @@ class TencentClient:
             log.warning("tencent.api_error", action=action, code=code, request_id=request_id)
             raise TencentApiError(str(code), str(message), request_id or None) from None
         try:
-            doc = json.loads(resp.to_json_string())
+            doc = msgspec.json.decode(resp.to_json_string())
         except (TypeError, ValueError):
             raise TencentApiError("ClientError", f"{action}: unreadable SDK response") from None
         if not isinstance(doc, dict):
