@@ -40,10 +40,10 @@ def collect(query: Query) -> dict[str, Any]:
     providers = [dict(zip(cols, row)) for row in rows]
     cols, rows = query(TOP_FAILURES)
     failures = [dict(zip(cols, row)) for row in rows]
-    totals = {k: sum(int(p[k]) for p in providers) for k in ("sent", "delivered", "failed", "expired", "pending")}
-    final = totals["delivered"] + totals["failed"] + totals["expired"]
-    totals["delivery_rate"] = round(totals["delivered"] / final, 4) if final else None
-    return {"totals": totals, "providers": providers, "top_failures": failures}
+    counts = {k: sum(int(p[k]) for p in providers) for k in ("sent", "delivered", "failed", "expired", "pending")}
+    final = counts["delivered"] + counts["failed"] + counts["expired"]
+    rate = round(counts["delivered"] / final, 4) if final else None
+    return {"totals": {**counts, "delivery_rate": rate}, "providers": providers, "top_failures": failures}
 
 
 def render(summary: dict[str, Any]) -> str:

@@ -93,21 +93,26 @@ def ms_to_datetime(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
 
 
-DURATION_UNITS_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31_536_000}
+DURATION_UNITS_S: dict[str, float] = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31_536_000}
 _DURATION = re.compile(r"\s*(?:\d+\s*(?:ms|s|m|h|d|w|y)\s*)*(?:\d+\s*)?")
 _DURATION_PART = re.compile(r"(\d+)\s*(ms|s|m|h|d|w|y)?")
 
 
-def parse_duration(text: str, *, units: tuple[str, ...] = tuple(DURATION_UNITS_S), bare: str | None = None) -> float:
+def parse_duration(text: object, *, units: tuple[str, ...] = tuple(DURATION_UNITS_S), bare: str | None = None) -> float:
     """A Grafana/Prometheus duration in seconds: `90m`, `1h30m`, `500ms`, ` 2w` (the one parser of
     dashboards/report.py's --since, dashboards/macros.py's $__timeGroup and dashboards/push.py's rule
     group intervals). `units`: the units accepted (ms s m h d w y); `bare`: the unit of a plain number
-    such as `60` (None: a number needs a unit). ValueError on anything else (`1.5h`, `-1h`, `1 minute`)."""
+    such as `60` (None: a number needs a unit). ValueError on anything else (`1.5h`, `-1h`, `1 minute`, a
+    non-string such as a YAML `interval: 60`)."""
     parts = _DURATION_PART.findall(text) if isinstance(text, str) and _DURATION.fullmatch(text) else []
     if not parts:
         raise ValueError(f"bad duration {text!r}")
     if any(not unit for _, unit in parts) and (bare is None or len(parts) > 1):
         raise ValueError(f"bad duration {text!r}: a number needs a unit")
-    if any((unit or bare) not in units for _, unit in parts):
-        raise ValueError(f"bad duration {text!r}: the units are {', '.join(units)}")
-    return sum(int(n) * DURATION_UNITS_S[unit or bare] for n, unit in parts)  # type: ignore[index]
+    seconds: float = 0  # stays an int when every unit is whole seconds
+    for n, unit in parts:
+        name = unit or bare  # None only with bare None, refused above
+        if name is None or name not in units:
+            raise ValueError(f"bad duration {text!r}: the units are {', '.join(units)}")
+        seconds += int(n) * DURATION_UNITS_S[name]
+    return seconds

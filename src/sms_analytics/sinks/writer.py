@@ -237,7 +237,8 @@ class ClickHouseSink:
                 await rounds  # ends after its current round (stopping is set)
                 if self._final_round:
                     await self._roll_up()
-                else:  # handed over: the next sink on the same Rollups recomputes them
+                elif self.rollups is not None:  # always (rounds run only with rollups); handed over: the
+                    # next sink on the same Rollups recomputes them
                     self.rollups.dirty |= self._written_minutes
         finally:
             self.ready = False
