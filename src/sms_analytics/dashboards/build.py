@@ -582,7 +582,7 @@ ORDER BY minute DESC, sent_at DESC
 LIMIT 1000""", (0, 11, 24, 12), "Failed and expired messages of the selection (phones masked), newest first, from the "
                                 "undelivered messages the rollups keep per send minute (sms.undelivered_messages)."),
     ]
-    variables = _dimension_variables() + [textbox_variable("lookup", "Masked phone or message id")]
+    variables = [*_dimension_variables(), textbox_variable("lookup", "Masked phone or message id")]
     return _dashboard("sms-drilldown", "SMS delivery: drill-down", panels, variables)
 
 

@@ -29,8 +29,9 @@ def _checked(ms: int, raw: object) -> int:
     return ms
 
 
-def _from_naive_china(dt: datetime) -> int:
-    return int(dt.replace(tzinfo=CHINA).timestamp() * 1000)
+def _china_ms(dt: datetime) -> int:
+    """Epoch milliseconds of a China-time wall clock reading (tzinfo=CHINA)."""
+    return int(dt.timestamp() * 1000)
 
 
 _CHINA_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
@@ -44,12 +45,12 @@ def parse_china_datetime(value: object) -> int:
     try:
         if _CHINA_DATETIME.fullmatch(text):  # the documented form, without strptime's cost
             dt = datetime(int(text[0:4]), int(text[5:7]), int(text[8:10]), int(text[11:13]), int(text[14:16]),
-                          int(text[17:19]))
+                          int(text[17:19]), tzinfo=CHINA)
         else:
-            dt = datetime.strptime(text, "%Y-%m-%d %H:%M:%S")
+            dt = datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=CHINA)
     except ValueError:
         raise BadTime(f"time {value!r} is not 'YYYY-MM-DD HH:MM:SS'") from None
-    return _checked(_from_naive_china(dt), value)
+    return _checked(_china_ms(dt), value)
 
 
 def parse_compact(value: object) -> int:
@@ -57,10 +58,10 @@ def parse_compact(value: object) -> int:
     if not isinstance(value, str) or len(value.strip()) != 14 or not value.strip().isdigit():
         raise BadTime(f"time {value!r} is not yyyyMMddHHmmss")
     try:
-        dt = datetime.strptime(value.strip(), "%Y%m%d%H%M%S")
+        dt = datetime.strptime(value.strip(), "%Y%m%d%H%M%S").replace(tzinfo=CHINA)
     except ValueError:
         raise BadTime(f"time {value!r} is not a valid yyyyMMddHHmmss date") from None
-    return _checked(_from_naive_china(dt), value)
+    return _checked(_china_ms(dt), value)
 
 
 def parse_epoch_seconds(value: object) -> int:
@@ -70,7 +71,7 @@ def parse_epoch_seconds(value: object) -> int:
         raise BadTime(f"time {value!r} is not a finite number")
     if not -1e11 < value < 1e11:  # so far out that milliseconds would overflow
         raise BadTime(f"time {value!r} is not a plausible epoch in seconds")
-    return _checked(int(round(value * 1000)), value)
+    return _checked(round(value * 1000), value)
 
 
 def parse_instant(value: object) -> int:

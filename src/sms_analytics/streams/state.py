@@ -86,7 +86,7 @@ class MessageStateStore(memory.Store):
             change = decode_changes(raw)
             prefix = event.message.partition.to_bytes(2, "big")
             data = self.data
-            for key, state in zip(change.keys, change.states):
+            for key, state in zip(change.keys, change.states, strict=True):
                 if state is None:
                     data.pop(key, None)
                 else:
