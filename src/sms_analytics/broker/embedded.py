@@ -63,7 +63,7 @@ async def _poll(bootstrap: str, deadline: float) -> None:
             await admin.start()
             await admin.list_topics()
             return
-        except Exception as exc:  # broker not up yet: any connection error means "retry"
+        except Exception as exc:  # noqa: BLE001  (broker not up yet: any connection error means "retry")
             last = exc
         finally:
             with contextlib.suppress(Exception):

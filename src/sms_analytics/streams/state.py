@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Any, Callable, Iterable, Iterator, Set
+from typing import Any, Callable, Iterable, Iterator
 
 import faust
 import msgspec
@@ -114,7 +114,7 @@ class MessageStateStore(memory.Store):
     def unchanged(self, key: str, raw: bytes) -> bool:
         return self.data.get(key) is raw
 
-    async def on_recovery_completed(self, active_tps: Set[TP], standby_tps: Set[TP]) -> None:
+    async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
         """Keep only the states of the partitions this worker now owns."""
         owned = {partition.to_bytes(2, "big") for _, partition in active_tps}
         for key in [k for k, raw in self.data.items() if raw[:2] not in owned]:
