@@ -9,7 +9,7 @@ QUICK ?=
 SRC ?=
 ONLY ?=
 
-.PHONY: run test venv clean bench
+.PHONY: run test venv clean bench lint
 
 venv: $(STAMP)
 
@@ -24,6 +24,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# `make lint`: ruff (rules and import order) over the tree and mypy over src/, bench/, tests/, both
+# configured in pyproject.toml; both always run (all findings at once), either one's findings fail it.
+lint: $(STAMP)
+	$(BIN)/ruff check .; status=$$?; $(BIN)/mypy && exit $$status
 
 # `make bench`: the benchmark (README.md, "Benchmarks"); QUICK=1 is 10x smaller,
 # SRC=/path/to/src measures another source tree, ONLY=soak (comma-separated) some measurements,

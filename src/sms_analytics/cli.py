@@ -176,22 +176,22 @@ def _run_sql(statement: str, fmt: str, params: dict[str, str]) -> None:
         check_read_only(statement)
     except NotReadOnly as exc:
         typer.echo(f"refused: {exc}", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     try:
         sys.stdout.write(post_query(_query_url(settings), statement, fmt=fmt, params=params,
                                     token=settings.query_token, timeout=60).decode())
         return
     except QueryRefused as exc:
         typer.echo(f"error: {exc.text}", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     except (urllib.error.URLError, ConnectionError):
         pass  # nothing runs: open the warehouse directly
     warehouse = _open_warehouse(settings)  # no running process answered on SMS_QUERY_HOST:SMS_QUERY_PORT
     try:
         columns, rows = warehouse.read(statement, params)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  (the warehouse's error, whatever it is, is the user's to read)
         typer.echo(f"error: {str(exc).strip()[:2000]}", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     finally:
         warehouse.close()
     sys.stdout.write(render(columns, rows, fmt))
@@ -220,7 +220,7 @@ def lookup(
                                  settings.sms_data_dir, create=False)
     except FileNotFoundError as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     _run_sql(LOOKUP_SQL, fmt, {"hash": PhoneHasher(key)(e164)})
 
 
@@ -345,7 +345,7 @@ def dashboards_push(
                             folder_title=folder_title, report=lambda outcome: typer.echo(outcome.line()))
     except push.PushError as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     typer.echo(f"pushed to {redact(options.url)}: {push.summary(outcomes)}")
 
 

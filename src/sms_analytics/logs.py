@@ -10,7 +10,7 @@ import structlog
 
 
 def configure(level: str = "INFO", json: bool = False) -> None:
-    numeric = logging.getLevelName(level.upper()) if isinstance(level, str) else level
+    numeric = logging.getLevelName(level.upper())  # the number, or "Level X" for an unknown name
     if not isinstance(numeric, int):
         numeric = logging.INFO
     processors: list = [

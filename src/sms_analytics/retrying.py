@@ -15,6 +15,7 @@ and counts on each failure (`on_failure`); this module logs and counts nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
@@ -49,10 +50,8 @@ async def pause(stop: asyncio.Event | None, seconds: float) -> None:
     if stop is None:
         await asyncio.sleep(seconds)
         return
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
-    except TimeoutError:
-        pass
 
 
 async def retry(call: Callable[[], Awaitable[T]], backoff: Backoff, *, on_failure: OnFailure | None = None,

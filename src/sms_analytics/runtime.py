@@ -246,7 +246,7 @@ class Runtime:
             return False
         try:
             return bool(app.consumer.assignment())
-        except Exception:
+        except Exception:  # noqa: BLE001  (a consumer that cannot say is not ready)
             return False
 
     async def wait_ready(self, timeout: float = 60.0) -> None:
@@ -273,7 +273,7 @@ class Runtime:
         if self.forwarder is not None and self.broker is not None and self.broker.alive and self.app is not None:
             try:  # a clean stop saves the stream's states: the next start has nothing to replay
                 await self._checkpoint()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001  (a failed checkpoint only costs a replay at the next start)
                 log.warning("journal.checkpoint_failed", error=f"{type(exc).__name__}: {exc}"[:300])
         if self.forwarder is not None:
             await self.forwarder.stop()
@@ -345,7 +345,7 @@ class Runtime:
                 await asyncio.wait([closing], timeout=STOP_SECONDS)
             self.broker.rotations += 1
             await self._resume(_by_partition(states))
-        except Exception as exc:  # the broker or a restart failed: start again from the snapshot
+        except Exception as exc:  # noqa: BLE001  (the broker or a restart failed: start again from the snapshot)
             log.error("embedded_broker.rotation_failed", error=f"{type(exc).__name__}: {exc}"[:300])
             self._unrecovered = True
             await self._recover()
@@ -411,7 +411,7 @@ class Runtime:
         if self.app is not None:
             try:
                 await asyncio.wait_for(self.app.stop(), STOP_SECONDS)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001  (the stop goes on: the sink next)
                 log.warning("worker.stop_failed", error=type(exc).__name__)
         await self._stop_sink(flush=False)
         await self.broker.restart()

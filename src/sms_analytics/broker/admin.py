@@ -9,6 +9,7 @@ state's, and the join would silently miss them.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
 
@@ -60,10 +61,8 @@ async def ensure_topics(bootstrap: str, partitions: int, replication: int, confi
             refuse_mismatch(await partition_counts(admin, present), partitions)
         missing = [t for t in topics.ALL if t not in existing]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics([new_topic(t, partitions, replication, configs) for t in missing])
-            except TopicAlreadyExistsError:
-                pass
             log.info("topics.created", topics=missing, partitions=partitions)
         return missing
     finally:

@@ -89,7 +89,8 @@ VARIABLE_COLUMNS = {name: column for name, _, column in VARIABLES}
 # of the grains a panel reads, the finest that has its columns and whose other variables are All is
 # read. Counts are cheap to sum, so only panels that merge latency sketches read the finer grains
 # (another grain is another branch to plan).
-GRAINS = (
+# (grain, the variables it has, those that must be All, its rollup levels in seconds)
+GRAINS: tuple[tuple[str, set[str], tuple[str, ...], tuple[int, ...]], ...] = (
     ("carrier", {"carrier"}, ("provider", "template", "sign", "country"), (60, 300, 600, 3600, 21600, 86400)),
     ("provider_carrier", {"provider", "carrier"}, ("template", "sign", "country"), (60, 300, 600, 3600, 21600, 86400)),
     ("full", set(VARIABLE_COLUMNS.values()), (), (600, 3600, 21600, 86400)),
@@ -125,7 +126,8 @@ def rollup_source(columns: str, width: str | None, *, where: str = "", grains: t
     wanted = {c.strip() for c in columns.split(",")} & set(VARIABLE_COLUMNS.values())
     w = f"{86400 * 364}" if width is WHOLE_RANGE else width  # WHOLE_RANGE: divisible by every level
     extra = f" AND {where}" if where else ""
-    parts, earlier = [], []
+    parts: list[str] = []
+    earlier: list[str] = []
     for grain, has, must_be_all, levels in GRAINS:
         if grain not in grains or not wanted <= has:
             continue
@@ -580,7 +582,7 @@ ORDER BY minute DESC, sent_at DESC
 LIMIT 1000""", (0, 11, 24, 12), "Failed and expired messages of the selection (phones masked), newest first, from the "
                                 "undelivered messages the rollups keep per send minute (sms.undelivered_messages)."),
     ]
-    variables = _dimension_variables() + [textbox_variable("lookup", "Masked phone or message id")]
+    variables = [*_dimension_variables(), textbox_variable("lookup", "Masked phone or message id")]
     return _dashboard("sms-drilldown", "SMS delivery: drill-down", panels, variables)
 
 

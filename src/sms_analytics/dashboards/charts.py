@@ -292,7 +292,7 @@ def bar_chart(columns: Sequence[str], rows: Sequence[Sequence[Any]], width: int)
     vmax = max([float(r[columns.index(f)] or 0) for r in rows for f in fields] + [1.0])
     pw = width - left - 70
     groups = []
-    for i, (row, name) in enumerate(zip(rows, names)):
+    for i, (row, name) in enumerate(zip(rows, names, strict=True)):
         y0 = top + i * group_h
         bars = []
         for j, f in enumerate(fields):

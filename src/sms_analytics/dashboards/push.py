@@ -23,6 +23,7 @@ from __future__ import annotations
 import urllib.parse
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import niquests
@@ -230,14 +231,13 @@ def push(api: GrafanaApi, ch: GrafanaClickHouse, folder_uid: str = FOLDER_UID, f
     step(f"folder {folder_uid}", lambda: upsert_folder(api, folder_uid, folder_title))
     step(f"datasource {DATASOURCE_UID}", lambda: upsert_datasource(api, ch))
     for body in dashboard_bodies(folder_uid):
-        step(f"dashboard {body['dashboard']['uid']}", lambda body=body: push_dashboard(api, body))
+        step(f"dashboard {body['dashboard']['uid']}", partial(push_dashboard, api, body))
     for group in rule_groups():
         for rule in group["rules"]:
             converted = api_rule(rule, group, folder_uid)
-            step(f"alert rule {rule['uid']}", lambda converted=converted: upsert_rule(api, converted))
+            step(f"alert rule {rule['uid']}", partial(upsert_rule, api, converted))
         seconds = interval_seconds(group["interval"])
-        step(f"rule group {group['name']}",
-             lambda group=group, seconds=seconds: set_group_interval(api, folder_uid, group["name"], seconds))
+        step(f"rule group {group['name']}", partial(set_group_interval, api, folder_uid, group["name"], seconds))
     return outcomes
 
 

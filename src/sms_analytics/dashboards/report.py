@@ -146,7 +146,7 @@ def totals(query: Query, rng: TimeRange) -> dict[str, Any]:
         columns, rows = query(sql)
     except Exception as exc:  # noqa: BLE001  (the page says the totals are unavailable)
         return {**{k: None for k in STATUS_COLUMNS}, "delivery_rate": None, "error": str(exc).strip()[:500]}
-    row = dict(zip(columns, rows[0])) if rows else {}
+    row = dict(zip(columns, rows[0], strict=True)) if rows else {}
     out: dict[str, Any] = {k: int(row.get(k) or 0) for k in STATUS_COLUMNS}
     final = out["delivered"] + out["failed"] + out["expired"]
     out["delivery_rate"] = out["delivered"] / final if final else None
@@ -210,7 +210,7 @@ def render_html(dashboard: dict[str, Any], panels: Sequence[PanelData], sums: di
     return templates().get_template("report.html.j2").render(
         title=title, start=when(rng.start), end=when(rng.end), length=duration(rng.seconds),
         interval=duration(rng.interval_s), generated=when(utc(generated_at)), cards=cards(sums),
-        totals_error=sums.get("error") or "", panel_views=[_view(p, rng, span) for p, span in zip(panels, spans)],
+        totals_error=sums.get("error") or "", panel_views=[_view(p, rng, span) for p, span in zip(panels, spans, strict=True)],
         dashboard_title=dashboard.get("title", ""), dashboard_uid=dashboard.get("uid", ""))
 
 

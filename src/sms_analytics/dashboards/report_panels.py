@@ -215,7 +215,7 @@ def table(panel: dict[str, Any], columns: list[str], rows: list[tuple[Any, ...]]
     body = []
     for row in rows[:MAX_TABLE_ROWS]:
         cells = []
-        for c, v in zip(columns, row):
+        for c, v in zip(columns, row, strict=True):
             if c in sparks and isinstance(v, (list, tuple)):
                 cells.append(Cell("spark", "", sparkline(v, units[c]), is_spark=True))
             else:

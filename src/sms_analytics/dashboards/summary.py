@@ -37,25 +37,25 @@ LIMIT 10
 
 def collect(query: Query) -> dict[str, Any]:
     cols, rows = query(PER_PROVIDER)
-    providers = [dict(zip(cols, row)) for row in rows]
+    providers = [dict(zip(cols, row, strict=True)) for row in rows]
     cols, rows = query(TOP_FAILURES)
-    failures = [dict(zip(cols, row)) for row in rows]
-    totals = {k: sum(int(p[k]) for p in providers) for k in ("sent", "delivered", "failed", "expired", "pending")}
-    final = totals["delivered"] + totals["failed"] + totals["expired"]
-    totals["delivery_rate"] = round(totals["delivered"] / final, 4) if final else None
-    return {"totals": totals, "providers": providers, "top_failures": failures}
+    failures = [dict(zip(cols, row, strict=True)) for row in rows]
+    counts = {k: sum(int(p[k]) for p in providers) for k in ("sent", "delivered", "failed", "expired", "pending")}
+    final = counts["delivered"] + counts["failed"] + counts["expired"]
+    rate = round(counts["delivered"] / final, 4) if final else None
+    return {"totals": {**counts, "delivery_rate": rate}, "providers": providers, "top_failures": failures}
 
 
 def render(summary: dict[str, Any]) -> str:
     t = summary["totals"]
     rate = "n/a" if t["delivery_rate"] is None else f"{t['delivery_rate']:.2%}"
     lines = [
-        f"messages: sent {t['sent']}, delivered {t['delivered']}, failed {t['failed']}, expired {t['expired']}, "
-        f"pending {t['pending']}; "
-        f"delivery rate {rate}",
+        (f"messages: sent {t['sent']}, delivered {t['delivered']}, failed {t['failed']}, expired {t['expired']}, "
+         f"pending {t['pending']}; "
+         f"delivery rate {rate}"),
         "",
-        f"{'provider':<9} {'sent':>7} {'delivered':>9} {'failed':>7} {'expired':>7} {'pending':>7} {'rate':>8} "
-        f"{'p50 ms':>8} {'p95 ms':>8}",
+        (f"{'provider':<9} {'sent':>7} {'delivered':>9} {'failed':>7} {'expired':>7} {'pending':>7} {'rate':>8} "
+         f"{'p50 ms':>8} {'p95 ms':>8}"),
     ]
     for p in summary["providers"]:
         r = p["delivery_rate"]

@@ -41,6 +41,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -180,8 +181,9 @@ class KnowledgeBase:
         return category, PERMANENT[category], entry
 
     @staticmethod
-    def _steps(provider: str, carrier: str):
-        own = []
+    def _steps(provider: str, carrier: str) -> list[tuple[str, Callable[[Entry], bool]]]:
+        """(source, accept): the tables to look in, in order, and which of their entries count."""
+        own: list[tuple[str, Callable[[Entry], bool]]] = []
         if carrier:
             own.append((provider, lambda e: e.carrier == carrier))
         own.append((provider, lambda e: e.carrier in GENERIC_CARRIERS))

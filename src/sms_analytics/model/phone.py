@@ -90,10 +90,7 @@ def normalize(raw: object, nationcode: str | None = None) -> Phone:
     elif text.startswith("00"):
         text = "+" + text[2:]
     elif not text.startswith("+"):
-        if len(text) == 11 and text.startswith("1"):
-            text = "+86" + text
-        else:
-            text = "+" + text
+        text = ("+86" if len(text) == 11 and text.startswith("1") else "+") + text
     if not (text[1:].isascii() and text[1:].isdigit()):
         raise BadPhone("phone has characters other than digits")
     if len(text) == 14 and text.startswith("+861"):  # a mainland mobile: what libphonenumber would say, 10x sooner

@@ -180,7 +180,7 @@ def _stage(stage: str | None) -> str:
 
 def _first_cause(text: str, stage: str) -> str | None:
     """The category of the cause named first in `text`, or None when no rule matches."""
-    best: tuple[int, int, int, str] | None = None  # (weak, start, -length, order) minimal wins
+    best: tuple[int, int, int, int, str] | None = None  # (weak, start, -length, order, category): minimal wins
     for order, (category, stages, weak, rx) in enumerate(_COMPILED):
         if stage not in stages:
             continue

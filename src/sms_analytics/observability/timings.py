@@ -36,7 +36,7 @@ class Timings:
         """(le, observations <= le) for every bound and +Inf, as Prometheus histograms expose them."""
         out: list[tuple[str, int]] = []
         running = 0
-        for bound, n in zip([*map(_le, self.buckets), "+Inf"], self.counts):
+        for bound, n in zip([*map(_le, self.buckets), "+Inf"], self.counts, strict=True):
             running += n
             out.append((bound, running))
         return out

@@ -242,5 +242,5 @@ def _alter(name: str, commands: str, on: str) -> list[str]:
         raise ClusterError(f"ALTER of sms.{name}, which has no place on a cluster")
     local = [f"ALTER TABLE sms.{name}{LOCAL_SUFFIX} {on} {commands}"]
     if _COLUMN_COMMAND.match(commands):
-        return local + [f"ALTER TABLE sms.{name} {on} {commands}"]  # the Distributed table's columns too
+        return [*local, f"ALTER TABLE sms.{name} {on} {commands}"]  # the Distributed table's columns too
     return local

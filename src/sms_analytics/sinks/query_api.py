@@ -51,7 +51,7 @@ def _plain(value: Any) -> Any:
 def render(columns: list[str], rows: list[tuple[Any, ...]], fmt: str) -> str:
     plain = [[_plain(v) for v in row] for row in rows]
     if fmt == "json":
-        return "".join(_json(dict(zip(columns, row))) + "\n" for row in plain)
+        return "".join(_json(dict(zip(columns, row, strict=True))) + "\n" for row in plain)
     if fmt == "csv":
         buf = io.StringIO()
         writer = csv.writer(buf)
@@ -61,7 +61,7 @@ def render(columns: list[str], rows: list[tuple[Any, ...]], fmt: str) -> str:
     if fmt == "table":
         cells = [[str(c) for c in columns]] + [["NULL" if v is None else str(v) for v in r] for r in plain]
         widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
         lines.insert(1, "  ".join("-" * w for w in widths))
         return "\n".join(lines) + "\n"
     raise ValueError(f"format must be one of {', '.join(FORMATS)}")
@@ -86,7 +86,7 @@ def query_app(warehouse: Warehouse, readiness: Callable[[], dict[str, bool]], *,
             columns, rows = await asyncio.to_thread(warehouse.read, sql, params)
         except NotReadOnly as exc:
             return web.json_response({"error": str(exc)}, status=403)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  (the statement's error goes back to the caller)
             return web.json_response({"error": str(exc).strip()[:2000]}, status=400)
         return web.Response(text=render(columns, rows, fmt), content_type="text/plain" if fmt != "json" else "application/x-ndjson")
 

@@ -87,7 +87,7 @@ def parse(text: str, source: str = "<template names>") -> list[TemplateName]:
             continue
         if len(fields) != len(header):
             raise TemplateNamesError(f"{where}: {len(fields)} fields, the header has {len(header)}: {raw!r}")
-        row = dict(zip(header, fields))
+        row = dict(zip(header, fields, strict=True))
         entry = TemplateName(row["provider"], row["template"], row.get("sign", ""), row["name"], number)
         if not entry.provider:
             raise TemplateNamesError(f"{where}: provider is empty: {raw!r}")

@@ -317,7 +317,7 @@ class Warehouse:
             row = self.client.query("SELECT formatQuerySingleLine(concat('SELECT ', {a:String})) = "
                                     "formatQuerySingleLine(concat('SELECT ', {b:String}))",
                                     parameters={"a": a, "b": b}).result_rows
-        except Exception:  # a server without formatQuery (before 23.10): set the TTL again
+        except Exception:  # noqa: BLE001  (a server without formatQuery (before 23.10): set the TTL again)
             return False
         return bool(row[0][0])
 
@@ -386,5 +386,5 @@ class Warehouse:
         try:
             self.query("SELECT 1")
             return True
-        except Exception:
+        except Exception:  # noqa: BLE001  (any error: not reachable)
             return False

@@ -187,7 +187,7 @@ class ClickHouseSink:
         started = time.monotonic()
         try:
             await asyncio.to_thread(self.rollups.recompute)
-        except Exception as exc:  # the minutes stay dirty and are retried next round
+        except Exception as exc:  # noqa: BLE001  (the minutes stay dirty and are retried next round)
             self.stats.rollup_failures += 1
             log.warning("rollups.recompute_failed", error=str(exc)[:300])
         self._rollup_round_seconds = time.monotonic() - started
@@ -237,7 +237,8 @@ class ClickHouseSink:
                 await rounds  # ends after its current round (stopping is set)
                 if self._final_round:
                     await self._roll_up()
-                else:  # handed over: the next sink on the same Rollups recomputes them
+                elif self.rollups is not None:  # always (rounds run only with rollups); handed over: the
+                    # next sink on the same Rollups recomputes them
                     self.rollups.dirty |= self._written_minutes
         finally:
             self.ready = False
@@ -266,7 +267,7 @@ class ClickHouseSink:
                 table, rows, count = route(record)
                 table.rows.extend(rows)
                 table.count += count
-            except Exception as exc:  # only our own stream writes these topics: count and skip
+            except Exception as exc:  # noqa: BLE001  (only our own stream writes these topics: count and skip)
                 self.stats.undecodable += 1
                 log.warning("sink.undecodable", topic=tp.topic, offset=record.offset, error=str(exc)[:200])
         if records:
@@ -392,7 +393,7 @@ class ClickHouseSink:
             try:
                 decode_deliveries(raw)
                 kept.append(raw)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001  (counted and skipped, as the other undecodable records)
                 self.stats.undecodable += 1
                 log.error("sink.undecodable_deliveries", bytes=len(raw), error=str(exc)[:200])
         return kept

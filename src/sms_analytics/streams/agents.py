@@ -32,6 +32,7 @@ from sms_analytics.streams.join import apply, is_final
 from sms_analytics.streams.state import RECORD_ITEMS, MessageStateStore, write_changes
 
 log = structlog.get_logger(__name__)
+_WEBHOOK_POSTS: set[asyncio.Task[None]] = set()  # the posts in flight: the loop keeps only weak references
 
 
 async def join(streams: Streams, stream: Any) -> None:
@@ -120,7 +121,9 @@ async def evaluate_alerts(streams: Streams, detector: Detector) -> None:
         await streams.alerts.send(key=f"{alert.rule}|{alert.key}".encode(), value=msgspec.json.encode(alert))
         log.warning("alert", rule=alert.rule, key=alert.key, state=alert.state, summary=alert.summary)
         for hook in detector.rules.webhooks:
-            asyncio.create_task(_post_webhook(hook, alert))
+            post = asyncio.create_task(_post_webhook(hook, alert))
+            _WEBHOOK_POSTS.add(post)
+            post.add_done_callback(_WEBHOOK_POSTS.discard)
 
 
 async def note_assignment(stats: JoinStats, sender: Any, assigned: Any, **_: Any) -> None:

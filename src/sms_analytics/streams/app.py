@@ -88,9 +88,10 @@ def _app(app_id: str, bootstrap: str, partitions: int, replication: int, data_di
 def _declare(app: faust.App, partitions: int, policy: CompensationPolicy, rules: AlertRules | None,
              batch: int, within: float, raw_phone: bool) -> Streams:
     """The app's output topics and state table, and the detector of its alerts."""
-    table = app.tables.add(MessageStateTable(
+    table = MessageStateTable(
         app, name=TABLE, default=None, beacon=app.tables.beacon, key_type=bytes, value_type=bytes,
-        partitions=partitions, retention=changelog_retention(timedelta(milliseconds=policy.forget_after_ms))))
+        partitions=partitions, retention=changelog_retention(timedelta(milliseconds=policy.forget_after_ms)))
+    app.tables.add(table)  # returns the same table, typed as faust's CollectionT
     detector = Detector(rules) if rules is not None else None
     return Streams(stats=JoinStats(detector=detector), table=table, store=table.store,
                    deliveries=_topic(app, topics.DELIVERIES, partitions), dead=_topic(app, topics.DEADLETTER, partitions),

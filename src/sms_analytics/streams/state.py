@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Any, Callable, Iterable, Iterator, Set
+from typing import Any, Callable, Iterable, Iterator
 
 import faust
 import msgspec
@@ -86,7 +86,7 @@ class MessageStateStore(memory.Store):
             change = decode_changes(raw)
             prefix = event.message.partition.to_bytes(2, "big")
             data = self.data
-            for key, state in zip(change.keys, change.states):
+            for key, state in zip(change.keys, change.states, strict=True):
                 if state is None:
                     data.pop(key, None)
                 else:
@@ -114,7 +114,7 @@ class MessageStateStore(memory.Store):
     def unchanged(self, key: str, raw: bytes) -> bool:
         return self.data.get(key) is raw
 
-    async def on_recovery_completed(self, active_tps: Set[TP], standby_tps: Set[TP]) -> None:
+    async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
         """Keep only the states of the partitions this worker now owns."""
         owned = {partition.to_bytes(2, "big") for _, partition in active_tps}
         for key in [k for k, raw in self.data.items() if raw[:2] not in owned]:
