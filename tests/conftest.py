@@ -233,3 +233,19 @@ async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     host, port = runner.addresses[0][:2]
     return runner, f"http://{host}:{port}"
+
+
+KINDS = ("unit", "integration")  # tests/unit/ mirrors src/sms_analytics/; tests/integration/ starts real components
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test by its folder: `unit` under tests/unit/, `integration` under tests/integration/
+    (`pytest -m unit` runs the fast ones). The order of the items is left as collected."""
+    root = Path(__file__).resolve().parent
+    for item in items:
+        try:
+            kind = item.path.resolve().relative_to(root).parts[0]
+        except ValueError:
+            continue
+        if kind in KINDS:
+            item.add_marker(kind)

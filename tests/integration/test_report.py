@@ -20,7 +20,7 @@ import pytest
 from sms_analytics.dashboards import build, charts, formats, report
 from sms_analytics.runtime import Runtime
 from sms_analytics.sinks.warehouse import Warehouse
-from test_dashboards import load_scenario
+from tests.integration.test_dashboards import load_scenario
 
 CLI = str(Path(sys.executable).with_name("sms-analytics"))
 GENERATED = datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc)

@@ -25,7 +25,7 @@ from sms_analytics.sources.journal import (
 )
 from sms_analytics.sources.producer import MAX_BATCH_EVENTS, partition_of
 from tests.conftest import eventually, rows
-from tests.test_pipeline import aliyun_report, aliyun_send, post, uid
+from tests.integration.test_pipeline import aliyun_report, aliyun_send, post, uid
 
 
 def _identity(i: int) -> dict[str, Any]:

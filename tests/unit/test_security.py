@@ -29,9 +29,9 @@ from sms_analytics.simulate import lane as lane_module
 from sms_analytics.simulate.lane import ProviderLane
 from sms_analytics.sources.receiver import INGEST_ENDPOINTS
 from tests.conftest import HASH_KEY, TOKEN, eventually, rows
-from tests.test_fuzz import ENVELOPES, SPECS, Draw, Rec, build_body, now_ms, valid_record
+from tests.unit.sources.test_receiver_fuzz import ENVELOPES, SPECS, Draw, Rec, build_body, now_ms, valid_record
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CLI = str(Path(sys.executable).with_name("sms-analytics"))
 
 # --- no secret in the repository ---------------------------------------------------------------------------

@@ -156,7 +156,7 @@ def scenario(data_dir: str) -> dict[str, Any]:
 
     # Every statement parses with ClickHouse's parser (production is a server, not chDB).
     texts = [sql for _, sql in migrations()] + [
-        (Path(__file__).resolve().parents[1] / "src/sms_analytics/sinks/retention.sql").read_text(encoding="utf-8")
+        (Path(__file__).resolve().parents[2] / "src/sms_analytics/sinks/retention.sql").read_text(encoding="utf-8")
         .replace("{message_days}", "2").replace("{rollup_days}", "7")]
     out["unparsed"] = []
     for statement in (st for text in texts for st in statements(text)):

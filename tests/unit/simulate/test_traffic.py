@@ -42,7 +42,7 @@ from sms_analytics.simulate.traffic import (
     tencent_status,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 SEED_DIRS = (Path("/work/shared/seeds"), REPO.parent / "shared" / "seeds")
 TS = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC = 2023-11-15 06:13:20 China time
 

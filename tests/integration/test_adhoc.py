@@ -21,7 +21,7 @@ from sms_analytics.runtime import Runtime
 from tests.conftest import HASH_KEY, TOKEN, eventually, rows
 
 pytestmark = pytest.mark.pipeline
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 CLI = str(Path(sys.executable).with_name("sms-analytics"))
 CHINA = timezone(timedelta(hours=8))
 

@@ -20,7 +20,7 @@ import pytest
 from sms_analytics.model.knowledge import Entry, KnowledgeBase
 from sms_analytics.model.taxonomy import CATEGORIES, PERMANENT, categorize
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[3]
 SEEDS = (REPO / ".." / "shared" / "seeds").resolve()
 SCRIPT = REPO / "scripts" / "build_error_codes.py"
 CSV_PATH = REPO / "src" / "sms_analytics" / "model" / "error_codes.csv"

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NUMBERS = {
     "ceiling": ("events", "seconds", "events_per_s"),
     "join": ("events", "seconds", "events_per_s", "ratio_to_ceiling", "publish_seconds"),

@@ -25,7 +25,7 @@ from sms_analytics.sources.base.fields import TimeWindow
 from sms_analytics.sources.receiver import CALLBACKS, INGEST_ENDPOINTS, OVERSIZE_SAMPLE_BYTES, Guards, Receiver, \
     parse_networks
 from tests.conftest import TOKEN
-from tests.test_fuzz import DAY_MS, IDS, TIME_FORMATS, Draw, RecordingPublisher, build_body, make_record, mark, \
+from tests.unit.sources.test_receiver_fuzz import DAY_MS, IDS, TIME_FORMATS, Draw, RecordingPublisher, build_body, make_record, mark, \
     now_ms, read_range, shape_of, valid_record
 
 ERROR = {
