@@ -768,29 +768,6 @@ def test_clickhouse_mounts_the_grafana_user_and_the_access_config(services):
         assert (ROOT / mount["source"]).resolve() == path.resolve()
 
 
-def test_the_grafana_user_is_read_only_and_reads_sms_only():
-    root = ET.parse(GRAFANA_CH_USER_FILE).getroot()
-    (user,) = list(root.find("users"))
-    profile = root.find(f"profiles/{user.findtext('profile')}")
-    assert profile.findtext("readonly") == "1"
-    # the plugin sets max_execution_time on every query; nothing else may change under readonly = 1
-    changeable = [c.tag for c in profile.find("constraints") if c.find("changeable_in_readonly") is not None]
-    assert changeable == ["max_execution_time"]
-    assert user.find("password").text is None and user.find("password").get("from_env")  # no stored secret
-    assert user.find("access_management") is None
-    grants = [q.text for q in user.find("grants")]
-    assert grants == ["GRANT SELECT ON sms.*", "GRANT dictGet ON sms.*"]
-    # ClickHouse's own parser takes each (as a server would, with the user named); in a process of its
-    # own, since a test session may hold a chDB path already
-    script = "import sys, chdb\nfor q in sys.argv[1:]: print(chdb.query(f\"SELECT formatQuery('{q}')\", 'TSVRaw').data().strip())"
-    out = subprocess.run([sys.executable, "-c", script, *(f"{g} TO sms_grafana" for g in grants)],
-                         check=False, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0 and out.stdout.split("\n")[:2] == [f"{g} TO sms_grafana" for g in grants], out
-    # changeable_in_readonly is honoured only with settings_constraints_replace_previous
-    access = ET.parse(CLICKHOUSE_ACCESS_FILE).getroot()
-    assert access.findtext("access_control_improvements/settings_constraints_replace_previous") == "true"
-
-
 def test_grafana_runs_a_supported_patch_line(services):
     tag = services["grafana"]["image"].partition(":")[2]
     # 12.4, the last 12.x minor, is patched until May 2027; its minor tag is its current patch release

@@ -1,0 +1,20 @@
+"""Split from test_warehouse.py (its tests that need no running component)."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from typing import Any
+import pytest
+from sms_analytics.model.events import Delivery
+from sms_analytics.sinks.rows import MESSAGE_COLUMNS, message_row
+from sms_analytics.runtime import Runtime
+from sms_analytics.sinks.warehouse import NotReadOnly, Warehouse, check_read_only, migrations
+
+
+@pytest.mark.parametrize("sql", ["INSERT INTO sms.replies VALUES (1)", "DROP TABLE sms.message_parts",
+                                 "SELECT 1; DROP TABLE sms.message_parts", "ALTER TABLE sms.x DELETE WHERE 1",
+                                 "", "OPTIMIZE TABLE sms.message_parts"])
+def test_read_only_refuses_writes(sql: str) -> None:
+    with pytest.raises(NotReadOnly):
+        check_read_only(sql)

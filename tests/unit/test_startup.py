@@ -1,0 +1,36 @@
+"""Split from test_startup.py (its tests that need no running component)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+import orjson
+import pytest
+import pytest_asyncio
+from sms_analytics.broker.admin import ensure_topics
+from sms_analytics.broker.embedded import EmbeddedBroker, free_port
+from sms_analytics.startup import scrub
+from sms_analytics.urls import redact, secrets_of
+from tests.conftest import HASH_KEY, TOKEN, eventually
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.mark.parametrize("url, shown, hidden", [
+    ("http://sms:s3cret@ch:8123", "http://***@ch:8123", "s3cret"),
+    ("http://sms:ab#cd@ch:8123", "http://***@ch:8123", "ab#cd"),  # unencoded: urlsplit alone would leak "cd"
+    ("https://ch:8443/?access_token=t0k&database=sms", "https://ch:8443/?access_token=***&database=sms", "t0k"),
+    ("chdb:///var/lib/sms/warehouse", "chdb:///var/lib/sms/warehouse", None),
+])
+def test_addresses_are_shown_without_credentials(url: str, shown: str, hidden: str | None) -> None:
+    assert redact(url) == shown
+    if hidden is not None:
+        assert hidden in secrets_of(url) and scrub(f"failed: {url}", secrets_of(url)).count(hidden) == 0
