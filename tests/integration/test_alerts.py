@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
-from sms_analytics.settings import AlertRules
-from sms_analytics.streams.alerts import Detector, webhook_body
 
 
 async def test_outage_and_blackout_raise_and_resolve_alerts_end_to_end(tmp_path: Path) -> None:

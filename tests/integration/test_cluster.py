@@ -17,12 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
 
-from sms_analytics.settings import Settings
 from sms_analytics.sinks import cluster
-from sms_analytics.sinks.cluster import ClusterError, cluster_form
-from sms_analytics.sinks.warehouse import Warehouse, ddl, migrations, statements
+from sms_analytics.sinks.cluster import cluster_form
+from sms_analytics.sinks.warehouse import Warehouse, migrations, statements
 
 CLUSTER = "sms_cluster"
 FILLS = {"{source_auth}": " USER 'sms' PASSWORD 'secret'", "{expire_after_seconds}": "259200",

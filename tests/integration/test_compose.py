@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import shlex
 import subprocess
 import sys
-import tomllib
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
-from pathlib import Path
-from urllib.parse import urlsplit
-import pytest
-import yaml
-from sms_analytics.settings import Settings
-from tests import grafana_provisioning
-from tests.unit.test_compose import CLICKHOUSE_ACCESS_FILE, CLICKHOUSE_DIR, GRAFANA_CH_USER_FILE, ROOT
+from tests.unit.test_compose import CLICKHOUSE_ACCESS_FILE, GRAFANA_CH_USER_FILE
 
 
 def test_the_grafana_user_is_read_only_and_reads_sms_only():

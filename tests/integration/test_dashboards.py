@@ -4,7 +4,6 @@ data and agrees with totals computed directly from sms.messages."""
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections import defaultdict

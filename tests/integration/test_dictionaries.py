@@ -6,8 +6,6 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-import pytest
-from sms_analytics.sinks.warehouse import migrations, source_auth
 
 
 SCRIPT = textwrap.dedent("""

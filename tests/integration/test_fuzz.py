@@ -7,28 +7,19 @@ import random
 import time
 import uuid
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, AsyncIterator, Callable, Sequence
+from typing import Any
 import aiohttp
-import orjson
-import pytest
-import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from hypothesis import HealthCheck, given, settings, strategies as st
-from sms_analytics import logs
 from sms_analytics.model import topics
-from sms_analytics.model.events import (
-    PROVIDERS, ReceiptEvent, ReplyEvent, SendEvent, decode_message_events, decode_reply, encode,
-)
-from sms_analytics.model.phone import PhoneHasher
+from sms_analytics.model.events import decode_message_events, decode_reply
 from sms_analytics.runtime import Runtime
-from sms_analytics.sources.base.fields import INTERNAL_ERROR, Identities, TimeWindow
+from sms_analytics.sources.base.fields import INTERNAL_ERROR
 from sms_analytics.sources.receiver import INGEST_ENDPOINTS, Guards, Receiver
-from sms_analytics.sources.producer import Publisher, route
+from sms_analytics.sources.producer import Publisher
 from tests.conftest import TOKEN, eventually, rows
-from tests.unit.sources.test_receiver_fuzz import BAD_NUMBERS, CHINA, Case, DAY_MS, DEPTHS, Draw, ENVELOPES, HUGE_SIZES, IDS, Key, MAX_BODY, Mark, RECORD_CLASSES, Rec, SPECS, Spec, TIME_FORMATS, UNKNOWN_CODES, WINDOW, WRONG_TYPES, bad_times, body_case, build_body, china, dumps, envelope_case, event_key, iso, make_record, mark, national, nested, now_ms, phone_as, post, read_range, recent, record_case, valid_record
+from tests.unit.sources.test_receiver_fuzz import (
+    Case, Draw, ENVELOPES, IDS, Key, MAX_BODY, RECORD_CLASSES, WINDOW, body_case, build_body, envelope_case, event_key, make_record, mark, now_ms, post, read_range, record_case,
+)
 
 
 EVENT_TOPICS = (topics.SENDS, topics.RECEIPTS, topics.REPLIES)

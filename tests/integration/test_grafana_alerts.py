@@ -2,33 +2,15 @@
 
 from __future__ import annotations
 
-import copy
-import json
-import operator
-import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 import pytest
-import yaml
-from sms_analytics.dashboards import alerting, build, pipeline_health
 from sms_analytics.dashboards.macros import expand
 from sms_analytics.model.events import Delivery
 from sms_analytics.runtime import Runtime
 from sms_analytics.sinks.rollups import Rollups
 from sms_analytics.sinks.rows import MESSAGE_COLUMNS, message_row
-from tests.grafana_provisioning import (
-    ALERT_RULES_FILE,
-    ENV,
-    RAW,
-    env_references,
-    grafana_reads,
-    interpolate,
-    schema_of,
-    strings,
-)
 from tests.unit.dashboards.test_alerting import BY_UID, OPS, RULES
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import stat
 from pathlib import Path
 from typing import Any
 import aiohttp
@@ -13,16 +11,12 @@ from aiokafka import AIOKafkaConsumer
 from sms_analytics.broker.admin import ensure_topics
 from sms_analytics.broker.embedded import EmbeddedBroker
 from sms_analytics.model import topics
-from sms_analytics.model.events import ReceiptEvent, SendEvent, decode_deliveries, decode_message_events
+from sms_analytics.model.events import decode_deliveries, decode_message_events
 from sms_analytics.runtime import Runtime
-from sms_analytics.sources.base.fields import Rejected
-from sms_analytics.sources.journal import (
-    ANY_PARTITION, Forwarder, Journal, JournaledPublisher, Row, coalesce, rows_of,
-)
-from sms_analytics.sources.producer import MAX_BATCH_EVENTS, partition_of
+from sms_analytics.sources.journal import Forwarder, Journal, JournaledPublisher, rows_of
 from tests.conftest import eventually, rows
 from tests.integration.test_pipeline import aliyun_report, aliyun_send, post, uid
-from tests.unit.sources.test_journal import _identity, send
+from tests.unit.sources.test_journal import send
 
 
 # --- forwarding to a real broker ----------------------------------------------------------------------

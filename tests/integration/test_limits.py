@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import gzip
-import ipaddress
-import random
-from datetime import timedelta
-from typing import Any, AsyncIterator, Callable
 import aiohttp
-import orjson
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 from sms_analytics.model import topics
 from sms_analytics.runtime import Runtime
-from sms_analytics.settings import Settings
-from sms_analytics.sources import receiver as receiver_module
-from sms_analytics.sources.base.fields import TimeWindow
-from sms_analytics.sources.receiver import CALLBACKS, INGEST_ENDPOINTS, OVERSIZE_SAMPLE_BYTES, Guards, Receiver, \
-    parse_networks
+from sms_analytics.sources.receiver import INGEST_ENDPOINTS, OVERSIZE_SAMPLE_BYTES
 from tests.conftest import TOKEN
-from tests.unit.sources.test_receiver_fuzz import DAY_MS, IDS, TIME_FORMATS, Draw, RecordingPublisher, build_body, make_record, mark, \
-    now_ms, read_range, shape_of, valid_record
-from tests.unit.sources.test_receiver import ERROR, error_of
+from tests.unit.sources.test_receiver_fuzz import mark, read_range
+from tests.unit.sources.test_receiver import error_of
 
 
 @pytest.mark.pipeline

@@ -16,17 +16,12 @@ import aiohttp
 import orjson
 import promql_parser
 import pytest
-import yaml
 from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
-from sms_analytics.dashboards import build, pipeline_health
+from sms_analytics.dashboards import pipeline_health
 from sms_analytics.model import topics
-from sms_analytics.observability.deadletters import (
-    REASON_CLASSES,
-    endpoint_label,
-    reason_class,
-)
+from sms_analytics.observability.deadletters import REASON_CLASSES
 from sms_analytics.observability.metrics import FAMILIES
 from sms_analytics.runtime import Parts, Runtime
 from tests.conftest import TOKEN, eventually, pipeline_settings

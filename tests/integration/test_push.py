@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
 import socket
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
-import aiohttp
-import pytest
-import pytest_asyncio
-import yaml
-from sms_analytics.dashboards import alerting, build, push
-from sms_analytics.settings import GrafanaClickHouse, GrafanaCredentials, Settings
-from tests import grafana_provisioning
-from tests.conftest import serve
-from tests.grafana_standin import RULE_REQUIRED, GrafanaStandin
+from sms_analytics.dashboards import alerting, push
+from tests.grafana_standin import GrafanaStandin
 from tests.unit.dashboards.test_push import CH_PASSWORD, TOKEN, counts, grafana
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from sms_analytics.dashboards import build, charts, formats, report
+from sms_analytics.dashboards import build, formats, report
 from sms_analytics.runtime import Runtime
 from sms_analytics.sinks.warehouse import Warehouse
 from tests.integration.test_dashboards import load_scenario

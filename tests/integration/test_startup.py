@@ -24,8 +24,6 @@ import pytest_asyncio
 
 from sms_analytics.broker.admin import ensure_topics
 from sms_analytics.broker.embedded import EmbeddedBroker, free_port
-from sms_analytics.startup import scrub
-from sms_analytics.urls import redact, secrets_of
 from tests.conftest import HASH_KEY, TOKEN, eventually
 
 pytestmark = pytest.mark.timeout(120)

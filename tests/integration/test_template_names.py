@@ -5,13 +5,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 import pytest
-from sms_analytics import demo
 from sms_analytics.dashboards import build
 from sms_analytics.runtime import Runtime
-from sms_analytics.settings import Settings
-from sms_analytics.simulate.traffic import ALIYUN_TEMPLATES, KX_CONTENTS, TENCENT_TEMPLATES
-from sms_analytics.sinks.template_names import TemplateName, TemplateNamesError, load, name_of, parse, read
-from sms_analytics.sources.kx.parsers import sign_of
+from sms_analytics.sinks.template_names import TemplateNamesError, load
 from tests.unit.sinks.test_template_names import GOOD
 
 

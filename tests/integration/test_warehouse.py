@@ -12,7 +12,7 @@ import pytest
 from sms_analytics.model.events import Delivery
 from sms_analytics.sinks.rows import MESSAGE_COLUMNS, message_row
 from sms_analytics.runtime import Runtime
-from sms_analytics.sinks.warehouse import NotReadOnly, Warehouse, check_read_only, migrations
+from sms_analytics.sinks.warehouse import Warehouse, check_read_only, migrations
 
 BASE = dict(provider="aliyun", phone="+8613900000001", phone_hash="h1", phone_masked="139****0001",
             carrier="mobile", country_code="86")

@@ -4,32 +4,18 @@ raw numbers never stored in ClickHouse (SMS_STORE_RAW_PHONE=false)."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import random
 import re
-import signal
 import subprocess
-import sys
 import uuid
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
-import aiohttp
-import orjson
 import pytest
-import pytest_asyncio
 import yaml
 from pydantic import SecretStr
 
-from sms_analytics.broker.embedded import free_port
-from sms_analytics.runtime import Runtime
 from sms_analytics.settings import Settings
-from sms_analytics.simulate import lane as lane_module
-from sms_analytics.simulate.lane import ProviderLane
-from sms_analytics.sources.receiver import INGEST_ENDPOINTS
-from tests.conftest import HASH_KEY, TOKEN, eventually, rows
-from tests.unit.sources.test_receiver_fuzz import ENVELOPES, SPECS, Draw, Rec, build_body, now_ms, valid_record
+from tests.conftest import HASH_KEY, TOKEN
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -2,24 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import subprocess
-import sys
-import time
-from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
-import orjson
 import pytest
-import pytest_asyncio
-from sms_analytics.broker.admin import ensure_topics
-from sms_analytics.broker.embedded import EmbeddedBroker, free_port
 from sms_analytics.startup import scrub
 from sms_analytics.urls import redact, secrets_of
-from tests.conftest import HASH_KEY, TOKEN, eventually
 
 pytestmark = pytest.mark.timeout(120)
 

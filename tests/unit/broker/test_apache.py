@@ -2,21 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from sms_analytics.broker.admin import (
-    PartitionMismatch,
-    ensure_topics,
-    topic_config,
-    topic_configs,
-)
-from sms_analytics.model import topics
-from sms_analytics.runtime import Parts, Runtime
-from sms_analytics.startup import SettingInvalid
-from sms_analytics.streams.state import changelog_topic
-from tests.conftest import pipeline_settings
 
 pytestmark = pytest.mark.both_brokers
 

@@ -10,8 +10,6 @@ import copy
 import json
 import operator
 import re
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -20,11 +18,6 @@ import pytest
 import yaml
 
 from sms_analytics.dashboards import alerting, build, pipeline_health
-from sms_analytics.dashboards.macros import expand
-from sms_analytics.model.events import Delivery
-from sms_analytics.runtime import Runtime
-from sms_analytics.sinks.rollups import Rollups
-from sms_analytics.sinks.rows import MESSAGE_COLUMNS, message_row
 from tests.grafana_provisioning import (
     ALERT_RULES_FILE,
     ENV,

@@ -3,27 +3,13 @@
 from __future__ import annotations
 
 import json
-import math
 import re
-from collections import defaultdict
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 import pytest
 from sms_analytics.dashboards import build
 from sms_analytics.dashboards.macros import expand
 from sms_analytics.model.events import Delivery
-from sms_analytics.runtime import Runtime
-from sms_analytics.sinks import template_names
-from sms_analytics.sinks.rollups import MATURATION_SECONDS, Rollups
-from sms_analytics.sinks.rows import (
-    BALANCE_COLUMNS,
-    MESSAGE_COLUMNS,
-    STATS_COLUMNS,
-    message_row,
-)
-from sms_analytics.sinks.warehouse import Warehouse
 from tests.integration.test_dashboards import SIDE_BY_SIDE
 
 

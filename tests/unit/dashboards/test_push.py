@@ -6,11 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
-import socket
-import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import html
-import os
 import re
-import subprocess
-import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 import pytest
-from sms_analytics.dashboards import build, charts, formats, report
-from sms_analytics.runtime import Runtime
-from sms_analytics.sinks.warehouse import Warehouse
-from tests.integration.test_dashboards import load_scenario
-from tests.integration.test_report import APOSTROPHE, GENERATED, SECTION, sections
+from sms_analytics.dashboards import build, charts, report
+from tests.integration.test_report import APOSTROPHE, GENERATED, sections
 
 
 def test_hostile_values_are_escaped() -> None:

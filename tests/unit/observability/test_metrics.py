@@ -3,29 +3,13 @@
 from __future__ import annotations
 
 import json
-import re
-import uuid
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
-import aiohttp
-import orjson
-import promql_parser
 import pytest
 import yaml
-from aiokafka import AIOKafkaProducer
-from prometheus_client.parser import text_string_to_metric_families
 from sms_analytics.dashboards import build, pipeline_health
-from sms_analytics.model import topics
-from sms_analytics.observability.deadletters import (
-    REASON_CLASSES,
-    endpoint_label,
-    reason_class,
-)
+from sms_analytics.observability.deadletters import endpoint_label, reason_class
 from sms_analytics.observability.metrics import FAMILIES
-from sms_analytics.runtime import Parts, Runtime
-from tests.conftest import TOKEN, eventually, pipeline_settings
 from tests.integration.test_observability import metric_names
 
 

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import functools
-import json
 import re
-import subprocess
-import sys
-from importlib import resources
-from pathlib import Path
-from typing import Any
 import pytest
 from pydantic import ValidationError
 from sms_analytics.settings import Settings
 from sms_analytics.sinks import cluster
 from sms_analytics.sinks.cluster import ClusterError, cluster_form
-from sms_analytics.sinks.warehouse import Warehouse, ddl, migrations, statements
-from tests.integration.test_cluster import CLUSTER, CLUSTERED, FILES, FILLS, ON_EVERY_NODE, SCHEMA_MIGRATIONS, SINGLE, _files
+from sms_analytics.sinks.warehouse import Warehouse, ddl
+from tests.integration.test_cluster import CLUSTER, CLUSTERED, ON_EVERY_NODE, SINGLE
 
 
 def test_a_generation_filter_over_tables_sharded_apart_is_refused() -> None:

@@ -9,10 +9,6 @@ against real ClickHouse: the named user is the one that signs in, and its passwo
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 
 import pytest
 

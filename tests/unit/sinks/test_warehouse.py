@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
-import re
-from typing import Any
 import pytest
-from sms_analytics.model.events import Delivery
-from sms_analytics.sinks.rows import MESSAGE_COLUMNS, message_row
-from sms_analytics.runtime import Runtime
-from sms_analytics.sinks.warehouse import NotReadOnly, Warehouse, check_read_only, migrations
+from sms_analytics.sinks.warehouse import NotReadOnly, check_read_only
 
 
 @pytest.mark.parametrize("sql", ["INSERT INTO sms.replies VALUES (1)", "DROP TABLE sms.message_parts",

@@ -10,22 +10,13 @@ import stat
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
-from aiokafka import AIOKafkaConsumer
 
-from sms_analytics.broker.admin import ensure_topics
-from sms_analytics.broker.embedded import EmbeddedBroker
 from sms_analytics.model import topics
-from sms_analytics.model.events import ReceiptEvent, SendEvent, decode_deliveries, decode_message_events
-from sms_analytics.runtime import Runtime
+from sms_analytics.model.events import ReceiptEvent, SendEvent, decode_message_events
 from sms_analytics.sources.base.fields import Rejected
-from sms_analytics.sources.journal import (
-    ANY_PARTITION, Forwarder, Journal, JournaledPublisher, Row, coalesce, rows_of,
-)
+from sms_analytics.sources.journal import ANY_PARTITION, Journal, Row, coalesce, rows_of
 from sms_analytics.sources.producer import MAX_BATCH_EVENTS, partition_of
-from tests.conftest import eventually, rows
-from tests.integration.test_pipeline import aliyun_report, aliyun_send, post, uid
 
 
 def _identity(i: int) -> dict[str, Any]:

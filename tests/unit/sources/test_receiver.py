@@ -17,16 +17,15 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from sms_analytics.model import topics
-from sms_analytics.runtime import Runtime
 from sms_analytics.settings import Settings
 from sms_analytics.sources import receiver as receiver_module
 from sms_analytics.sources.base.fields import TimeWindow
 from sms_analytics.sources.receiver import CALLBACKS, INGEST_ENDPOINTS, OVERSIZE_SAMPLE_BYTES, Guards, Receiver, \
     parse_networks
 from tests.conftest import TOKEN
-from tests.unit.sources.test_receiver_fuzz import DAY_MS, IDS, TIME_FORMATS, Draw, RecordingPublisher, build_body, make_record, mark, \
-    now_ms, read_range, shape_of, valid_record
+from tests.unit.sources.test_receiver_fuzz import (
+    DAY_MS, IDS, TIME_FORMATS, Draw, RecordingPublisher, build_body, make_record, now_ms, shape_of, valid_record,
+)
 
 ERROR = {
     "aliyun": lambda b: orjson.loads(b)["msg"] if orjson.loads(b)["code"] == 1 else None,

@@ -19,16 +19,13 @@ mixed batches through the running pipeline and checks `sms.messages` holds exact
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
-import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, AsyncIterator, Callable, Sequence
 
-import aiohttp
 import orjson
 import pytest
 import pytest_asyncio
@@ -37,16 +34,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from sms_analytics import logs
-from sms_analytics.model import topics
-from sms_analytics.model.events import (
-    PROVIDERS, ReceiptEvent, ReplyEvent, SendEvent, decode_message_events, decode_reply, encode,
-)
+from sms_analytics.model.events import PROVIDERS, ReceiptEvent, ReplyEvent, SendEvent, encode
 from sms_analytics.model.phone import PhoneHasher
-from sms_analytics.runtime import Runtime
 from sms_analytics.sources.base.fields import INTERNAL_ERROR, Identities, TimeWindow
 from sms_analytics.sources.receiver import INGEST_ENDPOINTS, Guards, Receiver
 from sms_analytics.sources.producer import Publisher, route
-from tests.conftest import TOKEN, eventually, rows
+from tests.conftest import TOKEN
 
 CHINA = timezone(timedelta(hours=8))
 DAY_MS = 86_400_000
