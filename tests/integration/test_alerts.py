@@ -1,4 +1,4 @@
-"""Split from test_alerts.py (its tests that start real components)."""
+"""Outage and blackout alerts end to end through `sms-analytics up` on an embedded broker (from tests/test_alerts.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Split from test_compose.py (its tests that start real components)."""
+"""The Grafana ClickHouse user parsed by ClickHouse's own parser in chDB (from tests/test_compose.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Split from test_dictionaries.py (its tests that start real components)."""
+"""The dictionaries load in chDB (a subprocess) as the named user and hide its password (from tests/test_dictionaries.py)."""
 
 from __future__ import annotations
 

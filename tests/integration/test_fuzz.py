@@ -1,4 +1,4 @@
-"""Split from test_receiver_fuzz.py (its tests that start real components)."""
+"""Fuzzed batches through the real pipeline: dead letters and events match the rejections (from tests/test_fuzz.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Split from test_alerting.py (its tests that start real components)."""
+"""The Grafana alert rules' queries run on the session pipeline's warehouse (from tests/test_grafana_alerts.py)."""
 
 from __future__ import annotations
 

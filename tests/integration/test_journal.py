@@ -1,4 +1,4 @@
-"""Split from test_journal.py (its tests that start real components)."""
+"""The journal's forwarder on an embedded broker, and a send before a rotation joining its receipt after it in a pipeline (from tests/test_journal.py)."""
 
 from __future__ import annotations
 

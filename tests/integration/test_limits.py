@@ -1,4 +1,4 @@
-"""Split from test_receiver.py (its tests that start real components)."""
+"""Receiver limits on the session pipeline: the body cap on the real broker, the token everywhere (from tests/test_limits.py)."""
 
 from __future__ import annotations
 

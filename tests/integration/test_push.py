@@ -1,4 +1,4 @@
-"""Split from test_push.py (its tests that start real components)."""
+"""`sms-analytics dashboards push` as a console-script subprocess against the stand-in Grafana (from tests/test_push.py)."""
 
 from __future__ import annotations
 

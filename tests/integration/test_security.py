@@ -1,4 +1,4 @@
-"""Split from test_security.py (its tests that start real components)."""
+"""Security with real components (from tests/test_security.py): credentials and raw numbers never reach the logs of `sms-analytics up`, raw numbers are not stored in the session pipeline's warehouse."""
 
 from __future__ import annotations
 

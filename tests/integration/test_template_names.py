@@ -1,4 +1,4 @@
-"""Split from test_template_names.py (its tests that start real components)."""
+"""Loading template names into the session pipeline's warehouse (from tests/test_template_names.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Split from test_startup.py (its tests that need no running component)."""
+"""startup.py and urls.py: addresses shown without credentials (from tests/test_startup.py)."""
 
 from __future__ import annotations
 

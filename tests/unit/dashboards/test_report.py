@@ -1,4 +1,4 @@
-"""Split from test_report.py (its tests that need no running component)."""
+"""dashboards/report.py without a warehouse: escaping, --since, intervals, layout, templates (from tests/test_report.py)."""
 
 from __future__ import annotations
 
@@ -73,14 +73,6 @@ def test_layout_fills_every_line() -> None:
         assert 1 <= span <= 24 and (panel["type"] != "table" or span >= 12)
         line = (line + span) % 24
     assert line == 0
-
-
-def test_sparkline_geometry() -> None:
-    assert charts.sparkline([None, float("nan")]) is None  # drawn as a dash titled "no values"
-    one = charts.sparkline([0.5])
-    assert one is not None and one.points == "" and one.last_x == 48  # a dot in the middle, no line
-    line = charts.sparkline([0.9, 0.8, 0.95])
-    assert line is not None and len(line.points.split()) == 3 and line.label == "90.00%, 80.00%, 95.00%"
 
 
 def test_templates_ship_with_the_package() -> None:

@@ -1,4 +1,4 @@
-"""Split from test_model.py by the module it tests."""
+"""model/events.py: deliveries records and their headers, as the sink reads them (from tests/test_model.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Pure unit tests of the model: phone numbers, provider times, failure classification."""
+"""Phone numbers: normalization, hashing, masking and the hash key (from tests/test_model.py, whose other tests are now in the files of their modules)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Split from test_model.py by the module it tests."""
+"""model/times.py: provider time formats (from tests/test_model.py)."""
 
 from __future__ import annotations
 

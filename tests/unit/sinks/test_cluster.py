@@ -1,4 +1,4 @@
-"""Split from test_cluster.py (its tests that need no running component)."""
+"""sinks/cluster.py without chDB: cluster forms of the statements and what is refused (from tests/test_cluster.py)."""
 
 from __future__ import annotations
 

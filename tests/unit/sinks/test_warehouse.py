@@ -1,4 +1,4 @@
-"""Split from test_warehouse.py (its tests that need no running component)."""
+"""sinks/warehouse.py without chDB: the read-only check (from tests/test_warehouse.py)."""
 
 from __future__ import annotations
 
