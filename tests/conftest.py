@@ -5,7 +5,12 @@ Tests marked `both_brokers` run on the embedded broker and on Apache Kafka (a si
 fetched with Maven, broker/apache.py); `--brokers=embedded` (or `apache`) narrows that, and those
 marked `both_brokers(apache_on_request=...)` run on Apache Kafka only with `--apache-all`. Every
 other broker-dependent test runs on the embedded broker only. Without java or mvn the Apache
-Kafka runs are left out, said in one line (header and summary)."""
+Kafka runs are left out, said in one line (header and summary).
+
+Layout: tests/unit/ mirrors src/sms_analytics/ (tests/unit/sinks/test_writer.py tests sinks/writer.py)
+and starts no broker, pipeline, chDB or sms-analytics process; tests/integration/ holds the tests that
+do. `pytest_collection_modifyitems` below marks them `unit` and `integration` by folder, so
+`pytest -m unit` runs the fast ones. This conftest stays at tests/ so its session fixtures serve both."""
 
 from __future__ import annotations
 

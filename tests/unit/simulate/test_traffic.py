@@ -1,4 +1,5 @@
-"""simulate/traffic.py: the simulator's codes against the seed documents, and short runs of `drive` against a recording server (payload, plan and scenario tests are in the files of their modules)."""
+"""simulate/traffic.py: the simulator's codes against the seed documents, and short runs of `drive`
+against a recording server (the payload, plan and scenario tests are in the files of their modules)."""
 
 from __future__ import annotations
 
