@@ -5,7 +5,12 @@ Tests marked `both_brokers` run on the embedded broker and on Apache Kafka (a si
 fetched with Maven, broker/apache.py); `--brokers=embedded` (or `apache`) narrows that, and those
 marked `both_brokers(apache_on_request=...)` run on Apache Kafka only with `--apache-all`. Every
 other broker-dependent test runs on the embedded broker only. Without java or mvn the Apache
-Kafka runs are left out, said in one line (header and summary)."""
+Kafka runs are left out, said in one line (header and summary).
+
+Layout: tests/unit/ mirrors src/sms_analytics/ (tests/unit/sinks/test_writer.py tests sinks/writer.py)
+and starts no broker, pipeline, chDB or sms-analytics process; tests/integration/ holds the tests that
+do. `pytest_collection_modifyitems` below marks them `unit` and `integration` by folder, so
+`pytest -m unit` runs the fast ones. This conftest stays at tests/ so its session fixtures serve both."""
 
 from __future__ import annotations
 
@@ -233,3 +238,19 @@ async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     host, port = runner.addresses[0][:2]
     return runner, f"http://{host}:{port}"
+
+
+KINDS = ("unit", "integration")  # tests/unit/ mirrors src/sms_analytics/; tests/integration/ starts real components
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test by its folder: `unit` under tests/unit/, `integration` under tests/integration/
+    (`pytest -m unit` runs the fast ones). The order of the items is left as collected."""
+    root = Path(__file__).resolve().parent
+    for item in items:
+        try:
+            kind = item.path.resolve().relative_to(root).parts[0]
+        except ValueError:
+            continue
+        if kind in KINDS:
+            item.add_marker(kind)

@@ -1,0 +1,74 @@
+"""Outage and blackout alerts end to end through `sms-analytics up` on an embedded broker (from tests/test_alerts.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+async def test_outage_and_blackout_raise_and_resolve_alerts_end_to_end(tmp_path: Path) -> None:
+    """`sms-analytics up` with tight rules, driven by the simulator's outage (移动 delivers nothing)
+    and Tencent blackout (pushes stop); the alerts reach sms.alerts.v1 and the warehouse."""
+    import asyncio
+    import os
+    import sys
+
+    import aiohttp
+    import orjson
+    from aiokafka import AIOKafkaConsumer
+
+    from sms_analytics.broker.embedded import EmbeddedBroker, free_port
+    from sms_analytics.model import topics
+    from sms_analytics.simulate.driver import drive
+    from sms_analytics.simulate.scenarios import Blackout, Outage
+    from tests.conftest import eventually
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("evaluate_every_seconds: 1\nwindow_seconds: 6\n"
+                     "delivery_rate: {floor: 0.6, min_volume: 8, by: [provider, carrier]}\n"
+                     "receipt_blackout: {lag_seconds: 4, min_sends: 5}\nlatency_p95: {slo_ms: 600000, min_volume: 5}\n")
+    broker = EmbeddedBroker()
+    bootstrap = await broker.start()
+    http_port = free_port()
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "SMS_DATA_DIR": str(tmp_path), "SMS_APP_ID": "alerts-test",
+           "SMS_HTTP_PORT": str(http_port), "SMS_QUERY_PORT": str(free_port()), "SMS_ALERT_RULES": str(rules),
+           "SMS_PHONE_HASH_KEY": "alerts-test-key-0123456789"}
+    env.pop("SMS_CALLBACK_TOKEN", None)
+    proc = await asyncio.create_subprocess_exec(str(Path(sys.executable).with_name("sms-analytics")), "up", env=env,
+                                                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        async def healthy() -> bool:
+            try:
+                async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{http_port}/healthz") as r:
+                    return r.status == 200
+            except aiohttp.ClientError:
+                return False
+
+        await eventually(healthy, timeout=90, interval=0.5)
+        await drive(f"http://127.0.0.1:{http_port}", duration=24, rate=40, seed=3,
+                    outage=Outage(carrier="移动", delivery_rate=0.0, start=2, duration=10),
+                    blackout=Blackout(provider="tencent", start=2, duration=10))
+        consumer = AIOKafkaConsumer(topics.ALERTS, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                    enable_auto_commit=False, group_id=None)
+        await consumer.start()
+        seen: list[dict] = []
+
+        async def both_resolved() -> bool:
+            for recs in (await consumer.getmany(timeout_ms=500)).values():
+                seen.extend(orjson.loads(r.value) for r in recs)
+            states = {(a["rule"], a["key"]): a["state"] for a in seen}
+            return (states.get(("receipt_blackout", "tencent")) == "resolved"
+                    and any(k[0] == "delivery_rate" and k[1].endswith("/mobile") and v == "resolved"
+                            for k, v in states.items()))
+
+        try:
+            await eventually(both_resolved, timeout=40)
+        finally:
+            await consumer.stop()
+        blackout = [a["state"] for a in seen if (a["rule"], a["key"]) == ("receipt_blackout", "tencent")]
+        assert blackout == ["firing", "resolved"]  # deduplicated: one firing, one resolve
+        unicom = [a for a in seen if a["key"].endswith("/unicom") and a["rule"] == "delivery_rate"]
+        assert unicom == []  # only the carrier in the outage
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 20)
+        broker.stop()

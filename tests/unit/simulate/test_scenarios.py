@@ -1,0 +1,22 @@
+"""simulate/scenarios.py: --scenario outage and blackout specs (from tests/test_simulate.py)."""
+
+from __future__ import annotations
+
+import math
+import pytest
+from sms_analytics.simulate.scenarios import Blackout, Outage, parse_scenario
+
+
+def test_parse_scenario() -> None:
+    assert parse_scenario("outage:移动:0.3:10:30") == Outage("移动", 0.3, 10.0, 30.0)
+    assert parse_scenario(" outage:unicom:0:0:5.5 ") == Outage("联通", 0.0, 0.0, 5.5)
+    assert parse_scenario("blackout:tencent:5:20") == Blackout("tencent", 5.0, 20.0, catch_up=False)
+    assert parse_scenario("blackout:KX:0:1:catch_up") == Blackout("kx", 0.0, 1.0, catch_up=True)
+    assert parse_scenario("blackout:aliyun:1:2:drop").catch_up is False
+    for bad in ("outage:移动:1.5:10:30", "outage:卫星:0.3:10:30", "outage:移动:0.3:10", "blackout:tencent:5:0",
+                "blackout:wechat:5:20", "blackout:tencent:-1:20", "blackout:tencent:5:20:maybe", "storm:1:2",
+                "outage:移动:x:10:30", ""):
+        with pytest.raises(ValueError):
+            parse_scenario(bad)
+    with pytest.raises(ValueError):
+        Outage("移动", 0.3, 0.0, math.inf)
