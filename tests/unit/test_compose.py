@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from sms_analytics.dashboards import alerting, build, pipeline_health
 from sms_analytics.settings import Settings
 from tests import grafana_provisioning
 
@@ -27,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
-GRAFANA_DIR = ROOT / "src" / "sms_analytics" / "dashboards" / "grafana"
+GRAFANA_DIR = ROOT / "dashboards"
 PROVISIONING_DIR = GRAFANA_DIR / "provisioning"
 DATASOURCE_FILE = PROVISIONING_DIR / "datasources" / "clickhouse.yaml"
 DASHBOARD_PROVIDER_FILE = PROVISIONING_DIR / "dashboards" / "sms.yaml"
@@ -662,6 +663,9 @@ def test_grafana_mounts_provisioning_and_dashboards_where_the_provider_looks(ser
     assert dashboards["type"] == "bind" and dashboards["read_only"]
     assert (COMPOSE_FILE.parent / dashboards["source"]).resolve() == DASHBOARD_JSON_DIR
     assert DASHBOARD_JSON_DIR.is_dir()
+    # the generators write where compose mounts from: the top-level dashboards/ (issue 15, "Layout")
+    assert build.JSON_DIR == DASHBOARD_JSON_DIR and alerting.PATH.parents[1] == PROVISIONING_DIR
+    assert pipeline_health.ALERTS_PATH.parents[1] == PROVISIONING_DIR
 
 
 # --------------------------------------------------------------------------------------------------

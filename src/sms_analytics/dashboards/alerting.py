@@ -1,5 +1,5 @@
 """Grafana unified-alerting rules as code: `python -m sms_analytics.dashboards.alerting` rewrites
-grafana/provisioning/alerting/sms-alerts.yaml (file provisioning, apiVersion 1).
+dashboards/provisioning/alerting/sms-alerts.yaml at the repository's top level (file provisioning, apiVersion 1).
 
 Every rule is A = a ClickHouse query (plugin 4.20, table format, one row per provider with string
 label columns and exactly ONE numeric column, so each row becomes one alert instance), B = reduce
@@ -23,7 +23,11 @@ PLUGIN_VERSION = "4.20.0"
 FOLDER = "SMS"
 GROUP = "sms-delivery"
 INTERVAL = "1m"
-PATH = Path(__file__).resolve().parent / "grafana" / "provisioning" / "alerting" / "sms-alerts.yaml"
+# The Grafana artefacts live at the repository's top level, dashboards/ (json/, provisioning/), which
+# docker-compose.yml mounts; the generators write there from a source checkout. Nothing the installed
+# package runs reads them: report, bench and `dashboards push` build the same objects in memory.
+ARTEFACTS_DIR = Path(__file__).resolve().parents[3] / "dashboards"
+PATH = ARTEFACTS_DIR / "provisioning" / "alerting" / "sms-alerts.yaml"
 
 # Thresholds the in-stream rules (streams/alerts.py) also have are taken from them: the packaged
 # rules (streams/alert_rules.yaml, `AlertRules`), so an operator finds one value per threshold. The

@@ -1,5 +1,5 @@
 """The Grafana dashboards, built as plain dicts: `python -m sms_analytics.dashboards.build` rewrites
-grafana/json/overview.json and drilldown.json (provisioned by grafana/provisioning/dashboards), and
+dashboards/json/overview.json and drilldown.json (provisioned by dashboards/provisioning/dashboards), and
 health.json, the pipeline's own metrics from Prometheus (dashboards/pipeline_health.py).
 
 Panel SQL uses the plugin 4.20 macros and template variables only (dashboards/macros.py expands
@@ -36,7 +36,7 @@ from sms_analytics.sinks.rollups import MATURATION_SECONDS
 
 DATASOURCE = {"type": "grafana-clickhouse-datasource", "uid": alerting.DATASOURCE_UID}
 PLUGIN_VERSION = "4.20.0"
-JSON_DIR = Path(__file__).resolve().parent / "grafana" / "json"
+JSON_DIR = alerting.ARTEFACTS_DIR / "json"  # the top-level dashboards/json/ (see alerting.ARTEFACTS_DIR)
 FORMAT_TIMESERIES, FORMAT_TABLE = 0, 1
 
 # Template variables: (name, label, column of sms.rollup_minute).

@@ -1,6 +1,6 @@
-"""The pipeline watching itself, in Grafana: the "SMS pipeline: health" dashboard (grafana/json/health.json,
+"""The pipeline watching itself, in Grafana: the "SMS pipeline: health" dashboard (dashboards/json/health.json,
 written by `python -m sms_analytics.dashboards.build` with the others) and the Grafana-managed alert
-rules on sink lag, consumer lag and dead-letter rate (grafana/provisioning/alerting/sms-pipeline-alerts.yaml,
+rules on sink lag, consumer lag and dead-letter rate (dashboards/provisioning/alerting/sms-pipeline-alerts.yaml,
 written by `python -m sms_analytics.dashboards.pipeline_health`).
 
 Both read the Prometheus datasource `sms-prometheus` (provisioning/datasources/prometheus.yaml), which
@@ -25,7 +25,7 @@ DATASOURCE = {"type": "prometheus", "uid": "sms-prometheus"}
 UID = "sms-pipeline-health"
 TITLE = "SMS pipeline: health"
 FILE_NAME = "health.json"
-ALERTS_PATH = Path(__file__).resolve().parent / "grafana" / "provisioning" / "alerting" / "sms-pipeline-alerts.yaml"
+ALERTS_PATH = alerting.ARTEFACTS_DIR / "provisioning" / "alerting" / "sms-pipeline-alerts.yaml"
 FOLDER = "SMS"
 GROUP = "sms-pipeline"
 INTERVAL = "1m"
