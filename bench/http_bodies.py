@@ -10,7 +10,6 @@ from typing import Any
 
 import msgspec
 
-from sms_analytics.model.providers import PROVIDERS
 from sms_analytics.simulate.payloads.aliyun import (
     ALIYUN_DELIVERED,
     ALIYUN_RECEIPT_FAILURES,
@@ -20,7 +19,14 @@ from sms_analytics.simulate.payloads.aliyun import (
     aliyun_send,
 )
 from sms_analytics.simulate.payloads.common import RECEIPT_PATHS, SEND_PATHS, random_phone
-from sms_analytics.simulate.payloads.kx import KX_CONTENTS, KX_DELIVERED, KX_RECEIPT_FAILURES, kx_report, kx_send, kx_time
+from sms_analytics.simulate.payloads.kx import (
+    KX_CONTENTS,
+    KX_DELIVERED,
+    KX_RECEIPT_FAILURES,
+    kx_report,
+    kx_send,
+    kx_time,
+)
 from sms_analytics.simulate.payloads.tencent import (
     TENCENT_DELIVERED,
     TENCENT_RECEIPT_FAILURES,

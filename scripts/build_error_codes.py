@@ -528,7 +528,7 @@ def stats(b: Build) -> str:
                    f"{len(t.rows)} / {len(t.rows) - it - ct} / {it} / {ct}")
     out.append(f"total rows: {len(b.rows)}")
     out.append("rows per category:")
-    counts = {c: 0 for c in CATEGORIES}
+    counts = dict.fromkeys(CATEGORIES, 0)
     for r in b.rows:
         counts[r["failure_category"]] += 1
     for c in CATEGORIES:

@@ -56,7 +56,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qsl, quote, quote_plus
 from xml.sax.saxutils import escape
@@ -151,7 +151,7 @@ def rpc_string_to_sign(method: str, params: Mapping[str, str]) -> str:
 
 def rpc_signature(access_key_secret: str, string_to_sign: str) -> str:
     """§5.4 step 4: HmacSHA1 keyed with ``AccessKeySecret + "&"``, Base64."""
-    digest = hmac.new(f"{access_key_secret}&".encode("utf-8"), string_to_sign.encode("utf-8"),
+    digest = hmac.new(f"{access_key_secret}&".encode(), string_to_sign.encode("utf-8"),
                       hashlib.sha1).digest()
     return base64.b64encode(digest).decode("ascii")
 
@@ -352,7 +352,7 @@ class AliyunSimulator:
                             answer = None
                         code = answer.get("code") if isinstance(answer, dict) else None
                         ok = code == 0 and not isinstance(code, bool)
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 logger.info("aliyun sim %s push failed: %s", kind, type(exc).__name__)
             gone = {p.seq for p in batch}
             if ok:
@@ -431,7 +431,7 @@ class AliyunSimulator:
         if not _TIMESTAMP.match(value):
             raise _gateway("InvalidTimeStamp.Format", "Specified time stamp or date value is not well formatted.")
         try:
-            when = datetime.strptime(value[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc).timestamp()
+            when = datetime.strptime(value[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp()
         except ValueError:
             raise _gateway("InvalidTimeStamp.Format",
                            "Specified time stamp or date value is not well formatted.") from None

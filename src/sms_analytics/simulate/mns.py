@@ -377,7 +377,7 @@ class MnsSimulator:
         queue.waiters.add(fut)
         try:
             await asyncio.wait_for(fut, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         finally:
             queue.waiters.discard(fut)

@@ -17,8 +17,9 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import msgspec
 import structlog

@@ -12,8 +12,9 @@ be serialized back (nested deeper than the encoder writes) is still dead-lettere
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import msgspec
 import structlog
@@ -342,7 +343,25 @@ class Identities:
 
 
 __all__ = [
-    "BadBody", "BadRecord", "Event", "INTERNAL_ERROR", "Identities", "Identity", "Parsed", "Rejected",
-    "TimeWindow", "as_list", "as_records", "collect", "loads", "obj", "opt_str", "raw_of", "reason_of",
-    "req_bool", "req_str", "req_text", "scalar",
+    "INTERNAL_ERROR",
+    "BadBody",
+    "BadRecord",
+    "Event",
+    "Identities",
+    "Identity",
+    "Parsed",
+    "Rejected",
+    "TimeWindow",
+    "as_list",
+    "as_records",
+    "collect",
+    "loads",
+    "obj",
+    "opt_str",
+    "raw_of",
+    "reason_of",
+    "req_bool",
+    "req_str",
+    "req_text",
+    "scalar",
 ]

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from sms_analytics.model.events import ReceiptEvent, ReplyEvent, SendEvent
 from sms_analytics.model.providers import segments
 from sms_analytics.model.times import parse_compact
 from sms_analytics.sources.base.fields import (
-    BadBody, BadRecord, Event, Parsed, as_list, collect, obj, opt_str, req_str, req_text, scalar,
+    BadBody,
+    BadRecord,
+    Event,
+    Parsed,
+    as_list,
+    collect,
+    obj,
+    opt_str,
+    req_str,
+    req_text,
+    scalar,
 )
 from sms_analytics.sources.base.provider import CallbackKind, Provider, Reply
 

@@ -6,9 +6,10 @@ PullSmsSendStatusByPhoneNumber (`by_phone`). Calls go through the official SDK
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from sms_analytics.model.events import CompensationRequest, ProviderStats
 from sms_analytics.model.times import CHINA, now_ms
