@@ -76,7 +76,7 @@ class Bodies:
                                sent_at=round(sent_at, 3), biz_id=biz, batch=True)
             receipts = [aliyun_report(p, biz, send_time=sent_at, report_time=r, sms_size=sms_size,
                                       **_code(rng, f, ALIYUN_DELIVERED, ALIYUN_RECEIPT_FAILURES[c], "err_code", "err_msg"))
-                        for (p, c), r, f in zip(numbers, reports, failed)]
+                        for (p, c), r, f in zip(numbers, reports, failed, strict=True)]
             keys = [(provider, biz, f"+86{p}") for p in phones]
         elif provider == "tencent":
             serials = [f"5000:{rng.randrange(10**9, 10**10)}{self.seq:08d}{k:04d}" for k in range(n)]
@@ -88,15 +88,15 @@ class Bodies:
             receipts = [tencent_status(p, s, receive_time=r,
                                        **_code(rng, f, TENCENT_DELIVERED, TENCENT_RECEIPT_FAILURES[c], "errmsg",
                                                  "description"))
-                        for (p, c), s, r, f in zip(numbers, serials, reports, failed)]
-            keys = [(provider, s, f"+86{p}") for p, s in zip(phones, serials)]
+                        for (p, c), s, r, f in zip(numbers, serials, reports, failed, strict=True)]
+            keys = [(provider, s, f"+86{p}") for p, s in zip(phones, serials, strict=True)]
         else:
             taskid = f"{kx_time(sent_at)[4:]}{rng.randrange(10**5, 10**6)}{self.seq:07d}"
             content = rng.choice(KX_CONTENTS).format(n=rng.randrange(1000, 1000000))
             body = kx_send(phones, contents=content, taskid=taskid, ts_ms=int(sent_at * 1000), sent_at=round(sent_at, 3))
             receipts = [kx_report(p, taskid, report_time=r,
                                   **_code(rng, f, KX_DELIVERED, KX_RECEIPT_FAILURES, "code", "msg"))
-                        for p, r, f in zip(phones, reports, failed)]
+                        for p, r, f in zip(phones, reports, failed, strict=True)]
             keys = [(provider, taskid, f"+86{p}") for p in phones]
         return Batch(provider, SEND_PATHS[provider], msgspec.json.encode(body), RECEIPT_PATHS[provider],
                      msgspec.json.encode(receipts), keys)

@@ -255,7 +255,7 @@ def time_panels(wh: Any, now: datetime, runs: int, only: str = "") -> dict[str, 
             options[v["name"]] = [str(r[0]) for r in data]
             variables.append({"variable": v["name"], "range": range_name, "p50_ms": percentile(times, 50),
                               "runs_ms": times, "rows": len(data)})
-        for file_name, make in dashboards.DASHBOARDS.items():
+        for make in dashboards.DASHBOARDS.values():
             dashboard = make()
             for panel in dashboard["panels"]:
                 if only and only.lower() not in panel["title"].lower():

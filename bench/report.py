@@ -309,7 +309,7 @@ def render(r: dict[str, Any]) -> str:
             lines.append(f"  {f'{d}: {p}':<{name_w}}{_n(ranges.get('24h')):>9}{_n(ranges.get('7d')):>9}{flag}")
     soak = soak_trace(r.get("sections", {}).get("soak", {}))
     if soak:
-        lines += [""] + soak
+        lines += ["", *soak]
     if r.get("problems"):
         lines += ["", "PROBLEMS:"] + [f"  !! {p}" for p in r["problems"]]
     if r.get("out"):

@@ -318,7 +318,7 @@ def parse_tencent(path: Path) -> list[Table]:
                 t.rows.append(Row("tencent", carrier, m.group(1).strip(), m.group(3).strip(), "", stage, name, idx + 1))
             elif kind == "api":
                 m = _TC_API_CODE.match(cell[0])
-                desc = _join([m.group(2) or ""] + cell[1:])
+                desc = _join([m.group(2) or "", *cell[1:]])
                 t.rows.append(Row("tencent", "", code, desc, "", stage, name, idx + 1))
             else:
                 desc, action = _tc_send_cells(cell)

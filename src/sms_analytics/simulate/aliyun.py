@@ -384,7 +384,7 @@ class AliyunSimulator:
 
     async def _handle(self, request: web.Request) -> web.Response:
         request_id = self._request_id()
-        query = {k: v for k, v in request.query.items()}
+        query = dict(request.query.items())
         fmt = "JSON"
         action = ""
         try:
@@ -609,7 +609,7 @@ class AliyunSimulator:
             self._check_sign(sign)
         self._check_template(template)
         items = []
-        for index, (phone, sign) in enumerate(zip(phones, signs)):
+        for index, (phone, sign) in enumerate(zip(phones, signs, strict=True)):
             values = self._template_vars(variables[index]) if variables is not None else {}
             items.append((phone, sign, self._content(sign, template, values)))
         biz_id = self._record(items, template, params.get("OutId", ""))
@@ -626,7 +626,7 @@ class AliyunSimulator:
         if not _SEND_DATE.match(raw_date):  # §6.1: "20170101" is right, "2017-01-01" is not
             raise INVALID_PARAMETERS()
         try:
-            send_date = datetime.strptime(raw_date, "%Y%m%d").date()
+            send_date = datetime.strptime(raw_date, "%Y%m%d").date()  # noqa: DTZ007 - only the calendar date is kept
         except ValueError:
             raise INVALID_PARAMETERS() from None
         if not raw_size.isdigit() or not 1 <= int(raw_size) <= MAX_PAGE_SIZE:

@@ -341,7 +341,7 @@ class KxSimulator:
             return
         low, high = self.report_delay
         at = when + self.rng.uniform(low, high)
-        codes, weights = zip(*AUTO_OUTCOMES)
+        codes, weights = zip(*AUTO_OUTCOMES, strict=True)
         code = self.rng.choices(codes, weights)[0]
         pending = _Pending(at, next(self._seq),
                            self._report_body(taskid, mobile, code, RECEIPT_MESSAGES[code], at), index, True)
@@ -357,7 +357,7 @@ class KxSimulator:
 
     @staticmethod
     async def _form(request: web.Request) -> dict[str, str]:
-        params = {k: v for k, v in request.query.items()}
+        params = dict(request.query.items())
         if request.method == "POST" and request.can_read_body:
             if request.content_type == "application/json":
                 try:

@@ -777,7 +777,7 @@ class TencentSimulator:
         text = (f"【{sign}】" if sign else "") + body
         now = self.clock()
         statuses: list[dict[str, Any]] = []
-        for raw, parts in zip(phones, parsed):
+        for raw, parts in zip(phones, parsed, strict=True):
             if parts is None:
                 statuses.append({"SerialNo": "", "PhoneNumber": raw, "Fee": 0, "SessionContext": session_context,
                                  "Code": BAD_NUMBER[0], "Message": BAD_NUMBER[1], "IsoCode": "DEF"})

@@ -180,7 +180,7 @@ class Journal:
             queued, self._queue = self._queue, []
             try:
                 await self._call(self._insert, [row for rows, _ in queued for row in rows])
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - handed on to every waiter of the batch
                 for _, done in queued:
                     if not done.done():
                         done.set_exception(exc)
@@ -445,7 +445,7 @@ class Forwarder:
             producer, self._producer = self._producer, None
             try:
                 await asyncio.wait_for(producer.stop(), 10)
-            except Exception as exc:  # a dead broker: nothing to flush that the journal lacks
+            except Exception as exc:  # noqa: BLE001 - a dead broker: nothing to flush that the journal lacks
                 log.warning("forwarder.stop_failed", error=type(exc).__name__)
 
     async def _run(self) -> None:

@@ -250,7 +250,7 @@ class Publisher:
             acks = [await self._send_group(topic, partition, batch.events[i:i + MAX_BATCH_EVENTS])
                     for i in range(0, len(batch.events), MAX_BATCH_EVENTS)]
             await asyncio.gather(*acks)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - handed on to every caller through batch.done
             if not batch.done.done():
                 batch.done.set_exception(exc)
             batch.done.exception()  # retrieved: every caller gets it through its own await

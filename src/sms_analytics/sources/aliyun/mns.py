@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -215,10 +216,8 @@ class MnsConsumer:
 
     def _close_sdk(self) -> None:
         if self._account is not None:
-            try:
+            with contextlib.suppress(Exception):  # closing a dead connection
                 self._account.get_client().close_connection()
-            except Exception:  # noqa: BLE001 - closing a dead connection
-                pass
         self._account = self._queue = None
 
     def _receive_sync(self) -> list[MnsMessage]:
