@@ -171,6 +171,7 @@ class Child:
                 break
             await asyncio.sleep(0.05)
         self.state["t_done"] = caught_up_at
+        assert last_ends is not None  # the loop's first round sets it
         self.state["deliveries_records"] = sum(last_ends.values())
         columns, rows = await asyncio.to_thread(rt.warehouse.query, COUNT_SQL)
         self.state["warehouse"] = {c: int(v or 0) for c, v in zip(columns, rows[0], strict=True)}

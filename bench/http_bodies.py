@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 
+from sms_analytics.model.providers import Provider
 from sms_analytics.simulate.payloads.aliyun import (
     ALIYUN_DELIVERED,
     ALIYUN_RECEIPT_FAILURES,
@@ -18,7 +19,7 @@ from sms_analytics.simulate.payloads.aliyun import (
     aliyun_report,
     aliyun_send,
 )
-from sms_analytics.simulate.payloads.common import RECEIPT_PATHS, SEND_PATHS, random_phone
+from sms_analytics.simulate.payloads.common import RECEIPT_PATHS, SEND_PATHS, Carrier, random_phone
 from sms_analytics.simulate.payloads.kx import (
     KX_CONTENTS,
     KX_DELIVERED,
@@ -56,10 +57,10 @@ class Bodies:
         self.rng = random.Random(seed)
         self.seq = 0
 
-    def _phones(self, n: int) -> list[tuple[str, str]]:
+    def _phones(self, n: int) -> list[tuple[str, Carrier]]:
         return [random_phone(self.rng) for _ in range(n)]
 
-    def batch(self, provider: str, n: int, sent_at: float, report_after: tuple[float, float] = (1.0, 3.0)) -> Batch:
+    def batch(self, provider: Provider, n: int, sent_at: float, report_after: tuple[float, float] = (1.0, 3.0)) -> Batch:
         """A batch send of n numbers at `sent_at` (epoch s) and all n receipts, reported
         `report_after` seconds later."""
         rng = self.rng
@@ -68,6 +69,7 @@ class Bodies:
         phones = [p for p, _ in numbers]
         reports = [sent_at + rng.uniform(*report_after) for _ in numbers]
         failed = [rng.random() < 0.07 for _ in numbers]
+        keys: list[tuple[str, str, str]]
         if provider == "aliyun":
             biz = f"{rng.randrange(100000, 1000000)}{self.seq % 10**12:012d}^0"
             template, sms_size = rng.choice(ALIYUN_TEMPLATES)
@@ -103,6 +105,6 @@ class Bodies:
 
 
 def _code(rng: random.Random, failed: bool, delivered: tuple[str, str], failures: Any, code_key: str,
-          msg_key: str) -> dict[str, str]:
+          msg_key: str) -> dict[str, Any]:
     code, msg = pick(rng, failures) if failed else delivered
     return {code_key: code, msg_key: msg}

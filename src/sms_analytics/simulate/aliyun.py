@@ -398,7 +398,7 @@ class AliyunSimulator:
             fmt = (params.get("Format") or "JSON").upper()
             authorization = request.headers.get("Authorization", "")
             acs3 = authorization.startswith("ACS3-")
-            action = params.get("Action") or (request.headers.get("x-acs-action", "") if acs3 else "")
+            action = params.get("Action", "") or (request.headers.get("x-acs-action", "") if acs3 else "")
             version = params.get("Version") or (request.headers.get("x-acs-version", "") if acs3 else "")
             if not version:
                 raise _missing("Version")

@@ -390,7 +390,7 @@ class MnsSimulator:
             queue = self._queues.get(name)
             message_id = queue.handles.get(handle) if queue else None
             msg = queue.messages.get(message_id) if queue and message_id else None
-            if msg is None or msg.handle != handle or msg.visible_at <= now:
+            if queue is None or message_id is None or msg is None or msg.handle != handle or msg.visible_at <= now:
                 return False  # unknown, superseded by a later receive, or expired
             del queue.messages[message_id]
             del queue.handles[handle]

@@ -119,7 +119,7 @@ class MnsStats:
 class MnsMessage:
     message_id: str
     receipt_handle: str
-    body: str
+    body: str | bytes  # the SDK's message_body: text, or bytes by its decoding
     dequeue_count: int
 
 

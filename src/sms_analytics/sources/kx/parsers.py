@@ -64,7 +64,9 @@ class Kx(Provider):
         code = _code(response.get("code"), "response.code")
         if not code:
             raise BadBody("response.code is missing")
-        data = response.get("data") if isinstance(response.get("data"), dict) else {}
+        data = response.get("data")
+        if not isinstance(data, dict):
+            data = {}
         taskid = _code(data.get("taskid"), "response.data.taskid")
         if code == "0" and not taskid:
             raise BadBody("response.code is 0 but data.taskid is missing")
