@@ -25,7 +25,7 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# `make lint`: ruff (rules and import order) over the tree and mypy over src/, bench/, tests/, both
+# `make lint`: ruff (rules and import order) over the tree and mypy over src/ and bench/ (tests/: see [tool.mypy]), both
 # configured in pyproject.toml; both always run (all findings at once), either one's findings fail it.
 lint: $(STAMP)
 	$(BIN)/ruff check .; status=$$?; $(BIN)/mypy && exit $$status

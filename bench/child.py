@@ -106,7 +106,7 @@ class Child:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stop_event.set)
         settings = Settings(_env_file=None)
-        self.state["src"] = str(Path(sms_analytics.__file__).resolve().parent)
+        self.state["src"] = str(Path(sms_analytics.__file__).resolve().parent)  # noqa: ASYNC240 - once, at start-up
         self.runtime = Runtime(settings, self.parts)
         reporter = asyncio.create_task(self.report())
         self.state["t_start"] = time.monotonic()
@@ -151,7 +151,7 @@ class Child:
             self.state["states"] = self._states()  # the recovered history's states + the new ones
             self.state["done"] = True
             return
-        while not sink.ready:  # its consumer started (a join finished before the sink started)
+        while not sink.ready:  # noqa: ASYNC110 - its consumer started (a join finished before the sink started); the sink's plain flag, no event to await
             await asyncio.sleep(0.02)
         partitions = sorted(sink.consumer.partitions_for_topic(topics.DELIVERIES) or [])
         tps = [TopicPartition(topics.DELIVERIES, p) for p in partitions]
@@ -165,15 +165,16 @@ class Child:
                 last_ends, changed_at, caught_up_at = ends, now, None
             if caught_up_at is None:
                 committed = [await sink.consumer.committed(tp) or 0 for tp in tps]
-                if all(c >= ends[tp] for c, tp in zip(committed, tps)):
+                if all(c >= ends[tp] for c, tp in zip(committed, tps, strict=True)):
                     caught_up_at = time.monotonic()
             if caught_up_at is not None and now - changed_at >= SETTLE_SECONDS:
                 break
             await asyncio.sleep(0.05)
         self.state["t_done"] = caught_up_at
+        assert last_ends is not None  # the loop's first round sets it
         self.state["deliveries_records"] = sum(last_ends.values())
         columns, rows = await asyncio.to_thread(rt.warehouse.query, COUNT_SQL)
-        self.state["warehouse"] = {c: int(v or 0) for c, v in zip(columns, rows[0])}
+        self.state["warehouse"] = {c: int(v or 0) for c, v in zip(columns, rows[0], strict=True)}
         self.state["done"] = True
 
 

@@ -26,7 +26,7 @@ SEED = 20_240_611
 
 # --- sizes --------------------------------------------------------------------------------------
 
-FULL = {
+FULL: dict[str, int | float] = {  # int or float: the sizes keep the type of the full one
     "join_messages": 1_000_000,  # 2,000,000 events: sends + receipts
     "freshness_rate": 5_000,  # events/s offered (sends + receipts)
     "freshness_seconds": 120.0,

@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from sms_analytics.model.providers import PROVIDERS
+from sms_analytics.model.providers import Provider
 from sms_analytics.simulate.payloads.aliyun import (
     ALIYUN_DELIVERED,
     ALIYUN_RECEIPT_FAILURES,
@@ -19,8 +19,15 @@ from sms_analytics.simulate.payloads.aliyun import (
     aliyun_report,
     aliyun_send,
 )
-from sms_analytics.simulate.payloads.common import RECEIPT_PATHS, SEND_PATHS, random_phone
-from sms_analytics.simulate.payloads.kx import KX_CONTENTS, KX_DELIVERED, KX_RECEIPT_FAILURES, kx_report, kx_send, kx_time
+from sms_analytics.simulate.payloads.common import RECEIPT_PATHS, SEND_PATHS, Carrier, random_phone
+from sms_analytics.simulate.payloads.kx import (
+    KX_CONTENTS,
+    KX_DELIVERED,
+    KX_RECEIPT_FAILURES,
+    kx_report,
+    kx_send,
+    kx_time,
+)
 from sms_analytics.simulate.payloads.tencent import (
     TENCENT_DELIVERED,
     TENCENT_RECEIPT_FAILURES,
@@ -50,10 +57,10 @@ class Bodies:
         self.rng = random.Random(seed)
         self.seq = 0
 
-    def _phones(self, n: int) -> list[tuple[str, str]]:
+    def _phones(self, n: int) -> list[tuple[str, Carrier]]:
         return [random_phone(self.rng) for _ in range(n)]
 
-    def batch(self, provider: str, n: int, sent_at: float, report_after: tuple[float, float] = (1.0, 3.0)) -> Batch:
+    def batch(self, provider: Provider, n: int, sent_at: float, report_after: tuple[float, float] = (1.0, 3.0)) -> Batch:
         """A batch send of n numbers at `sent_at` (epoch s) and all n receipts, reported
         `report_after` seconds later."""
         rng = self.rng
@@ -62,6 +69,7 @@ class Bodies:
         phones = [p for p, _ in numbers]
         reports = [sent_at + rng.uniform(*report_after) for _ in numbers]
         failed = [rng.random() < 0.07 for _ in numbers]
+        keys: list[tuple[str, str, str]]
         if provider == "aliyun":
             biz = f"{rng.randrange(100000, 1000000)}{self.seq % 10**12:012d}^0"
             template, sms_size = rng.choice(ALIYUN_TEMPLATES)
@@ -70,7 +78,7 @@ class Bodies:
                                sent_at=round(sent_at, 3), biz_id=biz, batch=True)
             receipts = [aliyun_report(p, biz, send_time=sent_at, report_time=r, sms_size=sms_size,
                                       **_code(rng, f, ALIYUN_DELIVERED, ALIYUN_RECEIPT_FAILURES[c], "err_code", "err_msg"))
-                        for (p, c), r, f in zip(numbers, reports, failed)]
+                        for (p, c), r, f in zip(numbers, reports, failed, strict=True)]
             keys = [(provider, biz, f"+86{p}") for p in phones]
         elif provider == "tencent":
             serials = [f"5000:{rng.randrange(10**9, 10**10)}{self.seq:08d}{k:04d}" for k in range(n)]
@@ -82,21 +90,21 @@ class Bodies:
             receipts = [tencent_status(p, s, receive_time=r,
                                        **_code(rng, f, TENCENT_DELIVERED, TENCENT_RECEIPT_FAILURES[c], "errmsg",
                                                  "description"))
-                        for (p, c), s, r, f in zip(numbers, serials, reports, failed)]
-            keys = [(provider, s, f"+86{p}") for p, s in zip(phones, serials)]
+                        for (p, c), s, r, f in zip(numbers, serials, reports, failed, strict=True)]
+            keys = [(provider, s, f"+86{p}") for p, s in zip(phones, serials, strict=True)]
         else:
             taskid = f"{kx_time(sent_at)[4:]}{rng.randrange(10**5, 10**6)}{self.seq:07d}"
             content = rng.choice(KX_CONTENTS).format(n=rng.randrange(1000, 1000000))
             body = kx_send(phones, contents=content, taskid=taskid, ts_ms=int(sent_at * 1000), sent_at=round(sent_at, 3))
             receipts = [kx_report(p, taskid, report_time=r,
                                   **_code(rng, f, KX_DELIVERED, KX_RECEIPT_FAILURES, "code", "msg"))
-                        for p, r, f in zip(phones, reports, failed)]
+                        for p, r, f in zip(phones, reports, failed, strict=True)]
             keys = [(provider, taskid, f"+86{p}") for p in phones]
         return Batch(provider, SEND_PATHS[provider], msgspec.json.encode(body), RECEIPT_PATHS[provider],
                      msgspec.json.encode(receipts), keys)
 
 
 def _code(rng: random.Random, failed: bool, delivered: tuple[str, str], failures: Any, code_key: str,
-          msg_key: str) -> dict[str, str]:
+          msg_key: str) -> dict[str, Any]:
     code, msg = pick(rng, failures) if failed else delivered
     return {code_key: code, msg_key: msg}

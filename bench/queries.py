@@ -28,7 +28,7 @@ every minute's rollups recomputed (or with --recompute).
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -202,7 +202,7 @@ def build(wh: Any, messages: int, now: datetime) -> dict[str, Any]:
     for offset in range(0, messages, CHUNK):
         wh.command(build_sql(offset, min(CHUNK, messages - offset), messages, start_ms, span_ms, dims))
     insert_s = time.monotonic() - t0
-    start = datetime.fromtimestamp(start_ms / 1000, timezone.utc)
+    start = datetime.fromtimestamp(start_ms / 1000, UTC)
     wh.insert("sms.provider_balance", [["kx", "100001", 5_000_000 - 600 * k, start + timedelta(minutes=10 * k)]
                                        for k in range(SPAN_DAYS * 144)], BALANCE_COLUMNS)
     hours = [start.replace(minute=0, second=0, microsecond=0) + timedelta(hours=h) for h in range(SPAN_DAYS * 24)]
@@ -255,7 +255,7 @@ def time_panels(wh: Any, now: datetime, runs: int, only: str = "") -> dict[str, 
             options[v["name"]] = [str(r[0]) for r in data]
             variables.append({"variable": v["name"], "range": range_name, "p50_ms": percentile(times, 50),
                               "runs_ms": times, "rows": len(data)})
-        for file_name, make in dashboards.DASHBOARDS.items():
+        for make in dashboards.DASHBOARDS.values():
             dashboard = make()
             for panel in dashboard["panels"]:
                 if only and only.lower() not in panel["title"].lower():
@@ -309,7 +309,7 @@ def open_warehouse(directory: Path, messages: int, *, rebuild_rollups: bool = Fa
             else:
                 log(f"queries: reusing the warehouse in {directory} (built for {now.isoformat()})")
             return wh, now, built
-        now = datetime.now(timezone.utc).replace(microsecond=0)
+        now = datetime.now(UTC).replace(microsecond=0)
         log(f"queries: building a warehouse of {messages:,} messages")
         built = build(wh, messages, now)
         marker.write_text(json.dumps({"messages": messages, "now": now.isoformat(), "built": built}))

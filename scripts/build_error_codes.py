@@ -318,7 +318,7 @@ def parse_tencent(path: Path) -> list[Table]:
                 t.rows.append(Row("tencent", carrier, m.group(1).strip(), m.group(3).strip(), "", stage, name, idx + 1))
             elif kind == "api":
                 m = _TC_API_CODE.match(cell[0])
-                desc = _join([m.group(2) or ""] + cell[1:])
+                desc = _join([m.group(2) or "", *cell[1:]])
                 t.rows.append(Row("tencent", "", code, desc, "", stage, name, idx + 1))
             else:
                 desc, action = _tc_send_cells(cell)
@@ -528,7 +528,7 @@ def stats(b: Build) -> str:
                    f"{len(t.rows)} / {len(t.rows) - it - ct} / {it} / {ct}")
     out.append(f"total rows: {len(b.rows)}")
     out.append("rows per category:")
-    counts = {c: 0 for c in CATEGORIES}
+    counts = dict.fromkeys(CATEGORIES, 0)
     for r in b.rows:
         counts[r["failure_category"]] += 1
     for c in CATEGORIES:

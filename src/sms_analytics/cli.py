@@ -6,7 +6,7 @@ import asyncio
 import sys
 import urllib.error
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import msgspec
 import typer
@@ -112,9 +112,9 @@ def run(
 
 @cli.command()
 def sql(
-    statement: Optional[str] = typer.Argument(None, help="A read-only statement (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN)."),
+    statement: str | None = typer.Argument(None, help="A read-only statement (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN)."),
     fmt: str = typer.Option("table", "--format", help="json (one object per line), table or csv."),
-    file: Optional[Path] = typer.Option(None, "--file", help="Read the statement from this file."),
+    file: Path | None = typer.Option(None, "--file", help="Read the statement from this file."),
     param: list[str] = typer.Option([], "--param", help="name=value for a {name:Type} query parameter; repeatable."),
 ) -> None:
     """Run a read-only query: through the running process if there is one, else on the warehouse."""
@@ -131,7 +131,7 @@ def sql(
 def report(
     since: str = typer.Option("24h", help="The range, ending now: 90m, 24h, 7d…"),
     out: Path = typer.Option(Path("report.html"), "--out", help="The HTML file to write."),
-    url: Optional[str] = typer.Option(None, "--url", help="Warehouse URL (chdb:///path or http(s)://…), opened "
+    url: str | None = typer.Option(None, "--url", help="Warehouse URL (chdb:///path or http(s)://…), opened "
                                       "directly; default: the running process, else CLICKHOUSE_URL / SMS_DATA_DIR."),
 ) -> None:
     """Write the overview dashboard as one self-contained HTML file (SVG charts, no external resources)."""
@@ -234,8 +234,8 @@ LOOKUP_SQL = (
 @cli.command()
 def explain(
     code: str = typer.Argument(..., help="A provider error or receipt code, e.g. DB:0005."),
-    provider: Optional[str] = typer.Option(None, help="aliyun, tencent or kx: show what the pipeline resolves."),
-    carrier: Optional[str] = typer.Option(None, help="mobile, unicom, telecom, broadnet (or 移动, 联通, 电信, 广电)."),
+    provider: str | None = typer.Option(None, help="aliyun, tencent or kx: show what the pipeline resolves."),
+    carrier: str | None = typer.Option(None, help="mobile, unicom, telecom, broadnet (or 移动, 联通, 电信, 广电)."),
 ) -> None:
     """What a code means: description, suggested action, failure category, from the provider documents;
     every meaning where a table gives the code several (the first is the one the pipeline resolves)."""
@@ -314,18 +314,18 @@ cli.add_typer(dashboards_cli, name="dashboards")
 
 @dashboards_cli.command("push")
 def dashboards_push(
-    grafana_url: Optional[str] = typer.Option(None, "--grafana-url", help="e.g. http://127.0.0.1:3000 [GRAFANA_URL]"),
-    token: Optional[str] = typer.Option(None, help="Service-account token (prefer the env) [GRAFANA_TOKEN]"),
-    user: Optional[str] = typer.Option(None, help="Basic auth user, with --password [GRAFANA_USER]"),
-    password: Optional[str] = typer.Option(None, help="Basic auth password (prefer the env) [GRAFANA_PASSWORD]"),
-    clickhouse_host: Optional[str] = typer.Option(None, help="As Grafana reaches ClickHouse [CLICKHOUSE_HOST]"),
-    clickhouse_port: Optional[int] = typer.Option(None, help="8123 (http) or 9000 (native) [CLICKHOUSE_PORT]"),
-    clickhouse_protocol: Optional[str] = typer.Option(None, help="http or native [CLICKHOUSE_PROTOCOL]"),
-    clickhouse_secure: Optional[bool] = typer.Option(None, help="TLS to ClickHouse [CLICKHOUSE_SECURE]"),
-    clickhouse_user: Optional[str] = typer.Option(None, help="[CLICKHOUSE_USER]"),
-    clickhouse_password: Optional[str] = typer.Option(
+    grafana_url: str | None = typer.Option(None, "--grafana-url", help="e.g. http://127.0.0.1:3000 [GRAFANA_URL]"),
+    token: str | None = typer.Option(None, help="Service-account token (prefer the env) [GRAFANA_TOKEN]"),
+    user: str | None = typer.Option(None, help="Basic auth user, with --password [GRAFANA_USER]"),
+    password: str | None = typer.Option(None, help="Basic auth password (prefer the env) [GRAFANA_PASSWORD]"),
+    clickhouse_host: str | None = typer.Option(None, help="As Grafana reaches ClickHouse [CLICKHOUSE_HOST]"),
+    clickhouse_port: int | None = typer.Option(None, help="8123 (http) or 9000 (native) [CLICKHOUSE_PORT]"),
+    clickhouse_protocol: str | None = typer.Option(None, help="http or native [CLICKHOUSE_PROTOCOL]"),
+    clickhouse_secure: bool | None = typer.Option(None, help="TLS to ClickHouse [CLICKHOUSE_SECURE]"),
+    clickhouse_user: str | None = typer.Option(None, help="[CLICKHOUSE_USER]"),
+    clickhouse_password: str | None = typer.Option(
         None, help="Stored encrypted in Grafana; omitted = keep the stored one [CLICKHOUSE_PASSWORD]"),
-    clickhouse_database: Optional[str] = typer.Option(None, help="[CLICKHOUSE_DATABASE]"),
+    clickhouse_database: str | None = typer.Option(None, help="[CLICKHOUSE_DATABASE]"),
     folder_uid: str = typer.Option("sms-analytics", help="Folder for the dashboards and alert rules."),
     folder_title: str = typer.Option("SMS analytics"),
 ) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,8 @@ from sms_analytics.dashboards.report import time_range, write_report
 from sms_analytics.dashboards.summary import collect, render
 from sms_analytics.runtime import Runtime
 from sms_analytics.settings import Settings
-from sms_analytics.simulate.lane import ProviderLane
 from sms_analytics.simulate.driver import drive
+from sms_analytics.simulate.lane import ProviderLane
 
 log = structlog.get_logger(__name__)
 DEMO_TEMPLATE_NAMES = Path(__file__).resolve().parent / "simulate" / "template_names.csv"  # unless SMS_TEMPLATE_NAMES
@@ -64,7 +64,7 @@ async def run_demo(settings: Settings, *, duration: float, rate: float, seed: in
         assert runtime.warehouse is not None and runtime.join_stats is not None
         print(f"pipeline ready: receiver {runtime.receiver_url}, broker {runtime.bootstrap}; "
               f"driving {duration:.0f}s of simulated traffic at {rate:.0f} messages/s", flush=True)
-        started, started_at = time.monotonic(), datetime.now(timezone.utc)
+        started, started_at = time.monotonic(), datetime.now(UTC)
         truth, _ = await asyncio.gather(
             drive(runtime.receiver_url, duration=duration, rate=rate, token=settings.callback_token, seed=seed),
             lane.drive(runtime.receiver_url, duration=duration, rate=max(1.0, rate / 10), token=settings.callback_token,
@@ -102,7 +102,7 @@ async def _report(runtime: Runtime, path: Path, started_at: datetime) -> str:
     start = started_at.replace(second=0, microsecond=0)
     try:
         await _rollups_caught_up(runtime, start, timeout=15.0)
-        rng = time_range(start, datetime.now(timezone.utc).replace(microsecond=0))
+        rng = time_range(start, datetime.now(UTC).replace(microsecond=0))
         return str(await asyncio.to_thread(write_report, runtime.warehouse.query, path, rng))
     except Exception as exc:  # noqa: BLE001  (the run's result stands without its report)
         log.warning("demo.report_failed", error=str(exc))

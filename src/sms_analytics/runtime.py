@@ -27,22 +27,25 @@ from sms_analytics.model.phone import PhoneHasher, load_or_create_key
 from sms_analytics.observability.health import Verdict, runtime_verdict
 from sms_analytics.observability.metrics import Metrics
 from sms_analytics.settings import Settings
-from sms_analytics.sinks import error_codes
-from sms_analytics.sinks import template_names
+from sms_analytics.sinks import error_codes, template_names
 from sms_analytics.sinks.query_api import ops_app, query_app
 from sms_analytics.sinks.rollups import Rollups
 from sms_analytics.sinks.warehouse import Warehouse
 from sms_analytics.sinks.writer import ClickHouseSink
 from sms_analytics.sources.base.fields import Identities
 from sms_analytics.sources.feeds import build_feeds
-from sms_analytics.sources.receiver import Guards, Receiver
 from sms_analytics.sources.journal import Forwarder, Journal, JournaledPublisher
 from sms_analytics.sources.producer import Publisher, Publishes
+from sms_analytics.sources.receiver import Guards, Receiver
 from sms_analytics.streams.app import build_app
 from sms_analytics.streams.context import JoinStats
 from sms_analytics.streams.overrides import tune_gc
 from sms_analytics.streams.state import (
-    TABLE, MessageStateStore, changelog_retention, changelog_topic, seed_changelog,
+    TABLE,
+    MessageStateStore,
+    changelog_retention,
+    changelog_topic,
+    seed_changelog,
 )
 from sms_analytics.urls import redact
 

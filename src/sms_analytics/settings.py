@@ -122,7 +122,7 @@ def _read_rules(path: Path) -> dict[str, Any]:
     if doc is None:
         return {}
     if not isinstance(doc, dict):
-        raise ValueError("expected a mapping of rules at the top of the file")  # noqa: TRY004 - pydantic reports ValueErrors
+        raise ValueError("expected a mapping of rules at the top of the file")  # not TypeError: pydantic reports ValueErrors
     return doc
 
 

@@ -190,7 +190,7 @@ def spawn_node(java: str, libs: Path, properties: Path, log_file: Path) -> subpr
             [java, *HEAP, *JVM_OPTIONS, "-cp", f"{libs}/*", "kafka.Kafka", str(properties)],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=properties.parent,
             start_new_session=True,  # a Ctrl-C of the terminal goes to the tests, which stop it in order
-            preexec_fn=partial(_die_with_parent, os.getpid()),  # noqa: PLW1509 (prctl only, as embedded.py)
+            preexec_fn=partial(_die_with_parent, os.getpid()),  # prctl only, as embedded.py
         )
 
 

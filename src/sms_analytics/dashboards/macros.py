@@ -10,8 +10,8 @@ arguments split on top-level commas and trimmed, unknown macros left as they are
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 
 from sms_analytics.model.times import parse_duration
 
@@ -135,8 +135,8 @@ def backend_macros(sql: str, *, start: datetime, end: datetime, interval_s: int)
     f, t = int(start.timestamp()), int(end.timestamp())
     fms, tms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
     i = max(1, int(interval_s))
-    fd = start.astimezone(timezone.utc).strftime("%Y-%m-%d")
-    td = end.astimezone(timezone.utc).strftime("%Y-%m-%d")
+    fd = start.astimezone(UTC).strftime("%Y-%m-%d")
+    td = end.astimezone(UTC).strftime("%Y-%m-%d")
 
     def date_time_filter(a: list[str]) -> str:
         return (f"({a[0]} >= toDate('{fd}') AND {a[0]} <= toDate('{td}')) AND "

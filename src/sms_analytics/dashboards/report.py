@@ -108,7 +108,7 @@ def panel_sql(panel: dict[str, Any], rng: TimeRange, options: dict[str, list[str
     """The SQL the ClickHouse server would receive for the panel's first target, every variable All."""
     raw = panel["targets"][0]["rawSql"]
     return expand(raw, start=rng.start, end=rng.end, interval_s=rng.interval_s,
-                  variables={name: "All" for name in options}, all_values=options)
+                  variables=dict.fromkeys(options, "All"), all_values=options)
 
 
 def variable_options(query: Query, dashboard: dict[str, Any], rng: TimeRange) -> dict[str, list[str]]:
@@ -118,7 +118,7 @@ def variable_options(query: Query, dashboard: dict[str, Any], rng: TimeRange) ->
         if variable["type"] != "query":
             continue
         sql = expand(build.variable_query(variable), start=rng.start, end=rng.end, interval_s=rng.interval_s,
-                     variables={name: "All" for name in options}, all_values=options)
+                     variables=dict.fromkeys(options, "All"), all_values=options)
         try:
             options[variable["name"]] = [str(r[0]) for r in query(sql)[1]]
         except Exception:  # noqa: BLE001  (a variable without options: the panels still run)
@@ -145,7 +145,7 @@ def totals(query: Query, rng: TimeRange) -> dict[str, Any]:
     try:
         columns, rows = query(sql)
     except Exception as exc:  # noqa: BLE001  (the page says the totals are unavailable)
-        return {**{k: None for k in STATUS_COLUMNS}, "delivery_rate": None, "error": str(exc).strip()[:500]}
+        return {**dict.fromkeys(STATUS_COLUMNS), "delivery_rate": None, "error": str(exc).strip()[:500]}
     row = dict(zip(columns, rows[0], strict=True)) if rows else {}
     out: dict[str, Any] = {k: int(row.get(k) or 0) for k in STATUS_COLUMNS}
     final = out["delivered"] + out["failed"] + out["expired"]

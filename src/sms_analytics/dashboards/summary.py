@@ -6,7 +6,8 @@ pending messages are shown beside it, not in it; latency percentiles over delive
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 Query = Callable[[str], tuple[list[str], list[tuple[Any, ...]]]]
 

@@ -41,11 +41,10 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Iterable
 
 from sms_analytics.model.providers import CARRIER_NAMES, PROVIDERS
 from sms_analytics.model.taxonomy import PERMANENT, categorize
@@ -107,12 +106,12 @@ class KnowledgeBase:
                 self._patterns.setdefault(e.source, []).append((rx, e))
 
     @classmethod
-    def load(cls) -> "KnowledgeBase":
+    def load(cls) -> KnowledgeBase:
         """The knowledge base of the packaged error_codes.csv (parsed once per process)."""
         return _load_packaged()
 
     @classmethod
-    def from_csv(cls, text: str) -> "KnowledgeBase":
+    def from_csv(cls, text: str) -> KnowledgeBase:
         lines = [line for line in text.splitlines() if not line.startswith("#")]
         reader = csv.DictReader(io.StringIO("\n".join(lines)))
         return cls(

@@ -56,7 +56,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qsl, quote, quote_plus
 from xml.sax.saxutils import escape
@@ -151,7 +151,7 @@ def rpc_string_to_sign(method: str, params: Mapping[str, str]) -> str:
 
 def rpc_signature(access_key_secret: str, string_to_sign: str) -> str:
     """§5.4 step 4: HmacSHA1 keyed with ``AccessKeySecret + "&"``, Base64."""
-    digest = hmac.new(f"{access_key_secret}&".encode("utf-8"), string_to_sign.encode("utf-8"),
+    digest = hmac.new(f"{access_key_secret}&".encode(), string_to_sign.encode("utf-8"),
                       hashlib.sha1).digest()
     return base64.b64encode(digest).decode("ascii")
 
@@ -352,7 +352,7 @@ class AliyunSimulator:
                             answer = None
                         code = answer.get("code") if isinstance(answer, dict) else None
                         ok = code == 0 and not isinstance(code, bool)
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 logger.info("aliyun sim %s push failed: %s", kind, type(exc).__name__)
             gone = {p.seq for p in batch}
             if ok:
@@ -384,7 +384,7 @@ class AliyunSimulator:
 
     async def _handle(self, request: web.Request) -> web.Response:
         request_id = self._request_id()
-        query = {k: v for k, v in request.query.items()}
+        query = dict(request.query.items())
         fmt = "JSON"
         action = ""
         try:
@@ -398,7 +398,7 @@ class AliyunSimulator:
             fmt = (params.get("Format") or "JSON").upper()
             authorization = request.headers.get("Authorization", "")
             acs3 = authorization.startswith("ACS3-")
-            action = params.get("Action") or (request.headers.get("x-acs-action", "") if acs3 else "")
+            action = params.get("Action", "") or (request.headers.get("x-acs-action", "") if acs3 else "")
             version = params.get("Version") or (request.headers.get("x-acs-version", "") if acs3 else "")
             if not version:
                 raise _missing("Version")
@@ -431,7 +431,7 @@ class AliyunSimulator:
         if not _TIMESTAMP.match(value):
             raise _gateway("InvalidTimeStamp.Format", "Specified time stamp or date value is not well formatted.")
         try:
-            when = datetime.strptime(value[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc).timestamp()
+            when = datetime.strptime(value[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp()
         except ValueError:
             raise _gateway("InvalidTimeStamp.Format",
                            "Specified time stamp or date value is not well formatted.") from None
@@ -609,7 +609,7 @@ class AliyunSimulator:
             self._check_sign(sign)
         self._check_template(template)
         items = []
-        for index, (phone, sign) in enumerate(zip(phones, signs)):
+        for index, (phone, sign) in enumerate(zip(phones, signs, strict=True)):
             values = self._template_vars(variables[index]) if variables is not None else {}
             items.append((phone, sign, self._content(sign, template, values)))
         biz_id = self._record(items, template, params.get("OutId", ""))
@@ -626,7 +626,7 @@ class AliyunSimulator:
         if not _SEND_DATE.match(raw_date):  # §6.1: "20170101" is right, "2017-01-01" is not
             raise INVALID_PARAMETERS()
         try:
-            send_date = datetime.strptime(raw_date, "%Y%m%d").date()
+            send_date = datetime.strptime(raw_date, "%Y%m%d").date()  # noqa: DTZ007 - only the calendar date is kept
         except ValueError:
             raise INVALID_PARAMETERS() from None
         if not raw_size.isdigit() or not 1 <= int(raw_size) <= MAX_PAGE_SIZE:

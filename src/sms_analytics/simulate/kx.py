@@ -105,7 +105,7 @@ def kx_time(ts: float) -> str:
 
 def _expected_sign(userid: str, ts: str, apikey: str) -> str:
     # Computed here on purpose, not imported from the client: the tests check one against the other.
-    return hashlib.md5(f"{userid}{ts}{apikey}".encode("utf-8")).hexdigest()
+    return hashlib.md5(f"{userid}{ts}{apikey}".encode()).hexdigest()
 
 
 def _segments(text: str) -> int:
@@ -269,7 +269,7 @@ class KxSimulator:
                         "Content-Type": "application/json; charset=UTF-8"}) as resp:
                     answer = await resp.text()
                     ok = 200 <= resp.status < 300 and answer == "SUCCESS"
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 logger.info("kx sim push failed: %s", type(exc).__name__)
                 ok = False
             if not ok:
@@ -341,7 +341,7 @@ class KxSimulator:
             return
         low, high = self.report_delay
         at = when + self.rng.uniform(low, high)
-        codes, weights = zip(*AUTO_OUTCOMES)
+        codes, weights = zip(*AUTO_OUTCOMES, strict=True)
         code = self.rng.choices(codes, weights)[0]
         pending = _Pending(at, next(self._seq),
                            self._report_body(taskid, mobile, code, RECEIPT_MESSAGES[code], at), index, True)
@@ -357,7 +357,7 @@ class KxSimulator:
 
     @staticmethod
     async def _form(request: web.Request) -> dict[str, str]:
-        params = {k: v for k, v in request.query.items()}
+        params = dict(request.query.items())
         if request.method == "POST" and request.can_read_body:
             if request.content_type == "application/json":
                 try:

@@ -121,7 +121,7 @@ def string_to_sign(method: str, headers: Any, resource: str) -> str:
     """The canonical string MNS signs (what aliyun-mns-sdk's MNSClient.get_signature builds)."""
     mns_headers = sorted((k.lower(), v) for k, v in headers.items() if k.lower().startswith("x-mns-"))
     canonical_headers = "".join(f"{k}:{v}\n" for k, v in mns_headers)
-    return "%s\n%s\n%s\n%s\n%s%s" % (
+    return "{}\n{}\n{}\n{}\n{}{}".format(
         method, headers.get("content-md5", ""), headers.get("content-type", ""), headers.get("date", ""),
         canonical_headers, resource,
     )
@@ -173,7 +173,7 @@ class MnsSimulator:
         if not raw:
             raise ValueError("MNS messages cannot be empty")
         text = base64.b64encode(raw).decode("ascii") if base64_body else raw.decode("utf-8")
-        message_id = "%s-%d" % (uuid.uuid4().hex[:16].upper(), next(self._ids))
+        message_id = f"{uuid.uuid4().hex[:16].upper()}-{next(self._ids)}"
         with self._lock:
             queue = self._queues.setdefault(queue_name, _Queue(queue_name))
             queue.messages[message_id] = _Message(
@@ -377,7 +377,7 @@ class MnsSimulator:
         queue.waiters.add(fut)
         try:
             await asyncio.wait_for(fut, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         finally:
             queue.waiters.discard(fut)
@@ -390,7 +390,7 @@ class MnsSimulator:
             queue = self._queues.get(name)
             message_id = queue.handles.get(handle) if queue else None
             msg = queue.messages.get(message_id) if queue and message_id else None
-            if msg is None or msg.handle != handle or msg.visible_at <= now:
+            if queue is None or message_id is None or msg is None or msg.handle != handle or msg.visible_at <= now:
                 return False  # unknown, superseded by a later receive, or expired
             del queue.messages[message_id]
             del queue.handles[handle]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from sms_analytics.model.providers import CARRIER_NAMES, PROVIDERS, Provider
 from sms_analytics.simulate.payloads.common import CARRIER_WEIGHTS, Carrier
@@ -77,7 +77,7 @@ def _check_window(start: float, duration: float) -> None:
 
 
 # A carrier by its Chinese name, its English one (mobile, chinamobile) or its abbreviation (cmcc).
-_SIMULATED_NAMES = {english: cast(Carrier, chinese) for english, chinese in CARRIER_NAMES.items()
+_SIMULATED_NAMES = {english: chinese for english, chinese in CARRIER_NAMES.items()
                     if chinese in CARRIER_WEIGHTS}  # every carrier the simulator has numbers of
 CARRIER_ALIASES: dict[str, Carrier] = {
     **{carrier: carrier for carrier in CARRIER_WEIGHTS},

@@ -89,7 +89,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -194,7 +194,7 @@ def tc3_signature(secret_key: str, date: str, service: str, to_sign: str) -> str
 
 
 def utc_date(timestamp: int) -> str:
-    return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%d")
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d")
 
 
 def china_time(ts: float) -> str:
@@ -517,7 +517,7 @@ class TencentSimulator:
                         answer = None
                     ok = isinstance(answer, dict) and answer.get("result") == 0 and not isinstance(
                         answer.get("result"), bool)
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 logger.info("tencent sim %s callback failed: %s", kind, type(exc).__name__)
             self.callback_attempts.append(CallbackAttempt(kind, url, records, status, ok))
             if ok:
@@ -777,7 +777,7 @@ class TencentSimulator:
         text = (f"【{sign}】" if sign else "") + body
         now = self.clock()
         statuses: list[dict[str, Any]] = []
-        for raw, parts in zip(phones, parsed):
+        for raw, parts in zip(phones, parsed, strict=True):
             if parts is None:
                 statuses.append({"SerialNo": "", "PhoneNumber": raw, "Fee": 0, "SessionContext": session_context,
                                  "Code": BAD_NUMBER[0], "Message": BAD_NUMBER[1], "IsoCode": "DEF"})

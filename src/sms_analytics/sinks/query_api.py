@@ -19,8 +19,9 @@ import io
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 from uuid import UUID
 
 import msgspec
@@ -35,7 +36,7 @@ FORMATS = ("json", "csv", "table")
 def _plain(value: Any) -> Any:
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.timezone.utc)
+            value = value.replace(tzinfo=dt.UTC)
         return value.isoformat(timespec="milliseconds")
     if isinstance(value, (dt.date, Decimal, UUID)):
         return str(value)

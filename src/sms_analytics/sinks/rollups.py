@@ -56,8 +56,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import datetime, timezone
-from typing import Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime
 
 import structlog
 
@@ -306,7 +306,7 @@ class Rollups:
         return len(minutes)
 
     def _recompute(self, minutes: list[int]) -> None:
-        generation = f"toDateTime64('{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M:%S.%f')}', 6, 'UTC')"
+        generation = f"toDateTime64('{datetime.now(UTC).strftime('%Y-%m-%d %H:%M:%S.%f')}', 6, 'UTC')"
         scratch = f"rollup_scratch_{uuid.uuid4().hex}"
         fill = dict(scratch=scratch, minutes=_times(minutes), generation=generation, measures=MEASURES,
                     empty=EMPTY_MEASURES)

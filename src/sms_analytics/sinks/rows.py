@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
 from sms_analytics.model.events import STATUS_RANK, Delivery, ProviderBalance, ProviderStats, ReplyEvent
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 MESSAGE_COLUMNS = (
     "provider", "message_id", "phone_hash", "phone_masked", "phone_raw", "carrier", "country_code",
@@ -54,7 +53,7 @@ def stats_row(s: ProviderStats) -> list[Any]:
 
 
 def _dt(ms: int | None) -> datetime | None:
-    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 def message_row(d: Delivery, *, store_raw_phone: bool) -> list[Any]:

@@ -16,11 +16,11 @@ import sys
 import tempfile
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 import clickhouse_connect
@@ -206,7 +206,7 @@ class Warehouse:
     def embedded(self) -> bool:
         return self.url.startswith("chdb:")
 
-    def open(self) -> "Warehouse":
+    def open(self) -> Warehouse:
         if not self.embedded:
             settings = dict(on_cluster.SESSION_SETTINGS) if self.cluster else None
             self._client = clickhouse_connect.get_client(dsn=self.url, settings=settings)

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import uuid
 import re
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -34,14 +35,25 @@ from aiokafka.errors import CommitFailedError
 
 from sms_analytics.model import topics
 from sms_analytics.model.events import (
-    ProviderBalance, decode_deliveries, decode_provider_metric, decode_reply, read_delivery_headers,
+    ProviderBalance,
+    decode_deliveries,
+    decode_provider_metric,
+    decode_reply,
+    read_delivery_headers,
 )
 from sms_analytics.model.times import now_ms
 from sms_analytics.observability.timings import Timings
 from sms_analytics.retrying import Backoff, retry
 from sms_analytics.sinks.rollups import Rollups
 from sms_analytics.sinks.rows import (
-    ALERT_COLUMNS, BALANCE_COLUMNS, REPLY_COLUMNS, STATS_COLUMNS, alert_row, balance_row, reply_row, stats_row,
+    ALERT_COLUMNS,
+    BALANCE_COLUMNS,
+    REPLY_COLUMNS,
+    STATS_COLUMNS,
+    alert_row,
+    balance_row,
+    reply_row,
+    stats_row,
 )
 from sms_analytics.sinks.warehouse import Warehouse
 
@@ -207,7 +219,7 @@ class ClickHouseSink:
                 try:
                     await asyncio.wait_for(self._stopping.wait(), pause)
                     return
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 if sum(self._lag.values()) < BACKLOG_RECORDS or time.monotonic() - last >= ROLLUP_MAX_DEFER_SECONDS:
                     break

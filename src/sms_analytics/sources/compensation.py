@@ -7,7 +7,8 @@ providers' API limits. A question about a provider without a query is skipped.""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 

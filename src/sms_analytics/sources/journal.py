@@ -26,10 +26,11 @@ import asyncio
 import os
 import sqlite3
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import msgspec
 import structlog
@@ -38,11 +39,15 @@ from aiokafka import AIOKafkaProducer
 from sms_analytics.model import topics
 from sms_analytics.model.events import ReplyEvent, encode
 from sms_analytics.model.times import now_ms
-from sms_analytics.retrying import Backoff, retry_unless_stopped
 from sms_analytics.observability.deadletters import DeadLetters
+from sms_analytics.retrying import Backoff, retry_unless_stopped
 from sms_analytics.sources.base.fields import Event, Rejected
 from sms_analytics.sources.producer import (
-    BATCHED, MAX_BATCH_EVENTS, BrokerUnavailable, partition_of, route,
+    BATCHED,
+    MAX_BATCH_EVENTS,
+    BrokerUnavailable,
+    partition_of,
+    route,
 )
 
 log = structlog.get_logger(__name__)
@@ -103,7 +108,7 @@ class Journal:
         self.rows = 0  # rows in the journal
 
     # --- lifecycle ----------------------------------------------------------------------------------
-    async def open(self) -> "Journal":
+    async def open(self) -> Journal:
         await self._call(self._open)
         return self
 
@@ -175,7 +180,7 @@ class Journal:
             queued, self._queue = self._queue, []
             try:
                 await self._call(self._insert, [row for rows, _ in queued for row in rows])
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - handed on to every waiter of the batch
                 for _, done in queued:
                     if not done.done():
                         done.set_exception(exc)
@@ -293,7 +298,7 @@ class JournaledPublisher:
     forwarder. The same contract as publisher.Publisher: BrokerUnavailable (answered 503) when the
     journal cannot take it."""
 
-    def __init__(self, journal: Journal, forwarder: "Forwarder") -> None:
+    def __init__(self, journal: Journal, forwarder: Forwarder) -> None:
         self.journal = journal
         self.forwarder = forwarder
         self.ready = False
@@ -440,7 +445,7 @@ class Forwarder:
             producer, self._producer = self._producer, None
             try:
                 await asyncio.wait_for(producer.stop(), 10)
-            except Exception as exc:  # a dead broker: nothing to flush that the journal lacks
+            except Exception as exc:  # noqa: BLE001 - a dead broker: nothing to flush that the journal lacks
                 log.warning("forwarder.stop_failed", error=type(exc).__name__)
 
     async def _run(self) -> None:
@@ -454,7 +459,7 @@ class Forwarder:
             if sent == 0:
                 try:
                     await asyncio.wait_for(self._wake.wait(), 0.5)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     continue
                 if self._linger:
                     await asyncio.sleep(self._linger)  # let concurrent pushes land in one round

@@ -7,11 +7,21 @@ from typing import Any
 from sms_analytics.model.events import SendEvent
 from sms_analytics.model.providers import PROVIDERS
 from sms_analytics.model.times import parse_instant
-from sms_analytics.sources.base.fields import BadRecord, Identities, Parsed, as_records, collect, obj, opt_str, req_str
+from sms_analytics.sources.base.fields import (
+    BadRecord,
+    Event,
+    Identities,
+    Parsed,
+    as_records,
+    collect,
+    obj,
+    opt_str,
+    req_str,
+)
 
 
 def parse_sends(doc: Any, ids: Identities, now_ms: int) -> Parsed:
-    def convert(record: Any) -> list[SendEvent]:
+    def convert(record: Any) -> list[Event]:
         rec = obj(record, "send")
         provider = req_str(rec, "provider", allow_number=False)
         if provider not in PROVIDERS:

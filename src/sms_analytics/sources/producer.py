@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Protocol, Sequence
+from typing import Any, Protocol
 
 import msgspec
 import structlog
@@ -24,7 +25,13 @@ from aiokafka.errors import UnknownError, UnsupportedVersionError
 from sms_analytics.broker.admin import MAX_BATCH_BYTES
 from sms_analytics.model import topics
 from sms_analytics.model.events import (
-    ProviderBalance, ProviderStats, ReceiptEvent, ReplyEvent, SendEvent, encode, encode_batch,
+    ProviderBalance,
+    ProviderStats,
+    ReceiptEvent,
+    ReplyEvent,
+    SendEvent,
+    encode,
+    encode_batch,
 )
 from sms_analytics.model.times import now_ms
 from sms_analytics.observability.deadletters import DeadLetters
@@ -230,20 +237,20 @@ class Publisher:
             self._close(key, batch)
         return batch.done
 
-    def _close(self, key: tuple[str, int], batch: "_OpenBatch") -> None:
+    def _close(self, key: tuple[str, int], batch: _OpenBatch) -> None:
         if self._open.get(key) is batch:
             del self._open[key]
             task = asyncio.create_task(self._send_batch(key, batch))
             self._sending.add(task)
             task.add_done_callback(self._sending.discard)
 
-    async def _send_batch(self, key: tuple[str, int], batch: "_OpenBatch") -> None:
+    async def _send_batch(self, key: tuple[str, int], batch: _OpenBatch) -> None:
         topic, partition = key
         try:
             acks = [await self._send_group(topic, partition, batch.events[i:i + MAX_BATCH_EVENTS])
                     for i in range(0, len(batch.events), MAX_BATCH_EVENTS)]
             await asyncio.gather(*acks)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - handed on to every caller through batch.done
             if not batch.done.done():
                 batch.done.set_exception(exc)
             batch.done.exception()  # retrieved: every caller gets it through its own await

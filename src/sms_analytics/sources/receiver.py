@@ -17,8 +17,9 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import msgspec
 import structlog
@@ -147,8 +148,7 @@ class Receiver:
             app.router.add_post(f"/v1/sends/{name}", self._v1(provider.send_envelope))
         for path, (name, kind) in CALLBACKS.items():
             provider = self.providers[name]
-            parse = getattr(provider, kind)
-            app.router.add_post(path, self._callback(provider, lambda body, now, parse=parse: parse(self._records(body), now)))
+            app.router.add_post(path, self._callback(provider, self._records_then(getattr(provider, kind))))
         if not self.token:
             log.warning("receiver.no_token", hint="SMS_CALLBACK_TOKEN is unset: the ingest endpoints take anyone's pushes")
         return app
@@ -204,6 +204,10 @@ class Receiver:
         if isinstance(doc, list) and len(doc) > self.max_records:
             raise BadBody(too_many_records(len(doc), self.max_records))
         return doc
+
+    def _records_then(self, parse: Callable[[Any, int], Parsed]) -> ParseFn:
+        """A callback's parse: the body's records (at most max_records) handed to the provider's parser."""
+        return lambda body, now: parse(self._records(body), now)
 
     async def _read(self, request: web.Request, provider: Answers) -> bytes | web.Response:
         """The body as sent, at most max_body bytes. A larger one is answered 413 and the first

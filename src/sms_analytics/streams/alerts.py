@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import msgspec
 
@@ -79,7 +80,7 @@ class Tally:
     every event of a batch at the same time, so a batch costs the windows one addition per key,
     and an observation costs a dictionary update."""
 
-    __slots__ = ("by_carrier", "sends", "receipts", "outcomes", "latencies")
+    __slots__ = ("by_carrier", "latencies", "outcomes", "receipts", "sends")
 
     def __init__(self, by_carrier: bool) -> None:
         self.by_carrier = by_carrier

@@ -6,7 +6,7 @@ what the app declares is app.py's."""
 from __future__ import annotations
 
 import gc
-from typing import Any, cast
+from typing import Any
 
 import faust
 import structlog
@@ -45,15 +45,16 @@ class _Consumer(aiokafka_driver.Consumer):
         acked = self._acked[tp]
         committed = self._committed_offset[tp]
         if acked and committed is not None and min(acked) > committed and not self._gap[tp].at(committed):
-            held = getattr(self, "_held", None)
+            held: set[tuple[Any, int]] | None = getattr(self, "_held", None)
             if held is None:
-                held = self._held = set()
+                held = set()
+                self._held = held
             if (tp, committed) not in held:  # once per hold, not at every commit
                 held.add((tp, committed))
                 log.warning("worker.commit_held", topic=tp.topic, partition=tp.partition, committed=committed,
                             first_acknowledged=min(acked))
             return None
-        return cast(int | None, super()._new_offset(tp))
+        return super()._new_offset(tp)
 
 
 def transport(app: faust.App, fetch_max_wait_ms: int) -> Any:

@@ -17,8 +17,9 @@ a batch's changes to the store and writes their records (the join's and the comp
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import faust
 import msgspec

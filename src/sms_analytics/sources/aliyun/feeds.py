@@ -4,8 +4,9 @@ ends: the MNS loop is `mns.py`'s, the compensation loop `sources/compensation.py
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sms_analytics.model.events import CompensationRequest
 from sms_analytics.model.times import CHINA, now_ms
@@ -16,6 +17,7 @@ from sms_analytics.sources.base.fields import Parsed
 
 if TYPE_CHECKING:  # the SDKs load only when a feed is configured (`build`)
     from sms_analytics.sources.aliyun.client import AliyunClient
+    from sms_analytics.sources.aliyun.mns import Kind
 
 
 def build(settings: Settings, provider: Aliyun, publish: Publish) -> FeedSet:
@@ -39,8 +41,9 @@ def mns_consumers(settings: Settings, provider: Aliyun, publish: Publish) -> lis
         return []
     from sms_analytics.sources.aliyun.mns import MnsConsumer
 
-    queues = ((s.sms_aliyun_mns_report_queue, "SmsReport", provider.receipts),
-              (s.sms_aliyun_mns_up_queue, "SmsUp", provider.replies))
+    queues: tuple[tuple[str | None, Kind, Callable[[Any, int], Parsed]], ...] = (
+        (s.sms_aliyun_mns_report_queue, "SmsReport", provider.receipts),
+        (s.sms_aliyun_mns_up_queue, "SmsUp", provider.replies))
     return [MnsConsumer(endpoint=s.sms_aliyun_mns_endpoint, access_id=s.sms_aliyun_access_key_id,
                         access_key=s.sms_aliyun_access_key_secret.get_secret_value(), queue=queue, kind=kind,
                         publish=publish, parse=parse)

@@ -27,10 +27,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Protocol, Sequence
+from typing import Any, Literal, Protocol
 
 import msgspec
 import structlog
@@ -117,7 +119,7 @@ class MnsStats:
 class MnsMessage:
     message_id: str
     receipt_handle: str
-    body: str
+    body: str | bytes  # the SDK's message_body: text, or bytes by its decoding
     dequeue_count: int
 
 
@@ -214,10 +216,8 @@ class MnsConsumer:
 
     def _close_sdk(self) -> None:
         if self._account is not None:
-            try:
+            with contextlib.suppress(Exception):  # closing a dead connection
                 self._account.get_client().close_connection()
-            except Exception:  # noqa: BLE001 - closing a dead connection
-                pass
         self._account = self._queue = None
 
     def _receive_sync(self) -> list[MnsMessage]:

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import msgspec
-
 
 from sms_analytics.model.events import ReceiptEvent, ReplyEvent, SendEvent
 from sms_analytics.model.times import parse_china_datetime
 from sms_analytics.sources.base.fields import (
-    MAX_FIELD_CHARS, BadBody, BadRecord, Event, Parsed, as_list, collect, decode_json, obj, opt_str, req_bool,
-    req_str, req_text, scalar,
+    MAX_FIELD_CHARS,
+    BadBody,
+    BadRecord,
+    Event,
+    Parsed,
+    as_list,
+    collect,
+    decode_json,
+    obj,
+    opt_str,
+    req_bool,
+    req_str,
+    req_text,
+    scalar,
 )
 from sms_analytics.sources.base.provider import CallbackKind, Provider, Reply, json_reply
 

@@ -12,8 +12,10 @@ be serialized back (nested deeper than the encoder writes) is still dead-lettere
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from types import FrameType
+from typing import Any
 
 import msgspec
 import structlog
@@ -67,7 +69,8 @@ def decode_json(data: bytes | str) -> Any:
     """`msgspec.json.decode`, nested at most MAX_DEPTH levels whatever the caller's stack depth
     (msgspec counts each level against Python's recursion limit, so the limit is set to this frame's
     depth + MAX_DEPTH for the call). Deeper: `msgspec.DecodeError`, like any other invalid JSON."""
-    depth, frame = 0, sys._getframe()
+    depth = 0
+    frame: FrameType | None = sys._getframe()
     while frame is not None:
         depth += 1
         frame = frame.f_back
@@ -324,7 +327,7 @@ class Identities:
             raise BadPhone("phone is not a China mobile number (11 digits starting with 1)")
         return phone
 
-    def fields(self, phone: Phone) -> dict[str, str]:
+    def fields(self, phone: Phone) -> dict[str, Any]:
         return {
             "phone": phone.e164,
             "phone_hash": self._hash(phone.e164),
@@ -333,7 +336,7 @@ class Identities:
             "country_code": phone.country_code,
         }
 
-    def identity(self, provider: str, message_id: str, phone: Phone) -> dict[str, str]:
+    def identity(self, provider: str, message_id: str, phone: Phone) -> dict[str, Any]:
         if not message_id:
             raise BadRecord("missing message id")
         if len(message_id) > 128:
@@ -342,7 +345,25 @@ class Identities:
 
 
 __all__ = [
-    "BadBody", "BadRecord", "Event", "INTERNAL_ERROR", "Identities", "Identity", "Parsed", "Rejected",
-    "TimeWindow", "as_list", "as_records", "collect", "loads", "obj", "opt_str", "raw_of", "reason_of",
-    "req_bool", "req_str", "req_text", "scalar",
+    "INTERNAL_ERROR",
+    "BadBody",
+    "BadRecord",
+    "Event",
+    "Identities",
+    "Identity",
+    "Parsed",
+    "Rejected",
+    "TimeWindow",
+    "as_list",
+    "as_records",
+    "collect",
+    "loads",
+    "obj",
+    "opt_str",
+    "raw_of",
+    "reason_of",
+    "req_bool",
+    "req_str",
+    "req_text",
+    "scalar",
 ]

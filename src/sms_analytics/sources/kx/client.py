@@ -33,7 +33,7 @@ MO_QUERY_PATH = "/api/v2/sms/moquery"
 
 def kx_sign(userid: str, ts_ms: int | str, apikey: str) -> str:
     """``md5(userid + ts + apikey)`` as 32 lower-case hex characters (§4.2)."""
-    return hashlib.md5(f"{userid}{ts_ms}{apikey}".encode("utf-8")).hexdigest()
+    return hashlib.md5(f"{userid}{ts_ms}{apikey}".encode()).hexdigest()
 
 
 class KxError(Exception):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sms_analytics.model.events import ProviderBalance
+from sms_analytics.model.events import ProviderBalance, ReceiptEvent
 from sms_analytics.model.times import now_ms
 from sms_analytics.settings import Settings
 from sms_analytics.sources.base.feed import Feed, FeedSet, Publish, SpooledPull, feed_options
@@ -33,7 +33,8 @@ def kx_reports(client: KxClient, provider: Kx, publish: Publish, data_dir: Path,
     def parse(records: list[Any], now: int) -> Parsed:
         parsed = provider.receipts(records, now)
         for event in parsed.events:
-            event.source = "poll"
+            if isinstance(event, ReceiptEvent):  # receipts() yields nothing else
+                event.source = "poll"
         return parsed
 
     return SpooledPull("kx.mtquery", client.mt_query, parse, publish, data_dir, **kw)

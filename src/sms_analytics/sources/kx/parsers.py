@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from sms_analytics.model.events import ReceiptEvent, ReplyEvent, SendEvent
 from sms_analytics.model.providers import segments
 from sms_analytics.model.times import parse_compact
 from sms_analytics.sources.base.fields import (
-    BadBody, BadRecord, Event, Parsed, as_list, collect, obj, opt_str, req_str, req_text, scalar,
+    BadBody,
+    BadRecord,
+    Event,
+    Parsed,
+    as_list,
+    collect,
+    obj,
+    opt_str,
+    req_str,
+    req_text,
+    scalar,
 )
 from sms_analytics.sources.base.provider import CallbackKind, Provider, Reply
 
@@ -53,7 +64,9 @@ class Kx(Provider):
         code = _code(response.get("code"), "response.code")
         if not code:
             raise BadBody("response.code is missing")
-        data = response.get("data") if isinstance(response.get("data"), dict) else {}
+        data = response.get("data")
+        if not isinstance(data, dict):
+            data = {}
         taskid = _code(data.get("taskid"), "response.data.taskid")
         if code == "0" and not taskid:
             raise BadBody("response.code is 0 but data.taskid is missing")

@@ -20,11 +20,11 @@ such as ``ClientNetworkError``). Secrets and phone numbers are never logged.
 from __future__ import annotations
 
 import asyncio
-import msgspec
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import msgspec
 import structlog
 from tencentcloud.common import credential
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException

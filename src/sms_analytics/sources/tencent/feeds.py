@@ -6,9 +6,10 @@ PullSmsSendStatusByPhoneNumber (`by_phone`). Calls go through the official SDK
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from sms_analytics.model.events import CompensationRequest, ProviderStats
 from sms_analytics.model.times import CHINA, now_ms
@@ -49,8 +50,8 @@ def by_phone(client: TencentClient, app_ids: Sequence[str], provider: Tencent) -
     async def ask(request: CompensationRequest) -> Parsed:
         statuses: list[Any] = []
         for app_id in app_ids:
-            found = await client.pull_send_status_by_phone(app_id, request.phone, request.sent_at_ms // 1000 - 60,
-                                                           None, 0, 100)
+            found: list[Any] = await client.pull_send_status_by_phone(  # the API's JSON: each item checked below
+                app_id, request.phone, request.sent_at_ms // 1000 - 60, None, 0, 100)
             statuses += [s for s in found if isinstance(s, dict) and s.get("SerialNo") == request.message_id]
         return provider.pulled_statuses(statuses, now_ms())
 

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any, ClassVar, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from sms_analytics.model.events import ReceiptEvent, ReplyEvent, SendEvent
 from sms_analytics.model.times import parse_china_datetime, parse_epoch_seconds
 from sms_analytics.sources.base.fields import (
-    BadBody, BadRecord, Event, Parsed, as_list, as_records, collect, obj, opt_str, req_str, req_text,
+    BadBody,
+    BadRecord,
+    Event,
+    Parsed,
+    as_list,
+    as_records,
+    collect,
+    obj,
+    opt_str,
+    req_str,
+    req_text,
     scalar,
 )
 from sms_analytics.sources.base.provider import CallbackKind, Provider, Reply, json_reply
