@@ -22,7 +22,8 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/sms-analytics run --duration $(DURATION) --rate $(RATE)
 
-test: $(STAMP)
+# `make test`: lint and types first (a finding fails the run, hence CI), then the suite.
+test: $(STAMP) lint
 	$(BIN)/python -m pytest -q
 
 # `make lint`: ruff (rules and import order) over the tree and mypy over src/ and bench/ (tests/: see [tool.mypy]), both

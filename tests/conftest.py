@@ -17,13 +17,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 import aiohttp
-from aiohttp import web
 import pytest
 import pytest_asyncio
+from aiohttp import web
 
 from sms_analytics import logs
 from sms_analytics.broker.apache import ApacheKafkaBroker, kafka_version, missing_tools
@@ -228,7 +229,7 @@ async def eventually(check: Callable[[], Any], timeout: float = 15.0, interval: 
 async def rows(runtime: Runtime, sql: str) -> list[dict[str, Any]]:
     assert runtime.warehouse is not None
     columns, data = await asyncio.to_thread(runtime.warehouse.query, sql)
-    return [dict(zip(columns, r)) for r in data]
+    return [dict(zip(columns, r, strict=False)) for r in data]
 
 
 async def serve(app: web.Application) -> tuple[web.AppRunner, str]:

@@ -46,15 +46,10 @@ ALERT_RULE_V1 = {
 ALERT_RULE_GROUP_V1 = {"orgId": ENV, "name": ENV, "folder": ENV, "interval": ENV, "rules": [ALERT_RULE_V1]}
 ALERT_RULES_FILE = {"apiVersion": PLAIN, "groups": [ALERT_RULE_GROUP_V1],
                     "deleteRules": [{"uid": ENV, "orgId": ENV}]}
-DATASOURCE_V1 = {name: ENV for name in (
-    "orgId", "orgName", "version", "name", "type", "access", "url", "user", "database", "basicAuth",
-    "basicAuthUser", "withCredentials", "isDefault", "correlations", "jsonData", "secureJsonData", "editable",
-    "uid")}
+DATASOURCE_V1 = dict.fromkeys(("orgId", "orgName", "version", "name", "type", "access", "url", "user", "database", "basicAuth", "basicAuthUser", "withCredentials", "isDefault", "correlations", "jsonData", "secureJsonData", "editable", "uid"), ENV)
 DATASOURCES_FILE = {"apiVersion": PLAIN, "datasources": [DATASOURCE_V1],
                     "deleteDatasources": [{"orgId": ENV, "orgName": ENV, "name": ENV}]}
-DASHBOARD_PROVIDER_V1 = {name: ENV for name in (
-    "name", "type", "orgId", "folder", "folderUid", "editable", "options", "disableDeletion",
-    "updateIntervalSeconds", "allowUiUpdates")}
+DASHBOARD_PROVIDER_V1 = dict.fromkeys(("name", "type", "orgId", "folder", "folderUid", "editable", "options", "disableDeletion", "updateIntervalSeconds", "allowUiUpdates"), ENV)
 DASHBOARD_PROVIDERS_FILE = {"apiVersion": PLAIN, "providers": [DASHBOARD_PROVIDER_V1]}
 # provisioning/<directory>/*.yaml -> the schema Grafana reads it with
 SCHEMAS = {"alerting": ALERT_RULES_FILE, "datasources": DATASOURCES_FILE, "dashboards": DASHBOARD_PROVIDERS_FILE}

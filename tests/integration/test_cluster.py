@@ -94,7 +94,7 @@ def _chdb(sql: str) -> str:
     return str(answer["data"])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _formatted(sql: str) -> str:
     """The statement as ClickHouse's parser gives it back, on one line (chDB formatQuerySingleLine)."""
     literal = sql.replace("\\", "\\\\").replace("'", "\\'")
@@ -167,7 +167,7 @@ def test_every_sharding_key_keeps_what_a_merge_folds_on_one_shard() -> None:
 def test_the_ingest_views_write_the_local_parts_from_the_local_null_tables() -> None:
     views = [c for c in CLUSTERED if c.startswith("CREATE MATERIALIZED VIEW")]
     assert len(views) == 2
-    for sql, source in zip(views, ("delivery_ingest", "delivery_ingest_raw")):
+    for sql, source in zip(views, ("delivery_ingest", "delivery_ingest_raw"), strict=False):
         formatted = _formatted(sql)
         assert f" ON CLUSTER {CLUSTER} TO sms.message_parts_local AS SELECT" in formatted
         assert formatted.endswith(f"FROM sms.{source}_local")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+
 from tests.unit.test_compose import CLICKHOUSE_ACCESS_FILE, GRAFANA_CH_USER_FILE
 
 

@@ -28,7 +28,6 @@ from sms_analytics.sinks.rows import (
 )
 from sms_analytics.sinks.warehouse import Warehouse
 
-
 # --- (a), (b): the JSON files and the targets --------------------------------------------------------
 
 
@@ -122,7 +121,7 @@ def _insert_scenario(warehouse: Warehouse, start: datetime) -> None:
 
 def run(wh: Warehouse, sql: str) -> list[dict[str, Any]]:
     cols, rows = wh.query(sql)
-    return [dict(zip(cols, r)) for r in rows]
+    return [dict(zip(cols, r, strict=False)) for r in rows]
 
 
 def resolve_variables(wh: Warehouse, dashboard: dict[str, Any], selection: dict[str, Any], start: datetime,
@@ -236,8 +235,8 @@ def test_side_by_side_without_a_mapping_compares_raw_templates(
     panel = next(p for p in build.overview()["panels"] if p["title"] == SIDE_BY_SIDE)
     options = {"provider": PROVIDERS, "carrier": CARRIERS, "template": TEMPLATES, "sign": SIGNS, "country": ["86", "852"]}
     sql = expand(panel["targets"][0]["rawSql"], start=start, end=end, interval_s=300,
-                 variables={v: "All" for v in DIMS}, all_values={k: list(v) for k, v in options.items()})
-    where = truth_where(panel["targets"][0]["rawSql"], {v: "All" for v in DIMS},
+                 variables=dict.fromkeys(DIMS, "All"), all_values={k: list(v) for k, v in options.items()})
+    where = truth_where(panel["targets"][0]["rawSql"], dict.fromkeys(DIMS, "All"),
                         {k: list(v) for k, v in options.items()}, start, end)
     path = tmp_path / "names.csv"
     path.write_text(SCENARIO_TEMPLATE_NAMES, encoding="utf-8")
@@ -616,7 +615,7 @@ def test_side_by_side_over_days_merges_sketches_as_minutes(scenario: dict[str, A
     start, end = scenario["start"] - timedelta(days=2, minutes=11), scenario["start"] + timedelta(days=2, seconds=7)
     dashboard = build.overview()
     panel = next(p for p in dashboard["panels"] if p["title"] == SIDE_BY_SIDE)
-    selection = {v: "All" for v in DIMS}
+    selection = dict.fromkeys(DIMS, "All")
     options = resolve_variables(wh, dashboard, selection, start, end)
     rows = run(wh, expand(panel["targets"][0]["rawSql"], start=start, end=end, interval_s=600, variables=selection,
                           all_values=options))

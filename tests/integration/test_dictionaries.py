@@ -7,7 +7,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-
 SCRIPT = textwrap.dedent("""
     import sys
     from sms_analytics.sinks.warehouse import Warehouse

@@ -20,6 +20,7 @@ The random moments and the traffic come from one seed, printed (DURABILITY_SEED 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import re
@@ -29,9 +30,10 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Iterator
+from typing import Any
 
 import aiohttp
 import orjson
@@ -108,7 +110,7 @@ class Pid:
     started: int
 
     @classmethod
-    def of(cls, pid: int) -> "Pid | None":
+    def of(cls, pid: int) -> Pid | None:
         stat = proc_stat(pid)
         return cls(pid, stat[2]) if stat else None
 
@@ -243,10 +245,8 @@ class Up:
         """End everything this test started; returns the brokers that were still alive."""
         self.current_brokers()
         if self.proc is not None and self.proc.poll() is None:  # not reaped: its group id is still ours
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
             self.proc.wait(10)
         leaked = [p for p in self.brokers if p.alive()]
         for p in leaked:
@@ -256,17 +256,15 @@ class Up:
 
 def kill_pid(p: Pid) -> None:
     if p.alive():
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(p.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 async def get_status(url: str, timeout: float = 2.0) -> int:
     try:
         async with aiohttp.ClientSession() as s, s.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as r:
             return r.status
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+    except (TimeoutError, aiohttp.ClientError, OSError):
         return 0
 
 
@@ -378,7 +376,7 @@ class Traffic:
                                 sign_name=rng.choice(TENCENT_SIGNS), session_context=f"dur_{self.seq}",
                                 serial_nos=serials, request_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
                                 sent_at=round(sent_at, 3), fee=fee)
-            for p, s in zip(phones, serials):
+            for p, s in zip(phones, serials, strict=False):
                 receipts.append((s, tencent_status(
                     p, s, receive_time=reports[p],
                     **_code(rng, failed[p], TENCENT_DELIVERED, TENCENT_RECEIPT_FAILURES[numbers[p]],
@@ -394,11 +392,11 @@ class Traffic:
                     **_code(rng, failed[p], KX_DELIVERED, KX_RECEIPT_FAILURES, "code", "msg"))))
         minute = int(round(sent_at, 3) // 60 * 60)
         messages = [Message(provider, mid, f"+86{p}", "failed" if failed[p] else "delivered", minute)
-                    for (mid, _), p in zip(receipts, phones)]
+                    for (mid, _), p in zip(receipts, phones, strict=False)]
         self.messages.extend(messages)
         send = Push("send", provider, SEND_PATHS[provider], orjson.dumps(body), messages)
         with_receipt = []
-        for m, (_, record) in zip(messages, receipts):
+        for m, (_, record) in zip(messages, receipts, strict=False):
             if rng.random() < RECEIPT_SHARE:
                 with_receipt.append((m, record))
             else:
@@ -499,7 +497,7 @@ class Driver:
                         self.answers[str(status)] += 1
                         if 400 <= status < 500 and status not in (408, 429):
                             raise AssertionError(f"push {push.kind} {push.path} refused for good: {status} {text}")
-                except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:
+                except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
                     self.answers[type(exc).__name__] += 1
                 self.retries += 1
                 await asyncio.sleep(0.3)
@@ -532,12 +530,12 @@ class Driver:
     def unacked(self) -> list[Push]:
         return [p for p in self.pushes if not p.acked]
 
-    async def finish(self, feeding: "asyncio.Task[None]", timeout: float) -> None:
+    async def finish(self, feeding: asyncio.Task[None], timeout: float) -> None:
         """The rest of the traffic at full speed; every push acknowledged within `timeout` s."""
         self.fast.set()
         try:
             await asyncio.wait_for(asyncio.shield(feeding), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             feeding.cancel()
             waiting = self.unacked()
             raise AssertionError(
@@ -721,7 +719,7 @@ async def kill_when_warehouse_busy(up: Up, rng: random.Random) -> str:
                         f"waited > {threshold * 1000:.0f} ms on the warehouse)")
             try:
                 n = await task
-            except Exception:
+            except Exception:  # noqa: BLE001 - a failed probe is left out of the latencies; the counts check it
                 continue
             latencies.append(time.monotonic() - t0)
             moving = last_n is not None and n != last_n
@@ -789,16 +787,16 @@ async def sigkilled_at_random_moments(up_factory: Callable[..., Up], external: d
                 acked = asyncio.get_running_loop().create_future()
 
                 def on_ack(push: Push) -> None:
-                    if push.kind == "receipt" and not acked.done():
+                    if push.kind == "receipt" and not acked.done():  # noqa: B023 - called within this iteration
                         up.sigkill()  # synchronously, the moment the 2xx arrived
                         driver.on_ack = None
-                        acked.set_result(push)
+                        acked.set_result(push)  # noqa: B023 - called within this iteration
 
                 broker_before = up.live_broker()
                 driver.on_ack = on_ack
                 try:
                     push = await asyncio.wait_for(acked, 20)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     raise AssertionError("no receipt push was acknowledged within 20 s") from None
                 up.reap()
                 kills.append(f"#{len(kills) + 1} right after a 200 to a push of {len(push.messages)} receipts")
@@ -851,7 +849,7 @@ async def sigkilled_at_random_moments(up_factory: Callable[..., Up], external: d
 
 # --- 2. only the embedded broker's process SIGKILLed ---------------------------------------------
 
-async def kill_broker_twice(up: Up, driver: Driver, feeding: "asyncio.Task[None]", rng: random.Random,
+async def kill_broker_twice(up: Up, driver: Driver, feeding: asyncio.Task[None], rng: random.Random,
                             kills: list[str]) -> list[float]:
     """SIGKILL the live broker process of `up` mid-traffic, twice; each time `up` must recover by
     itself (still running, healthy, acknowledging pushes again) within 60 s."""

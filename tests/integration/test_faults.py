@@ -9,14 +9,16 @@ receipts, 10% receipts before their send) with its ground truth."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import aiohttp
 import orjson
@@ -81,7 +83,7 @@ async def get_status(url: str) -> int:
     try:
         async with aiohttp.ClientSession() as s, s.get(url, timeout=aiohttp.ClientTimeout(total=3)) as r:
             return r.status
-    except (aiohttp.ClientError, asyncio.TimeoutError):
+    except (TimeoutError, aiohttp.ClientError):
         return 0
 
 
@@ -407,10 +409,8 @@ async def post_raw_then_kill(port: int, path: str, body: bytes, delay: float, se
         await asyncio.sleep(delay)
     answered = bool(reader._buffer)  # type: ignore[attr-defined]  # bytes already received
     service.kill()
-    try:
+    with contextlib.suppress(TimeoutError, ConnectionError):
         answered = answered or bool(await asyncio.wait_for(reader.read(64), 2))
-    except (ConnectionError, asyncio.TimeoutError):
-        pass
     writer.close()
     return answered
 
@@ -424,7 +424,7 @@ async def test_push_retried_after_the_receiver_died_mid_request_counts_once(brok
     up.start()
     try:
         await healthy(up)
-        base = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(hours=20)
+        base = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=20)
         pushes: list[tuple[str, bytes, datetime]] = []
         unanswered = 0
         for k, delay in enumerate((0.0, 0.02, 0.1)):
@@ -443,12 +443,12 @@ async def test_push_retried_after_the_receiver_died_mid_request_counts_once(brok
             want = {"messages": 300, "delivered": 300, "failed": 0, "pending": 0, "distinct_messages": 300}
 
             async def once() -> dict[str, int] | None:
-                got = {k: int(v) for k, v in (await query(up, COUNTS + f" WHERE {where}"))[0].items()}
-                return got if got == want else None
+                got = {k: int(v) for k, v in (await query(up, COUNTS + f" WHERE {where}"))[0].items()}  # noqa: B023
+                return got if got == want else None  # noqa: B023 - awaited within this iteration
 
             await eventually(once, timeout=60, interval=0.5)
             minute = f"minute = toDateTime('{sent.strftime('%Y-%m-%d %H:%M:%S')}', 'UTC')"
-            await eventually(lambda: _rollup_is(up, f"provider = 'aliyun' AND {minute}", 300), timeout=60,
+            await eventually(lambda: _rollup_is(up, f"provider = 'aliyun' AND {minute}", 300), timeout=60,  # noqa: B023
                              interval=0.5)
         print(f"\nreceiver killed mid-request {len(pushes)} times ({unanswered} unanswered): every receipt counted once")
     finally:
@@ -470,7 +470,7 @@ async def test_receiver_answers_503_while_the_broker_is_unreachable(tmp_path: Pa
     receiver = Service(["receiver"], env, tmp_path / "receiver.log")
     http = f"http://127.0.0.1:{env['SMS_HTTP_PORT']}"
     path = f"/callbacks/aliyun/sms-report?token={TOKEN}"
-    sent = datetime.now(timezone.utc) - timedelta(minutes=5)
+    sent = datetime.now(UTC) - timedelta(minutes=5)
     answers: dict[str, list[int]] = {"start": [], "outage": []}
     stored_needed: list[tuple[str, bytes]] = []
 
@@ -503,7 +503,7 @@ async def test_receiver_answers_503_while_the_broker_is_unreachable(tmp_path: Pa
             assert time.monotonic() - t0 < 6  # answered within the publish timeout, never hanging
         broker.process.send_signal(signal.SIGCONT)
         assert answers["outage"] and set(answers["outage"]) == {503}
-        for prefix, body in list(stored_needed):  # the providers retry every 503
+        for _prefix, body in list(stored_needed):  # the providers retry every 503
             async def accepted(body: bytes = body) -> bool:
                 async with aiohttp.ClientSession() as s, s.post(http + path, data=body) as r:
                     return r.status == 200

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import aiohttp
 import orjson
@@ -17,9 +18,9 @@ import pytest_asyncio
 from sms_analytics.runtime import Runtime
 from sms_analytics.simulate.kx import KxSimulator
 from sms_analytics.sources.base.feed import Checkpoint
+from sms_analytics.sources.kx.client import KxClient
 from sms_analytics.sources.kx.feeds import KxBalance, kx_reports, kx_uplink
 from sms_analytics.sources.kx.parsers import Kx
-from sms_analytics.sources.kx.client import KxClient
 from sms_analytics.sources.producer import BrokerUnavailable
 from tests.conftest import TOKEN, eventually, rows, serve
 
@@ -87,7 +88,7 @@ async def test_kx_mtquery_receipts_and_push_plus_poll_count_once(pipeline: Runti
 
 
 def sim_reports(sim: KxSimulator) -> list[dict[str, Any]]:
-    return [p.body for p in sim._reports]  # noqa: SLF001 - the records the next MTQuery returns
+    return [p.body for p in sim._reports]
 
 
 async def test_kx_spool_survives_a_failed_publish_and_a_restart(pipeline: Runtime, kx: Any, tmp_path: Path) -> None:
@@ -132,8 +133,8 @@ async def test_kx_moquery_and_balance(pipeline: Runtime, kx: Any, tmp_path: Path
 
 async def test_mns_smsreport_queue_into_the_warehouse(pipeline: Runtime, tmp_path: Path) -> None:
     from sms_analytics.simulate.mns import MnsSimulator
-    from sms_analytics.sources.aliyun.parsers import Aliyun
     from sms_analytics.sources.aliyun.mns import MnsConsumer
+    from sms_analytics.sources.aliyun.parsers import Aliyun
 
     sim = MnsSimulator(access_id="mns-id", access_key="mns-key", visibility_timeout=5)
     runner, url = await serve(sim.app())
@@ -179,11 +180,12 @@ async def tencent() -> AsyncIterator[tuple[Any, Any]]:
 
 
 async def test_tencent_pulls_statistics_and_compensation(pipeline: Runtime, tencent: Any, tmp_path: Path) -> None:
+    import time as clock
+
+    from sms_analytics.model.events import CompensationRequest
     from sms_analytics.sources.compensation import Compensator
     from sms_analytics.sources.tencent.feeds import TencentStatistics, by_phone, tencent_replies, tencent_statuses
     from sms_analytics.sources.tencent.parsers import Tencent
-    from sms_analytics.model.events import CompensationRequest
-    import time as clock
 
     sim, client = tencent
     provider = Tencent(pipeline_ids(pipeline))
@@ -216,6 +218,7 @@ async def test_tencent_pulls_statistics_and_compensation(pipeline: Runtime, tenc
     sim.report(serials[2], at=clock.time() - 2)
     assert len(await client.pull_send_status("1400006666")) == 1  # consumed: only the by-phone query can find it now
     from aiokafka import AIOKafkaProducer
+
     from sms_analytics.model import topics
     from sms_analytics.model.events import encode
 

@@ -7,8 +7,10 @@ import random
 import uuid
 from collections import Counter, defaultdict
 from typing import Any
+
 import aiohttp
 from aiohttp.test_utils import TestClient, TestServer
+
 from sms_analytics.model import topics
 from sms_analytics.model.events import decode_message_events, decode_reply
 from sms_analytics.runtime import Runtime
@@ -16,9 +18,25 @@ from sms_analytics.sources.base.fields import INTERNAL_ERROR
 from sms_analytics.sources.receiver import INGEST_ENDPOINTS, Guards, Receiver
 from tests.conftest import TOKEN, eventually, rows
 from tests.unit.sources.test_receiver_fuzz import (
-    Case, Draw, ENVELOPES, IDS, Key, MAX_BODY, RECORD_CLASSES, WINDOW, body_case, build_body, envelope_case, event_key, make_record, mark, now_ms, post, read_range, record_case,
+    ENVELOPES,
+    IDS,
+    MAX_BODY,
+    RECORD_CLASSES,
+    WINDOW,
+    Case,
+    Draw,
+    Key,
+    body_case,
+    build_body,
+    envelope_case,
+    event_key,
+    make_record,
+    mark,
+    now_ms,
+    post,
+    read_range,
+    record_case,
 )
-
 
 EVENT_TOPICS = (topics.SENDS, topics.RECEIPTS, topics.REPLIES)
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+
 import pytest
+
 from sms_analytics.dashboards.macros import expand
 from sms_analytics.model.events import Delivery
 from sms_analytics.runtime import Runtime
 from sms_analytics.sinks.rollups import Rollups
 from sms_analytics.sinks.rows import MESSAGE_COLUMNS, message_row
 from tests.unit.dashboards.test_alerting import BY_UID, OPS, RULES
-
 
 BAD, OK = "alerttest_bad", "alerttest_ok"
 

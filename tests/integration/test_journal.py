@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 from typing import Any
+
 import aiohttp
 import pytest
 from aiokafka import AIOKafkaConsumer
+
 from sms_analytics.broker.admin import ensure_topics
 from sms_analytics.broker.embedded import EmbeddedBroker
 from sms_analytics.model import topics
@@ -113,7 +115,7 @@ async def test_a_send_before_a_rotation_joins_its_receipt_after_it(pipeline: Run
     assert pipeline.journal is not None and pipeline.broker is not None, "the session pipeline is embedded `up`"
     biz = [f"rot{uid()}" for _ in range(20)]
     phones = [f"1390000{i:04d}" for i in range(20)]
-    for b, phone in zip(biz, phones):
+    for b, phone in zip(biz, phones, strict=False):
         status, body = await post(http, "/v1/sends/aliyun", aliyun_send(b, [phone]))
         assert status == 202, body
     await eventually(lambda: _count(pipeline, biz, "status = 'pending'", 20), timeout=30)
@@ -130,7 +132,7 @@ async def test_a_send_before_a_rotation_joins_its_receipt_after_it(pipeline: Run
     await consumer.start()
     try:
         status, body = await post(http, "/callbacks/aliyun/sms-report",
-                                  [aliyun_report(b, phone) for b, phone in zip(biz, phones)])
+                                  [aliyun_report(b, phone) for b, phone in zip(biz, phones, strict=False)])
         assert status == 200, body
         joined: dict[str, Any] = {}
 

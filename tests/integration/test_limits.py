@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
+
 from sms_analytics.model import topics
 from sms_analytics.runtime import Runtime
 from sms_analytics.sources.receiver import INGEST_ENDPOINTS, OVERSIZE_SAMPLE_BYTES
 from tests.conftest import TOKEN
-from tests.unit.sources.test_receiver_fuzz import mark, read_range
 from tests.unit.sources.test_receiver import error_of
+from tests.unit.sources.test_receiver_fuzz import mark, read_range
 
 
 @pytest.mark.pipeline

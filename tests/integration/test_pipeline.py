@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import aiohttp
@@ -109,7 +109,7 @@ async def test_aliyun_multi_number_bizid_send_then_receipts(http: aiohttp.Client
     assert failed["failure_category"] == "invalid_number" and failed["carrier"] == "unicom"
     assert (pending["status"], pending["reported_at"], pending["carrier"]) == ("pending", None, "telecom")
     assert delivered["phone_hash"] == hashed("+8613900000001")
-    assert delivered["sent_at"].replace(tzinfo=timezone.utc) == T0.astimezone(timezone.utc)
+    assert delivered["sent_at"].replace(tzinfo=UTC) == T0.astimezone(UTC)
     assert delivered["template"] == "SMS_153055065" and delivered["sign"] == "阿里云"
     assert all(r["receipt_count"] == (0 if r is pending else 1) for r in by_mask.values())
     assert len(got) == 2
@@ -192,7 +192,7 @@ async def test_receipt_without_send_takes_sent_at_from_receipt(http: aiohttp.Cli
     await post(http, "/callbacks/aliyun/sms-report", [aliyun_report(biz, "13600000006", reported=T0 + timedelta(seconds=2))])
     row = (await eventually(lambda: message(pipeline, "aliyun", biz)))[0]
     assert row["status"] == "delivered" and row["latency_ms"] == 2000
-    assert row["sent_at"].replace(tzinfo=timezone.utc) == T0.astimezone(timezone.utc)
+    assert row["sent_at"].replace(tzinfo=UTC) == T0.astimezone(UTC)
     assert row["template"] == ""
 
 
@@ -220,7 +220,7 @@ async def test_submit_failures_are_failed_without_latency(http: aiohttp.ClientSe
 async def test_normalized_sends_accept_valid_and_reject_invalid(http: aiohttp.ClientSession, pipeline: Runtime) -> None:
     mid = uid()
     status, body = await post(http, "/v1/sends", [
-        {"provider": "tencent", "message_id": mid, "phone": "+8613312345678", "sent_at": T0.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        {"provider": "tencent", "message_id": mid, "phone": "+8613312345678", "sent_at": T0.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
          "template": "T9", "sign": "S", "segments": 2},
         {"provider": "nope", "message_id": "x", "phone": "13312345678", "sent_at": 1_700_000_000},
         {"provider": "kx", "message_id": "y", "phone": "not-a-number", "sent_at": 1_700_000_000},
@@ -250,7 +250,7 @@ async def dead_letters(pipeline: Runtime) -> list[Any]:
         await consumer.stop()
 
 
-@pytest.mark.parametrize(("path", "expected"), [
+@pytest.mark.parametrize("path, expected", [
     ("/callbacks/aliyun/sms-report", lambda b: orjson.loads(b)["code"] != 0),
     ("/callbacks/tencent/status", lambda b: orjson.loads(b)["result"] != 0),
     ("/callbacks/kx/report", lambda b: b.startswith(b"FAIL")),
@@ -286,7 +286,7 @@ async def test_invalid_record_in_batch_is_dead_lettered_and_neighbours_kept(http
     assert [r["phone_masked"] for r in await message(pipeline, "aliyun", biz)] == ["139****0008"]
 
 
-@pytest.mark.parametrize(("path", "token"), [
+@pytest.mark.parametrize("path, token", [
     ("/callbacks/aliyun/sms-report", None), ("/callbacks/tencent/status", "wrong"),
     ("/callbacks/kx/report", ""), ("/v1/sends", "wrong"), ("/v1/sends/aliyun", None),
     ("/callbacks/tencent/reply", TOKEN[:-1]),

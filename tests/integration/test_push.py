@@ -7,10 +7,10 @@ import os
 import socket
 import sys
 from pathlib import Path
+
 from sms_analytics.dashboards import alerting
 from tests.grafana_standin import GrafanaStandin
-from tests.unit.dashboards.test_push import CH_PASSWORD, TOKEN, counts, grafana  # noqa: F401, F811 - grafana: the fixture the tests take
-
+from tests.unit.dashboards.test_push import CH_PASSWORD, TOKEN, counts, grafana  # noqa: F401 - grafana: the fixture the tests take
 
 CLI = Path(sys.executable).with_name("sms-analytics")
 
@@ -30,7 +30,7 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
-async def test_cli_push(grafana: tuple[GrafanaStandin, str]) -> None:
+async def test_cli_push(grafana: tuple[GrafanaStandin, str]) -> None:  # noqa: F811 - the imported fixture
     standin, url = grafana
     rc, out, err = await run_cli("--grafana-url", url, "--token", TOKEN, env={"CLICKHOUSE_PASSWORD": CH_PASSWORD})
     assert rc == 0, err
@@ -48,7 +48,7 @@ async def test_cli_push(grafana: tuple[GrafanaStandin, str]) -> None:
     assert out.strip().endswith("1 unchanged, 10 updated") and counts(standin) == (1, 1, 2, 6)
 
 
-async def test_cli_wrong_token_exits_1_and_creates_nothing(grafana: tuple[GrafanaStandin, str]) -> None:
+async def test_cli_wrong_token_exits_1_and_creates_nothing(grafana: tuple[GrafanaStandin, str]) -> None:  # noqa: F811
     standin, url = grafana
     wrong = "glsa_wrong_token_zzz"
     rc, out, err = await run_cli("--grafana-url", url, env={"GRAFANA_TOKEN": wrong})

@@ -208,8 +208,8 @@ async def test_a_query_endpoint_beyond_loopback_needs_a_token(tmp_path: Any) -> 
 def test_the_allowlist_holds_only_row_generators() -> None:
     # numbers/zeros/generate_series/primes make rows from their arguments, values from its literals,
     # view and null from a query that is itself checked; none reads a file, the network or a process.
-    assert SAFE_TABLE_FUNCTIONS == {"numbers", "numbers_mt", "zeros", "zeros_mt", "generate_series", "generateSeries",
-                                    "primes", "values", "view", "null"}
+    assert {"numbers", "numbers_mt", "zeros", "zeros_mt", "generate_series", "generateSeries",
+                                    "primes", "values", "view", "null"} == SAFE_TABLE_FUNCTIONS
 
 
 CHDB_USER_FILES = """

@@ -11,7 +11,7 @@ import os
 import re
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from sms_analytics.sinks.warehouse import Warehouse
 from tests.integration.test_dashboards import load_scenario
 
 CLI = str(Path(sys.executable).with_name("sms-analytics"))
-GENERATED = datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+GENERATED = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
 SECTION = re.compile(r'<section class="panel (\w+)"[^>]*><h2>(.*?)</h2>(.*?)</section>', re.S)
 APOSTROPHE = "&#(?:x27|39);"  # ' escaped (html.escape writes &#x27;, Jinja2's markupsafe &#39;)
 CARD = re.compile(r'<div class="card (\w+)"><div class="label">[^<]*</div><div class="big">([^<]*)</div>')
@@ -58,7 +58,7 @@ def message_totals(wh: Warehouse, start: datetime, end: datetime) -> dict[str, i
                countIf(status = 'pending') AS pending, countIf(status = 'expired') AS expired
         FROM sms.messages
         WHERE sent_at >= toDateTime({int(start.timestamp())}) AND sent_at <= toDateTime({int(end.timestamp())})""")
-    return dict(zip(cols, rows[0]))
+    return dict(zip(cols, rows[0], strict=False))
 
 
 # --- the page -------------------------------------------------------------------------------------
@@ -124,7 +124,7 @@ def test_text_is_escaped(page: str) -> None:
 
 
 def test_empty_range_says_no_data(scenario: dict[str, Any]) -> None:
-    start = datetime(2001, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2001, 1, 1, tzinfo=UTC)
     text = report.build_report(scenario["warehouse"].query, report.time_range(start, start + timedelta(hours=1)))
     found = sections(text)
     assert len(found) == len(build.overview()["panels"])

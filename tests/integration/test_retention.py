@@ -12,7 +12,7 @@ import re
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ def _settings(data_dir: str, retention: dict[str, int]) -> Settings:
 
 
 def _at(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, timezone.utc)
+    return datetime.fromtimestamp(seconds, UTC)
 
 
 def _messages(tag: str, minute_s: int) -> list[Delivery]:
@@ -103,8 +103,8 @@ def scenario(data_dir: str) -> dict[str, Any]:
     # First start (30 days): the parts of 4 days ago are in retention, written when they were sent.
     wh, s, out["first_start"] = _start(data_dir, FIRST)
     for tag, minute in (("old", old), ("fresh", fresh)):
-        wh.insert("sms.message_parts", [message_row(d, store_raw_phone=False) + [_at(minute)] for d in deliveries[tag]],
-                  MESSAGE_COLUMNS + ("stored_at",))
+        wh.insert("sms.message_parts", [[*message_row(d, store_raw_phone=False), _at(minute)] for d in deliveries[tag]],
+                  (*MESSAGE_COLUMNS, "stored_at"))
         wh.insert("sms.replies", [["tencent", f"{tag}-reply", f"{tag}-h1", "139****0001", "mobile", "86", "TD", "S", "",
                                    _at(minute), _at(minute)]], REPLY_COLUMNS)
     rollups = Rollups(wh, int(s.sms_expire_after.total_seconds()), s.sms_retention_days)

@@ -13,6 +13,7 @@ import random
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Any
 
 import aiohttp
@@ -96,7 +97,7 @@ def reference(msgs: list[Msg]) -> dict[tuple[str, str, str], Any]:
             category = {"pending": "", "delivered": "delivered"}[status]
         out[(m.provider, m.message_id, normalize(m.phone).masked)] = {
             "status": status, "error_code": code, "failure_category": category, "latency_ms": latency,
-            "receipt_count": len(set((r[0], r[1]) for r in m.receipts)),
+            "receipt_count": len({(r[0], r[1]) for r in m.receipts}),
         }
     return out
 
@@ -206,14 +207,14 @@ async def test_scenario_matches_reference_and_rollups(pipeline: Runtime) -> None
 
     r = await eventually(rolled_up, timeout=60, interval=1.0)
     assert r["expired"] == 0 and sum(want.values()) == N
-    q = dict(zip((0.5, 0.9, 0.95, 0.99), r["q"]))
-    for level, value in zip(levels, exact):
+    q = dict(zip((0.5, 0.9, 0.95, 0.99), r["q"], strict=False))
+    for level, value in zip(levels, exact, strict=False):
         assert abs(q[level] - value) <= 0.01 * value, (level, q[level], value)
     print(f"latency p50/p90/p99 exact {exact} ms; rollup sketch {[round(q[lv]) for lv in levels]} ms; "
           f"rollup totals {[r[k] for k in ('sent', 'delivered', 'failed', 'expired', 'pending')]}")
     exact_in_ch = (await rows(pipeline, f"SELECT quantilesExactLow(0.5, 0.9, 0.99)(latency_ms) AS q FROM sms.messages "
                                          f"WHERE {where} AND status = 'delivered' AND latency_ms IS NOT NULL"))[0]["q"]
-    assert [abs(a - b) <= 1000 for a, b in zip(exact_in_ch, exact)] == [True] * 3
+    assert [abs(a - b) <= 1000 for a, b in zip(exact_in_ch, exact, strict=False)] == [True] * 3
 
 
 def _has_sent(msgs: list[Msg], message_id: str) -> bool:
@@ -246,7 +247,7 @@ async def test_completeness_maturation_lag_and_reconciliation_views(pipeline: Ru
     assert [m["provider"] for m in maturation] == ["aliyun", "kx", "tencent"]
     for m in maturation:
         rates = m["provisional_rate"]
-        assert rates == sorted(rates) and 0 <= rates[0] and rates[-1] <= 1
+        assert rates == sorted(rates) and rates[0] >= 0 and rates[-1] <= 1
         delivered = sum(1 for x in msgs if x["provider"] == m["provider"] and x["status"] == "delivered")
         assert rates[-1] == pytest.approx(delivered / m["sent"])  # receipts all came within 72 h
     lag = await rows(pipeline, "SELECT provider, lag_seconds FROM sms.receipt_lag "
@@ -266,6 +267,6 @@ async def test_completeness_maturation_lag_and_reconciliation_views(pipeline: Ru
 
 
 def datetime_utc(ts: float) -> Any:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime.fromtimestamp(ts, tz=timezone.utc)
+    return datetime.fromtimestamp(ts, tz=UTC)

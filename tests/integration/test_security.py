@@ -9,12 +9,14 @@ import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import AsyncIterator
+
 import aiohttp
 import orjson
 import pytest
 import pytest_asyncio
+
 from sms_analytics.broker.embedded import free_port
 from sms_analytics.runtime import Runtime
 from sms_analytics.simulate import lane as lane_module
@@ -22,7 +24,6 @@ from sms_analytics.simulate.lane import ProviderLane
 from sms_analytics.sources.receiver import INGEST_ENDPOINTS
 from tests.conftest import HASH_KEY, TOKEN, eventually, rows
 from tests.unit.sources.test_receiver_fuzz import ENVELOPES, SPECS, Draw, Rec, build_body, now_ms, valid_record
-
 
 CLI = str(Path(sys.executable).with_name("sms-analytics"))
 

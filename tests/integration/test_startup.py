@@ -223,8 +223,8 @@ async def test_a_receiver_started_before_its_broker_waits_for_it(tmp_path: Path)
         broker.stop()
 
 
-HOLD = "import sys, time; from sms_analytics.sinks.warehouse import Warehouse; held = Warehouse(sys.argv[1]).open(); " \
-       "print('open', flush=True); time.sleep(float(sys.argv[2]))"
+HOLD = ("import sys, time; from sms_analytics.sinks.warehouse import Warehouse; held = Warehouse(sys.argv[1]).open(); "
+        "print('open', flush=True); time.sleep(float(sys.argv[2]))")
 
 
 def test_a_chdb_path_open_in_another_process_is_one_line_then_waited_for(tmp_path: Path) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+
 import pytest
+
 from sms_analytics.dashboards import build
 from sms_analytics.runtime import Runtime
 from sms_analytics.sinks.template_names import TemplateNamesError, load
@@ -33,7 +35,7 @@ async def test_load_replaces_the_mapping_and_the_dictionary_follows(pipeline: Ru
         assert names_of(pipeline, keys) == ["login code", "login code", "trip reminder", "1110", "login code"]
         assert await asyncio.to_thread(load, wh, second) == 1  # replaced, not added to
         assert names_of(pipeline, keys) == ["verification code", "", "1110", "1110", "449739"]
-        with pytest.raises(TemplateNamesError, match="bad.csv, line 3: duplicate of line 2"):
+        with pytest.raises(TemplateNamesError, match=r"bad\.csv, line 3: duplicate of line 2"):
             await asyncio.to_thread(load, wh, bad)
         assert wh.query("SELECT name FROM sms.template_names")[1] == [("verification code",)]  # checked first
     finally:

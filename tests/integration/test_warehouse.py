@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from sms_analytics.model.events import Delivery
-from sms_analytics.sinks.rows import MESSAGE_COLUMNS, message_row
 from sms_analytics.runtime import Runtime
+from sms_analytics.sinks.rows import MESSAGE_COLUMNS, message_row
 from sms_analytics.sinks.warehouse import Warehouse, check_read_only, migrations
 
 BASE = dict(provider="aliyun", phone="+8613900000001", phone_hash="h1", phone_masked="139****0001",
@@ -55,7 +55,7 @@ def test_parts_fold_into_one_row_in_any_order(warehouse: Warehouse, order: tuple
     if optimize:
         warehouse.query("OPTIMIZE TABLE sms.message_parts FINAL", read_only=False)
     for final in ("", " FINAL"):
-        cols, rows = warehouse.query(
+        _cols, rows = warehouse.query(
             f"SELECT status, error_code, latency_ms, receipt_count, template, segments, sent_at IS NOT NULL, "
             f"failure_category FROM sms.messages{final} WHERE message_id = '{mid}'")
         assert rows == [("delivered", "DELIVERED", 9000, 2, "T", 2, True, "delivered")], (final, rows)
@@ -108,7 +108,7 @@ def test_json_ingest_token_deduplicates_a_retried_batch(warehouse: Warehouse) ->
 
 def test_read_only_engine_setting_refuses_a_write_disguised_as_select(warehouse: Warehouse) -> None:
     assert check_read_only("SELECT ';' AS x") == "SELECT ';' AS x"
-    with pytest.raises(Exception, match="(?i)readonly"):
+    with pytest.raises(Exception, match=r"(?i)readonly"):
         warehouse.query("SELECT * FROM url('http://127.0.0.1:1/x', CSV, 'a String') "
                         "SETTINGS readonly = 0")
 

@@ -103,7 +103,7 @@ def environment(service: Mapping) -> dict[str, str]:
     env = service.get("environment") or {}
     if isinstance(env, list):
         pairs = (item.split("=", 1) if "=" in item else (item, "") for item in env)
-        return {key: value for key, value in pairs}
+        return dict(pairs)
     return {key: "" if value is None else str(value) for key, value in env.items()}
 
 
@@ -297,7 +297,7 @@ def test_every_service_has_a_real_healthcheck(services, name):
     assert isinstance(test, list) and test[0] in {"CMD", "CMD-SHELL"} and len(test) > 1, test
 
 
-@pytest.mark.parametrize(("name", "dependencies"), [("receiver", {"kafka"}), ("worker", {"kafka", "clickhouse"})])
+@pytest.mark.parametrize("name, dependencies", [("receiver", {"kafka"}), ("worker", {"kafka", "clickhouse"})])
 def test_app_services_wait_for_healthy_dependencies(services, name, dependencies):
     depends_on = services[name]["depends_on"]
     assert isinstance(depends_on, Mapping), "long depends_on syntax is needed for conditions"

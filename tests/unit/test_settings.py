@@ -29,7 +29,7 @@ def test_the_warehouse_url_defaults_to_chdb_in_the_data_dir(tmp_path: Path) -> N
     assert settings(clickhouse_url="http://u:p@ch:8123").warehouse_url == "http://u:p@ch:8123"
 
 
-@pytest.mark.parametrize(("field", "value", "says"), [
+@pytest.mark.parametrize("field, value, says", [
     ("kafka_bootstrap_servers", "broker", "host:port"),
     ("kafka_bootstrap_servers", "a:9092,b:99999", "host:port"),
     ("clickhouse_url", "mysql://db", "chdb:///path"),

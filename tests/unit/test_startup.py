@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from sms_analytics.startup import scrub
 from sms_analytics.urls import redact, secrets_of
 

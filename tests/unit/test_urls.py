@@ -7,7 +7,7 @@ import pytest
 from sms_analytics.urls import redact, secrets_of
 
 
-@pytest.mark.parametrize(("url", "shown"), [
+@pytest.mark.parametrize("url, shown", [
     ("http://writer:p%40ss@clickhouse:8123/?database=sms", "http://***@clickhouse:8123/?database=sms"),
     ("http://clickhouse:8123", "http://clickhouse:8123"),
     ("chdb:///var/lib/sms/warehouse", "chdb:///var/lib/sms/warehouse"),

@@ -7,7 +7,13 @@ from datetime import timedelta
 import pytest
 
 from sms_analytics.broker.admin import (
-    INPUTS, OUTPUTS, PartitionMismatch, new_topic, refuse_mismatch, retention_configs, topic_configs,
+    INPUTS,
+    OUTPUTS,
+    PartitionMismatch,
+    new_topic,
+    refuse_mismatch,
+    retention_configs,
+    topic_configs,
 )
 from sms_analytics.model import topics
 

@@ -6,11 +6,12 @@ import json
 import re
 from datetime import UTC, datetime
 from typing import Any
+
 import pytest
+
 from sms_analytics.dashboards import build
 from sms_analytics.dashboards.macros import expand
 from tests.integration.test_dashboards import SIDE_BY_SIDE
-
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
 from sms_analytics.dashboards.formats import as_time, column_kinds, column_unit, duration, fmt, metric_unit, si
 
 
-@pytest.mark.parametrize(("value", "unit", "precise", "text"), [
+@pytest.mark.parametrize("value, unit, precise, text", [
     (None, "short", True, "—"),
     (float("nan"), "ms", True, "—"),
     (1234567, "short", True, "1,234,567"),
@@ -40,7 +40,7 @@ def test_si_and_duration() -> None:
 
 
 def test_as_time() -> None:
-    utc = timezone.utc
+    utc = UTC
     assert as_time(datetime(2026, 1, 2)) == datetime(2026, 1, 2, tzinfo=utc)
     assert as_time(date(2026, 1, 2)) == datetime(2026, 1, 2, tzinfo=utc)
     assert as_time("2026-01-02T08:00:00+08:00") == datetime(2026, 1, 2, tzinfo=utc)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+
 import pytest
 import yaml
+
 from sms_analytics.dashboards import build, pipeline_health
 
 

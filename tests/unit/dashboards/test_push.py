@@ -152,7 +152,7 @@ def test_api_rules_are_the_provisioning_file_rules() -> None:
     (built,) = push.rule_groups()
     converted = [push.api_rule(r, built, "f-uid") for r in built["rules"]]
     assert [r["uid"] for r in converted] == [r["uid"] for r in group["rules"]]
-    for api, file_rule in zip(converted, group["rules"]):
+    for api, file_rule in zip(converted, group["rules"], strict=False):
         assert {k: v for k, v in api.items() if k not in ("folderUID", "ruleGroup", "orgID")} == file_rule
         assert (api["folderUID"], api["ruleGroup"], api["orgID"]) == ("f-uid", group["name"], group["orgId"])
     assert push.interval_seconds("1m") == 60 and push.interval_seconds("1h30m") == 5400

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
 import pytest
+
 from sms_analytics.dashboards import build, charts, report
 from tests.integration.test_report import APOSTROPHE, GENERATED, sections
 
@@ -16,7 +18,7 @@ def test_hostile_values_are_escaped() -> None:
 
     def query(sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         if "AS time" in sql:
-            return ["time", "provider", "sent"], [(datetime(2030, 1, 1, tzinfo=timezone.utc), evil, 1)]
+            return ["time", "provider", "sent"], [(datetime(2030, 1, 1, tzinfo=UTC), evil, 1)]
         return ["provider", "sent"], [(evil, 1)]
 
     text = report.build_report(query, report.time_range(GENERATED - timedelta(hours=1), GENERATED))
@@ -65,10 +67,10 @@ def test_interval_and_axes() -> None:
 
 
 def test_layout_fills_every_line() -> None:
-    panels = [p for p in sorted(build.overview()["panels"], key=lambda p: (p["gridPos"]["y"], p["gridPos"]["x"]))]
+    panels = sorted(build.overview()["panels"], key=lambda p: (p["gridPos"]["y"], p["gridPos"]["x"]))
     spans = report.layout_spans(panels)
     line = 0
-    for panel, span in zip(panels, spans):
+    for panel, span in zip(panels, spans, strict=False):
         assert 1 <= span <= 24 and (panel["type"] != "table" or span >= 12)
         line = (line + span) % 24
     assert line == 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-
 _times = st.one_of(st.none(), st.integers(min_value=0, max_value=4_102_444_800_000))
 
 

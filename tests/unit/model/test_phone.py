@@ -9,10 +9,7 @@ from pathlib import Path
 
 import pytest
 
-
-
 from sms_analytics.model.phone import BadPhone, PhoneHasher, load_or_create_key, mask, normalize
-
 
 # --- phone: normalization ---------------------------------------------------------------------------
 

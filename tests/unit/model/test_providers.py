@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 
-
 def test_segments_rule() -> None:
     from sms_analytics.model.providers import GSM_SEGMENT_CHARS, segments
 

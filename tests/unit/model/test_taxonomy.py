@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from sms_analytics.model.taxonomy import CATEGORIES, categorize
 
 

@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+
 import pytest
+
 from sms_analytics.model.times import (
-    CHINA, BadTime, ms_to_datetime, parse_china_datetime, parse_compact, parse_duration, parse_epoch_seconds,
+    CHINA,
+    BadTime,
+    ms_to_datetime,
+    parse_china_datetime,
+    parse_compact,
+    parse_duration,
+    parse_epoch_seconds,
     parse_instant,
 )
 
 
 def utc_ms(*args: int) -> int:
-    return int(datetime(*args, tzinfo=timezone.utc).timestamp() * 1000)
+    return int(datetime(*args, tzinfo=UTC).timestamp() * 1000)
 
 
 def test_china_datetime() -> None:
     assert parse_china_datetime("2017-01-01 00:00:00") == utc_ms(2016, 12, 31, 16, 0, 0) == 1_483_200_000_000
     assert parse_china_datetime(" 2015-10-17 08:03:04 ") == utc_ms(2015, 10, 17, 0, 3, 4)
-    assert ms_to_datetime(1_483_200_000_000) == datetime(2016, 12, 31, 16, tzinfo=timezone.utc)
+    assert ms_to_datetime(1_483_200_000_000) == datetime(2016, 12, 31, 16, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("value", ["2017/01/01 00:00:00", "2017-01-01T00:00:00", "2017-01-01", "", "yesterday",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 
-
 def test_message_key() -> None:
     from sms_analytics.model.topics import message_key, message_key_text
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from sms_analytics.observability.deadletters import endpoint_label, reason_class
 
 

@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import quote
 
@@ -92,7 +92,7 @@ def sign_v1(params: dict[str, str], secret: str, method: str = "GET") -> tuple[s
 
 
 def common_params(access_key_id: str = AK_ID, *, at: float | None = None, fmt: str = "JSON") -> dict[str, str]:
-    when = datetime.fromtimestamp(time.time() if at is None else at, timezone.utc)
+    when = datetime.fromtimestamp(time.time() if at is None else at, UTC)
     return {
         "AccessKeyId": access_key_id,
         "Format": fmt,
@@ -189,7 +189,7 @@ def test_doc_worked_example_signature() -> None:
 
 @pytest.mark.asyncio
 async def test_doc_example_url_is_accepted_once() -> None:
-    at = datetime(2017, 7, 12, 2, 42, 19, tzinfo=timezone.utc).timestamp() + 30
+    at = datetime(2017, 7, 12, 2, 42, 19, tzinfo=UTC).timestamp() + 30
     sim = AliyunSimulator(access_key_id="testId", access_key_secret="testSecret", clock=lambda: at)
     runner, url, _ = await _serve(sim.app())
     try:
@@ -370,7 +370,7 @@ async def test_sdk_send_batch_sms(aliyun: Aliyun) -> None:
     sent = await aliyun.client.send_batch_sms(phones, signs, TEMPLATE, [{"code": "1"}, {"code": "2"}, {"code": "3"}])
     assert sent["Code"] == "OK"
     assert [(b, p, s, t) for b, p, s, t, _ in aliyun.sim.sent] == [
-        (sent["BizId"], p, s, TEMPLATE) for p, s in zip(phones, signs)]
+        (sent["BizId"], p, s, TEMPLATE) for p, s in zip(phones, signs, strict=False)]
     details = await aliyun.client.query_send_details("13900139000", aliyun.today(), biz_id=sent["BizId"])
     [dto] = details["SmsSendDetailDTOs"]["SmsSendDetailDTO"]
     assert dto["Content"].startswith("【签名乙】") and "code=2" in dto["Content"]
@@ -546,7 +546,7 @@ async def test_push_gives_up_after_ten_tries(aliyun: Aliyun) -> None:
             dropped += (await aliyun.sim.flush_pushes(aliyun.session))["dropped"]
             aliyun.clock.advance(60)
         assert len(tries) == 10 and dropped == 1
-        gaps = [round((b - a) / 60) for a, b in zip([start] + tries, tries)]
+        gaps = [round((b - a) / 60) for a, b in zip([start, *tries], tries, strict=False)]
         assert gaps == [0, 1, 5, 10, 30, 60, 60, 60, 60, 60]
         assert aliyun.sim.pending_pushes["up"] == 0
     finally:

@@ -19,9 +19,27 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from sms_analytics.simulate import plan as plan_module
-from sms_analytics.simulate.driver import GroundTruth, PROVIDERS, RECEIPT_PATHS, SEND_PATHS, SimulatorError, UPLINK_PATHS, drive
+from sms_analytics.simulate.driver import (
+    PROVIDERS,
+    RECEIPT_PATHS,
+    SEND_PATHS,
+    UPLINK_PATHS,
+    GroundTruth,
+    SimulatorError,
+    drive,
+)
 from sms_analytics.simulate.payloads.common import CHINA_TZ, carrier_of
-from sms_analytics.simulate.plan import ALIYUN_RECEIPT_FAILURES, ALIYUN_SUBMIT_ERRORS, KX_RECEIPT_FAILURES, KX_SUBMIT_ERRORS, RECEIPT_MAX_S, TENCENT_DELIVERED, TENCENT_RECEIPT_FAILURES, TENCENT_SUBMIT_ERRORS, plan_traffic
+from sms_analytics.simulate.plan import (
+    ALIYUN_RECEIPT_FAILURES,
+    ALIYUN_SUBMIT_ERRORS,
+    KX_RECEIPT_FAILURES,
+    KX_SUBMIT_ERRORS,
+    RECEIPT_MAX_S,
+    TENCENT_DELIVERED,
+    TENCENT_RECEIPT_FAILURES,
+    TENCENT_SUBMIT_ERRORS,
+    plan_traffic,
+)
 from sms_analytics.simulate.scenarios import Blackout, Outage
 
 REPO = Path(__file__).resolve().parents[3]

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 import orjson
 import pytest
@@ -20,8 +21,8 @@ from mns.mns_exception import MNSServerException
 from sms_analytics.model.events import ReceiptEvent, ReplyEvent
 from sms_analytics.model.phone import PhoneHasher
 from sms_analytics.simulate.mns import MnsSimulator
-from sms_analytics.sources.aliyun.parsers import Aliyun
 from sms_analytics.sources.aliyun.mns import MnsConsumer, RefreshingCredentials, decode_body
+from sms_analytics.sources.aliyun.parsers import Aliyun
 from sms_analytics.sources.base.fields import Identities
 from sms_analytics.sources.producer import BrokerUnavailable
 

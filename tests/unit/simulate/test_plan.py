@@ -9,12 +9,30 @@ import statistics
 from collections import Counter
 from statistics import NormalDist
 from typing import Any
+
 import orjson
+
+from sms_analytics.model.providers import segments as kx_segments
 from sms_analytics.simulate.driver import PROVIDERS
 from sms_analytics.simulate.payloads.common import CARRIER_SEGMENTS, carrier_of
-from sms_analytics.simulate.plan import ALIYUN_DELIVERED, ALIYUN_RECEIPT_FAILURES, ALIYUN_SUBMIT_ERRORS, CARRIER_LATENCY, KX_DELIVERED, KX_RECEIPT_FAILURES, KX_SUBMIT_ERRORS, PlannedMessage, RECEIPT_MAX_S, TENCENT_DELIVERED, TENCENT_RECEIPT_FAILURES, TENCENT_SUBMIT_ERRORS, TrafficPlan, plan_traffic, receipt_delay
-from sms_analytics.simulate.scenarios import Blackout, CARRIER_WEIGHTS, Outage
-from sms_analytics.model.providers import segments as kx_segments
+from sms_analytics.simulate.plan import (
+    ALIYUN_DELIVERED,
+    ALIYUN_RECEIPT_FAILURES,
+    ALIYUN_SUBMIT_ERRORS,
+    CARRIER_LATENCY,
+    KX_DELIVERED,
+    KX_RECEIPT_FAILURES,
+    KX_SUBMIT_ERRORS,
+    RECEIPT_MAX_S,
+    TENCENT_DELIVERED,
+    TENCENT_RECEIPT_FAILURES,
+    TENCENT_SUBMIT_ERRORS,
+    PlannedMessage,
+    TrafficPlan,
+    plan_traffic,
+    receipt_delay,
+)
+from sms_analytics.simulate.scenarios import CARRIER_WEIGHTS, Blackout, Outage
 from tests.unit.simulate.test_driver import TS, _parts, _report_lag
 
 
@@ -76,7 +94,7 @@ def test_receipt_delay_has_a_slow_tail_per_carrier() -> None:
     rng = random.Random(3)
     for carrier, profile in CARRIER_LATENCY.items():
         draws = [receipt_delay(rng, carrier) for _ in range(20000)]
-        assert 0.5 <= min(draws) and max(draws) <= RECEIPT_MAX_S
+        assert min(draws) >= 0.5 and max(draws) <= RECEIPT_MAX_S
         # Above 12 s: what the log-normal body alone gives, plus most of the tail share.
         body = 1 - NormalDist().cdf(math.log(12.0 / profile.median) / profile.sigma)
         slow = sum(d > 12.0 for d in draws) / len(draws)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+
 import pytest
+
 from sms_analytics.simulate.scenarios import Blackout, Outage, parse_scenario
 
 

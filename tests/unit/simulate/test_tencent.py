@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import aiohttp
@@ -141,7 +141,7 @@ def _raw_headers(host: str, action: str, body: bytes, ts: int, *, secret_id: str
                  content_type: str = "application/json", method: str = "POST", query: str = "",
                  sign_action: bool = False, version: str = "2021-01-11") -> dict[str, str]:
     """A hand-made v3 request, following 签名方法 v3 step by step."""
-    date = date or datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d")
+    date = date or datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
     signed = "content-type;host;x-tc-action" if sign_action else "content-type;host"
     canonical_headers = f"content-type:{content_type}\nhost:{host}\n"
     if sign_action:
@@ -285,7 +285,7 @@ async def test_send_sms_statuses(tc: Tc) -> None:
     assert re.fullmatch(r"[0-9a-f-]{36}", doc["RequestId"])
     assert [s["Code"] for s in statuses] == ["Ok", "Ok", "InvalidParameterValue.IncorrectPhoneNumber"]
     ok = statuses[:2]
-    for s, phone in zip(ok, [A, "+8618501234446"]):
+    for s, phone in zip(ok, [A, "+8618501234446"], strict=False):
         assert re.fullmatch(r"5000:\d{28}", s["SerialNo"])
         assert s == {"SerialNo": s["SerialNo"], "PhoneNumber": phone, "Fee": 1, "SessionContext": "outsid_1",
                      "Code": "Ok", "Message": "send success", "IsoCode": "CN"}
@@ -382,7 +382,7 @@ async def test_pull_send_status_by_phone_does_not_consume(tc: Tc) -> None:
         serials.append((await tc.client.send_sms(APP_ID, [A], "1110", "腾讯云", ["1"]))["SendStatusSet"][0]["SerialNo"])
         tc.clock.advance(60)
     other = (await tc.client.send_sms(APP_ID, [B], "1110", "腾讯云", ["1"]))["SendStatusSet"][0]["SerialNo"]
-    for s in serials[:2] + [other]:
+    for s in [*serials[:2], other]:
         tc.sim.report(s)  # serials[2] is not reported
     begin = int(START) - 10
     found = await tc.client.pull_send_status_by_phone(APP_ID, A, begin, None)
@@ -395,7 +395,7 @@ async def test_pull_send_status_by_phone_does_not_consume(tc: Tc) -> None:
         APP_ID, A, int(START) + 30, int(START) + 90)] == [serials[1]]
     assert [f["SerialNo"] for f in await tc.client.pull_send_status_by_phone(APP_ID, B, begin, None)] == [other]
     # The queue still has all three.
-    assert sorted(p["SerialNo"] for p in await tc.client.pull_send_status(APP_ID)) == sorted(serials[:2] + [other])
+    assert sorted(p["SerialNo"] for p in await tc.client.pull_send_status(APP_ID)) == sorted([*serials[:2], other])
     err = await _api_error(tc.client.pull_send_status_by_phone(APP_ID, A, int(START) - 8 * 86400, None))
     assert err.code == "InvalidParameterValue.BeginTimeVerifyFail"
     err = await _api_error(tc.client.pull_send_status_by_phone(APP_ID, A, begin, begin - 1))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+
 import pytest
 from pydantic import ValidationError
+
 from sms_analytics.settings import Settings
 from sms_analytics.sinks.cluster import ClusterError, cluster_form
 from sms_analytics.sinks.warehouse import Warehouse, ddl

@@ -9,13 +9,12 @@ against real ClickHouse: the named user is the one that signs in, and its passwo
 
 from __future__ import annotations
 
-
 import pytest
 
 from sms_analytics.sinks.warehouse import migrations, source_auth
 
 
-@pytest.mark.parametrize(("url", "want"), [
+@pytest.mark.parametrize("url, want", [
     ("chdb:///var/lib/sms/warehouse", ""),
     ("http://clickhouse:8123", ""),
     ("http://sms:s3cret@clickhouse:8123", " USER 'sms' PASSWORD 's3cret'"),

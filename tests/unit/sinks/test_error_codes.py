@@ -20,7 +20,7 @@ def test_lookup_rows_are_what_the_knowledge_base_resolves() -> None:
     kb = KnowledgeBase.load()
     rows = lookup_rows(kb, "v1")
     assert rows and all(len(r) == len(LOOKUP_COLUMNS) for r in rows)
-    named = [dict(zip(LOOKUP_COLUMNS, r)) for r in rows]
+    named = [dict(zip(LOOKUP_COLUMNS, r, strict=False)) for r in rows]
     assert {r["provider"] for r in named} == set(SHARED_ORDER)
     assert {r["carrier"] for r in named} <= set(CARRIERS)
     assert {r["stage"] for r in named} <= {"receipt", "submit"}

@@ -211,7 +211,7 @@ async def test_ops_app_serves_only_health_and_metrics() -> None:
 
 
 def test_render_plain_values_in_every_format() -> None:
-    when = _dt.datetime(2026, 1, 2, 3, 4, 5, 123000, tzinfo=_dt.timezone.utc)
+    when = _dt.datetime(2026, 1, 2, 3, 4, 5, 123000, tzinfo=_dt.UTC)
     row = (Decimal("1.50"), UUID(int=1), b"raw", [1, _dt.date(2026, 1, 2)], {"k": when}, None)
     columns = ["d", "u", "b", "l", "m", "z"]
     assert render(columns, [row], "json") == (

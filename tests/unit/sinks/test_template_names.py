@@ -75,11 +75,11 @@ def test_duplicates_are_errors(text: str, message: str) -> None:
 
 
 def test_unreadable_file(tmp_path: Path) -> None:
-    with pytest.raises(TemplateNamesError, match="missing.csv: cannot read"):
+    with pytest.raises(TemplateNamesError, match=r"missing\.csv: cannot read"):
         read(tmp_path / "missing.csv")
     bad = tmp_path / "latin1.csv"
     bad.write_bytes("provider,template,name\naliyun,SMS_1,caf\xe9\n".encode("latin-1"))
-    with pytest.raises(TemplateNamesError, match="latin1.csv: cannot read"):
+    with pytest.raises(TemplateNamesError, match=r"latin1\.csv: cannot read"):
         read(bad)
 
 

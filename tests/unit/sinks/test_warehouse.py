@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from sms_analytics.sinks.warehouse import NotReadOnly, check_read_only
 
 

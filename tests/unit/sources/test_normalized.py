@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 from typing import Any
+
 import pytest
+
 from sms_analytics.sources.base.fields import BadBody, Rejected
 from sms_analytics.sources.normalized import parse_sends
 from tests.unit.sources.base.test_provider import (
-    only, utc_ms, IDS, KX, KX_MT_OK, KX_MT_REQUEST, NOW, TENCENT, TENCENT_REPLY, envelope, phash,
+    IDS,
+    KX,
+    KX_MT_OK,
+    KX_MT_REQUEST,
+    NOW,
+    TENCENT,
+    TENCENT_REPLY,
+    envelope,
+    only,
+    phash,
+    utc_ms,
 )
 
 

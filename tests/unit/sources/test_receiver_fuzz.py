@@ -22,23 +22,25 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, AsyncIterator, Callable, Sequence
+from typing import Any
 
 import orjson
 import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sms_analytics import logs
 from sms_analytics.model.events import PROVIDERS, ReceiptEvent, ReplyEvent, SendEvent, encode
 from sms_analytics.model.phone import PhoneHasher
 from sms_analytics.sources.base.fields import INTERNAL_ERROR, Identities, TimeWindow
-from sms_analytics.sources.receiver import INGEST_ENDPOINTS, Guards, Receiver
 from sms_analytics.sources.producer import Publisher, route
+from sms_analytics.sources.receiver import INGEST_ENDPOINTS, Guards, Receiver
 from tests.conftest import TOKEN
 
 CHINA = timezone(timedelta(hours=8))
@@ -450,7 +452,7 @@ def record_case(d: Draw, endpoint: str, classes: Sequence[str], now: int, *, max
     recs = [make_record(endpoint, i, d.choice(classes), d, now, tag, huge=huge, big=big) for i in range(n)]
     single = SPECS[endpoint].single_object and n == 1 and isinstance(recs[0].value, dict) and d.choice([True, False])
     body, values = build_body(endpoint, recs, d, now, tag, single=single)
-    cls = recs[0].cls if len(set(r.cls for r in recs)) == 1 else "mixed_batches"
+    cls = recs[0].cls if len({r.cls for r in recs}) == 1 else "mixed_batches"
     return Case(endpoint, body, cls, False, recs, values)
 
 

@@ -27,7 +27,7 @@ def pending(message_id: str = "m", *, provider: str = "aliyun", age_ms: int = 20
                     phone_masked="138****8000", carrier="mobile", country_code="86", sent_at_ms=NOW - age_ms, **fields)
 
 
-@pytest.mark.parametrize(("d", "due"), [
+@pytest.mark.parametrize("d, due", [
     (pending(), True),
     (pending(age_ms=5 * MIN), False),  # not yet SMS_COMPENSATE_AFTER
     (pending(age_ms=31 * 24 * HOUR), False),  # beyond what the providers' query looks back

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sms_analytics.model.events import Delivery, ReceiptEvent, SendEvent
 from sms_analytics.streams.join import apply, failure_category, is_final
@@ -81,7 +83,7 @@ def test_final_state_is_independent_of_order_and_duplicates(
     case: tuple[SendEvent, list[ReceiptEvent], list[SendEvent | ReceiptEvent]],
 ) -> None:
     the_send, receipts, order = case
-    state, changes = fold(order)
+    state, _changes = fold(order)
 
     # The same events in a canonical order (send first, no duplicates) and reversed agree.
     canonical, _ = fold([the_send, *receipts])

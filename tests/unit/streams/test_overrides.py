@@ -34,7 +34,7 @@ def test_faust_alone_commits_past_one_unacknowledged_record() -> None:
     assert FaustConsumer._new_offset(consumer(_Consumer, 100, list(range(101, 111))), P0) == 111
 
 
-@pytest.mark.parametrize(("committed", "acked", "gap", "expected"), [
+@pytest.mark.parametrize("committed, acked, gap, expected", [
     (100, list(range(101, 111)), None, None),  # record 100 unacknowledged: hold
     (100, list(range(102, 111)), None, None),  # two unacknowledged (faust holds too)
     (100, list(range(100, 111)), None, 111),  # a run from the committed offset

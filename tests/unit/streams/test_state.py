@@ -17,7 +17,13 @@ from yarl import URL
 from sms_analytics.model.events import Delivery
 from sms_analytics.streams import state
 from sms_analytics.streams.state import (
-    ChangeBatch, MessageStateStore, changelog_retention, changelog_topic, decode_changes, encode_changes, encode_state,
+    ChangeBatch,
+    MessageStateStore,
+    changelog_retention,
+    changelog_topic,
+    decode_changes,
+    encode_changes,
+    encode_state,
 )
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+
 import pytest
+
 from sms_analytics.simulate.payloads.kx import kx_mo, kx_report, kx_send
 from tests.unit.simulate.test_driver import TS
 

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 from typing import Any
+
 import orjson
 import pytest
+
 from sms_analytics.model.events import ReceiptEvent, ReplyEvent, SendEvent
 from tests.unit.sources.base.test_provider import (
-    ALIYUN, ALIYUN_REPORT, ALIYUN_SEND_OK, ALIYUN_UP, NOW, envelope, only, phash, utc_ms,
+    ALIYUN,
+    ALIYUN_REPORT,
+    ALIYUN_SEND_OK,
+    ALIYUN_UP,
+    NOW,
+    envelope,
+    only,
+    phash,
+    utc_ms,
 )
 
 

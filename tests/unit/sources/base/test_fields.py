@@ -9,8 +9,24 @@ import orjson
 import pytest
 
 from sms_analytics.sources.base.fields import (
-    INTERNAL_ERROR, MAX_FIELD_CHARS, MAX_REASON_CHARS, BadBody, BadRecord, Parsed, as_list, as_records, collect, loads,
-    obj, opt_str, raw_of, reason_of, req_bool, req_str, req_text, scalar,
+    INTERNAL_ERROR,
+    MAX_FIELD_CHARS,
+    MAX_REASON_CHARS,
+    BadBody,
+    BadRecord,
+    Parsed,
+    as_list,
+    as_records,
+    collect,
+    loads,
+    obj,
+    opt_str,
+    raw_of,
+    reason_of,
+    req_bool,
+    req_str,
+    req_text,
+    scalar,
 )
 
 

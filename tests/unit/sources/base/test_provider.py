@@ -5,20 +5,21 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, example, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from sms_analytics.model.events import ReceiptEvent, ReplyEvent
 from sms_analytics.model.phone import PhoneHasher
+from sms_analytics.model.providers import segments as segments_for
 from sms_analytics.sources.aliyun.parsers import Aliyun
 from sms_analytics.sources.base.fields import BadBody, Identities, Parsed
-from sms_analytics.sources.kx.parsers import Kx
-from sms_analytics.model.providers import segments as segments_for
 from sms_analytics.sources.base.provider import Provider
+from sms_analytics.sources.kx.parsers import Kx
 from sms_analytics.sources.tencent.parsers import Tencent
 
 KEY = b"k" * 32
@@ -39,7 +40,7 @@ def envelope(request: dict[str, Any], response: dict[str, Any], sent_at: Any = N
 
 
 def utc_ms(*args: int) -> int:
-    return int(datetime(*args, tzinfo=timezone.utc).timestamp() * 1000)
+    return int(datetime(*args, tzinfo=UTC).timestamp() * 1000)
 
 
 def only(parsed: Parsed) -> Any:

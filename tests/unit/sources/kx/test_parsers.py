@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import orjson
 import pytest
+
 from sms_analytics.sources.base.fields import BadBody, Parsed
 from sms_analytics.sources.kx.parsers import sign_of
 from tests.unit.sources.base.test_provider import (
-    KX, KX_MO, KX_MT_OK, KX_MT_REQUEST, KX_REPORT, NOW, envelope, only, utc_ms,
+    KX,
+    KX_MO,
+    KX_MT_OK,
+    KX_MT_REQUEST,
+    KX_REPORT,
+    NOW,
+    envelope,
+    only,
+    utc_ms,
 )
-
 
 # 001 §10 P2PBatch request (verbatim, including the "mobile " keys) and responses (closing brace restored).
 KX_P2P_REQUEST = {"userid": "100001 ", "ts": "1476235100217", "sign": "54449 bb492c2ea2592ea3ecef3d0b47", "list": [
@@ -118,7 +128,5 @@ def test_kx_code_zero_without_taskid_is_bad_body() -> None:
 
 def test_kx_non_array_result_is_bad_body() -> None:
     response = {"code": "0", "msg": "成功", "data": {"taskid": "1222015900000109761867", "result": 5}}
-    try:
+    with contextlib.suppress(BadBody):
         KX.send_envelope(envelope(KX_P2P_REQUEST, response), NOW)
-    except BadBody:
-        pass

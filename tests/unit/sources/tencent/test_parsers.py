@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import pytest
+
 from sms_analytics.sources.base.fields import BadBody
 from tests.unit.sources.base.test_provider import (
-    NOW, TENCENT, TENCENT_REPLY, TENCENT_SEND_REQUEST, TENCENT_STATUS, envelope, only, phash, utc_ms,
+    NOW,
+    TENCENT,
+    TENCENT_REPLY,
+    TENCENT_SEND_REQUEST,
+    TENCENT_STATUS,
+    envelope,
+    only,
+    phash,
+    utc_ms,
 )
-
 
 TENCENT_SEND_RESPONSE = {"Response": {"SendStatusSet": [
     {"SerialNo": "5000:1045710669157053657849499619", "PhoneNumber": "+8618501234444", "Fee": 1,
@@ -91,7 +99,7 @@ def test_tencent_ok_without_serial_is_rejected() -> None:
 
 def test_tencent_error_response_is_bad_body() -> None:
     response = {"Response": {"Error": {"Code": "AuthFailure.SignatureFailure", "Message": "签名错误"}, "RequestId": "r"}}
-    with pytest.raises(BadBody, match="AuthFailure.SignatureFailure"):
+    with pytest.raises(BadBody, match=r"AuthFailure\.SignatureFailure"):
         TENCENT.send_envelope(envelope(TENCENT_SEND_REQUEST, response), NOW)
 
 
