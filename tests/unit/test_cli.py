@@ -4,6 +4,8 @@ opened)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import structlog
 import typer.main
@@ -30,7 +32,7 @@ def invoke(*args):
 
 
 def test_the_commands():
-    group = typer.main.get_command(cli)
+    group: Any = typer.main.get_command(cli)
     assert sorted(group.commands) == COMMANDS
     assert sorted(group.commands["dashboards"].commands) == ["push"]
 
@@ -97,7 +99,7 @@ def test_sql_refuses_a_write_from_a_file(tmp_path):
     assert result.output.startswith("refused:")
 
 
-@pytest.mark.parametrize(("args", "message"), [
+@pytest.mark.parametrize("args, message", [
     ([], "give a statement or --file, not both"),
     (["SELECT 1", "--file", "x.sql"], "give a statement or --file, not both"),
     (["--param", "1x=2", "SELECT 1"], "--param takes name=value, got '1x=2'"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from types import SimpleNamespace
+from typing import Any
 
 from sms_analytics import demo
 from sms_analytics.dashboards import summary
@@ -35,6 +36,10 @@ def test_template_names_file_exists():
     assert demo.DEMO_TEMPLATE_NAMES.is_file()
 
 
+def runtime_with(warehouse: Any) -> Any:
+    return SimpleNamespace(warehouse=warehouse)
+
+
 class FakeWarehouse:
     def __init__(self, answers):
         self.answers = answers
@@ -46,14 +51,14 @@ class FakeWarehouse:
 
 
 async def test_rollups_caught_up():
-    wh = FakeWarehouse(lambda sql: ([], [(5, 3, 1, 0, 1)] if "rollup_minute" in sql else [(5, 3, 1, 0, 1)]))
+    wh = FakeWarehouse(lambda sql: ([], [(5, 3, 1, 0, 1)]))  # rollups and messages agree
     start = datetime(2026, 1, 1, tzinfo=UTC)
-    assert await demo._rollups_caught_up(SimpleNamespace(warehouse=wh), start, 1.0) is True
+    assert await demo._rollups_caught_up(runtime_with(wh), start, 1.0) is True
     assert [p for _, p in wh.asked] == [{"start": 1_767_225_600}] * 2
     behind = FakeWarehouse(lambda sql: ([], [(4, 3, 1, 0, 0)] if "rollup_minute" in sql else [(5, 3, 1, 0, 1)]))
-    assert await demo._rollups_caught_up(SimpleNamespace(warehouse=behind), start, 0.0) is False
+    assert await demo._rollups_caught_up(runtime_with(behind), start, 0.0) is False
     nulls = FakeWarehouse(lambda sql: ([], [(None, None, None, None, None)] if "rollup_minute" in sql else [(0, 0, 0, 0, 0)]))
-    assert await demo._rollups_caught_up(SimpleNamespace(warehouse=nulls), start, 0.0) is True
+    assert await demo._rollups_caught_up(runtime_with(nulls), start, 0.0) is True
 
 
 def summary_answers(sent):
@@ -67,9 +72,9 @@ def summary_answers(sent):
 
 async def test_wait_caught_up():
     expected = {"kx": {"sends": 2, "delivered": 1, "failed": 0, "pending": 1}}
-    got, ok = await demo._wait_caught_up(SimpleNamespace(warehouse=FakeWarehouse(summary_answers(2))), expected, 1.0)
+    got, ok = await demo._wait_caught_up(runtime_with(FakeWarehouse(summary_answers(2))), expected, 1.0)
     assert ok is True
     assert got["totals"]["sent"] == 2
-    got, ok = await demo._wait_caught_up(SimpleNamespace(warehouse=FakeWarehouse(summary_answers(3))), expected, 0.0)
+    got, ok = await demo._wait_caught_up(runtime_with(FakeWarehouse(summary_answers(3))), expected, 0.0)
     assert ok is False
     assert got["totals"]["sent"] == 3

@@ -60,7 +60,7 @@ def test_console_renderer_is_key_value(capsys):
         json.loads(err.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize(("level", "expected"), [("DEBUG", logging.WARNING), ("ERROR", logging.ERROR)])
+@pytest.mark.parametrize("level, expected", [("DEBUG", logging.WARNING), ("ERROR", logging.ERROR)])
 def test_noisy_libraries_at_least_warning(level, expected):
     logs.configure(level)
     for noisy in ("aiokafka", "faust", "mode", "kafka"):

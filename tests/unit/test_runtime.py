@@ -40,7 +40,7 @@ def test_by_partition_keeps_order():
     assert _by_partition([]) == {}
 
 
-@pytest.mark.parametrize(("host", "expected"), [("0.0.0.0", "127.0.0.1"), ("", "127.0.0.1"),
+@pytest.mark.parametrize("host, expected", [("0.0.0.0", "127.0.0.1"), ("", "127.0.0.1"),
                                                  ("10.0.0.5", "10.0.0.5"), ("localhost", "localhost")])
 def test_client_host(host, expected):
     assert _client_host(host) == expected

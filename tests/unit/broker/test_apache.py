@@ -44,7 +44,7 @@ def test_kafka_version_from_pom(tmp_path):
     pom.write_text("<project><properties><kafka.version> 3.9.0 </kafka.version></properties></project>")
     assert apache.kafka_version(pom) == "3.9.0"
     pom.write_text("<project/>")
-    with pytest.raises(ValueError, match="no <kafka.version>"):
+    with pytest.raises(ValueError, match=r"no <kafka\.version>"):
         apache.kafka_version(pom)
 
 
@@ -64,7 +64,7 @@ def fake_java(folder, version_line):
     return java
 
 
-@pytest.mark.parametrize(("line", "major"), [('openjdk version "17.0.15" 2025-04-15', 17),
+@pytest.mark.parametrize("line, major", [('openjdk version "17.0.15" 2025-04-15', 17),
                                               ('java version "1.8.0_402"', 8),
                                               ('openjdk version "21" 2023-09-19', 21),
                                               ("no version here", 0)])

@@ -43,6 +43,7 @@ def test_end_process_kill():
 
 def test_end_process_kills_a_child_ignoring_sigterm():
     proc = subprocess.Popen(["sh", "-c", "trap '' TERM; echo ready; sleep 30 & wait"], stdout=subprocess.PIPE)
+    assert proc.stdout is not None
     assert proc.stdout.readline() == b"ready\n"
     assert end_process(proc, 0.5) is True
     assert proc.returncode == -signal.SIGKILL

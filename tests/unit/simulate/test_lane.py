@@ -36,6 +36,7 @@ def test_settings_point_the_feeds_at_the_simulators():
     assert values["sms_aliyun_mns_report_queue"] == lane.MNS_QUEUE
     s = Settings(_env_file=None, **values)
     assert s.sms_tencent_app_ids == lane.TC_APP
+    assert s.sms_kx_apikey is not None
     assert s.sms_kx_apikey.get_secret_value() == lane.KX_KEY
     assert s.sms_feed_rate == 50.0
 

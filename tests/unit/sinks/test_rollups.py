@@ -3,7 +3,9 @@ for the warehouse (no ClickHouse)."""
 
 from __future__ import annotations
 
+import itertools
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -29,6 +31,14 @@ class Recorder:
         return [], self.answers.pop(0)
 
 
+def recorder(answers=()) -> Any:
+    return Recorder(answers)
+
+
+def as_warehouse(wh: Recorder) -> Any:
+    return wh
+
+
 def d(sent, receipt=None):
     return SimpleNamespace(sent_at_ms=sent, receipt_sent_at_ms=receipt)
 
@@ -46,7 +56,7 @@ def test_dimensions_of_each_grain():
 
 def test_levels_divide_the_next():
     for _, levels in GRAINS.values():
-        assert all(b % a == 0 for a, b in zip(levels, levels[1:]))
+        assert all(b % a == 0 for a, b in itertools.pairwise(levels))
 
 
 def test_measures_have_one_maturation_count_each():
@@ -75,7 +85,9 @@ def test_minute_levels_sql():
 
 
 def test_level_sql_full_first_level_reads_minutes():
-    rows, generations = level_sql(600, [660, 1260], "G")
+    built = level_sql(600, [660, 1260], "G")
+    assert built is not None
+    rows, generations = built
     assert rows.count("UNION ALL") == 2  # full, provider_carrier, carrier
     assert "SELECT 'full', 600, toDateTime(intDiv(toUInt32(minute), 600) * 600, 'UTC') AS b" in rows
     assert "FROM sms.rollup_minute WHERE 1 AND minute >= toDateTime(600, 'UTC') AND minute < toDateTime(1800, 'UTC')" in rows
@@ -84,7 +96,9 @@ def test_level_sql_full_first_level_reads_minutes():
 
 
 def test_level_sql_only_grains_with_the_level():
-    rows, generations = level_sql(300, [60], "G")
+    built = level_sql(300, [60], "G")
+    assert built is not None
+    rows, generations = built
     assert "'full'" not in rows
     assert "grain = 'provider_carrier' AND level = 60" in rows
     assert generations.count("arrayJoin([toDateTime(0, 'UTC')])") == 2
@@ -96,7 +110,7 @@ def test_level_sql_none(level):
 
 
 def test_mark_and_mark_expiring():
-    r = Rollups(Recorder(), expire_after_seconds=600)
+    r = Rollups(recorder(), expire_after_seconds=600)
     r.mark([d(61_000, 125_000)])
     assert r.dirty == {60, 120}
     r.dirty.clear()
@@ -108,13 +122,13 @@ def test_mark_and_mark_expiring():
 
 
 def test_horizon():
-    assert Rollups(Recorder(), 600).horizon(10_000) is None
-    assert Rollups(Recorder(), 600, retention_days=1).horizon(100_000.5) == 100_000 - 86_400 + 3_600
+    assert Rollups(recorder(), 600).horizon(10_000) is None
+    assert Rollups(recorder(), 600, retention_days=1).horizon(100_000.5) == 100_000 - 86_400 + 3_600
 
 
 def test_recover_reads_dirty_and_backfill():
     wh = Recorder(answers=[[(60,), (120,)], [(600,)]])
-    r = Rollups(wh, 600)
+    r = Rollups(as_warehouse(wh), 600)
     r.recover()
     assert r.dirty == {60, 120}
     assert r._backfill == {600}
@@ -124,7 +138,7 @@ def test_recover_reads_dirty_and_backfill():
 
 def test_recompute_statements_in_order():
     wh = Recorder()
-    r = Rollups(wh, 600)
+    r = Rollups(as_warehouse(wh), 600)
     r.dirty = {120, 60}
     assert r.recompute() == 2
     assert r.dirty == set()
@@ -144,7 +158,7 @@ def test_recompute_statements_in_order():
 def test_recompute_failure_keeps_minutes_dirty_and_drops_scratch():
     wh = Recorder()
     wh.fail_on = "sms.rollup_error_minute_raw"
-    r = Rollups(wh, 600)
+    r = Rollups(as_warehouse(wh), 600)
     r.dirty = {60}
     with pytest.raises(RuntimeError):
         r.recompute()
@@ -156,8 +170,9 @@ def test_recompute_failure_keeps_minutes_dirty_and_drops_scratch():
 def test_recompute_skips_minutes_past_retention(monkeypatch):
     monkeypatch.setattr(rollups.time, "time", lambda: 200_000.0)
     wh = Recorder()
-    r = Rollups(wh, 600, retention_days=1)
+    r = Rollups(as_warehouse(wh), 600, retention_days=1)
     horizon = r.horizon()
+    assert horizon is not None
     r.dirty = {horizon - 60, horizon}
     r._backfill = {horizon - 120}
     assert r.recompute() == 1
@@ -168,7 +183,7 @@ def test_recompute_skips_minutes_past_retention(monkeypatch):
 
 def test_recompute_chunks_and_backfill():
     wh = Recorder()
-    r = Rollups(wh, 600)
+    r = Rollups(as_warehouse(wh), 600)
     r.dirty = {60}
     r._backfill = {120, 180}
     assert r.recompute(chunk=2) == 3

@@ -3,6 +3,8 @@ the consumer is built but never started)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from sms_analytics.model import topics
 from sms_analytics.model.events import CompensationRequest
 from sms_analytics.sources.base.fields import Parsed
@@ -49,7 +51,7 @@ async def test_ask_without_query_is_empty():
 
 
 async def test_askers_copied_and_topic():
-    askers = {}
+    askers: dict[str, Any] = {}
     feed = Compensator("127.0.0.1:1", "g", _publish, askers=askers)
     askers["late"] = None
     assert feed.askers == {}

@@ -3,6 +3,8 @@ no broker)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from sms_analytics.model.phone import PhoneHasher
 from sms_analytics.settings import Settings
 from sms_analytics.sources.base.fields import Identities
@@ -37,7 +39,8 @@ async def test_nothing_configured(tmp_path):
 
 
 async def test_kx_alone_has_no_compensation(tmp_path):
-    feeds, closers = build_feeds(settings(tmp_path, **KX), IDS, publish, "127.0.0.1:1")
+    built: Any = build_feeds(settings(tmp_path, **KX), IDS, publish, "127.0.0.1:1")
+    feeds, closers = built
     assert [f.name for f in feeds] == ["kx.mtquery", "kx.moquery", "kx.balance"]
     assert [type(c) for c in closers] == [KxClient]
     await close(feeds, closers)
@@ -45,7 +48,8 @@ async def test_kx_alone_has_no_compensation(tmp_path):
 
 async def test_compensation_for_providers_that_can_be_asked(tmp_path):
     s = settings(tmp_path, **KX, **TENCENT, **ALIYUN, sms_app_id="app7", sms_feed_rate=2.0)
-    feeds, closers = build_feeds(s, IDS, publish, "127.0.0.1:1")
+    built: Any = build_feeds(s, IDS, publish, "127.0.0.1:1")
+    feeds, closers = built
     try:
         assert [f.name for f in feeds] == ["tencent.pull_send_status.1400", "tencent.pull_reply_status.1400",
                                            "tencent.statistics", "kx.mtquery", "kx.moquery", "kx.balance",
@@ -60,7 +64,8 @@ async def test_compensation_for_providers_that_can_be_asked(tmp_path):
 
 
 async def test_aliyun_keys_alone_only_compensation(tmp_path):
-    feeds, closers = build_feeds(settings(tmp_path, **ALIYUN), IDS, publish, "127.0.0.1:1")
+    built: Any = build_feeds(settings(tmp_path, **ALIYUN), IDS, publish, "127.0.0.1:1")
+    feeds, closers = built
     try:
         assert [f.name for f in feeds] == ["compensation"]
         assert list(feeds[0].askers) == ["aliyun"]

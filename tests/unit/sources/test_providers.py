@@ -22,7 +22,7 @@ def test_registered_are_providers():
     assert len(set(providers.NAMES)) == len(providers.NAMES)
 
 
-@pytest.mark.parametrize(("name", "callbacks"), [
+@pytest.mark.parametrize("name, callbacks", [
     ("aliyun", {"sms-report": "receipts", "sms-up": "replies"}),
     ("tencent", {"status": "receipts", "reply": "replies"}),
     ("kx", {"report": "receipts", "mo": "replies"}),

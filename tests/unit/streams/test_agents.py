@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from types import SimpleNamespace
+from typing import Any
 
 import faust
 import pytest
@@ -19,7 +20,7 @@ from sms_analytics.streams.agents import EXIT_UNACKNOWLEDGED, _chunks, _join_one
 from sms_analytics.streams.context import JoinStats
 from sms_analytics.streams.state import RECORD_ITEMS, MessageStateStore, encode_state
 
-IDENT = dict(provider="kx", message_id="m-1", phone="+8613812341234", phone_hash="a" * 64,
+IDENT: dict[str, Any] = dict(provider="kx", message_id="m-1", phone="+8613812341234", phone_hash="a" * 64,
              phone_masked="138****1234", carrier="mobile", country_code="86")
 KEY = "kx|m-1|+8613812341234"
 SENT = 1_700_000_000_000
@@ -75,7 +76,8 @@ async def test_note_assignment_keeps_source_partitions():
 
 
 def test_join_one_new_pending_is_kept(store):
-    changes, out = {}, {}
+    changes: dict[str, Any] = {}
+    out: dict[str, Any] = {}
     joined = _join_one(store, changes, out, send(), NOW)
     assert joined is not None
     assert (joined.status, joined.has_send, joined.updated_at_ms) == ("pending", True, NOW)
@@ -84,7 +86,8 @@ def test_join_one_new_pending_is_kept(store):
 
 
 def test_join_one_decided_in_one_batch_is_forgotten(store):
-    changes, out = {}, {}
+    changes: dict[str, Any] = {}
+    out: dict[str, Any] = {}
     _join_one(store, changes, out, send(), NOW)
     joined = _join_one(store, changes, out, receipt(), NOW)
     assert joined is not None
@@ -94,7 +97,8 @@ def test_join_one_decided_in_one_batch_is_forgotten(store):
 
 
 def test_join_one_repeat_changes_nothing(store):
-    changes, out = {}, {}
+    changes: dict[str, Any] = {}
+    out: dict[str, Any] = {}
     first = _join_one(store, changes, out, send(), NOW)
     assert _join_one(store, changes, out, send(), NOW + 1) is None
     assert out[KEY] is first
@@ -102,7 +106,8 @@ def test_join_one_repeat_changes_nothing(store):
 
 
 def test_join_one_decided_at_once_leaves_no_change(store):
-    changes, out = {}, {}
+    changes: dict[str, Any] = {}
+    out: dict[str, Any] = {}
     joined = _join_one(store, changes, out, send(ok=False), NOW)
     assert joined is not None
     assert joined.status == "failed"
@@ -113,7 +118,8 @@ def test_join_one_decided_at_once_leaves_no_change(store):
 def test_join_one_reads_the_store(store):
     pending = Delivery(**IDENT, has_send=True, sent_at_ms=SENT)
     store.put_encoded(KEY, encode_state(pending), 0)
-    changes, out = {}, {}
+    changes: dict[str, Any] = {}
+    out: dict[str, Any] = {}
     joined = _join_one(store, changes, out, receipt(delivered=False), NOW)
     assert joined is not None
     assert (joined.status, joined.sent_at_ms) == ("failed", SENT)

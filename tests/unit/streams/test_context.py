@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 
@@ -10,6 +11,10 @@ from sms_analytics.streams.context import JoinStats, Streams
 
 CARRIED = ("events", "undecodable", "emitted", "compensation_requests", "forgotten", "alerts",
            "busy_seconds", "first_event_ms", "last_event_ms")
+
+
+def _none() -> Any:
+    return None
 
 
 def test_defaults():
@@ -47,7 +52,7 @@ def test_carry_copies_counts_not_offsets():
 
 
 def test_streams_is_frozen():
-    streams = Streams(stats=JoinStats(), table=None, store=None, deliveries=None, dead=None, requests=None,
+    streams = Streams(stats=JoinStats(), table=None, store=_none(), deliveries=None, dead=None, requests=None,
                       alerts=None, detector=None, batch=100, within=0.5, raw_phone=False)
     assert streams.batch == 100
     with pytest.raises(dataclasses.FrozenInstanceError):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from datetime import date
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from alibabacloud_tea_openapi.exceptions import AlibabaCloudException
@@ -59,7 +60,7 @@ def test_clean_and_json():
 
 
 async def test_send_sms_request_and_answer():
-    c, seen = make(), []
+    c, seen = make(), list[Any]()
     c._sdk.send_sms_async = answering(OK, seen=seen)
     assert await c.send_sms(["138", "139"], "阿里云", "SMS_1", params={"code": "12"}, out_id="o") == OK
     [req] = seen
@@ -68,7 +69,7 @@ async def test_send_sms_request_and_answer():
 
 
 async def test_send_batch_sms_repeats_one_mapping():
-    c, seen = make(), []
+    c, seen = make(), list[Any]()
     c._sdk.send_batch_sms_async = answering(OK, seen=seen)
     await c.send_batch_sms(["138", "139"], ["A", "B"], "SMS_1", params={"x": 1})
     [req] = seen
@@ -78,7 +79,7 @@ async def test_send_batch_sms_repeats_one_mapping():
 
 
 async def test_query_send_details_formats_the_date():
-    c, seen = make(), []
+    c, seen = make(), list[Any]()
     c._sdk.query_send_details_async = answering({**OK, "TotalCount": 0}, seen=seen)
     await c.query_send_details("138", date(2026, 1, 2), biz_id="b1")
     [req] = seen

@@ -9,7 +9,13 @@ import re
 import pytest
 from mns.mns_exception import MNSServerException
 
-from sms_analytics.sources.aliyun.mns import MnsConsumer, RefreshingCredentials, StaticCredentials, decode_body, error_code
+from sms_analytics.sources.aliyun.mns import (
+    MnsConsumer,
+    RefreshingCredentials,
+    StaticCredentials,
+    decode_body,
+    error_code,
+)
 
 
 def test_static_credentials_hide_the_key():
@@ -43,7 +49,7 @@ def test_decode_body():
     assert decode_body(base64.b64encode('{"中": 1}'.encode()).decode()) == {"中": 1}
 
 
-@pytest.mark.parametrize(("body", "reason"), [
+@pytest.mark.parametrize("body, reason", [
     (b"\xff\xfe", "message body is not UTF-8"),
     ("   ", "message body is empty"),
     ("not json!", "message body is neither JSON nor base64-encoded JSON"),
@@ -76,7 +82,7 @@ def test_consumer_fields():
     assert c.credentials.get() == ("id", "k", None)
 
 
-@pytest.mark.parametrize(("kw", "message"), [
+@pytest.mark.parametrize("kw, message", [
     ({"kind": "SmsOther"}, "kind must be SmsReport or SmsUp"),
     ({"batch": 0}, "batch must be 1.."),
     ({"wait_seconds": -1}, "wait_seconds must be 0.."),

@@ -46,9 +46,9 @@ class Scripted:
 
 async def call(answers, fn):
     server = Scripted(answers)
-    async with TestServer(server.app, host="127.0.0.1") as ts:
-        async with KxClient(str(ts.make_url("")), "100001", "key", clock=lambda: 1_700_000_000.0) as client:
-            result = await fn(client)
+    async with TestServer(server.app, host="127.0.0.1") as ts, \
+            KxClient(str(ts.make_url("")), "100001", "key", clock=lambda: 1_700_000_000.0) as client:
+        result = await fn(client)
     return result, server.requests
 
 
@@ -88,7 +88,7 @@ async def test_balance():
     assert requests[0][:3] == ("GET", kx.BALANCE_PATH, SIGNED)
 
 
-@pytest.mark.parametrize(("path", "status", "text", "code"), [
+@pytest.mark.parametrize("path, status, text, code", [
     (kx.BALANCE_PATH, 200, '{"code": "-3", "msg": " no money "}', "-3"),
     (kx.BALANCE_PATH, 200, '{"code": "0", "data": {}}', "bad-reply"),
     (kx.BALANCE_PATH, 500, "oops", "http-500"),

@@ -3,6 +3,8 @@ feed's source and the balance feed against a fake client. KX has no compensation
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from sms_analytics.model.phone import PhoneHasher
@@ -13,7 +15,7 @@ from sms_analytics.sources.kx.client import KxClient
 from sms_analytics.sources.kx.parsers import Kx
 
 PROVIDER = Kx(Identities(PhoneHasher(b"k" * 32)))
-KEYS = {"sms_kx_base_url": "http://127.0.0.1:1", "sms_kx_userid": "u1", "sms_kx_apikey": "key"}
+KEYS: dict[str, Any] = {"sms_kx_base_url": "http://127.0.0.1:1", "sms_kx_userid": "u1", "sms_kx_apikey": "key"}
 
 
 async def publish(events, rejected, origin):
@@ -23,12 +25,12 @@ async def publish(events, rejected, origin):
 @pytest.mark.parametrize("missing", sorted(KEYS))
 def test_nothing_without_every_setting(tmp_path, missing):
     values = {k: v for k, v in KEYS.items() if k != missing}
-    fs = feeds.build(Settings(_env_file=None, sms_data_dir=tmp_path, **values), PROVIDER, publish)
+    fs: Any = feeds.build(Settings(_env_file=None, sms_data_dir=tmp_path, **values), PROVIDER, publish)
     assert (fs.feeds, fs.closers, fs.compensation) == ([], [], None)
 
 
 async def test_three_feeds_and_the_client_to_close(tmp_path):
-    fs = feeds.build(Settings(_env_file=None, sms_data_dir=tmp_path, **KEYS), PROVIDER, publish)
+    fs: Any = feeds.build(Settings(_env_file=None, sms_data_dir=tmp_path, **KEYS), PROVIDER, publish)
     assert [f.name for f in fs.feeds] == ["kx.mtquery", "kx.moquery", "kx.balance"]
     assert fs.compensation is None
     [client] = fs.closers
@@ -40,7 +42,7 @@ async def test_three_feeds_and_the_client_to_close(tmp_path):
     await client.close()
 
 
-class FakeClient:
+class _FakeClient:
     def __init__(self):
         self.records = [[{"mobile": "13800138000", "taskid": "t-1", "code": "DELIVRD", "time": "20260101080005"},
                          {"mobile": "13800138000", "code": "DELIVRD", "time": "20260101080005"}], []]
@@ -78,3 +80,7 @@ async def test_balance_is_a_gauge(tmp_path):
     [([row], rejected, origin)] = published
     assert (row.provider, row.account, row.balance) == ("kx", "u1", 4321)
     assert (rejected, origin) == ([], "feed:kx.balance")
+
+
+def FakeClient(*args: Any) -> Any:  # a fake client, typed as the real one
+    return _FakeClient(*args)

@@ -5,6 +5,7 @@ over HTTP is in tests/unit/simulate/test_tencent.py)."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
@@ -42,7 +43,7 @@ def test_endpoint_forms_and_repr():
 
 
 async def test_send_sms_request():
-    c, seen = make(), []
+    c, seen = make(), list[Any]()
     c._sdk.SendSms = answering({"SendStatusSet": [{"Code": "Ok", "SerialNo": "s1"}], "RequestId": "r"}, seen)
     doc = await c.send_sms("1400", "+8613800138000", 1110, "sign", params=[1, "2"], session_context="ctx")
     assert doc["SendStatusSet"][0]["SerialNo"] == "s1"
@@ -52,7 +53,7 @@ async def test_send_sms_request():
 
 
 async def test_pulls_keep_records():
-    c, seen = make(), []
+    c, seen = make(), list[Any]()
     c._sdk.PullSmsSendStatus = answering({"PullSmsSendStatusSet": [{"SerialNo": "a"}, "junk"]}, seen)
     c._sdk.PullSmsReplyStatus = answering({"PullSmsReplyStatusSet": None}, seen)
     assert await c.pull_send_status("1400", limit=7) == [{"SerialNo": "a"}]
@@ -61,7 +62,7 @@ async def test_pulls_keep_records():
 
 
 async def test_pull_by_phone_request():
-    c, seen = make(), []
+    c, seen = make(), list[Any]()
     c._sdk.PullSmsSendStatusByPhoneNumber = answering({"PullSmsSendStatusSet": []}, seen)
     await c.pull_send_status_by_phone("1400", "+86138", 100.9, None, 5, 50)
     await c.pull_send_status_by_phone("1400", "+86138", 100, 200)
@@ -71,7 +72,7 @@ async def test_pull_by_phone_request():
 
 
 async def test_statistics_requests():
-    c, seen = make(), []
+    c, seen = make(), list[Any]()
     c._sdk.CallbackStatusStatistics = answering({"CallbackStatusStatistics": {"CallbackCount": 1}}, seen)
     c._sdk.SendStatusStatistics = answering({"SendStatusStatistics": {"FeeCount": 2}}, seen)
     assert await c.callback_status_statistics("1400", 2026010108, "2026010109") == {
@@ -96,7 +97,7 @@ async def test_sdk_error_becomes_api_error():
 
 
 async def test_unexpected_response():
-    c, seen = make(), []
+    c, seen = make(), list[Any]()
     c._sdk.PullSmsReplyStatus = answering([1, 2], seen)
     with pytest.raises(TencentApiError, match="PullSmsReplyStatus: unexpected SDK response"):
         await c.pull_reply_status("1400")

@@ -3,6 +3,8 @@ PullSmsSendStatusByPhoneNumber compensation query and the statistics feed agains
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from sms_analytics.model.events import CompensationRequest
@@ -14,7 +16,7 @@ from sms_analytics.sources.tencent import feeds
 from sms_analytics.sources.tencent.parsers import Tencent
 
 PROVIDER = Tencent(Identities(PhoneHasher(b"k" * 32)))
-KEYS = {"sms_tencent_secret_id": "id", "sms_tencent_secret_key": "key"}
+KEYS: dict[str, Any] = {"sms_tencent_secret_id": "id", "sms_tencent_secret_key": "key"}
 
 
 async def publish(events, rejected, origin):
@@ -28,12 +30,12 @@ def settings(tmp_path, **values):
 @pytest.mark.parametrize("values", [{}, KEYS, {**KEYS, "sms_tencent_app_ids": " , "},
                                     {"sms_tencent_secret_id": "id", "sms_tencent_app_ids": "1400"}])
 def test_nothing_without_keys_and_app_ids(tmp_path, values):
-    fs = feeds.build(settings(tmp_path, **values), PROVIDER, publish)
+    fs: Any = feeds.build(settings(tmp_path, **values), PROVIDER, publish)
     assert (fs.feeds, fs.closers, fs.compensation) == ([], [], None)
 
 
 def test_three_feeds_per_app_id(tmp_path):
-    fs = feeds.build(settings(tmp_path, **KEYS, sms_tencent_app_ids="1400, 1401", sms_feed_rate=3.0), PROVIDER, publish)
+    fs: Any = feeds.build(settings(tmp_path, **KEYS, sms_tencent_app_ids="1400, 1401", sms_feed_rate=3.0), PROVIDER, publish)
     names = [f.name for f in fs.feeds]
     assert names == ["tencent.pull_send_status.1400", "tencent.pull_reply_status.1400", "tencent.statistics",
                      "tencent.pull_send_status.1401", "tencent.pull_reply_status.1401", "tencent.statistics"]
@@ -45,7 +47,7 @@ def test_three_feeds_per_app_id(tmp_path):
     assert callable(fs.compensation)
 
 
-class FakeClient:
+class _FakeClient:
     def __init__(self, by_app=None):
         self.by_app = by_app or {}
         self.calls = []
@@ -73,7 +75,7 @@ async def test_by_phone_asks_every_app_and_keeps_the_message():
     client = FakeClient({"a": [status("s-1"), status("other")], "b": [status("s-1"), "junk"]})
     request = CompensationRequest(provider="tencent", message_id="s-1", phone="+8613800138000",
                                   sent_at_ms=1_767_225_600_500, asked_at_ms=0)
-    parsed = await feeds.by_phone(client, ["a", "b"], PROVIDER)(request)
+    parsed: Any = await feeds.by_phone(client, ["a", "b"], PROVIDER)(request)
     assert client.calls == [("a", "+8613800138000", 1_767_225_540, None, 0, 100),
                             ("b", "+8613800138000", 1_767_225_540, None, 0, 100)]
     assert [(e.message_id, e.delivered, e.source) for e in parsed.events] == [("s-1", True, "poll")] * 2
@@ -106,3 +108,7 @@ async def test_statistics_pull_one_settled_hour(tmp_path, monkeypatch):
     assert feed.next_hour() == hour + feeds.HOUR_MS
     assert await feed.poll() == 0  # the next hour has not settled
     assert len(published) == 1
+
+
+def FakeClient(*args: Any) -> Any:  # a fake client, typed as the real one
+    return _FakeClient(*args)
