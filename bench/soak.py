@@ -373,8 +373,9 @@ async def run(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
     up_log = work / "up.log"
     cmd = [sys.executable, "-m", "sms_analytics.cli", "up"]
     log(f"soak: starting `{' '.join(cmd[1:])}` (embedded broker, chDB) in {work}")
-    up = subprocess.Popen(cmd, env=env,  # noqa: ASYNC220 - Popen only starts it; the tree is watched, not awaited cwd=work, stdin=subprocess.DEVNULL, stdout=up_log.open("ab"),
-                          stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent)
+    up = subprocess.Popen(  # noqa: ASYNC220 - Popen only starts it; the tree is watched, not awaited
+        cmd, env=env, cwd=work, stdin=subprocess.DEVNULL, stdout=up_log.open("ab"),
+        stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent)
     tree = Tree(up.pid)
     chunks: list[Chunk] = []
     samples: list[Sample] = []
