@@ -238,8 +238,17 @@ def _setting_error(error: Mapping[str, Any]) -> tuple[str, str, str]:
     value = error.get("input")
     info = Settings.model_fields.get(field)
     secret = info is not None and SecretStr in (info.annotation, *getattr(info.annotation, "__args__", ()))
-    shown = redact(str(value))[:80] if field and not secret and isinstance(value, (str, int, float)) else ""
+    shown = _shown(redact(str(value))) if field and not secret and isinstance(value, (str, int, float)) else ""
     return (field.upper() or "settings"), shown, message
+
+
+def _shown(value: str, limit: int = 240) -> str:
+    """A value as the line shows it: whole up to `limit` characters (a path must stay findable:
+    a deep temporary folder is over 100), else its start and its end around an ellipsis."""
+    if len(value) <= limit:
+        return value
+    half = (limit - 1) // 2
+    return f"{value[:half]}…{value[-half:]}"
 
 
 # --- the one line -------------------------------------------------------------------------------------

@@ -20,3 +20,13 @@ def test_addresses_are_shown_without_credentials(url: str, shown: str, hidden: s
     assert redact(url) == shown
     if hidden is not None:
         assert hidden in secrets_of(url) and scrub(f"failed: {url}", secrets_of(url)).count(hidden) == 0
+
+
+def test_a_long_value_is_shown_whole_up_to_its_limit_then_by_its_ends() -> None:
+    from sms_analytics.startup import _shown
+
+    path = "/tmp/pytest-of-root/pytest-258/popen-gw0/test_bad_alert_rules_are_an_invalid_setting0/rules.yaml"
+    assert _shown(path) == path  # over 80 characters, still whole
+    long = "a" * 150 + "MIDDLE" + "z" * 150
+    shown = _shown(long)
+    assert len(shown) <= 240 and shown.startswith("a" * 119) and shown.endswith("z" * 119) and "…" in shown
