@@ -25,10 +25,11 @@ run: $(STAMP)
 # `make test`: lint and types first (a finding fails the run, hence CI), then the suite in TEST_WORKERS
 # processes (pytest-xdist). Two on 2 cores: the integration tests mostly wait (a 60 s warehouse outage, a
 # 30 s broker stop, rebalances, restarts), so two at a time take 708 s where one took 1,021 s, with the
-# CPUs ~40% busy. Each worker starts its own session pipeline; TEST_WORKERS=0 runs in one process.
+# CPUs ~40% busy. A module's tests stay together, in order, in one worker (--dist loadfile: some read
+# what an earlier test of theirs wrote); each worker starts its own session pipeline. TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist load)
+	$(BIN)/python -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 # `make lint`: ruff (rules and import order) over the tree and mypy over src/ and bench/ (tests/: see [tool.mypy]), both
 # configured in pyproject.toml; both always run (all findings at once), either one's findings fail it.
