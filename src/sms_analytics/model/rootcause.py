@@ -137,7 +137,7 @@ def explain(
         return []
     base_failures_total = float(baseline.failures)
 
-    candidates: dict[str, list[tuple[float, float, float, float, str]]] = {d: [] for d in DIMENSIONS}
+    candidates: dict[str, list[tuple[float, float, float, float, float, str]]] = {d: [] for d in DIMENSIONS}
     positive: dict[str, list[float]] = {d: [] for d in DIMENSIONS}  # every positive excess, significant or not
     for (dimension, value), (failures, total) in now.items():
         b_failures, b_total = then.get((dimension, value), (0.0, 0.0))
@@ -155,14 +155,14 @@ def explain(
         positive[dimension].append(excess)
         if excess < min_excess or excess <= z * _noise(n, rate_b, n_b if n_b > 0 else base_volume):
             continue
-        candidates[dimension].append((excess, n, rate_b, traffic_share, value))
+        candidates[dimension].append((excess, n, rate_b, n_b, traffic_share, value))
 
     causes: list[Cause] = []
     for dimension, found in candidates.items():
         if not found:
             continue
         denominator = max(window_excess, math.fsum(positive[dimension]))
-        for excess, n, rate_b, traffic_share, value in found:
+        for excess, n, rate_b, n_b, traffic_share, value in found:
             share = min(excess / denominator, 1.0)
             lift = share / traffic_share if traffic_share > 0 else math.inf
             if lift < min_lift:
@@ -178,7 +178,7 @@ def explain(
                     volume=n,
                     rate=_rate(failures, n),
                     baseline_rate=rate_b,
-                    baseline_volume=then.get((dimension, value), (0.0, 0.0))[1] if dimension not in FAILURE_DIMENSIONS else base_volume,
+                    baseline_volume=n_b,
                     lift=lift,
                     meaning=meaning(value) if meaning is not None and dimension in FAILURE_DIMENSIONS else "",
                 )
