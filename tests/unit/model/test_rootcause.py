@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sms_analytics.model.knowledge import KnowledgeBase
 from sms_analytics.model.rootcause import DIMENSIONS, Cause, SliceCounts, WindowCounts, explain
 
 CARRIERS = {"mobile": 0.56, "unicom": 0.25, "telecom": 0.19}
@@ -19,6 +20,7 @@ TEMPLATES = ("SMS_1001", "SMS_1002", "SMS_1003", "SMS_1004")
 SIGNS = ("阿里云", "云通信")  # Alibaba: any sign goes with any template
 NORMAL_CODES = {"MK:0001": 0.5, "UNDELIV": 0.3, "EXPIRED": 0.2}
 NORMAL_RATE = 0.03
+OUTAGE_CODE = "9"  # Alibaba's 移动 receipt code 9: 本网关不负责服务此计费号码
 
 Cell = tuple[str, str, str, str]  # carrier, province, template, sign
 Failing = Callable[[Cell], tuple[float, str] | None]  # (failure rate, code or "" for the usual mix)
@@ -61,7 +63,7 @@ def named(causes: list[Cause]) -> list[tuple[str, str]]:
 
 
 def guangdong_mobile(cell: Cell) -> tuple[float, str] | None:
-    return (0.5, "MK:0100") if cell[:2] == ("mobile", "广东") else None
+    return (0.5, OUTAGE_CODE) if cell[:2] == ("mobile", "广东") else None  # 广东移动 down
 
 
 def test_regional_outage_names_the_province_and_its_code_first() -> None:
@@ -69,18 +71,24 @@ def test_regional_outage_names_the_province_and_its_code_first() -> None:
     first (any order: both hold all of the excess); the carrier, constant in the scope, is no cause."""
     baseline = window(1, carrier="mobile")
     current = window(2, failing=guangdong_mobile, carrier="mobile")
-    causes = explain(current, baseline, meaning=lambda code: {"MK:0100": "网关拒绝"}.get(code, ""))
-    assert set(named(causes)[:2]) == {("province", "广东"), ("error_code", "MK:0100")}
+    kb = KnowledgeBase.load()
+
+    def meaning(code: str) -> str:
+        entry = kb.lookup("aliyun", code, "mobile", stage="receipt")
+        return entry.description if entry else ""
+
+    causes = explain(current, baseline, meaning=meaning)
+    assert set(named(causes)[:2]) == {("province", "广东"), ("error_code", OUTAGE_CODE)}
     assert all(c.dimension not in ("carrier", "template", "sign") for c in causes)
     province = next(c for c in causes if c.dimension == "province")
     assert province.share > 0.9 and province.rate > 0.4 and province.baseline_rate < 0.05
     code = next(c for c in causes if c.dimension == "error_code")
-    assert code.meaning == "网关拒绝" and code.baseline_rate == 0 and code.lift == math.inf
+    assert code.meaning == "本网关不负责服务此计费号码;" and code.baseline_rate == 0 and code.lift == math.inf
 
 
 def test_regional_outage_in_a_provider_scope_names_carrier_province_and_code() -> None:
     causes = explain(window(2, failing=guangdong_mobile), window(1))
-    assert set(named(causes)) == {("carrier", "mobile"), ("province", "广东"), ("error_code", "MK:0100")}
+    assert set(named(causes)) == {("carrier", "mobile"), ("province", "广东"), ("error_code", OUTAGE_CODE)}
 
 
 def test_one_failing_template_names_only_that_template() -> None:
@@ -120,7 +128,7 @@ def test_averaged_baseline_and_top() -> None:
                                          for (d, v), (f, t) in slices.items()))
     current = window(30, failing=guangdong_mobile)
     assert len(explain(current, baseline, top=1)) == 1
-    assert set(named(explain(current, baseline))) == {("carrier", "mobile"), ("province", "广东"), ("error_code", "MK:0100")}
+    assert set(named(explain(current, baseline))) == {("carrier", "mobile"), ("province", "广东"), ("error_code", OUTAGE_CODE)}
 
 
 def test_zero_baseline_volume() -> None:
