@@ -128,7 +128,11 @@ def explain(
 ) -> list[Cause]:
     """The `top` slices with the largest share of the excess failures, largest first (see the
     module docstring for the definitions and the filters). `meaning(code)` describes an error
-    code (e.g. ``lambda c: kb.lookup(provider, c).description``); without it `meaning` is empty."""
+    code (with the knowledge base: the description of ``kb.lookup(provider, code, carrier)``, "" if
+    None); without it `meaning` is empty."""
+    for window in (current, baseline):
+        if not (0 <= window.failures <= window.total and math.isfinite(window.total)):
+            raise ValueError("a window's counts must be finite, >= 0, failures <= total")
     now, then = _sum(current.slices), _sum(baseline.slices)
     volume, base_volume = float(current.total), float(baseline.total)
     base_rate = _rate(baseline.failures, base_volume)

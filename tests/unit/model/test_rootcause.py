@@ -179,6 +179,8 @@ def test_bad_input() -> None:
         explain(WindowCounts(failures=9, total=10, slices=(SliceCounts(dimension="city", value="x", failures=9, total=10),)), baseline)
     with pytest.raises(ValueError, match="more failures"):
         explain(WindowCounts(failures=9, total=10, slices=(SliceCounts(dimension="sign", value="x", failures=11, total=10),)), baseline)
+    with pytest.raises(ValueError, match="failures <= total"):
+        explain(WindowCounts(failures=11, total=10), baseline)
     with pytest.raises(ValueError, match=">= 0"):
         explain(WindowCounts(failures=9, total=10, slices=(SliceCounts(dimension="sign", value="x", failures=-1, total=10),)), baseline)
 
