@@ -85,7 +85,8 @@ SHARDING: dict[str, str] = {
     "alerts": "cityHash64(rule, key, started_at, state, at)",
 }
 # Replicated in full on every node: the dictionaries' sources and the migrations' record.
-EVERY_NODE = frozenset({"schema_migrations", "error_codes", "error_code_lookup", "template_names"})
+EVERY_NODE = frozenset({"schema_migrations", "error_codes", "error_code_lookup", "template_names", "templates",
+                        "signs"})
 # The engines this module knows how to replicate (Replicated<engine>(path, replica, <its arguments>)).
 MERGE_TREES = frozenset({"MergeTree", "ReplacingMergeTree", "AggregatingMergeTree", "SummingMergeTree",
                          "CollapsingMergeTree", "VersionedCollapsingMergeTree"})
@@ -124,7 +125,7 @@ _AS_TABLE = re.compile(r"^AS\s+sms\.(\w+)\s+", re.IGNORECASE)
 _TABLE_NAME = re.compile(r"\bsms\.(\w+)\b")
 _IN_SUBQUERY = re.compile(r"\bIN\s*\(\s*SELECT\b.*?\bFROM\s+sms\.(\w+)\b", re.IGNORECASE | re.DOTALL)
 _FROM = re.compile(r"\bFROM\s+sms\.(\w+)\b", re.IGNORECASE)
-_DICTIONARY_SOURCE = re.compile(r"\bTABLE\s+'(\w+)'", re.IGNORECASE)
+_DICTIONARY_SOURCE = re.compile(r"\bTABLE\s+'(\w+)'|\bFROM\s+sms\.(\w+)", re.IGNORECASE)  # a TABLE or a QUERY
 # ALTER commands that change the columns: the Distributed table gets them too.
 _COLUMN_COMMAND = re.compile(r"^(ADD|DROP|MODIFY|RENAME)\s+COLUMN\b", re.IGNORECASE)
 
@@ -228,7 +229,7 @@ def _local_subqueries(view: str, select: str) -> str:
 
 
 def _dictionary(name: str, body: str, on: str) -> str:
-    for table in _DICTIONARY_SOURCE.findall(body):
+    for table in (t or q for t, q in _DICTIONARY_SOURCE.findall(body)):
         if table not in EVERY_NODE:
             raise ClusterError(f"dictionary sms.{name} reads sms.{table}, which is not on every node: each node's "
                                "dictionary reads its local table")

@@ -36,6 +36,9 @@ from aiokafka.errors import CommitFailedError
 from sms_analytics.model import topics
 from sms_analytics.model.events import (
     ProviderBalance,
+    ProviderMetric,
+    ProviderStats,
+    TemplateInfo,
     decode_deliveries,
     decode_provider_metric,
     decode_reply,
@@ -49,11 +52,15 @@ from sms_analytics.sinks.rows import (
     ALERT_COLUMNS,
     BALANCE_COLUMNS,
     REPLY_COLUMNS,
+    SIGN_COLUMNS,
     STATS_COLUMNS,
+    TEMPLATE_COLUMNS,
     alert_row,
     balance_row,
     reply_row,
+    sign_row,
     stats_row,
+    template_row,
 )
 from sms_analytics.sinks.warehouse import Warehouse
 
@@ -130,13 +137,16 @@ class ClickHouseSink:
         balances = Table("sms.provider_balance", BALANCE_COLUMNS)
         stats = Table("sms.provider_stats", STATS_COLUMNS)
         alerts = Table("sms.alerts", ALERT_COLUMNS)
-        self.tables = [messages, replies, balances, stats, alerts]
+        templates = Table("sms.templates", TEMPLATE_COLUMNS)
+        signs = Table("sms.signs", SIGN_COLUMNS)
+        self.tables = [messages, replies, balances, stats, alerts, templates, signs]
+        metrics = ProviderTables(balances, stats, templates, signs)
         # Each topic's record becomes rows of one table (a deliveries record carries a batch, kept
         # as its JSON: ClickHouse parses it, see migrations/0008_delivery_ingest.sql).
         self.routes: dict[str, Callable[[Any], tuple[Table, list[Any], int]]] = {
             topics.DELIVERIES: lambda record: (messages, *self._deliveries(record)),
             topics.REPLIES: lambda record: (replies, [reply_row(decode_reply(record.value))], 1),
-            topics.PROVIDER_STATS: lambda record: (*_metric_row(decode_provider_metric(record.value), balances, stats), 1),
+            topics.PROVIDER_STATS: lambda record: (*metrics.row(decode_provider_metric(record.value)), 1),
             topics.ALERTS: lambda record: (alerts, [alert_row(record.value)], 1),
         }
         self.consumer = AIOKafkaConsumer(
@@ -411,7 +421,20 @@ class ClickHouseSink:
         return kept
 
 
-def _metric_row(metric: Any, balances: Table, stats: Table) -> tuple[Table, list[Any]]:
-    if isinstance(metric, ProviderBalance):
-        return balances, [balance_row(metric)]
-    return stats, [stats_row(metric)]
+@dataclass
+class ProviderTables:
+    """The tables of sms.provider_stats.v1's records: balances, hourly statistics, templates, signs."""
+
+    balances: Table
+    stats: Table
+    templates: Table
+    signs: Table
+
+    def row(self, metric: ProviderMetric) -> tuple[Table, list[Any]]:
+        if isinstance(metric, ProviderBalance):
+            return self.balances, [balance_row(metric)]
+        if isinstance(metric, ProviderStats):
+            return self.stats, [stats_row(metric)]
+        if isinstance(metric, TemplateInfo):
+            return self.templates, [template_row(metric)]
+        return self.signs, [sign_row(metric)]
