@@ -244,7 +244,7 @@ class TemplateInfo(msgspec.Struct, kw_only=True, tag="template"):
     template_code: str
     name: str
     content: str
-    type: str  # one of TEMPLATE_TYPES
+    template_type: str  # one of TEMPLATE_TYPES (column `type`; the JSON tag field is `type`)
     raw_type: str  # the provider's own code, as text
     status: str  # approved, reviewing, approved_not_effective, rejected, unknown
     raw_status: str

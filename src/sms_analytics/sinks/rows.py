@@ -64,7 +64,7 @@ def stats_row(s: ProviderStats) -> list[Any]:
 
 
 def template_row(t: TemplateInfo) -> list[Any]:
-    return [t.provider, t.template_code, t.name, t.content, t.type, t.raw_type, t.status, t.raw_status, t.reason,
+    return [t.provider, t.template_code, t.name, t.content, t.template_type, t.raw_type, t.status, t.raw_status, t.reason,
             _dt(t.pulled_at_ms)]
 
 
