@@ -27,7 +27,9 @@ LAYOUT(COMPLEX_KEY_HASHED());
 -- first, then (provider, template, ''), else the raw template (see dashboards/build.py TEMPLATE_NAME).
 -- Its rows: the SMS_TEMPLATE_NAMES mapping (sms.template_names), and for every template the mapping has
 -- no sign-less row for, the name the provider's metadata API gives it (sms.templates, the metadata
--- feeds): a mapping row wins over the synced name. Reloaded when either table changes.
+-- feeds): a mapping row wins over the synced name. Reloaded when either changes: by a start's load of the
+-- mapping (sinks/template_names.py) and by the sink once it wrote a pull (sinks/writer.py: chDB does not
+-- reload a dictionary by its LIFETIME).
 CREATE OR REPLACE DICTIONARY sms.template_name_dict
 (
     provider String,
@@ -36,14 +38,14 @@ CREATE OR REPLACE DICTIONARY sms.template_name_dict
     name String
 )
 PRIMARY KEY provider, template, sign
-SOURCE(CLICKHOUSE(QUERY 'SELECT provider, template, sign, name FROM sms.template_names UNION ALL SELECT provider, template_code AS template, \'\' AS sign, name FROM sms.templates FINAL WHERE name != \'\' AND (provider, template_code) NOT IN (SELECT provider, template FROM sms.template_names WHERE sign = \'\')' invalidate_query 'SELECT (SELECT max(pulled_at) FROM sms.templates), (SELECT max(loaded_at) FROM sms.template_names), (SELECT count() FROM sms.template_names)'{source_auth}))
-LIFETIME(MIN 5 MAX 10)
+SOURCE(CLICKHOUSE(QUERY 'SELECT provider, template, sign, name FROM sms.template_names UNION ALL SELECT provider, template_code AS template, \'\' AS sign, name FROM sms.templates FINAL WHERE name != \'\' AND (provider, template_code) NOT IN (SELECT provider, template FROM sms.template_names WHERE sign = \'\')'{source_auth}))
+LIFETIME(MIN 0 MAX 300)
 LAYOUT(COMPLEX_KEY_HASHED());
 
 -- dictGetOrDefault('sms.template_info_dict', 'type', (provider, template), 'other'): a template's
 -- normalized type (verification, notification, marketing, international, other), its provider's raw type
 -- code, its review status and name, from the metadata feeds (sms.templates, the newest pull). A template
--- no feed has described is 'other' (dashboards/build.py TEMPLATE_TYPE).
+-- no feed has described is 'other' (dashboards/build.py TEMPLATE_TYPE). Reloaded by the sink after a pull.
 CREATE OR REPLACE DICTIONARY sms.template_info_dict
 (
     provider String,
@@ -54,6 +56,6 @@ CREATE OR REPLACE DICTIONARY sms.template_info_dict
     status String
 )
 PRIMARY KEY provider, template
-SOURCE(CLICKHOUSE(QUERY 'SELECT provider, template_code AS template, name, toString(type) AS type, raw_type, toString(status) AS status FROM sms.templates FINAL' invalidate_query 'SELECT max(pulled_at), count() FROM sms.templates'{source_auth}))
-LIFETIME(MIN 5 MAX 10)
+SOURCE(CLICKHOUSE(QUERY 'SELECT provider, template_code AS template, name, toString(type) AS type, raw_type, toString(status) AS status FROM sms.templates FINAL'{source_auth}))
+LIFETIME(MIN 0 MAX 300)
 LAYOUT(COMPLEX_KEY_HASHED());
