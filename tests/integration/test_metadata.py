@@ -2,7 +2,7 @@
 QuerySmsTemplate / QuerySmsSign and Tencent DescribeSmsTemplateList / DescribeSmsSignList against
 their simulators fill sms.templates and sms.signs; the dictionaries pick the synced names and types up
 by themselves; an SMS_TEMPLATE_NAMES row wins over a synced name; and the template_type dashboard
-variable filters a panel's query."""
+variable filters a panel's query, whose template_name shows the names."""
 
 from __future__ import annotations
 
@@ -136,14 +136,15 @@ async def _type_reaches_a_panel(pipeline: Runtime, verification: str, marketing:
     (panel,) = [p for p in dashboard["panels"] if p["title"] == "Delivery rate by template"]
     everything = dict.fromkeys(("provider", "carrier", "template", "sign", "country"), "All")
 
-    async def templates_shown(template_type: list[str] | str) -> set[str]:
+    async def templates_shown(template_type: list[str] | str) -> dict[str, str]:
         sql = expand(panel["targets"][0]["rawSql"], start=start, end=end, interval_s=60,
                      variables={**everything, "template_type": template_type}, all_values={})
-        return {r["template"] for r in await rows(pipeline, sql)} & {verification, marketing}
+        return {r["template"]: r["template_name"] for r in await rows(pipeline, sql)
+                if r["template"] in (verification, marketing)}
 
-    assert await templates_shown("All") == {verification, marketing}
-    assert await templates_shown(["marketing"]) == {marketing}
-    assert await templates_shown(["verification", "notification"]) == {verification}
+    assert await templates_shown("All") == {verification: "login code", marketing: "会员促销"}
+    assert await templates_shown(["marketing"]) == {marketing: "会员促销"}
+    assert await templates_shown(["verification", "notification"]) == {verification: "login code"}
 
 
 async def _when(count: int, found: Any) -> Any:

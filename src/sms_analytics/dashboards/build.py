@@ -192,6 +192,8 @@ EDGE_MINUTES = f"(minute >= toStartOfMinute($__fromTime) AND minute <= $__toTime
 # one for any sign, else the name its provider's metadata API gives it (sms.templates), else the raw id.
 TEMPLATE_NAME = ("dictGetOrDefault('sms.template_name_dict', 'name', (provider, template, sign), "
                  "dictGetOrDefault('sms.template_name_dict', 'name', (provider, template, ''), template))")
+# A template id's name over its rows, whatever their sign (a provider's ids are its own: any of its rows' provider).
+TEMPLATE_ID_NAME = "dictGetOrDefault('sms.template_name_dict', 'name', (any(some_provider), template, ''), template)"
 
 
 # --- panels ---------------------------------------------------------------------------------------
@@ -343,27 +345,34 @@ def _dimension_variables() -> list[dict[str, Any]]:
 
 
 def rate_table(column: str, label: str, grid: tuple[int, int, int, int]) -> dict[str, Any]:
-    """Delivery rate per value of a dimension, with its trend over the range as a sparkline."""
+    """Delivery rate per value of a dimension, with its trend over the range as a sparkline; per template
+    also its business name (TEMPLATE_ID_NAME)."""
+    named = column == "template"
+    name = f", {TEMPLATE_ID_NAME} AS template_name" if named else ""
+    some_provider = ", any(provider) AS some_provider" if named else ""
     return table(f"Delivery rate by {label}", f"""
-SELECT {column}, sum(sent) AS sent, sum(delivered) AS delivered, sum(failed) AS failed,
+SELECT {column}{name}, sum(sent) AS sent, sum(delivered) AS delivered, sum(failed) AS failed,
        sum(expired) AS expired, sum(pending) AS pending, {RATE} AS delivery_rate,
        arrayMap(t -> round(assumeNotNull(t.2), 4),
                 arraySort(groupArrayIf((bucket, bucket_rate), bucket_rate IS NOT NULL))) AS rate_trend
 FROM
 (
-    SELECT {column}, {TREND_BUCKET} AS bucket,
+    SELECT {column}, {TREND_BUCKET} AS bucket{some_provider},
            sum(sent) AS sent, sum(delivered) AS delivered, sum(failed) AS failed, sum(expired) AS expired,
            sum(pending) AS pending, {RATE} AS bucket_rate
     FROM
     (
-        {rollup_source(f"{column}, sent, delivered, failed, expired, pending", TREND_SECONDS)}
+        {rollup_source(f"{column}, {'provider, ' if named else ''}sent, delivered, failed, expired, pending",
+                       TREND_SECONDS)}
     )
     GROUP BY {column}, bucket
 )
 GROUP BY {column}
 ORDER BY sent DESC""", grid,
                  f"Delivery rate per {label} over the time range; rate_trend: the rate in {TREND_BUCKETS} steps of the "
-                 "range (oldest first, steps with no final outcome left out).",
+                 "range (oldest first, steps with no final outcome left out)."
+                 + (" template_name: the template's business name (SMS_TEMPLATE_NAMES, else its provider's name for "
+                    "it, else its id)." if named else ""),
                  [*percent("delivery_rate"), sparkline_override("rate_trend")])
 
 
