@@ -1,7 +1,7 @@
 """The template and sign metadata feeds through the real broker, sink and warehouse: Alibaba
 QuerySmsTemplate / QuerySmsSign and Tencent DescribeSmsTemplateList / DescribeSmsSignList against
 their simulators fill sms.templates and sms.signs; the dictionaries pick the synced names and types up
-by themselves; an SMS_TEMPLATE_NAMES row wins over a synced name; and the template_type dashboard
+after each pull; an SMS_TEMPLATE_NAMES row wins over a synced name (and its type over the provider's); and the template_type dashboard
 variable filters a panel's query, whose template_name shows the names."""
 
 from __future__ import annotations
@@ -109,11 +109,15 @@ async def test_metadata_fills_the_tables_names_and_types(pipeline: Runtime, tmp_
 
     # An SMS_TEMPLATE_NAMES row wins over the synced name; the others keep theirs.
     mapping = tmp_path / "names.csv"
-    mapping.write_text(f"provider,template,sign,name\naliyun,{verification},,login code\n", encoding="utf-8")
+    mapping.write_text(f"provider,template,sign,name,type\naliyun,{verification},,login code,\n"
+                       f"tencent,{tencent_id},,login code,verification\n", encoding="utf-8")
+    tencent_type = f"dictGetOrDefault('sms.template_info_dict', 'type', ('tencent', '{tencent_id}'), '-')"
+    assert looked_up(tencent_type) == "other"  # Tencent's template list has no type
     try:
-        assert await asyncio.to_thread(template_names.load, pipeline.warehouse, mapping) == 1
+        assert await asyncio.to_thread(template_names.load, pipeline.warehouse, mapping) == 2
         assert looked_up(name_of.format(verification, "-")) == "login code"
         assert looked_up(name_of.format(marketing, "-")) == "会员促销"
+        assert looked_up(tencent_type) == "verification"  # the mapping's type wins over the provider's
         await _type_reaches_a_panel(pipeline, verification, marketing, sign)
     finally:
         await asyncio.to_thread(template_names.load, pipeline.warehouse, None)

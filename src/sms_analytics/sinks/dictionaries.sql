@@ -44,8 +44,10 @@ LAYOUT(COMPLEX_KEY_HASHED());
 
 -- dictGetOrDefault('sms.template_info_dict', 'type', (provider, template), 'other'): a template's
 -- normalized type (verification, notification, marketing, international, other), its provider's raw type
--- code, its review status and name, from the metadata feeds (sms.templates, the newest pull). A template
--- no feed has described is 'other' (dashboards/build.py TEMPLATE_TYPE). Reloaded by the sink after a pull.
+-- code, its review status and name, from the metadata feeds (sms.templates, the newest pull); a type the
+-- SMS_TEMPLATE_NAMES mapping gives the template (a row without a sign) wins over the provider's. A
+-- template neither describes is 'other' (dashboards/build.py TEMPLATE_TYPE). Reloaded by the sink after a
+-- pull and by a start's load of the mapping.
 CREATE OR REPLACE DICTIONARY sms.template_info_dict
 (
     provider String,
@@ -56,6 +58,6 @@ CREATE OR REPLACE DICTIONARY sms.template_info_dict
     status String
 )
 PRIMARY KEY provider, template
-SOURCE(CLICKHOUSE(QUERY 'SELECT provider, template_code AS template, name, toString(type) AS type, raw_type, toString(status) AS status FROM sms.templates FINAL'{source_auth}))
+SOURCE(CLICKHOUSE(QUERY 'SELECT provider, template, anyIf(name, mapped = 0) AS name, argMax(type, mapped) AS type, anyIf(raw_type, mapped = 0) AS raw_type, anyIf(status, mapped = 0) AS status FROM (SELECT provider, template_code AS template, name, toString(type) AS type, raw_type, toString(status) AS status, 0 AS mapped FROM sms.templates FINAL UNION ALL SELECT provider, template, name, toString(type) AS type, \'\' AS raw_type, \'\' AS status, 1 AS mapped FROM sms.template_names WHERE sign = \'\' AND type != \'\') GROUP BY provider, template'{source_auth}))
 LIFETIME(MIN 0 MAX 300)
 LAYOUT(COMPLEX_KEY_HASHED());

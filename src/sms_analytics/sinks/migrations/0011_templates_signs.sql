@@ -34,3 +34,6 @@ CREATE TABLE IF NOT EXISTS sms.signs
 )
 ENGINE = ReplacingMergeTree(pulled_at)
 ORDER BY (provider, sign_name);
+
+-- SMS_TEMPLATE_NAMES may give a template's type (sinks/template_names.py), over its provider's.
+ALTER TABLE sms.template_names ADD COLUMN IF NOT EXISTS type LowCardinality(String) DEFAULT '';
