@@ -35,9 +35,11 @@ ORDER BY messages DESC, provider, error_code
 LIMIT 10
 """
 
-# The metadata feeds' newest pull: templates per provider and normalized type, signs per provider.
+# The metadata feeds' newest pull: templates per provider and type (the provider's, or SMS_TEMPLATE_NAMES's
+# where it gives one: sms.template_info_dict), signs per provider.
 TEMPLATES_BY_TYPE = """
-SELECT provider, type, count() AS templates
+SELECT provider, dictGetOrDefault('sms.template_info_dict', 'type', (provider, template_code), type) AS type,
+       count() AS templates
 FROM sms.templates FINAL
 GROUP BY provider, type
 ORDER BY provider, type
