@@ -168,3 +168,15 @@ async def _run_briefly(feed: MetadataPull, seconds: float = 0.5) -> None:
     await asyncio.sleep(seconds)
     stop.set()
     await task
+
+
+async def test_tencent_sign_list_requires_its_ids(sims: Any) -> None:
+    from tencentcloud.sms.v20210111 import models
+
+    _, _, tencent, endpoint = sims
+    client = tencent_client(endpoint)
+    request = models.DescribeSmsSignListRequest()
+    request.International = 0
+    with pytest.raises(TencentApiError, match="SignIdSet"):
+        await client._call("DescribeSmsSignList", client._sdk.DescribeSmsSignList, request)
+    assert tencent.requests == [("DescribeSmsSignList", "MissingParameter")]
