@@ -23,7 +23,8 @@ Placement of every table (a table with no placement is refused, so a new migrati
     multiple of 60, and Distributed takes the key modulo the shards' weights (2, 3, 4, 5, 6 shards
     would all receive every minute on one shard).
 - EVERY_NODE: the small reference tables the dictionaries read locally (error_codes,
-  error_code_lookup, template_names) and schema_migrations: one replica on every node, a Keeper path
+  error_code_lookup, template_names, and the metadata feeds' templates and signs) and
+  schema_migrations: one replica on every node, a Keeper path
   without {shard}, no Distributed. The replica name is '{shard}-{replica}', unique over the cluster
   even where {replica} is only unique within a shard.
 - Null tables (the ingest entry tables of migrations/0008) are not replicated (they store nothing):

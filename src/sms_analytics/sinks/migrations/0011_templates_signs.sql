@@ -6,6 +6,8 @@
 -- TemplateType 0/1/2/3; Tencent's list has no type: International 1 is international, else other).
 -- status: approved, reviewing, approved_not_effective, rejected or unknown, from raw_status (Alibaba
 -- TemplateStatus/SignStatus 0/1/2; Tencent StatusCode 0/1/2/-1).
+-- No TTL (sinks/warehouse.py NO_TTL): one row per template or sign, replaced by the next pull. On a
+-- cluster a full replica on every node (sinks/cluster.py EVERY_NODE): the dictionaries read them locally.
 CREATE TABLE IF NOT EXISTS sms.templates
 (
     provider LowCardinality(String),
