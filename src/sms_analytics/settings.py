@@ -315,6 +315,9 @@ class Settings(BaseSettings):
         default=None, description="CSV provider,template,sign,name: business names of templates; unset: none.")
     sms_feed_interval_seconds: float = Field(default=5.0, description="Wait after an empty poll.")
     sms_feed_rate: float = Field(default=5.0, description="At most this many calls per second per feed.")
+    sms_metadata_interval: timedelta = Field(
+        default=timedelta(minutes=10), description="How often the template and sign metadata feeds pull (Alibaba "
+        "QuerySmsTemplate/QuerySmsSign, Tencent DescribeSmsTemplateList/DescribeSmsSignList): seconds or ISO-8601.")
     sms_kx_base_url: str | None = Field(default=None, description="KX API, e.g. http://ip:port")
     sms_kx_userid: str | None = None
     sms_kx_apikey: SecretStr | None = None
@@ -323,6 +326,8 @@ class Settings(BaseSettings):
     sms_tencent_endpoint: str = "sms.tencentcloudapi.com"
     sms_tencent_scheme: str = "https"
     sms_tencent_app_ids: str = Field(default="", description="SmsSdkAppIds to pull, comma-separated.")
+    sms_tencent_sign_ids: str = Field(default="", description="SignIds DescribeSmsSignList describes, comma-separated "
+                                      "(its SignIdSet is required); templates are listed whole.")
     sms_aliyun_endpoint: str = Field(default="dysmsapi.aliyuncs.com", description="SMS API (QuerySendDetails).")
     sms_aliyun_protocol: str = "https"
     sms_aliyun_mns_endpoint: str | None = Field(default=None, description="MNS endpoint, e.g. https://<id>.mns.cn-hangzhou.aliyuncs.com")
@@ -330,6 +335,9 @@ class Settings(BaseSettings):
     sms_aliyun_access_key_secret: SecretStr | None = None
     sms_aliyun_mns_report_queue: str | None = Field(default=None, description="Queue of SmsReport messages.")
     sms_aliyun_mns_up_queue: str | None = Field(default=None, description="Queue of SmsUp messages.")
+    sms_aliyun_template_codes: str = Field(default="", description="TemplateCodes QuerySmsTemplate describes, "
+                                           "comma-separated (it takes one code per call, there is no list).")
+    sms_aliyun_sign_names: str = Field(default="", description="SignNames QuerySmsSign describes, comma-separated.")
 
     # --- `dashboards push`: the Grafana to push to, and ClickHouse as Grafana reaches it ----------------
     grafana_url: str | None = Field(default=None, description="Grafana's base URL, e.g. http://127.0.0.1:3000.")
@@ -355,7 +363,8 @@ class Settings(BaseSettings):
     sms_log_json: bool = False
 
     @field_validator("sms_timestamp_past", "sms_timestamp_future", "sms_expire_after", "sms_compensate_after",
-                     "sms_compensate_interval", "kafka_input_retention", "kafka_output_retention", mode="before")
+                     "sms_compensate_interval", "kafka_input_retention", "kafka_output_retention",
+                     "sms_metadata_interval", mode="before")
     @classmethod
     def _seconds(cls, value: object) -> object:
         """Seconds as an environment string ("2592000"), besides ISO-8601 ("P30D")."""

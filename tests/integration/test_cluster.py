@@ -42,7 +42,7 @@ INTENDED_KEYS = {
     "provider_balance": "cityHash64(provider, account, at)",
     "alerts": "cityHash64(rule, key, started_at, state, at)",
 }
-ON_EVERY_NODE = {"schema_migrations", "error_codes", "error_code_lookup", "template_names"}
+ON_EVERY_NODE = {"schema_migrations", "error_codes", "error_code_lookup", "template_names", "templates", "signs"}
 SCHEMA_MIGRATIONS = ("CREATE TABLE IF NOT EXISTS sms.schema_migrations (version String, applied_at DateTime64(3, 'UTC') "
                      "DEFAULT now64(3)) ENGINE = ReplacingMergeTree ORDER BY version")
 

@@ -464,14 +464,14 @@ WHERE $__timeFilter(minute) AND {build.MESSAGE_FILTER}
 GROUP BY time, provider
 ORDER BY time, provider""",
     "Delivery rate by template": f"""
-SELECT template, sum(sent) AS sent, sum(delivered) AS delivered, sum(failed) AS failed,
+SELECT template, {build.TEMPLATE_ID_NAME} AS template_name, sum(sent) AS sent, sum(delivered) AS delivered, sum(failed) AS failed,
        sum(expired) AS expired, sum(pending) AS pending, {build.RATE} AS delivery_rate,
        arrayMap(t -> round(assumeNotNull(t.2), 4),
                 arraySort(groupArrayIf((bucket, bucket_rate), bucket_rate IS NOT NULL))) AS rate_trend
 FROM
 (
     SELECT template, toStartOfInterval(minute, toIntervalSecond({build.TREND_SECONDS})) AS bucket,
-           sum(sent) AS sent, sum(delivered) AS delivered, sum(failed) AS failed, sum(expired) AS expired,
+           any(provider) AS some_provider, sum(sent) AS sent, sum(delivered) AS delivered, sum(failed) AS failed, sum(expired) AS expired,
            sum(pending) AS pending, {build.RATE} AS bucket_rate
     FROM sms.rollup_minute
     WHERE $__timeFilter(minute) AND {build.MESSAGE_FILTER}

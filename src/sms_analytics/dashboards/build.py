@@ -39,13 +39,19 @@ PLUGIN_VERSION = "4.20.0"
 JSON_DIR = alerting.ARTEFACTS_DIR / "json"  # the top-level dashboards/json/ (see alerting.ARTEFACTS_DIR)
 FORMAT_TIMESERIES, FORMAT_TABLE = 0, 1
 
-# Template variables: (name, label, column of sms.rollup_minute).
+# A template's normalized type (verification, notification, marketing, international, other) from the
+# metadata feeds (sms.templates, behind sms.template_info_dict); a template no feed described is 'other'.
+# Usable in any panel's or alert's SQL over a source with provider and template columns.
+TEMPLATE_TYPE = "dictGetOrDefault('sms.template_info_dict', 'type', (provider, template), 'other')"
+
+# Template variables: (name, label, column of sms.rollup_minute, or an expression over its columns).
 VARIABLES = (
     ("provider", "Provider", "provider"),
     ("carrier", "Carrier", "carrier"),
     ("template", "Template", "template"),
     ("sign", "Sign", "sign"),
     ("country", "Country", "country_code"),
+    ("template_type", "Template type", TEMPLATE_TYPE),
 )
 
 # quantilesDD(relative_accuracy, levels...): 0.005 is the accuracy, so q = [p50, p90, p95, p99].
@@ -57,11 +63,13 @@ ROLLUP_FILTER = ("$__conditionalAll(provider IN (${provider:singlequote}), $prov
                  "AND $__conditionalAll(carrier IN (${carrier:singlequote}), $carrier) "
                  "AND $__conditionalAll(template IN (${template:singlequote}), $template) "
                  "AND $__conditionalAll(sign IN (${sign:singlequote}), $sign) "
-                 "AND $__conditionalAll(country_code IN (${country:singlequote}), $country)")
+                 "AND $__conditionalAll(country_code IN (${country:singlequote}), $country) "
+                 f"AND $__conditionalAll({TEMPLATE_TYPE} IN (${{template_type:singlequote}}), $template_type)")
 # Sources with rows outside those minutes (messages by sent_at, provider tables): every value listed.
 MESSAGE_FILTER = ("provider IN (${provider:singlequote}) AND carrier IN (${carrier:singlequote}) "
                   "AND template IN (${template:singlequote}) AND sign IN (${sign:singlequote}) "
-                  "AND $__conditionalAll(country_code IN (${country:singlequote}), $country)")
+                  "AND $__conditionalAll(country_code IN (${country:singlequote}), $country) "
+                  f"AND $__conditionalAll({TEMPLATE_TYPE} IN (${{template_type:singlequote}}), $template_type)")
 PROVIDER_CARRIER_FILTER = "provider IN (${provider:singlequote}) AND carrier IN (${carrier:singlequote})"
 PROVIDER_FILTER = "provider IN (${provider:singlequote})"
 
@@ -91,8 +99,10 @@ VARIABLE_COLUMNS = {name: column for name, _, column in VARIABLES}
 # (another grain is another branch to plan).
 # (grain, the variables it has, those that must be All, its rollup levels in seconds)
 GRAINS: tuple[tuple[str, set[str], tuple[str, ...], tuple[int, ...]], ...] = (
-    ("carrier", {"carrier"}, ("provider", "template", "sign", "country"), (60, 300, 600, 3600, 21600, 86400)),
-    ("provider_carrier", {"provider", "carrier"}, ("template", "sign", "country"), (60, 300, 600, 3600, 21600, 86400)),
+    ("carrier", {"carrier"}, ("provider", "template", "sign", "country", "template_type"),
+     (60, 300, 600, 3600, 21600, 86400)),
+    ("provider_carrier", {"provider", "carrier"}, ("template", "sign", "country", "template_type"),
+     (60, 300, 600, 3600, 21600, 86400)),
     ("full", set(VARIABLE_COLUMNS.values()), (), (600, 3600, 21600, 86400)),
 )
 
@@ -178,10 +188,12 @@ MATURATION_COLUMNS = ", ".join(f"provisional_rate[indexOf(age_seconds, {age})] A
 # and the minutes at its ends that it only partly covers.
 WHOLE_MINUTES = "(minute >= $__fromTime AND minute + 60 <= $__toTime)"
 EDGE_MINUTES = f"(minute >= toStartOfMinute($__fromTime) AND minute <= $__toTime AND NOT {WHOLE_MINUTES})"
-# A template's business name (sinks/template_names.py): the mapping row for its sign, else the one for any
-# sign, else the raw template id.
+# A template's business name (sms.template_name_dict): the SMS_TEMPLATE_NAMES row for its sign, else the
+# one for any sign, else the name its provider's metadata API gives it (sms.templates), else the raw id.
 TEMPLATE_NAME = ("dictGetOrDefault('sms.template_name_dict', 'name', (provider, template, sign), "
                  "dictGetOrDefault('sms.template_name_dict', 'name', (provider, template, ''), template))")
+# A template id's name over its rows, whatever their sign (a provider's ids are its own: any of its rows' provider).
+TEMPLATE_ID_NAME = "dictGetOrDefault('sms.template_name_dict', 'name', (any(some_provider), template, ''), template)"
 
 
 # --- panels ---------------------------------------------------------------------------------------
@@ -264,15 +276,28 @@ def bar(title: str, sql: str, grid: tuple[int, int, int, int], description: str 
 
 # --- variables ------------------------------------------------------------------------------------
 
+def variable_sql(name: str, column: str, where: str) -> str:
+    """A variable's options: the column's values in the range. The template variable's values are the
+    template ids and its texts their names (the plugin takes a second column as the text:
+    `sms.template_name_dict`, the SMS_TEMPLATE_NAMES mapping over the metadata feeds' names)."""
+    if name == "template":
+        return (f"SELECT template, any(if(name = template, template, concat(name, ' (', template, ')'))) AS text "
+                f"FROM (SELECT DISTINCT provider, template, "
+                f"dictGetOrDefault('sms.template_name_dict', 'name', (provider, template, ''), template) AS name "
+                f"FROM sms.rollup_minute WHERE {where}) GROUP BY template ORDER BY template")
+    return f"SELECT DISTINCT {column} FROM sms.rollup_minute WHERE {where} ORDER BY {column}"
+
+
 def query_variable(name: str, label: str, column: str) -> dict[str, Any]:
     where = "$__timeFilter(minute)" if name == "provider" else "$__timeFilter(minute) AND provider IN (${provider:singlequote})"
+    sql = variable_sql(name, column, where)
     return {
         "type": "query",
         "name": name,
         "label": label,
         "datasource": dict(DATASOURCE),
-        "query": f"SELECT DISTINCT {column} FROM sms.rollup_minute WHERE {where} ORDER BY {column}",
-        "definition": f"SELECT DISTINCT {column} FROM sms.rollup_minute WHERE {where} ORDER BY {column}",
+        "query": sql,
+        "definition": sql,
         "refresh": 2,  # on time range change
         "multi": True,
         "includeAll": True,
@@ -320,27 +345,34 @@ def _dimension_variables() -> list[dict[str, Any]]:
 
 
 def rate_table(column: str, label: str, grid: tuple[int, int, int, int]) -> dict[str, Any]:
-    """Delivery rate per value of a dimension, with its trend over the range as a sparkline."""
+    """Delivery rate per value of a dimension, with its trend over the range as a sparkline; per template
+    also its business name (TEMPLATE_ID_NAME)."""
+    named = column == "template"
+    name = f", {TEMPLATE_ID_NAME} AS template_name" if named else ""
+    some_provider = ", any(provider) AS some_provider" if named else ""
     return table(f"Delivery rate by {label}", f"""
-SELECT {column}, sum(sent) AS sent, sum(delivered) AS delivered, sum(failed) AS failed,
+SELECT {column}{name}, sum(sent) AS sent, sum(delivered) AS delivered, sum(failed) AS failed,
        sum(expired) AS expired, sum(pending) AS pending, {RATE} AS delivery_rate,
        arrayMap(t -> round(assumeNotNull(t.2), 4),
                 arraySort(groupArrayIf((bucket, bucket_rate), bucket_rate IS NOT NULL))) AS rate_trend
 FROM
 (
-    SELECT {column}, {TREND_BUCKET} AS bucket,
+    SELECT {column}, {TREND_BUCKET} AS bucket{some_provider},
            sum(sent) AS sent, sum(delivered) AS delivered, sum(failed) AS failed, sum(expired) AS expired,
            sum(pending) AS pending, {RATE} AS bucket_rate
     FROM
     (
-        {rollup_source(f"{column}, sent, delivered, failed, expired, pending", TREND_SECONDS)}
+        {rollup_source(f"{column}, {'provider, ' if named else ''}sent, delivered, failed, expired, pending",
+                       TREND_SECONDS)}
     )
     GROUP BY {column}, bucket
 )
 GROUP BY {column}
 ORDER BY sent DESC""", grid,
                  f"Delivery rate per {label} over the time range; rate_trend: the rate in {TREND_BUCKETS} steps of the "
-                 "range (oldest first, steps with no final outcome left out).",
+                 "range (oldest first, steps with no final outcome left out)."
+                 + (" template_name: the template's business name (SMS_TEMPLATE_NAMES, else its provider's name for "
+                    "it, else its id)." if named else ""),
                  [*percent("delivery_rate"), sparkline_override("rate_trend")])
 
 
@@ -348,7 +380,7 @@ def providers_side_by_side(grid: tuple[int, int, int, int]) -> dict[str, Any]:
     """One row per provider of every (carrier, template name) that two or more providers served in the range.
 
     Each provider registers its own template ids, so templates are matched by their business name
-    (`sms.template_name_dict`, loaded from SMS_TEMPLATE_NAMES; an unmapped template by its own id). The
+    (`sms.template_name_dict`: SMS_TEMPLATE_NAMES over the names the metadata feeds pull; else its own id). The
     rollups are summed per (carrier, provider, template, sign) first, so the names are looked up for
     those few rows only. Whole days and hours of the range come from sms.rollup_level, so few latency
     sketches are merged."""
@@ -382,7 +414,8 @@ WINDOW pair AS (PARTITION BY carrier, template_name)
 ORDER BY min(delivery_rate) OVER pair - max(delivery_rate) OVER pair, carrier, template_name, delivery_rate DESC, provider""",
                  grid,
                  "The same carrier and template through different providers. Providers register their own template "
-                 "ids, so templates are matched by business name (template_name, from the SMS_TEMPLATE_NAMES mapping; "
+                 "ids, so templates are matched by business name (template_name: the SMS_TEMPLATE_NAMES mapping, else the name "
+                 "the provider's template API gives it; "
                  "an unmapped template keeps its id); templates: each provider's own template ids (【sign】 for a "
                  "provider without ids, as KX). Sent, delivery rate, the gap to the best provider of the pair (0 = best) "
                  "and p95 latency (ms); pairs with the largest gap first, pairs served by one provider left out.",

@@ -35,6 +35,46 @@ ORDER BY messages DESC, provider, error_code
 LIMIT 10
 """
 
+# The metadata feeds' newest pull: templates per provider and type (the provider's, or SMS_TEMPLATE_NAMES's
+# where it gives one: sms.template_info_dict), signs per provider.
+TEMPLATES_BY_TYPE = """
+SELECT provider, dictGetOrDefault('sms.template_info_dict', 'type', (provider, template_code), type) AS type,
+       count() AS templates
+FROM sms.templates FINAL
+GROUP BY provider, type
+ORDER BY provider, type
+"""
+SIGNS = """
+SELECT provider, count() AS signs, countIf(status = 'approved') AS approved
+FROM sms.signs FINAL
+GROUP BY provider
+ORDER BY provider
+"""
+
+
+def collect_metadata(query: Query) -> dict[str, dict[str, Any]]:
+    """Per provider: {"templates": {type: count}, "signs": n, "approved_signs": n}, from sms.templates and sms.signs."""
+    out: dict[str, dict[str, Any]] = {}
+    for provider, template_type, count in query(TEMPLATES_BY_TYPE)[1]:
+        entry = out.setdefault(str(provider), {"templates": {}, "signs": 0, "approved_signs": 0})
+        entry["templates"][str(template_type)] = int(count)
+    for provider, signs, approved in query(SIGNS)[1]:
+        entry = out.setdefault(str(provider), {"templates": {}, "signs": 0, "approved_signs": 0})
+        entry["signs"], entry["approved_signs"] = int(signs), int(approved)
+    return out
+
+
+def render_metadata(metadata: dict[str, dict[str, Any]]) -> str:
+    """One line per provider: its templates by type and its signs."""
+    if not metadata:
+        return "template and sign metadata: (none pulled)"
+    lines = ["template and sign metadata (metadata feeds):"]
+    for provider, entry in sorted(metadata.items()):
+        types = ", ".join(f"{t} {n}" for t, n in sorted(entry["templates"].items())) or "none"
+        lines.append(f"  {provider:<8} templates: {sum(entry['templates'].values())} ({types}); "
+                     f"signs: {entry['signs']} ({entry['approved_signs']} approved)")
+    return "\n".join(lines)
+
 
 def collect(query: Query) -> dict[str, Any]:
     cols, rows = query(PER_PROVIDER)

@@ -232,6 +232,38 @@ class ProviderStats(msgspec.Struct, kw_only=True, tag="stats"):
     pulled_at_ms: int
 
 
+# The normalized template types (sms.templates.type); each provider's own codes map onto them in its feeds.
+TEMPLATE_TYPES = ("verification", "notification", "marketing", "international", "other")
+
+
+class TemplateInfo(msgspec.Struct, kw_only=True, tag="template"):
+    """A provider template as its metadata API describes it (Alibaba QuerySmsTemplate, Tencent
+    DescribeSmsTemplateList), topic sms.provider_stats.v1, table sms.templates."""
+
+    provider: str
+    template_code: str
+    name: str
+    content: str
+    template_type: str  # one of TEMPLATE_TYPES (column `type`; the JSON tag field is `type`)
+    raw_type: str  # the provider's own code, as text
+    status: str  # approved, reviewing, approved_not_effective, rejected, unknown
+    raw_status: str
+    reason: str = ""
+    pulled_at_ms: int
+
+
+class SignInfo(msgspec.Struct, kw_only=True, tag="sign"):
+    """A provider sign (Alibaba QuerySmsSign, Tencent DescribeSmsSignList), table sms.signs."""
+
+    provider: str
+    sign_name: str
+    sign_id: str = ""  # Tencent's SignId; Alibaba names signs only
+    status: str
+    raw_status: str
+    reason: str = ""
+    pulled_at_ms: int
+
+
 class CompensationRequest(msgspec.Struct, kw_only=True):
     """Ask the provider about a message still pending (topic sms.compensation.v1). Carries the
     raw number, because the provider's query API is by number."""
@@ -250,8 +282,9 @@ def decode_compensation(raw: bytes) -> CompensationRequest:
     return _compensation_decoder.decode(raw)
 
 
-_provider_metric_decoder = msgspec.json.Decoder(ProviderBalance | ProviderStats)
+ProviderMetric = ProviderBalance | ProviderStats | TemplateInfo | SignInfo  # what sms.provider_stats.v1 carries
+_provider_metric_decoder = msgspec.json.Decoder(ProviderMetric)
 
 
-def decode_provider_metric(raw: bytes) -> ProviderBalance | ProviderStats:
+def decode_provider_metric(raw: bytes) -> ProviderMetric:
     return _provider_metric_decoder.decode(raw)

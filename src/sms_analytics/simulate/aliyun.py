@@ -9,6 +9,10 @@ One RPC endpoint, ``GET`` or ``POST`` on ``/`` (§5.1); parameters in the query 
                               (JSON arrays, ≤100, one entry per number), ``TemplateCode``
 * ``Action=QuerySendDetails`` (§8.1) ``PhoneNumber``, ``SendDate`` (yyyyMMdd, last 30 days),
                               ``PageSize`` (1~50), ``CurrentPage`` (≥1), ``BizId``?
+* ``Action=QuerySmsTemplate`` (§10.2) ``TemplateCode``: its name, content, TemplateType, TemplateStatus
+* ``Action=QuerySmsSign``     (§9.3) ``SignName``: its SignStatus
+  (both from the account's catalogue, by default the simulated traffic's, simulate/payloads/metadata.py;
+  an unknown code is ``isv.SMS_TEMPLATE_ILLEGAL``, an unknown sign ``isv.SMS_SIGNATURE_ILLEGAL``)
 
 Authentication, whichever the caller uses:
 
@@ -66,6 +70,12 @@ import msgspec
 from aiohttp import web
 
 from sms_analytics.model.providers import segments
+from sms_analytics.simulate.payloads.metadata import (
+    ALIYUN_SIGN_CATALOGUE,
+    ALIYUN_TEMPLATE_CATALOGUE,
+    SimSign,
+    SimTemplate,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +92,7 @@ PUSH_MAX_TRIES = 10  # §11.3 "如果推送10次后仍失败，不再重试"
 PUSH_BATCH = 100  # records per push request (the document gives no limit)
 
 SEND_PENDING, SEND_FAILED, SEND_OK = 1, 2, 3  # §8.1 SendStatus
+NO_REVIEW_REMARK = "无审核备注"  # §9.3 / §10.2 Reason while approved or under review
 
 
 class ApiError(Exception):
@@ -212,9 +223,14 @@ class AliyunSimulator:
         clock: Callable[[], float] = time.time,
         signs: Iterable[str] | None = None,
         templates: Mapping[str, str] | None = None,
+        template_catalogue: Iterable[SimTemplate] = ALIYUN_TEMPLATE_CATALOGUE,
+        sign_catalogue: Iterable[SimSign] = ALIYUN_SIGN_CATALOGUE,
     ) -> None:
         """``signs``: approved sign names (``None`` accepts any); ``templates``: approved template
-        codes -> text with ``${name}`` variables (``None`` accepts any code)."""
+        codes -> text with ``${name}`` variables (``None`` accepts any code). ``template_catalogue`` /
+        ``sign_catalogue``: what QuerySmsTemplate / QuerySmsSign describe."""
+        self.template_catalogue = {t.code: t for t in template_catalogue}
+        self.sign_catalogue = {s.name: s for s in sign_catalogue}
         self.access_key_id = access_key_id
         self._secret = access_key_secret
         self.rng = random.Random(rng_seed)
@@ -410,6 +426,8 @@ class AliyunSimulator:
                 "SendSms": self._send_sms,
                 "SendBatchSms": self._send_batch_sms,
                 "QuerySendDetails": self._query_send_details,
+                "QuerySmsTemplate": self._query_sms_template,
+                "QuerySmsSign": self._query_sms_sign,
             }.get(action)
             if handler is None:
                 raise _gateway("InvalidAction.NotFound",
@@ -647,6 +665,22 @@ class AliyunSimulator:
             "TotalCount": len(matches),
             "SmsSendDetailDTOs": {"SmsSendDetailDTO": [self._dto(m) for m in matches[(page - 1) * size:page * size]]},
         }
+
+    def _query_sms_template(self, params: Mapping[str, str]) -> dict[str, Any]:
+        template = self.template_catalogue.get(self._required(params, "TemplateCode").strip())
+        if template is None:
+            raise SMS_TEMPLATE_ILLEGAL()
+        return {"Code": "OK", "Message": "OK", "TemplateCode": template.code, "TemplateName": template.name,
+                "TemplateContent": template.content, "TemplateType": template.kind,
+                "TemplateStatus": template.status, "Reason": template.reason or NO_REVIEW_REMARK,
+                "CreateDate": china_time(template.created)}
+
+    def _query_sms_sign(self, params: Mapping[str, str]) -> dict[str, Any]:
+        sign = self.sign_catalogue.get(self._required(params, "SignName").strip())
+        if sign is None:
+            raise SMS_SIGNATURE_ILLEGAL()
+        return {"Code": "OK", "Message": "OK", "SignName": sign.name, "SignStatus": sign.status,
+                "Reason": sign.reason or NO_REVIEW_REMARK, "CreateDate": china_time(sign.created)}
 
     @staticmethod
     def _dto(m: _Message) -> dict[str, Any]:

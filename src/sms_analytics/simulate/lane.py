@@ -24,6 +24,7 @@ from sms_analytics.simulate.aliyun import AliyunSimulator
 from sms_analytics.simulate.kx import KxSimulator
 from sms_analytics.simulate.mns import MnsSimulator
 from sms_analytics.simulate.payloads.common import random_phone
+from sms_analytics.simulate.payloads.metadata import ALIYUN_SIGN_CATALOGUE, TENCENT_SIGN_CATALOGUE
 from sms_analytics.simulate.tencent import TencentSimulator
 from sms_analytics.sources.aliyun.client import AliyunClient
 from sms_analytics.sources.kx.client import KxClient
@@ -88,6 +89,11 @@ class ProviderLane:
             "sms_aliyun_mns_endpoint": self.urls["mns"], "sms_aliyun_mns_report_queue": MNS_QUEUE,
             # compensation within the run: ask about Alibaba/Tencent messages pending for 5 s
             "sms_compensate_after": 5, "sms_compensate_scan_seconds": 1.0, "sms_feed_rate": 50.0,
+            # the template and sign metadata of the simulated traffic (the codes the simulators serve)
+            "sms_aliyun_template_codes": ",".join(self.aliyun.template_catalogue),
+            "sms_aliyun_sign_names": ",".join(s.name for s in ALIYUN_SIGN_CATALOGUE),
+            "sms_tencent_sign_ids": ",".join(str(s.sign_id) for s in TENCENT_SIGN_CATALOGUE),
+            "sms_metadata_interval": 10,
         }
 
     async def stop(self) -> None:

@@ -10,6 +10,12 @@ sends it with ``reqMethod="GET"``), the action in ``X-TC-Action``:
 * ``PullSmsReplyStatusByPhoneNumber``    one number, BeginTime/EndTime (epoch s), not consuming
 * ``CallbackStatusStatistics``           BeginTime/EndTime ``yyyymmddhh`` China time, ≤ 32 days
 * ``SendStatusStatistics``               BeginTime/EndTime ``yyyymmddhh`` China time
+* ``DescribeSmsTemplateList``            International; TemplateIdSet, or without it Limit (≤ 100) and Offset
+* ``DescribeSmsSignList``                International, SignIdSet (required, ≤ 100)
+
+The two Describe actions answer from the account's catalogue (by default the simulated traffic's
+templates and signs, simulate/payloads/metadata.py), those of the International asked; ids not in it
+are left out. They take no SmsSdkAppId, as the document defines them.
 
 Authentication is signature method v3 exactly as "签名方法 v3" describes it: the Authorization
 header ``TC3-HMAC-SHA256 Credential=<SecretId>/<Date>/sms/tc3_request, SignedHeaders=...,
@@ -99,6 +105,12 @@ import phonenumbers
 from aiohttp import web
 
 from sms_analytics.model.providers import GSM_SEGMENT_CHARS, segments
+from sms_analytics.simulate.payloads.metadata import (
+    TENCENT_SIGN_CATALOGUE,
+    TENCENT_TEMPLATE_CATALOGUE,
+    SimSign,
+    SimTemplate,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +144,8 @@ _PARAMS: dict[str, frozenset[str]] = {
                                                   "EndTime"}),
     "CallbackStatusStatistics": frozenset({"BeginTime", "EndTime", "SmsSdkAppId", "Limit", "Offset"}),
     "SendStatusStatistics": frozenset({"BeginTime", "EndTime", "SmsSdkAppId", "Limit", "Offset"}),
+    "DescribeSmsTemplateList": frozenset({"International", "TemplateIdSet", "Limit", "Offset"}),
+    "DescribeSmsSignList": frozenset({"SignIdSet", "International"}),
 }
 
 _AUTH_RE = re.compile(
@@ -362,7 +376,11 @@ class TencentSimulator:
         app_id: str = "1400006666",
         rng_seed: int = 1,
         clock: Callable[[], float] = time.time,
+        template_catalogue: Iterable[SimTemplate] = TENCENT_TEMPLATE_CATALOGUE,
+        sign_catalogue: Iterable[SimSign] = TENCENT_SIGN_CATALOGUE,
     ) -> None:
+        self.template_catalogue = {t.code: t for t in template_catalogue}
+        self.sign_catalogue = {s.sign_id: s for s in sign_catalogue}
         self.secret_id = secret_id
         self._secret_key = secret_key
         self.app_id = app_id
@@ -392,6 +410,8 @@ class TencentSimulator:
             "PullSmsReplyStatusByPhoneNumber": self._pull_reply_status_by_phone,
             "CallbackStatusStatistics": self._callback_status_statistics,
             "SendStatusStatistics": self._send_status_statistics,
+            "DescribeSmsTemplateList": self._describe_sms_template_list,
+            "DescribeSmsSignList": self._describe_sms_sign_list,
         }
 
     def __repr__(self) -> str:
@@ -683,6 +703,8 @@ class TencentSimulator:
         for name in call.params:
             if name not in allowed:
                 raise _ApiError("UnknownParameter", f"The parameter `{name[:60]}` is not recognized.")
+        if "SmsSdkAppId" not in allowed:
+            return call
         app_id = self._str(call, "SmsSdkAppId", required=True)
         if app_id != self.app_id:
             raise _ApiError("UnauthorizedOperation.SmsSdkAppIdVerifyFail",
@@ -723,6 +745,17 @@ class TencentSimulator:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise _ApiError("InvalidParameter", f"The parameter `{name}` must be an Array of String.")
         return value
+
+    @classmethod
+    def _int_list(cls, call: _Call, name: str, *, required: bool = False) -> list[int] | None:
+        value = call.params.get(name)
+        if value is None:
+            if required:
+                raise _ApiError("MissingParameter", f"The request is missing a required parameter `{name}`.")
+            return None
+        if not isinstance(value, list):
+            raise _ApiError("InvalidParameter", f"The parameter `{name}` must be an Array of Integer.")
+        return [cls._int(_Call(call.action, {name: v}, call.form), name, required=True) or 0 for v in value]
 
     def _limit(self, call: _Call) -> int:
         limit = self._int(call, "Limit", required=True)
@@ -857,6 +890,46 @@ class TencentSimulator:
         return {"PullSmsReplyStatusSet": [self._reply_record(r) for r in found[offset:offset + limit]]}
 
     # --- statistics -----------------------------------------------------------------------------
+
+    # --- DescribeSmsTemplateList, DescribeSmsSignList ------------------------------------------
+
+    def _international(self, call: _Call) -> int:
+        international = self._int(call, "International", required=True)
+        if international not in (0, 1):
+            raise _ApiError("InvalidParameterValue.InvalidInternational", "International must be 0 or 1.")
+        return international
+
+    @staticmethod
+    def _template_status(t: SimTemplate) -> dict[str, Any]:
+        return {"TemplateId": int(t.code), "International": t.kind, "StatusCode": t.status, "ReviewReply": t.reason,
+                "TemplateName": t.name, "CreateTime": t.created, "TemplateContent": t.content}
+
+    def _describe_sms_template_list(self, call: _Call) -> dict[str, Any]:
+        international = self._international(call)
+        ids = self._int_list(call, "TemplateIdSet")
+        mine = [t for t in self.template_catalogue.values() if t.kind == international]
+        if ids:
+            if len(ids) > MAX_PULL:
+                raise _ApiError("InvalidParameter", f"TemplateIdSet holds at most {MAX_PULL} ids.")
+            chosen = [t for t in mine if int(t.code) in set(ids)]
+        else:
+            limit, offset = self._int(call, "Limit", default=0) or 0, self._int(call, "Offset", default=0) or 0
+            if not 0 <= limit <= MAX_PULL or offset < 0:
+                raise _ApiError("InvalidParameter", f"Limit must be between 0 and {MAX_PULL}, Offset at least 0.")
+            chosen = mine[offset:offset + limit]
+        return {"DescribeTemplateStatusSet": [self._template_status(t) for t in chosen]}
+
+    def _describe_sms_sign_list(self, call: _Call) -> dict[str, Any]:
+        international = self._international(call)
+        ids = self._int_list(call, "SignIdSet", required=True) or []
+        if len(ids) > MAX_PULL:
+            raise _ApiError("InvalidParameter", f"SignIdSet holds at most {MAX_PULL} ids.")
+        found = [self.sign_catalogue[i] for i in dict.fromkeys(ids) if i in self.sign_catalogue]
+        return {"DescribeSignListStatusSet": [
+            {"SignId": s.sign_id, "International": international, "StatusCode": s.status, "ReviewReply": s.reason,
+             "SignName": s.name, "CreateTime": s.created, "QualificationId": 0, "QualificationName": "",
+             "QualificationStatusCode": 0}
+            for s in found if international == 0]}
 
     def _hours(self, call: _Call, *, max_days: int | None) -> tuple[float, float]:
         begin_s = self._str(call, "BeginTime", required=True)

@@ -23,7 +23,8 @@ Placement of every table (a table with no placement is refused, so a new migrati
     multiple of 60, and Distributed takes the key modulo the shards' weights (2, 3, 4, 5, 6 shards
     would all receive every minute on one shard).
 - EVERY_NODE: the small reference tables the dictionaries read locally (error_codes,
-  error_code_lookup, template_names) and schema_migrations: one replica on every node, a Keeper path
+  error_code_lookup, template_names, and the metadata feeds' templates and signs) and
+  schema_migrations: one replica on every node, a Keeper path
   without {shard}, no Distributed. The replica name is '{shard}-{replica}', unique over the cluster
   even where {replica} is only unique within a shard.
 - Null tables (the ingest entry tables of migrations/0008) are not replicated (they store nothing):
@@ -85,7 +86,8 @@ SHARDING: dict[str, str] = {
     "alerts": "cityHash64(rule, key, started_at, state, at)",
 }
 # Replicated in full on every node: the dictionaries' sources and the migrations' record.
-EVERY_NODE = frozenset({"schema_migrations", "error_codes", "error_code_lookup", "template_names"})
+EVERY_NODE = frozenset({"schema_migrations", "error_codes", "error_code_lookup", "template_names", "templates",
+                        "signs"})
 # The engines this module knows how to replicate (Replicated<engine>(path, replica, <its arguments>)).
 MERGE_TREES = frozenset({"MergeTree", "ReplacingMergeTree", "AggregatingMergeTree", "SummingMergeTree",
                          "CollapsingMergeTree", "VersionedCollapsingMergeTree"})
@@ -124,7 +126,7 @@ _AS_TABLE = re.compile(r"^AS\s+sms\.(\w+)\s+", re.IGNORECASE)
 _TABLE_NAME = re.compile(r"\bsms\.(\w+)\b")
 _IN_SUBQUERY = re.compile(r"\bIN\s*\(\s*SELECT\b.*?\bFROM\s+sms\.(\w+)\b", re.IGNORECASE | re.DOTALL)
 _FROM = re.compile(r"\bFROM\s+sms\.(\w+)\b", re.IGNORECASE)
-_DICTIONARY_SOURCE = re.compile(r"\bTABLE\s+'(\w+)'", re.IGNORECASE)
+_DICTIONARY_SOURCE = re.compile(r"\bTABLE\s+'(\w+)'|\bFROM\s+sms\.(\w+)", re.IGNORECASE)  # a TABLE or a QUERY
 # ALTER commands that change the columns: the Distributed table gets them too.
 _COLUMN_COMMAND = re.compile(r"^(ADD|DROP|MODIFY|RENAME)\s+COLUMN\b", re.IGNORECASE)
 
@@ -228,7 +230,7 @@ def _local_subqueries(view: str, select: str) -> str:
 
 
 def _dictionary(name: str, body: str, on: str) -> str:
-    for table in _DICTIONARY_SOURCE.findall(body):
+    for table in (t or q for t, q in _DICTIONARY_SOURCE.findall(body)):
         if table not in EVERY_NODE:
             raise ClusterError(f"dictionary sms.{name} reads sms.{table}, which is not on every node: each node's "
                                "dictionary reads its local table")

@@ -7,7 +7,15 @@ from typing import Any
 
 import msgspec
 
-from sms_analytics.model.events import STATUS_RANK, Delivery, ProviderBalance, ProviderStats, ReplyEvent
+from sms_analytics.model.events import (
+    STATUS_RANK,
+    Delivery,
+    ProviderBalance,
+    ProviderStats,
+    ReplyEvent,
+    SignInfo,
+    TemplateInfo,
+)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -28,6 +36,9 @@ STATS_COLUMNS = (
     "callback_success_count", "callback_fail_count", "internal_error_count", "invalid_number_count",
     "shutdown_error_count", "blacklist_count", "frequency_limit_count", "pulled_at",
 )
+TEMPLATE_COLUMNS = ("provider", "template_code", "name", "content", "type", "raw_type", "status", "raw_status", "reason",
+                    "pulled_at")
+SIGN_COLUMNS = ("provider", "sign_name", "sign_id", "status", "raw_status", "reason", "pulled_at")
 
 
 ALERT_COLUMNS = ("rule", "key", "state", "value", "threshold", "window_seconds", "started_at", "at", "summary")
@@ -50,6 +61,15 @@ def stats_row(s: ProviderStats) -> list[Any]:
         s.invalid_number_count, s.shutdown_error_count, s.blacklist_count, s.frequency_limit_count,
         _dt(s.pulled_at_ms),
     ]
+
+
+def template_row(t: TemplateInfo) -> list[Any]:
+    return [t.provider, t.template_code, t.name, t.content, t.template_type, t.raw_type, t.status, t.raw_status, t.reason,
+            _dt(t.pulled_at_ms)]
+
+
+def sign_row(s: SignInfo) -> list[Any]:
+    return [s.provider, s.sign_name, s.sign_id, s.status, s.raw_status, s.reason, _dt(s.pulled_at_ms)]
 
 
 def _dt(ms: int | None) -> datetime | None:

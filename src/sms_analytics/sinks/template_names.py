@@ -11,7 +11,12 @@ record per line, fields quoted as CSV when they hold a comma):
     tencent,449739,,login code
     kx,,鲜果园,login code
 
-- `provider`, `name` are required; `sign` is an optional column. Extra columns are an error.
+- `provider`, `name` are required; `sign` and `type` are optional columns. Extra columns are an error.
+- `type` (verification, notification, marketing, international, other; empty: none) sets the template's
+  type over the one its provider's metadata API gives (`sms.template_info_dict`): Tencent's template list
+  has no type, so its templates are `other` unless a row types them. A type belongs to a template, so a
+  row with a sign cannot give one.
+- The names the metadata feeds pull (sms.templates) fill in for every template without a sign-less row.
 - `sign` empty matches any sign; a row with a sign matches that sign only and wins over the
   template's row without a sign. KX messages have no template id (the warehouse has their sign,
   taken from the 【…】 of the content, not the content), so a KX row gives `template` empty and the
@@ -34,15 +39,17 @@ from pathlib import Path
 
 import structlog
 
+from sms_analytics.model.events import TEMPLATE_TYPES
 from sms_analytics.sinks.warehouse import Warehouse
 
 log = structlog.get_logger(__name__)
 
 TABLE = "sms.template_names"
 DICTIONARY = "sms.template_name_dict"
-COLUMNS = ("provider", "template", "sign", "name", "source", "line")
+DICTIONARIES = (DICTIONARY, "sms.template_info_dict")  # both read the table (sinks/dictionaries.sql)
+COLUMNS = ("provider", "template", "sign", "name", "type", "source", "line")
 REQUIRED = ("provider", "template", "name")
-OPTIONAL = ("sign",)
+OPTIONAL = ("sign", "type")
 
 
 class TemplateNamesError(ValueError):
@@ -56,6 +63,7 @@ class TemplateName:
     sign: str
     name: str
     line: int
+    type: str = ""
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -81,20 +89,25 @@ def parse(text: str, source: str = "<template names>") -> list[TemplateName]:
             missing = [f for f in REQUIRED if f not in header]
             if unknown or missing or len(set(header)) != len(header):
                 raise TemplateNamesError(
-                    f"{where}: the header must name the columns provider, template, name and optionally sign "
+                    f"{where}: the header must name the columns provider, template, name and optionally sign, type "
                     f"(got {raw!r}" + (f"; unknown: {', '.join(unknown)}" if unknown else "")
                     + (f"; missing: {', '.join(missing)}" if missing else "") + ")")
             continue
         if len(fields) != len(header):
             raise TemplateNamesError(f"{where}: {len(fields)} fields, the header has {len(header)}: {raw!r}")
         row = dict(zip(header, fields, strict=True))
-        entry = TemplateName(row["provider"], row["template"], row.get("sign", ""), row["name"], number)
+        entry = TemplateName(row["provider"], row["template"], row.get("sign", ""), row["name"], number,
+                             row.get("type", "").lower())
         if not entry.provider:
             raise TemplateNamesError(f"{where}: provider is empty: {raw!r}")
         if not entry.name:
             raise TemplateNamesError(f"{where}: name is empty: {raw!r}")
         if not entry.template and not entry.sign:
             raise TemplateNamesError(f"{where}: needs a template or a sign (KX: the sign): {raw!r}")
+        if entry.type and entry.type not in TEMPLATE_TYPES:
+            raise TemplateNamesError(f"{where}: type {entry.type!r} is none of {', '.join(TEMPLATE_TYPES)}: {raw!r}")
+        if entry.type and entry.sign:
+            raise TemplateNamesError(f"{where}: a type belongs to a template: leave the sign empty: {raw!r}")
         if entry.key in seen:
             raise TemplateNamesError(
                 f"{where}: duplicate of line {seen[entry.key]} (provider {entry.provider!r}, "
@@ -128,8 +141,9 @@ def load(warehouse: Warehouse, path: Path | str | None) -> int:
     rows = read(path) if path is not None else []
     warehouse.command(f"TRUNCATE TABLE {TABLE}")
     if rows:
-        warehouse.insert(TABLE, [[r.provider, r.template, r.sign, r.name, str(path), r.line] for r in rows], COLUMNS,
-                         warehouse.reload_token())
-    warehouse.reload_dictionary(DICTIONARY, TABLE)
+        warehouse.insert(TABLE, [[r.provider, r.template, r.sign, r.name, r.type, str(path), r.line] for r in rows],
+                         COLUMNS, warehouse.reload_token())
+    for dictionary in DICTIONARIES:
+        warehouse.reload_dictionary(dictionary, TABLE)
     log.info("template_names.loaded", path=str(path) if path is not None else None, rows=len(rows))
     return len(rows)

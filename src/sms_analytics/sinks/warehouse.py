@@ -43,6 +43,10 @@ NO_TTL = {
     "error_code_lookup": "the knowledge base as looked up, replaced with sms.error_codes; no time column",
     "template_names": "business names of templates, replaced whole at every start: a TTL on its load time "
                       "would empty the names under a process that runs longer than the TTL",
+    "templates": "the providers' templates as last described by their metadata APIs: one row per template, "
+                 "replaced by the next pull, not a time series",
+    "signs": "the providers' signs as last described by their metadata APIs: one row per sign, replaced by "
+             "the next pull, not a time series",
 }
 _MODIFY_TTL = re.compile(r"ALTER TABLE (sms\.\w+) MODIFY TTL (.+)", re.S)
 _TTL_OF = re.compile(r"\sTTL\s(.+?)(?:\sSETTINGS\s.*)?$", re.S)

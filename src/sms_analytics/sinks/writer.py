@@ -36,6 +36,9 @@ from aiokafka.errors import CommitFailedError
 from sms_analytics.model import topics
 from sms_analytics.model.events import (
     ProviderBalance,
+    ProviderMetric,
+    ProviderStats,
+    TemplateInfo,
     decode_deliveries,
     decode_provider_metric,
     decode_reply,
@@ -49,11 +52,15 @@ from sms_analytics.sinks.rows import (
     ALERT_COLUMNS,
     BALANCE_COLUMNS,
     REPLY_COLUMNS,
+    SIGN_COLUMNS,
     STATS_COLUMNS,
+    TEMPLATE_COLUMNS,
     alert_row,
     balance_row,
     reply_row,
+    sign_row,
     stats_row,
+    template_row,
 )
 from sms_analytics.sinks.warehouse import Warehouse
 
@@ -69,6 +76,7 @@ class Table:
     rows: list[Any] = field(default_factory=list)
     json: bool = False
     count: int = 0  # rows buffered
+    reloads: tuple[str, ...] = ()  # dictionaries that read this table, reloaded once its rows are written
 
 
 _ROW_KEY = b'"phone_hash":'  # once per delivery object (inside a string it would read \")
@@ -80,6 +88,7 @@ _MINUTE_FIELDS = re.compile(rb'"(?:sent_at_ms|receipt_sent_at_ms)":(\d+)')
 BACKLOG_RECORDS = 50
 ROLLUP_MAX_DEFER_SECONDS = 60.0
 INSERT_BACKOFF = Backoff(first=0.2, cap=10.0)  # between failed inserts of a batch: 0.2 s doubling to 10 s
+METADATA_DICTIONARIES = ("sms.template_info_dict", "sms.template_name_dict")  # over sms.templates
 
 
 def json_array(raw: bytes) -> bytes:
@@ -130,13 +139,18 @@ class ClickHouseSink:
         balances = Table("sms.provider_balance", BALANCE_COLUMNS)
         stats = Table("sms.provider_stats", STATS_COLUMNS)
         alerts = Table("sms.alerts", ALERT_COLUMNS)
-        self.tables = [messages, replies, balances, stats, alerts]
+        # The metadata's dictionaries (sinks/dictionaries.sql) are reloaded as soon as a pull is written:
+        # chDB does not reload dictionaries by their LIFETIME.
+        templates = Table("sms.templates", TEMPLATE_COLUMNS, reloads=METADATA_DICTIONARIES)
+        signs = Table("sms.signs", SIGN_COLUMNS)
+        self.tables = [messages, replies, balances, stats, alerts, templates, signs]
+        metrics = ProviderTables(balances, stats, templates, signs)
         # Each topic's record becomes rows of one table (a deliveries record carries a batch, kept
         # as its JSON: ClickHouse parses it, see migrations/0008_delivery_ingest.sql).
         self.routes: dict[str, Callable[[Any], tuple[Table, list[Any], int]]] = {
             topics.DELIVERIES: lambda record: (messages, *self._deliveries(record)),
             topics.REPLIES: lambda record: (replies, [reply_row(decode_reply(record.value))], 1),
-            topics.PROVIDER_STATS: lambda record: (*_metric_row(decode_provider_metric(record.value), balances, stats), 1),
+            topics.PROVIDER_STATS: lambda record: (*metrics.row(decode_provider_metric(record.value)), 1),
             topics.ALERTS: lambda record: (alerts, [alert_row(record.value)], 1),
         }
         self.consumer = AIOKafkaConsumer(
@@ -356,6 +370,8 @@ class ClickHouseSink:
             await self._insert_with_retry(table, rows, count, token)
         for tp, (_, last) in batch.pending.items():
             self.written[tp] = max(self.written.get(tp, 0), last + 1)
+        for table in {table.name: table for table, _, _ in batch.rows if table.reloads}.values():
+            await self._reload(table)
         try:
             await self.consumer.commit({tp: last + 1 for tp, (_, last) in batch.pending.items()})
         except CommitFailedError as exc:  # rebalanced meanwhile: the rows are written, a replay is harmless
@@ -365,6 +381,15 @@ class ClickHouseSink:
         self.stats.batch_seconds.observe(time.monotonic() - started)
         if self.rollups is not None:
             self._written_minutes |= batch.minutes
+
+    async def _reload(self, table: Table) -> None:
+        """Reload the dictionaries over a table just written; a failure is logged, not retried (the
+        next write reloads again, and a ClickHouse server also reloads them by their LIFETIME)."""
+        for dictionary in table.reloads:
+            try:
+                await asyncio.to_thread(self.warehouse.reload_dictionary, dictionary, table.name)
+            except Exception as exc:  # noqa: BLE001  (the rows are written; the names follow at the next reload)
+                log.warning("sink.reload_failed", dictionary=dictionary, error=str(exc)[:200])
 
     async def _insert_with_retry(self, table: Table, rows: list[Any], count: int, token: str) -> None:
         """Insert until it succeeds (INSERT_BACKOFF between failures, the same token each time). A
@@ -411,7 +436,20 @@ class ClickHouseSink:
         return kept
 
 
-def _metric_row(metric: Any, balances: Table, stats: Table) -> tuple[Table, list[Any]]:
-    if isinstance(metric, ProviderBalance):
-        return balances, [balance_row(metric)]
-    return stats, [stats_row(metric)]
+@dataclass
+class ProviderTables:
+    """The tables of sms.provider_stats.v1's records: balances, hourly statistics, templates, signs."""
+
+    balances: Table
+    stats: Table
+    templates: Table
+    signs: Table
+
+    def row(self, metric: ProviderMetric) -> tuple[Table, list[Any]]:
+        if isinstance(metric, ProviderBalance):
+            return self.balances, [balance_row(metric)]
+        if isinstance(metric, ProviderStats):
+            return self.stats, [stats_row(metric)]
+        if isinstance(metric, TemplateInfo):
+            return self.templates, [template_row(metric)]
+        return self.signs, [sign_row(metric)]

@@ -30,6 +30,8 @@ from sms_analytics.model.events import (
     ReceiptEvent,
     ReplyEvent,
     SendEvent,
+    SignInfo,
+    TemplateInfo,
     encode,
     encode_batch,
 )
@@ -71,6 +73,10 @@ def route(event: Event) -> tuple[str, bytes]:
         return topics.PROVIDER_STATS, f"balance|{event.provider}|{event.account}".encode()
     if isinstance(event, ProviderStats):
         return topics.PROVIDER_STATS, f"stats|{event.provider}|{event.app_id}|{event.hour_ms}".encode()
+    if isinstance(event, TemplateInfo):
+        return topics.PROVIDER_STATS, f"template|{event.provider}|{event.template_code}".encode()
+    if isinstance(event, SignInfo):
+        return topics.PROVIDER_STATS, f"sign|{event.provider}|{event.sign_name}".encode()
     raise TypeError(f"not an event: {type(event).__name__}")
 
 

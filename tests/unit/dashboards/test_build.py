@@ -61,11 +61,25 @@ def test_panel_targets(panel: dict[str, Any]) -> None:
 def test_dashboards_have_the_variables() -> None:
     dd = build.drilldown()
     names = [v["name"] for v in dd["templating"]["list"]]
-    assert names == ["provider", "carrier", "template", "sign", "country", "lookup"]
-    for v in dd["templating"]["list"][:5]:
+    assert names == ["provider", "carrier", "template", "sign", "country", "template_type", "lookup"]
+    for v in dd["templating"]["list"][:6]:
         assert v["type"] == "query" and v["multi"] and v["includeAll"] and "sms.rollup_minute" in v["query"]
         assert v["datasource"]["uid"] == "sms-clickhouse"
-    assert dd["templating"]["list"][5]["type"] == "textbox"
+    assert dd["templating"]["list"][6]["type"] == "textbox"
+
+
+def test_the_template_type_filters_every_rollup_and_message_panel() -> None:
+    """template_type (the metadata feeds' normalized type) is a variable over sms.template_info_dict, and every
+    panel that filters on the template filters on it too (only grains that keep the template when it is set)."""
+    (variable,) = [v for v in build.drilldown()["templating"]["list"] if v["name"] == "template_type"]
+    assert "sms.template_info_dict" in variable["query"]
+    for dashboard in (build.overview(), build.drilldown()):
+        for panel in dashboard["panels"]:
+            sql = panel["targets"][0]["rawSql"]
+            if "${template:singlequote}" in sql:
+                assert "${template_type:singlequote}" in sql, panel["title"]
+    for grain, _, must_be_all, _ in build.GRAINS:
+        assert grain == "full" or "template_type" in must_be_all
 
 
 RATE_TABLES = ("Delivery rate by carrier", "Delivery rate by template", "Delivery rate by sign")

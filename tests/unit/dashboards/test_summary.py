@@ -65,3 +65,16 @@ def test_render_no_failures_and_no_rate():
                                       "delivery_rate": None}, "providers": [], "top_failures": []})
     assert text.splitlines()[0].endswith("delivery rate n/a")
     assert text.splitlines()[-1] == "  (none)"
+
+
+def test_metadata_lines_per_provider():
+    answers = {summary.TEMPLATES_BY_TYPE: (["provider", "type", "templates"],
+                                           [("aliyun", "marketing", 1), ("aliyun", "verification", 2)]),
+               summary.SIGNS: (["provider", "signs", "approved"], [("aliyun", 3, 2), ("tencent", 1, 1)])}
+    metadata = summary.collect_metadata(lambda sql: answers[sql])
+    assert metadata["tencent"] == {"templates": {}, "signs": 1, "approved_signs": 1}
+    assert summary.render_metadata(metadata).splitlines() == [
+        "template and sign metadata (metadata feeds):",
+        "  aliyun   templates: 3 (marketing 1, verification 2); signs: 3 (2 approved)",
+        "  tencent  templates: 0 (none); signs: 1 (1 approved)"]
+    assert summary.render_metadata({}) == "template and sign metadata: (none pulled)"

@@ -26,19 +26,25 @@ def test_alters_go_to_the_local_tables_and_new_columns_to_the_distributed_too() 
     assert len(retention) == 10 and all(re.match(r"ALTER TABLE sms\.\w+_local ON CLUSTER", c) for c in retention)
     added = [c for c in alters if " ADD COLUMN " in c]
     assert [c.split(" ON CLUSTER")[0] for c in added] == ["ALTER TABLE sms.message_parts_local",
-                                                         "ALTER TABLE sms.message_parts"]
+                                                         "ALTER TABLE sms.message_parts",
+                                                         "ALTER TABLE sms.template_names"]  # on every node: no _local
     others = [c for c in alters if " ADD COLUMN " not in c]
     assert all(re.match(r"ALTER TABLE sms\.\w+_local ON CLUSTER", c) for c in others)
 
 
 def test_dictionaries_read_tables_on_every_node() -> None:
     dictionaries = [c for c in CLUSTERED if c.startswith("CREATE OR REPLACE DICTIONARY")]
-    assert len(dictionaries) == 2
+    assert len(dictionaries) == 3
     for sql in dictionaries:
-        assert re.search(r"TABLE '(\w+)'", sql)[1] in ON_EVERY_NODE
+        read = re.findall(r"TABLE '(\w+)'|FROM sms\.(\w+)", sql)
+        assert read and all((table or query) in ON_EVERY_NODE for table, query in read)
     with pytest.raises(ClusterError, match="not on every node"):
         cluster_form("CREATE OR REPLACE DICTIONARY sms.d (k String, v String) PRIMARY KEY k "
                      "SOURCE(CLICKHOUSE(DB 'sms' TABLE 'replies')) LIFETIME(0) LAYOUT(COMPLEX_KEY_HASHED())", CLUSTER)
+    with pytest.raises(ClusterError, match="not on every node"):  # a QUERY source's tables too
+        cluster_form("CREATE OR REPLACE DICTIONARY sms.d (k String, v String) PRIMARY KEY k "
+                     "SOURCE(CLICKHOUSE(QUERY 'SELECT k, v FROM sms.templates UNION ALL SELECT k, v FROM sms.replies')) "
+                     "LIFETIME(0) LAYOUT(COMPLEX_KEY_HASHED())", CLUSTER)
 
 
 @pytest.mark.parametrize("engine", ["Memory", "Log", "ReplicatedMergeTree('/p', 'r')", "Buffer(sms, x, 1, 1, 1, 1, 1, 1, 1)"])

@@ -112,3 +112,12 @@ def test_demo_mapping_pairs_the_simulators_templates() -> None:
     used = {("aliyun", t) for t, _ in ALIYUN_TEMPLATES} | {("tencent", t) for t, _ in TENCENT_TEMPLATES} \
         | {("kx", sign_of(c)) for c in KX_CONTENTS}
     assert all((r.provider, r.template or r.sign) in used for r in rows)
+
+
+def test_the_type_column_types_a_template() -> None:
+    rows = parse("provider,template,sign,name,type\ntencent,1110,,login code,Verification\naliyun,SMS_1,,notice,\n")
+    assert [(r.template, r.type) for r in rows] == [("1110", "verification"), ("SMS_1", "")]
+    with pytest.raises(TemplateNamesError, match="line 2: type 'promo' is none of verification, notification"):
+        parse("provider,template,name,type\ntencent,1110,x,promo\n")
+    with pytest.raises(TemplateNamesError, match="line 2: a type belongs to a template"):
+        parse("provider,template,sign,name,type\ntencent,1110,腾讯云,x,marketing\n")

@@ -153,7 +153,7 @@ async def test_other_topics_become_rows_of_their_tables() -> None:
     sink = await make_sink(wh)
     assert set(sink.routes) == {topics.DELIVERIES, topics.REPLIES, topics.PROVIDER_STATS, topics.ALERTS}
     assert {t.name for t in sink.tables} == {"sms.delivery_ingest", "sms.replies", "sms.provider_balance",
-                                             "sms.provider_stats", "sms.alerts"}
+                                             "sms.provider_stats", "sms.alerts", "sms.templates", "sms.signs"}
     raw_sink = ClickHouseSink(wh, "127.0.0.1:9", group="g", batch_rows=10, flush_seconds=1.0,  # type: ignore[arg-type]
                               store_raw_phone=True)
     assert raw_sink.tables[0].name == "sms.delivery_ingest_raw"

@@ -52,8 +52,8 @@ async def test_compensation_for_providers_that_can_be_asked(tmp_path):
     feeds, closers = built
     try:
         assert [f.name for f in feeds] == ["tencent.pull_send_status.1400", "tencent.pull_reply_status.1400",
-                                           "tencent.statistics", "kx.mtquery", "kx.moquery", "kx.balance",
-                                           "compensation"]
+                                           "tencent.statistics", "tencent.templates", "kx.mtquery", "kx.moquery",
+                                           "kx.balance", "compensation"]
         compensator = feeds[-1]
         assert isinstance(compensator, Compensator)
         assert sorted(compensator.askers) == ["aliyun", "tencent"]

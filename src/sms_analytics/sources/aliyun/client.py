@@ -4,6 +4,8 @@
 * ``send_sms``            SendSms (§7.1): one sign/template to ≤1000 numbers
 * ``send_batch_sms``      SendBatchSms (§7.2): one sign (and variables) per number, ≤100
 * ``query_send_details``  QuerySendDetails (§8.1): one number's records of one day, paged (≤50)
+* ``query_sms_template``  QuerySmsTemplate (§10.2): one template's name, content, type and review status
+* ``query_sms_sign``      QuerySmsSign (§9.3): one sign's review status
 
 Signing: by default the SDK is told ``signature_algorithm="v2"``, which makes it sign as the
 document's §5.4 RPC style (``SignatureMethod=HMAC-SHA1``, ``SignatureVersion=1.0``, all parameters
@@ -151,6 +153,17 @@ class AliyunClient:
             current_page=current_page,
         )
         return await self._call("QuerySendDetails", self._sdk.query_send_details_async, request, count=1)
+
+    async def query_sms_template(self, template_code: str) -> dict[str, Any]:
+        """QuerySmsTemplate: ``{"Code", "Message", "RequestId", "TemplateCode", "TemplateName",
+        "TemplateContent", "TemplateType", "TemplateStatus", "Reason", "CreateDate"}``."""
+        request = sms_models.QuerySmsTemplateRequest(template_code=template_code)
+        return await self._call("QuerySmsTemplate", self._sdk.query_sms_template_async, request, count=0)
+
+    async def query_sms_sign(self, sign_name: str) -> dict[str, Any]:
+        """QuerySmsSign: ``{"Code", "Message", "RequestId", "SignName", "SignStatus", "Reason", "CreateDate"}``."""
+        request = sms_models.QuerySmsSignRequest(sign_name=sign_name)
+        return await self._call("QuerySmsSign", self._sdk.query_sms_sign_async, request, count=0)
 
     # --- internals ----------------------------------------------------------------------------
 

@@ -1,19 +1,25 @@
-"""Alibaba Cloud SMS pull feeds (seed 000): SmsReport / SmsUp from their MNS queues (`mns.py`), and
-the compensation query QuerySendDetails (§8.1) through the official SDK (`client.py`). Where this
+"""Alibaba Cloud SMS pull feeds (seed 000): SmsReport / SmsUp from their MNS queues (`mns.py`), the
+compensation query QuerySendDetails (§8.1), and the template and sign metadata (QuerySmsTemplate §10.2,
+QuerySmsSign §9.3, one code or name per call) through the official SDK (`client.py`). Where this
 ends: the MNS loop is `mns.py`'s, the compensation loop `sources/compensation.py`'s."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sms_analytics.model.events import CompensationRequest
+import structlog
+
+from sms_analytics.model.events import CompensationRequest, SignInfo, TemplateInfo
 from sms_analytics.model.times import CHINA, now_ms
 from sms_analytics.settings import Settings
 from sms_analytics.sources.aliyun.parsers import Aliyun
 from sms_analytics.sources.base.feed import Ask, FeedSet, Publish, Runnable
 from sms_analytics.sources.base.fields import Parsed
+from sms_analytics.sources.base.metadata import MetadataPull, code_of, items, metadata_options
+
+log = structlog.get_logger(__name__)
 
 if TYPE_CHECKING:  # the SDKs load only when a feed is configured (`build`)
     from sms_analytics.sources.aliyun.client import AliyunClient
@@ -31,7 +37,81 @@ def build(settings: Settings, provider: Aliyun, publish: Publish) -> FeedSet:
     client = AliyunClient(access_key_id=s.sms_aliyun_access_key_id,
                           access_key_secret=s.sms_aliyun_access_key_secret.get_secret_value(),
                           endpoint=s.sms_aliyun_endpoint, protocol=s.sms_aliyun_protocol)
-    return FeedSet(feeds=mns_consumers(settings, provider, publish), compensation=query_send_details(client, provider))
+    return FeedSet(feeds=mns_consumers(settings, provider, publish) + metadata_feeds(settings, client, publish),
+                   compensation=query_send_details(client, provider))
+
+
+# QuerySmsTemplate's TemplateType (§10.2): 0 验证码, 1 短信通知, 2 推广短信, 3 国际/港澳台消息.
+TEMPLATE_TYPES = {0: "verification", 1: "notification", 2: "marketing", 3: "international"}
+# TemplateStatus / SignStatus (§10.2, §9.3): 0 审核中, 1 审核通过, 2 审核失败.
+REVIEW_STATUSES = {0: "reviewing", 1: "approved", 2: "rejected"}
+
+
+def metadata_feeds(settings: Settings, client: AliyunClient, publish: Publish) -> list[Runnable]:
+    """QuerySmsTemplate for SMS_ALIYUN_TEMPLATE_CODES and QuerySmsSign for SMS_ALIYUN_SIGN_NAMES, each
+    when set, every SMS_METADATA_INTERVAL."""
+    codes, signs = items(settings.sms_aliyun_template_codes), items(settings.sms_aliyun_sign_names)
+    options = metadata_options(settings)
+    feeds: list[Runnable] = []
+    if codes:
+        feeds.append(MetadataPull("aliyun.templates", lambda at: describe_templates(client, codes, at), publish,
+                                  **options))
+    if signs:
+        feeds.append(MetadataPull("aliyun.signs", lambda at: describe_signs(client, signs, at), publish, **options))
+    return feeds
+
+
+async def describe_templates(client: AliyunClient, codes: Sequence[str], pulled_at_ms: int) -> list[TemplateInfo]:
+    """One QuerySmsTemplate per code; a code the service refuses (e.g. unknown) is skipped."""
+    out = []
+    for code in codes:
+        if (answer := await _described(client.query_sms_template, code)) is not None:
+            out.append(template_info(answer, code, pulled_at_ms))
+    return out
+
+
+async def describe_signs(client: AliyunClient, names: Sequence[str], pulled_at_ms: int) -> list[SignInfo]:
+    """One QuerySmsSign per sign name; a name the service refuses is skipped."""
+    out = []
+    for name in names:
+        if (answer := await _described(client.query_sms_sign, name)) is not None:
+            out.append(sign_info(answer, name, pulled_at_ms))
+    return out
+
+
+async def _described(call: Callable[[str], Any], key: str) -> dict[str, Any] | None:
+    """The call's answer; None when the service answered with a business error (HTTP 200, Code not OK).
+    A gateway error (a bad signature, an unknown key) or a transport failure raises: the feed backs off."""
+    from sms_analytics.sources.aliyun.client import AliyunApiError
+
+    try:
+        answer: dict[str, Any] = await call(key)
+    except AliyunApiError as exc:
+        if exc.status != 200:
+            raise
+        log.warning("aliyun.metadata_refused", code=exc.code, request_id=exc.request_id)
+        return None
+    return answer
+
+
+def template_info(answer: dict[str, Any], code: str, pulled_at_ms: int) -> TemplateInfo:
+    raw_type, raw_status = answer.get("TemplateType"), answer.get("TemplateStatus")
+    return TemplateInfo(provider="aliyun", template_code=str(answer.get("TemplateCode") or code),
+                        name=str(answer.get("TemplateName") or ""), content=str(answer.get("TemplateContent") or ""),
+                        template_type=code_of(TEMPLATE_TYPES, raw_type, "other"), raw_type=_text(raw_type),
+                        status=code_of(REVIEW_STATUSES, raw_status, "unknown"), raw_status=_text(raw_status),
+                        reason=str(answer.get("Reason") or ""), pulled_at_ms=pulled_at_ms)
+
+
+def sign_info(answer: dict[str, Any], name: str, pulled_at_ms: int) -> SignInfo:
+    raw_status = answer.get("SignStatus")
+    return SignInfo(provider="aliyun", sign_name=str(answer.get("SignName") or name),
+                    status=code_of(REVIEW_STATUSES, raw_status, "unknown"), raw_status=_text(raw_status),
+                    reason=str(answer.get("Reason") or ""), pulled_at_ms=pulled_at_ms)
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
 
 
 def mns_consumers(settings: Settings, provider: Aliyun, publish: Publish) -> list[Runnable]:

@@ -20,12 +20,21 @@ from typing import Any
 import msgspec
 import structlog
 
-from sms_analytics.model.events import Identity, ProviderBalance, ProviderStats, ReceiptEvent, ReplyEvent, SendEvent
+from sms_analytics.model.events import (
+    Identity,
+    ProviderBalance,
+    ProviderStats,
+    ReceiptEvent,
+    ReplyEvent,
+    SendEvent,
+    SignInfo,
+    TemplateInfo,
+)
 from sms_analytics.model.phone import BadPhone, Phone, PhoneHasher, normalize
 from sms_analytics.model.times import BadTime
 
 log = structlog.get_logger(__name__)
-Event = SendEvent | ReceiptEvent | ReplyEvent | ProviderBalance | ProviderStats
+Event = SendEvent | ReceiptEvent | ReplyEvent | ProviderBalance | ProviderStats | TemplateInfo | SignInfo
 MAX_FIELD_CHARS = 4096
 MAX_REASON_CHARS = 500
 MAX_DEPTH = 1024  # the nesting a JSON body may have; deeper is not JSON we read

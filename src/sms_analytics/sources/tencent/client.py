@@ -155,6 +155,27 @@ class TencentClient:
         self._stats_request(req, app_id, begin_hour, end_hour, limit, offset)
         return await self._call("SendStatusStatistics", self._sdk.SendStatusStatistics, req)
 
+    async def describe_sms_template_list(self, international: int, template_ids: Sequence[int] = (), *,
+                                         limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+        """DescribeSmsTemplateList: the templates ``template_ids``, or with none the list from ``offset``
+        (``limit`` ≤ 100); ``international`` 0 domestic, 1 international. Returns DescribeTemplateStatusSet."""
+        req = models.DescribeSmsTemplateListRequest()
+        req.International = international
+        if template_ids:
+            req.TemplateIdSet = [int(t) for t in template_ids]
+        else:
+            req.Limit, req.Offset = limit, offset
+        return self._records(await self._call("DescribeSmsTemplateList", self._sdk.DescribeSmsTemplateList, req),
+                             "DescribeTemplateStatusSet")
+
+    async def describe_sms_sign_list(self, international: int, sign_ids: Sequence[int]) -> list[dict[str, Any]]:
+        """DescribeSmsSignList: the signs ``sign_ids`` (≤ 100). Returns DescribeSignListStatusSet."""
+        req = models.DescribeSmsSignListRequest()
+        req.International = international
+        req.SignIdSet = [int(s) for s in sign_ids]
+        return self._records(await self._call("DescribeSmsSignList", self._sdk.DescribeSmsSignList, req),
+                             "DescribeSignListStatusSet")
+
     # --- internals ------------------------------------------------------------------------------
 
     @staticmethod

@@ -1,7 +1,8 @@
 """Tencent pull feeds (seed 002): PullSmsSendStatus and PullSmsReplyStatus (Limit ≤ 100 per
 SmsSdkAppId, each record returned once), and the hourly CallbackStatusStatistics and
 SendStatusStatistics into sms.provider_stats, and the compensation query
-PullSmsSendStatusByPhoneNumber (`by_phone`). Calls go through the official SDK
+PullSmsSendStatusByPhoneNumber (`by_phone`), and the template and sign metadata
+(DescribeSmsTemplateList, listed whole; DescribeSmsSignList for SMS_TENCENT_SIGN_IDS). Calls go through the official SDK
 (`sources.tencent.client.TencentClient`, blocking calls off the event loop)."""
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sms_analytics.model.events import CompensationRequest, ProviderStats
+from sms_analytics.model.events import CompensationRequest, ProviderStats, SignInfo, TemplateInfo
 from sms_analytics.model.times import CHINA, now_ms
 from sms_analytics.settings import Settings
 from sms_analytics.sources.base.feed import Ask, Checkpoint, Feed, FeedSet, Publish, Runnable, SpooledPull, feed_options
 from sms_analytics.sources.base.fields import Parsed
+from sms_analytics.sources.base.metadata import MetadataPull, code_of, items, metadata_options
 from sms_analytics.sources.tencent.parsers import Tencent
 
 if TYPE_CHECKING:  # the SDK loads only when a feed is configured (`build`)
@@ -41,7 +43,72 @@ def build(settings: Settings, provider: Tencent, publish: Publish) -> FeedSet:
         feeds += [tencent_statuses(client, app_id, provider, publish, s.sms_data_dir, **common),
                   tencent_replies(client, app_id, provider, publish, s.sms_data_dir, **common),
                   TencentStatistics(client, app_id, publish, s.sms_data_dir, rate=s.sms_feed_rate)]
-    return FeedSet(feeds=feeds, compensation=by_phone(client, app_ids, provider))
+    return FeedSet(feeds=feeds + metadata_feeds(settings, client, publish),
+                   compensation=by_phone(client, app_ids, provider))
+
+
+# StatusCode of DescribeTemplateListStatus / DescribeSignListStatus: 0 审核通过且已生效, 1 审核中,
+# 2 审核通过待生效, -1 审核未通过或审核失败.
+REVIEW_STATUSES = {0: "approved", 1: "reviewing", 2: "approved_not_effective", -1: "rejected"}
+# The template list has no SmsType (1 营销, 2 通知, 3 验证码 are AddSmsTemplate's, not returned by
+# DescribeSmsTemplateList): only International tells a type, 1 国际/港澳台 (0 国内, 3 both: other).
+INTERNATIONAL_TYPES = {1: "international"}
+PAGE = 100  # DescribeSmsTemplateList Limit: "最大上限，最多100"
+
+
+def metadata_feeds(settings: Settings, client: TencentClient, publish: Publish) -> list[Runnable]:
+    """Every template (domestic and international, listed page by page) and the signs of
+    SMS_TENCENT_SIGN_IDS (DescribeSmsSignList requires their ids), every SMS_METADATA_INTERVAL."""
+    options = metadata_options(settings)
+    feeds: list[Runnable] = [MetadataPull("tencent.templates", lambda at: describe_templates(client, at), publish,
+                                          **options)]
+    if sign_ids := [int(i) for i in items(settings.sms_tencent_sign_ids)]:
+        feeds.append(MetadataPull("tencent.signs", lambda at: describe_signs(client, sign_ids, at), publish,
+                                  **options))
+    return feeds
+
+
+async def describe_templates(client: TencentClient, pulled_at_ms: int) -> list[TemplateInfo]:
+    """DescribeSmsTemplateList without TemplateIdSet, Offset by Offset until a short page, for
+    International 0 and 1."""
+    out: list[TemplateInfo] = []
+    for international in (0, 1):
+        offset = 0
+        while True:
+            page = await client.describe_sms_template_list(international, limit=PAGE, offset=offset)
+            out += [template_info(t, pulled_at_ms) for t in page]
+            if len(page) < PAGE:
+                break
+            offset += PAGE
+    return out
+
+
+async def describe_signs(client: TencentClient, sign_ids: Sequence[int], pulled_at_ms: int) -> list[SignInfo]:
+    """DescribeSmsSignList (International 0) for the ids, 100 per call."""
+    out: list[SignInfo] = []
+    for start in range(0, len(sign_ids), PAGE):
+        found = await client.describe_sms_sign_list(0, sign_ids[start:start + PAGE])
+        out += [sign_info(s, pulled_at_ms) for s in found]
+    return out
+
+
+def template_info(status: dict[str, Any], pulled_at_ms: int) -> TemplateInfo:
+    international, raw_status = status.get("International"), status.get("StatusCode")
+    return TemplateInfo(provider="tencent", template_code=str(status.get("TemplateId") or ""),
+                        name=str(status.get("TemplateName") or ""), content=str(status.get("TemplateContent") or ""),
+                        template_type=code_of(INTERNATIONAL_TYPES, international, "other"),
+                        raw_type="" if international is None else f"International={international}",
+                        status=code_of(REVIEW_STATUSES, raw_status, "unknown"),
+                        raw_status="" if raw_status is None else str(raw_status),
+                        reason=str(status.get("ReviewReply") or ""), pulled_at_ms=pulled_at_ms)
+
+
+def sign_info(status: dict[str, Any], pulled_at_ms: int) -> SignInfo:
+    raw_status = status.get("StatusCode")
+    return SignInfo(provider="tencent", sign_name=str(status.get("SignName") or ""),
+                    sign_id=str(status.get("SignId") or ""), status=code_of(REVIEW_STATUSES, raw_status, "unknown"),
+                    raw_status="" if raw_status is None else str(raw_status),
+                    reason=str(status.get("ReviewReply") or ""), pulled_at_ms=pulled_at_ms)
 
 
 def by_phone(client: TencentClient, app_ids: Sequence[str], provider: Tencent) -> Ask:

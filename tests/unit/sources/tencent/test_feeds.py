@@ -38,7 +38,8 @@ def test_three_feeds_per_app_id(tmp_path):
     fs: Any = feeds.build(settings(tmp_path, **KEYS, sms_tencent_app_ids="1400, 1401", sms_feed_rate=3.0), PROVIDER, publish)
     names = [f.name for f in fs.feeds]
     assert names == ["tencent.pull_send_status.1400", "tencent.pull_reply_status.1400", "tencent.statistics",
-                     "tencent.pull_send_status.1401", "tencent.pull_reply_status.1401", "tencent.statistics"]
+                     "tencent.pull_send_status.1401", "tencent.pull_reply_status.1401", "tencent.statistics",
+                     "tencent.templates"]  # the metadata: templates listed whole, signs only with SMS_TENCENT_SIGN_IDS
     assert isinstance(fs.feeds[0], SpooledPull)
     assert fs.feeds[0].spool.path == tmp_path / "feeds" / "tencent.pull_send_status.1400.json"
     assert fs.feeds[5].checkpoint.path == tmp_path / "feeds" / "tencent.statistics.1401.json"
