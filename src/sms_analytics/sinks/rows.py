@@ -7,7 +7,14 @@ from typing import Any
 
 import msgspec
 
-from sms_analytics.model.events import STATUS_RANK, Delivery, ProviderBalance, ProviderStats, ReplyEvent
+from sms_analytics.model.events import (
+    STATUS_RANK,
+    ConversionEvent,
+    Delivery,
+    ProviderBalance,
+    ProviderStats,
+    ReplyEvent,
+)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -22,6 +29,10 @@ REPLY_COLUMNS = (
 )
 
 
+CONVERSION_COLUMNS = (
+    "provider", "message_id", "phone_hash", "conversion_id", "phone_masked", "carrier", "country_code", "template",
+    "sent_from", "sent_to", "converted_at", "received_at",
+)
 BALANCE_COLUMNS = ("provider", "account", "balance", "at")
 STATS_COLUMNS = (
     "provider", "app_id", "hour", "request_count", "request_success_count", "fee_count", "callback_count",
@@ -71,6 +82,13 @@ def message_row(d: Delivery, *, store_raw_phone: bool) -> list[Any]:
         d.segments if send else None, d.receipt_segments, d.out_id if send else None,
         d.sent_at_ms, d.receipt_sent_at_ms, outcome, d.receipt_ids,
         d.updated_at_ms, d.updated_at_ms,
+    ]
+
+
+def conversion_row(c: ConversionEvent) -> list[Any]:
+    return [
+        c.provider, c.message_id, c.phone_hash, c.conversion_id, c.phone_masked, c.carrier, c.country_code,
+        c.template, _dt(c.sent_from_ms), _dt(c.sent_to_ms), _dt(c.converted_at_ms), _dt(c.received_at_ms),
     ]
 
 

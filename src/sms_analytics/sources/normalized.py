@@ -70,12 +70,12 @@ def parse_conversions(doc: Any, ids: Identities, now_ms: int) -> Parsed:
             raise BadRecord("a conversion needs message_id, or phone and template (with an optional sent window)")
         fields = ids.fields(ids.phone(raw_phone)) if raw_phone not in (None, "") else {}
         fields.pop("phone", None)  # personal data: the hash and the mask only
-        window = (None, None) if message_id else _window(rec, converted_at)
+        window: tuple[int | None, int | None] = (None, None) if message_id else _window(rec, converted_at)
         phone_hash = fields.get("phone_hash", "")
         return [ConversionEvent(
             provider=provider, message_id=message_id, template=template, sent_from_ms=window[0], sent_to_ms=window[1],
             converted_at_ms=converted_at, received_at_ms=now_ms, **fields,
-            conversion_id=conversion_id(provider, message_id, phone_hash, template, *window, converted_at),
+            conversion_id=conversion_id(provider, message_id, phone_hash, template, window[0], window[1], converted_at),
         )]
 
     return collect(as_records(doc), convert)
