@@ -121,14 +121,14 @@ def run_conversions(detector: Detector, seconds: range, rate: callable, per_seco
 
 def test_a_conversion_drop_of_a_tracked_template_fires_once_and_resolves() -> None:
     detector = Detector(CONVERSION_RULES)
-    fired = run_conversions(detector, range(0, 3600), lambda s: 0.1 if 2000 <= s < 2600 else 0.8)
+    fired = run_conversions(detector, range(3600), lambda s: 0.1 if 2000 <= s < 2600 else 0.8)
     conversion = [f for f in fired if f[1] == "conversion_rate"]
     assert [(f[2], f[3]) for f in conversion] == [("OTP", "firing"), ("OTP", "resolved")]
     assert 2000 < conversion[0][0] < 2100 and 2600 < conversion[1][0] < 2700
 
 
 def test_normal_conversions_and_untracked_templates_raise_nothing() -> None:
-    assert run_conversions(Detector(CONVERSION_RULES), range(0, 3600), lambda s: 0.8) == []
+    assert run_conversions(Detector(CONVERSION_RULES), range(3600), lambda s: 0.8) == []
     # no conversions reported at all (no template tracked): nothing, whatever the rate
-    assert run_conversions(Detector(CONVERSION_RULES), range(0, 1200), lambda s: 0.0) == []
-    assert run_conversions(Detector(RULES), range(0, 1200), lambda s: 0.1 if s > 600 else 0.8) == []  # the rule off
+    assert run_conversions(Detector(CONVERSION_RULES), range(1200), lambda s: 0.0) == []
+    assert run_conversions(Detector(RULES), range(1200), lambda s: 0.1 if s > 600 else 0.8) == []  # the rule off
