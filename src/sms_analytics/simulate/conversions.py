@@ -23,6 +23,16 @@ CONVERSION_DELAY_S = (1.0, 20.0)  # after the send (compressed for short runs, a
 WINDOW_BEFORE_S, WINDOW_AFTER_S = 60.0, 5.0  # the sent window of the window form, around the send
 
 
+@dataclass(frozen=True, slots=True)
+class ConversionDrop:
+    """A scenario: the messages sent in [start, end) (seconds after the start of the run) convert at `share`
+    instead of CONVERSION_SHARE (codes that do not arrive, although their receipts say delivered)."""
+
+    start: float
+    end: float
+    share: float = 0.05
+
+
 @dataclass(slots=True)
 class PlannedConversion:
     provider: Provider
@@ -47,9 +57,9 @@ def _record(rng: random.Random, plan: TrafficPlan, send: PlannedSend, msg: Plann
     return {"provider": msg.provider, "message_id": msg.message_id, "phone": msg.phone, "converted_at": converted_at}
 
 
-def plan_conversions(plan: TrafficPlan, seed: int) -> list[PlannedConversion]:
+def plan_conversions(plan: TrafficPlan, seed: int, drop: ConversionDrop | None = None) -> list[PlannedConversion]:
     """The conversions of a plan's delivered verification-code messages, by due time (their own random
-    stream: the plan's messages and receipts stay as they are)."""
+    stream: the plan's messages and receipts stay as they are); `drop`: fewer in its window."""
     rng = random.Random(f"conversions:{seed}")
     scale = delay_scale(plan.duration)
     out = []
@@ -57,7 +67,8 @@ def plan_conversions(plan: TrafficPlan, seed: int) -> list[PlannedConversion]:
         if VERIFICATION_TEMPLATES.get(send.provider) != template_of(send):
             continue
         for msg in send.messages:
-            if msg.outcome != "delivered" or not msg.message_id or rng.random() >= CONVERSION_SHARE:
+            share = drop.share if drop is not None and drop.start <= send.at < drop.end else CONVERSION_SHARE
+            if msg.outcome != "delivered" or not msg.message_id or rng.random() >= share:
                 continue
             due = send.at + rng.uniform(*CONVERSION_DELAY_S) * scale
             out.append(PlannedConversion(send.provider, due, _record(rng, plan, send, msg, due),

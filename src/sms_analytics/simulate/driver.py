@@ -17,7 +17,7 @@ import aiohttp
 import msgspec
 
 from sms_analytics.model.providers import PROVIDERS, Provider
-from sms_analytics.simulate.conversions import CONVERSIONS_PATH, PlannedConversion, plan_conversions
+from sms_analytics.simulate.conversions import CONVERSIONS_PATH, ConversionDrop, PlannedConversion, plan_conversions
 from sms_analytics.simulate.payloads.common import (
     EXPECTED_REPLIES,
     RECEIPT_PATHS,
@@ -361,13 +361,15 @@ async def drive(
     outage: Outage | Sequence[Outage] | None = None,
     blackout: Blackout | Sequence[Blackout] | None = None,
     conversions: bool = True,
+    conversion_drop: ConversionDrop | None = None,
 ) -> GroundTruth:
     """Post ~``rate`` messages/s of provider traffic for ``duration`` s, then the late receipts.
 
     Waits at most ``duration * 0.5 + 10`` s after the sends for the last scheduled receipts (or
     until 5 s after the end of a catch-up blackout, if later). ``outage`` / ``blackout``: the
     scenario switches of :func:`plan_traffic` (default off); ``conversions``: post the conversions of
-    simulate/conversions.py to ``POST /v1/conversions`` (default on); the returned :class:`GroundTruth`
+    simulate/conversions.py to ``POST /v1/conversions`` (default on), fewer in ``conversion_drop``'s
+    window (a scenario); the returned :class:`GroundTruth`
     counts exactly what was posted. Raises :class:`SimulatorError` on any reply that is not the
     documented success reply.
     """
@@ -376,7 +378,7 @@ async def drive(
     own = session is None
     client = session or aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
     try:
-        planned = plan_conversions(plan, seed) if conversions else []
+        planned = plan_conversions(plan, seed, conversion_drop) if conversions else []
         truth = await _Runner(client, base_url, token, plan, planned).run()
     finally:
         if own:
