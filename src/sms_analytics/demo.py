@@ -88,12 +88,38 @@ async def run_demo(settings: Settings, *, duration: float, rate: float, seed: in
         print(render_metadata(await asyncio.to_thread(collect_metadata, runtime.warehouse.query)))
         print(f"ground truth ({'matches the warehouse' if caught_up else 'DOES NOT match the warehouse'}): "
               f"{msgspec.json.encode(expected).decode()}")
+        print(await _conversions_line(runtime, truth.to_dict(), started_at))
         print("the data stays queryable: sms-analytics sql \"SELECT status, count() FROM sms.messages GROUP BY status\"")
         print(f"report: {await _report(runtime, settings.sms_data_dir / 'report.html', started_at)}")
         return caught_up
     finally:
         await runtime.stop()
         await lane.stop()
+
+
+CONVERTED = ("SELECT provider, countIf(converted_at IS NOT NULL) FROM sms.messages "
+             "WHERE toStartOfMinute(sent_at) >= toDateTime({start:UInt32}) GROUP BY provider")
+
+
+async def _conversions_line(runtime: Runtime, truth: dict[str, Any], started_at: datetime,
+                            timeout: float = 20.0) -> str:
+    """Conversions posted (simulate/conversions.py) against the messages the warehouse has converted, waited
+    for a few rollup rounds: the window form is resolved there (sinks/rollups.py)."""
+    assert runtime.warehouse is not None
+    expected = {p: int(c.get("converted", 0)) for p, c in truth.items() if int(c.get("converted", 0))}
+    posted = sum(int(c.get("conversions_posted", 0)) for c in truth.values())
+    early = sum(int(c.get("conversions_before_receipt", 0)) for c in truth.values())
+    params = {"start": int(started_at.replace(second=0, microsecond=0).timestamp())}
+    deadline = time.monotonic() + timeout
+    while True:
+        _, rows = await asyncio.to_thread(runtime.warehouse.query, CONVERTED, params=params)
+        observed = {str(r[0]): int(r[1]) for r in rows if int(r[1])}
+        if observed == expected or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    verdict = "matches the warehouse" if observed == expected else f"DOES NOT match the warehouse {observed}"
+    return (f"conversions: {posted} posted ({early} before their receipt, the rest after; repeats counted once), "
+            f"converted messages {msgspec.json.encode(expected).decode()} ({verdict})")
 
 
 async def _report(runtime: Runtime, path: Path, started_at: datetime) -> str:

@@ -69,6 +69,18 @@ class LatencyRule(_Part):
     min_volume: int = Field(ge=0)
 
 
+class ConversionRateRule(_Part):
+    """Conversions / delivered messages of a template in the window, against the same ratio over the
+    baseline before it: fires when it falls by `drop` (relative). Only templates with at least
+    `min_baseline_conversions` conversions in the baseline count: templates whose conversions are
+    reported, in practice verification codes (streams/alerts.py says where sms.templates' type goes)."""
+
+    drop: float = Field(gt=0, le=1)  # fire when the rate falls below baseline × (1 - drop) ...
+    min_volume: int = Field(ge=0)  # ... once at least this many of the template's messages were delivered in the window
+    baseline_seconds: int = Field(gt=0)  # the baseline: this long, ending where the window starts
+    min_baseline_conversions: int = Field(ge=1)  # a template's conversions in the baseline for it to be tracked
+
+
 class Webhook(_Part):
     url: str
     format: Literal["generic", "dingtalk", "wecom", "slack"] = "generic"
@@ -82,6 +94,7 @@ class AlertRules(_Part):
     delivery_rate: DeliveryRateRule
     receipt_blackout: ReceiptBlackoutRule
     latency_p95: LatencyRule
+    conversion_rate: ConversionRateRule | None = None  # None: the rule is off (the packaged file turns it on)
     webhooks: tuple[Webhook, ...] = ()
 
     @classmethod

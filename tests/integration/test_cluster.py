@@ -32,6 +32,7 @@ INTENDED_KEYS = {
     "message_parts": MESSAGE_KEY,
     "delivery_ingest": MESSAGE_KEY,
     "delivery_ingest_raw": MESSAGE_KEY,
+    "conversions": MESSAGE_KEY,
     "replies": "cityHash64(provider, reply_id)",
     "rollup_minute_raw": "cityHash64(minute)",
     "rollup_error_minute_raw": "cityHash64(minute)",
@@ -166,11 +167,11 @@ def test_every_sharding_key_keeps_what_a_merge_folds_on_one_shard() -> None:
 
 def test_the_ingest_views_write_the_local_parts_from_the_local_null_tables() -> None:
     views = [c for c in CLUSTERED if c.startswith("CREATE MATERIALIZED VIEW")]
-    assert len(views) == 2
-    for sql, source in zip(views, ("delivery_ingest", "delivery_ingest_raw"), strict=False):
+    assert len(views) == 3
+    for sql, source in zip(views, ("delivery_ingest", "delivery_ingest_raw", "conversions"), strict=True):
         formatted = _formatted(sql)
         assert f" ON CLUSTER {CLUSTER} TO sms.message_parts_local AS SELECT" in formatted
-        assert formatted.endswith(f"FROM sms.{source}_local")
+        assert formatted.split(" WHERE ")[0].endswith(f"FROM sms.{source}_local")  # conversions: sharded alike
 
 
 def test_views_read_the_distributed_tables_and_filter_generations_on_each_shard() -> None:

@@ -22,6 +22,7 @@ from sms_analytics.sinks import template_names
 from sms_analytics.sinks.rollups import MATURATION_SECONDS, Rollups
 from sms_analytics.sinks.rows import (
     BALANCE_COLUMNS,
+    CONVERSION_COLUMNS,
     MESSAGE_COLUMNS,
     STATS_COLUMNS,
     message_row,
@@ -110,6 +111,11 @@ def _insert_scenario(warehouse: Warehouse, start: datetime) -> None:
             d = Delivery(**base)  # never a receipt: expired after 72 h
         deliveries.append(d)
     warehouse.insert("sms.message_parts", [message_row(d, store_raw_phone=False) for d in deliveries], MESSAGE_COLUMNS)
+    # Conversions of most delivered messages (both templates: both tracked), by message id and number.
+    conversions = [[d.provider, d.message_id, d.phone_hash, f"conv-{d.message_id}", d.phone_masked, d.carrier,
+                    d.country_code, d.template, None, None, _dt(d.sent_at_ms + 20_000 + n * 100), _dt(d.sent_at_ms + 30_000)]
+                   for n, d in enumerate(deliveries) if d.status == "delivered" and n % 4 != 1]
+    warehouse.insert("sms.conversions", conversions, CONVERSION_COLUMNS)
     rollups = Rollups(warehouse, 72 * 3600)
     rollups.mark(deliveries)
     rollups.recompute()
@@ -117,6 +123,11 @@ def _insert_scenario(warehouse: Warehouse, start: datetime) -> None:
                                               for k in range(4)], BALANCE_COLUMNS)
     warehouse.insert("sms.provider_stats", [["dashtest_a", "app", start, 31, 30, 30, 30, 14, 12, 3, 2, 4, 1, 2,
                                              start + timedelta(hours=1)]], STATS_COLUMNS)  # last: marks it loaded
+
+
+def _dt(ms: int | None) -> datetime:
+    assert ms is not None
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 def run(wh: Warehouse, sql: str) -> list[dict[str, Any]]:
@@ -159,7 +170,9 @@ def truth(wh: Warehouse, sql_panel: str, selection: dict[str, Any], options: dic
           start: datetime, end: datetime) -> dict[str, Any]:
     """The same totals straight from sms.messages, filtered on the dimensions the panel filters on."""
     rows = run(wh, f"""
-        SELECT {COUNTS}, countIf(status = 'failed' AND failure_category = 'unknown') AS unknown
+        SELECT {COUNTS}, countIf(status = 'failed' AND failure_category = 'unknown') AS unknown,
+               countIf(converted_at IS NOT NULL) AS converted, sum(conversion_ms) AS conversion_ms_sum,
+               countIf(status = 'delivered' AND converted_at IS NULL) AS delivered_unconverted
         FROM sms.messages WHERE {truth_where(sql_panel, selection, options, start, end)}""")
     return rows[0]
 
@@ -327,7 +340,8 @@ def test_panel_runs_on_scenario(scenario: dict[str, Any], template_mapping: list
         else:  # only Dash'Q: dashtest_c's DASH_TPL_1 keeps its id, a and b still pair under the name
             assert {r["provider"] for r in named} == {"dashtest_a", "dashtest_b"}, rows
         return
-    for col in ("sent", "delivered", "failed", "expired", "pending"):
+    for col in ("sent", "delivered", "failed", "expired", "pending", "converted", "conversion_ms_sum",
+                "delivered_unconverted"):  # the scenario's templates all have conversions: all tracked
         if col in cols and "our_sent" not in cols:
             assert total(col) == truth_row[col], (title, col, total(col), truth_row)
     if "delivery_rate" in cols and len(rows) == 1:

@@ -12,7 +12,7 @@ import aiohttp
 from aiohttp.test_utils import TestClient, TestServer
 
 from sms_analytics.model import topics
-from sms_analytics.model.events import decode_message_events, decode_reply
+from sms_analytics.model.events import decode_conversion, decode_message_events, decode_reply
 from sms_analytics.runtime import Runtime
 from sms_analytics.sources.base.fields import INTERNAL_ERROR
 from sms_analytics.sources.receiver import INGEST_ENDPOINTS, Guards, Receiver
@@ -38,7 +38,7 @@ from tests.unit.sources.test_receiver_fuzz import (
     record_case,
 )
 
-EVENT_TOPICS = (topics.SENDS, topics.RECEIPTS, topics.REPLIES)
+EVENT_TOPICS = (topics.SENDS, topics.RECEIPTS, topics.REPLIES, topics.CONVERSIONS)
 
 
 def decode_events(records: list[Any]) -> list[Any]:
@@ -46,6 +46,8 @@ def decode_events(records: list[Any]) -> list[Any]:
     for r in records:
         if r.topic == topics.REPLIES:
             events.append(decode_reply(r.value))
+        elif r.topic == topics.CONVERSIONS:
+            events.append(decode_conversion(r.value))
         elif r.topic in (topics.SENDS, topics.RECEIPTS):
             events.extend(decode_message_events(r.value))
     return events

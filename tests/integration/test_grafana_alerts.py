@@ -12,7 +12,7 @@ from sms_analytics.dashboards.macros import expand
 from sms_analytics.model.events import Delivery
 from sms_analytics.runtime import Runtime
 from sms_analytics.sinks.rollups import Rollups
-from sms_analytics.sinks.rows import MESSAGE_COLUMNS, message_row
+from sms_analytics.sinks.rows import CONVERSION_COLUMNS, MESSAGE_COLUMNS, message_row
 from tests.unit.dashboards.test_alerting import BY_UID, OPS, RULES
 
 BAD, OK = "alerttest_bad", "alerttest_ok"
@@ -61,6 +61,21 @@ def _deliveries(now: datetime) -> list[Delivery]:
     return out
 
 
+def _conversions(deliveries: list[Delivery]) -> list[list[Any]]:
+    """Conversions of delivered messages, 30 s after the send: BAD's recent ones 1 in 10 (a conversion drop),
+    every other 4 in 5 (OK's recent ones as its baseline days)."""
+    out = []
+    for n, d in enumerate(deliveries):
+        recent = "-d" not in d.message_id
+        share = 10 if d.provider == BAD and recent else 5
+        if d.status != "delivered" or d.sent_at_ms is None or (n % share != 0 if share == 10 else n % share == 0):
+            continue
+        at = datetime.fromtimestamp((d.sent_at_ms + 30_000) / 1000, tz=UTC)
+        out.append([d.provider, d.message_id, d.phone_hash, f"c-{d.message_id}", d.phone_masked, d.carrier,
+                    d.country_code, d.template, None, None, at, at])
+    return out
+
+
 @pytest.fixture(scope="module")
 def warehouse(pipeline: Runtime) -> Any:
     wh = pipeline.warehouse
@@ -68,6 +83,7 @@ def warehouse(pipeline: Runtime) -> Any:
     now = datetime.now(UTC)
     deliveries = _deliveries(now)
     wh.insert("sms.message_parts", [message_row(d, store_raw_phone=False) for d in deliveries], MESSAGE_COLUMNS)
+    wh.insert("sms.conversions", _conversions(deliveries), CONVERSION_COLUMNS)
     rollups = Rollups(wh, 72 * 3600)
     rollups.mark(deliveries)
     rollups.recompute()
@@ -114,5 +130,7 @@ def test_values(warehouse: Any) -> None:
     blackout = evaluate(warehouse, BY_UID["sms-receipt-blackout"])
     assert blackout[OK][0] < 4 * 60  # OK sends and gets receipts until 2 min ago
     assert 35 * 60 < blackout[BAD][0] < 40 * 60
+    conversion = evaluate(warehouse, BY_UID["sms-conversion-drop"])
+    assert conversion[BAD][0] > 0.9 and abs(conversion[OK][0]) < 0.1
     unmapped = evaluate(warehouse, BY_UID["sms-unmapped-codes"])
     assert unmapped[BAD][0] == 1 and OK not in unmapped

@@ -25,6 +25,8 @@ def test_run_prints_a_summary_matching_ground_truth(tmp_path: Path) -> None:
     for provider in ("aliyun", "tencent", "kx"):
         assert any(line.startswith(provider) for line in out.splitlines()), out
     assert "top failure reasons:" in out and "join:" in out
+    conversions = next(line for line in out.splitlines() if line.startswith("conversions: "))
+    assert conversions.endswith("(matches the warehouse)") and " 0 posted" not in conversions, conversions
     polled = dict(item.rsplit(" ", 1) for item in out.split("pull feeds (records): ", 1)[1].splitlines()[0].split(", "))
     assert int(polled["kx.mtquery"]) > 0 and int(polled["tencent.pull_send_status.1400006666"]) > 0
     truth = orjson.loads(out.split("ground truth (matches the warehouse): ", 1)[1].splitlines()[0])

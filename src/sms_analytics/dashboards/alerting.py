@@ -57,6 +57,20 @@ BACKLOG_WINDOW_S = 7200    # pending among messages sent in the 2 h before each 
 LATENCY_SLO_S = STREAM_RULES.latency_p95.slo_ms // 1000       # (e) p95 delivered latency (seconds) above this ...
 LATENCY_MIN_DELIVERED = STREAM_RULES.latency_p95.min_volume   # ... with at least this many delivered
 
+# (f) conversion-rate drop of a verification-code template (issue 16): conversions / sent of the messages sent
+# in the CONVERSION_WINDOW_S before the last CONVERSION_SETTLE_S (a conversion follows its send by seconds to
+# minutes), against the pooled rate of the days before, per provider and template. The drop and the volumes are
+# the stream's (conversion_rate in alert_rules.yaml): the stream compares per delivered message over 5 min against
+# the hour before; this rule is its slower backstop on the warehouse.
+CONVERSION_RULE = STREAM_RULES.conversion_rate
+assert CONVERSION_RULE is not None  # the packaged rules have it
+CONVERSION_DROP = CONVERSION_RULE.drop
+CONVERSION_MIN_SENT = CONVERSION_RULE.min_volume                   # sent in the window
+CONVERSION_MIN_BASELINE = CONVERSION_RULE.min_baseline_conversions  # conversions in the baseline: tracked
+CONVERSION_SETTLE_S = 300
+CONVERSION_WINDOW_S = 3600
+CONVERSION_BASELINE_DAYS = 7
+
 HOUR = 3600
 
 RATE_FLOOR_SQL = f"""
@@ -143,6 +157,30 @@ FROM
 )
 ORDER BY provider"""
 
+# A template counts as a verification code when it has conversions in the baseline (conversions are reported for
+# OTPs). HOOK(sms.templates): with the template metadata (migration 0011) the HAVING becomes
+# `(base_converted >= … OR template IN (SELECT template FROM sms.templates WHERE type = 'verification'))`, and a
+# template of another type is left out.
+CONVERSION_DROP_SQL = f"""
+SELECT provider, template, 1 - (cur_converted / cur_sent) / (base_converted / base_sent) AS conversion_drop
+FROM
+(
+    SELECT provider, template,
+           sumIf(converted, age >= {CONVERSION_SETTLE_S} AND age < {CONVERSION_SETTLE_S + CONVERSION_WINDOW_S}) AS cur_converted,
+           sumIf(sent, age >= {CONVERSION_SETTLE_S} AND age < {CONVERSION_SETTLE_S + CONVERSION_WINDOW_S}) AS cur_sent,
+           sumIf(converted, age >= {CONVERSION_SETTLE_S + CONVERSION_WINDOW_S}) AS base_converted,
+           sumIf(sent, age >= {CONVERSION_SETTLE_S + CONVERSION_WINDOW_S}) AS base_sent
+    FROM
+    (
+        SELECT provider, template, sent, converted, dateDiff('second', minute, $__toTime) AS age
+        FROM sms.rollup_minute
+        WHERE minute > $__toTime - INTERVAL {CONVERSION_BASELINE_DAYS + 1} DAY AND minute <= $__toTime
+    )
+    GROUP BY provider, template
+    HAVING base_converted >= {CONVERSION_MIN_BASELINE} AND cur_sent >= {CONVERSION_MIN_SENT}
+)
+ORDER BY provider, template"""
+
 UNMAPPED_SQL = """
 SELECT provider, toFloat64(count()) AS new_codes
 FROM sms.unmapped_codes
@@ -227,6 +265,14 @@ def rules() -> list[dict[str, Any]]:
              summary="{{ $labels.provider }}: p95 delivery latency {{ $values.B.Value }} s",
              description=f"p95 send-to-report latency of delivered messages sent in the last 60 min is above "
                          f"{LATENCY_SLO_S} s (at least {LATENCY_MIN_DELIVERED} delivered)."),
+        rule("sms-conversion-drop", "SMS conversion rate drop of a verification-code template", CONVERSION_DROP_SQL,
+             "gt", CONVERSION_DROP, seconds=(CONVERSION_BASELINE_DAYS + 1) * 86400, severity="warning",
+             summary="{{ $labels.provider }} {{ $labels.template }}: conversion rate "
+                     "{{ humanizePercentage $values.B.Value }} below its baseline",
+             description=f"conversions / sent of the template's messages sent in the hour before the last "
+                         f"{CONVERSION_SETTLE_S // 60} min is more than {CONVERSION_DROP:.0%} below its rate over the "
+                         f"{CONVERSION_BASELINE_DAYS} days before (templates with at least {CONVERSION_MIN_BASELINE} "
+                         f"conversions there: verification codes; at least {CONVERSION_MIN_SENT} sent)."),
         rule("sms-unmapped-codes", "SMS new unmapped error codes", UNMAPPED_SQL, "gt", 0, for_="0s", severity="info",
              summary="{{ $labels.provider }}: {{ $values.B.Value }} new unmapped error code(s)",
              description="Failure codes the knowledge base does not explain, first seen in the last hour "

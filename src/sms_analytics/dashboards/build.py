@@ -376,6 +376,75 @@ ORDER BY sent DESC""", grid,
                  [*percent("delivery_rate"), sparkline_override("rate_trend")])
 
 
+# --- conversions (issue 16): over the templates whose conversions are reported --------------------------
+# A template is tracked when it has conversions in the range or the day before it (conversions are reported
+# for verification codes). HOOK(sms.templates): with the template metadata (migration 0011), `OR template IN
+# (SELECT template FROM sms.templates WHERE type = 'verification')` joins this condition.
+CONVERSION_TRACKED = ("template IN (SELECT template FROM sms.rollup_minute WHERE minute >= toStartOfMinute($__fromTime) "
+                      "- INTERVAL 1 DAY AND minute <= $__toTime AND converted > 0)")
+CONVERSION_RATE = "if(sent = 0, NULL, converted / sent)"
+TIME_TO_CONVERT = "if(converted = 0, NULL, conversion_ms_sum / converted)"
+UNCONVERTED_SHARE = "if(delivered = 0, NULL, delivered_unconverted / delivered)"
+# "Delivered but never converted" counts the send minutes this long past only: a conversion may still come.
+CONVERSION_GRACE_SECONDS = 900
+
+
+def conversion_table(column: str, label: str, grid: tuple[int, int, int, int]) -> dict[str, Any]:
+    """Conversion rate and mean time to convert per value of a dimension, over the tracked templates."""
+    return table(f"Conversions by {label}", f"""
+SELECT {column}, sum(sent) AS sent, sum(delivered) AS delivered, sum(converted) AS converted,
+       sum(conversion_ms_sum) AS conversion_ms_sum, {CONVERSION_RATE} AS conversion_rate,
+       {TIME_TO_CONVERT} AS time_to_convert_ms
+FROM
+(
+        {rollup_source(f"{column}, sent, delivered, converted, conversion_ms_sum", WHOLE_RANGE, where=CONVERSION_TRACKED)}
+)
+GROUP BY {column}
+ORDER BY sent DESC""", grid,
+                 f"Per {label}, over the templates whose conversions are reported (POST /v1/conversions): conversion_rate = "
+                 "converted / sent, time_to_convert_ms = mean of converted_at - sent_at.",
+                 [*percent("conversion_rate"), unit_override("time_to_convert_ms", "ms")])
+
+
+def unconverted_table(grid: tuple[int, int, int, int]) -> dict[str, Any]:
+    return table("Delivered but never converted", f"""
+SELECT provider, carrier, sum(delivered) AS delivered, sum(delivered_unconverted) AS delivered_unconverted,
+       {UNCONVERTED_SHARE} AS unconverted_share
+FROM
+(
+        {rollup_source("provider, carrier, delivered, delivered_unconverted", WHOLE_RANGE, where=CONVERSION_TRACKED)}
+)
+WHERE t <= now() - toIntervalSecond({CONVERSION_GRACE_SECONDS})
+GROUP BY provider, carrier
+ORDER BY unconverted_share DESC""", grid,
+                 "Messages whose receipt says delivered and which never converted, of the templates whose conversions are "
+                 f"reported, sent at least {CONVERSION_GRACE_SECONDS // 60} minutes ago: a high share says the receipts "
+                 "of that provider and carrier claim more than reached people.", percent("unconverted_share"))
+
+
+def conversion_panels(y: int) -> list[dict[str, Any]]:
+    return [
+        timeseries("Conversion rate per provider", f"""
+SELECT time, provider, conversion_rate
+FROM
+(
+    SELECT $__timeInterval(t) AS time, provider, sum(sent) AS sent, sum(converted) AS converted,
+           {CONVERSION_RATE} AS conversion_rate
+    FROM
+    (
+        {rollup_source("provider, sent, converted", INTERVAL, where=CONVERSION_TRACKED)}
+    )
+    GROUP BY time, provider
+)
+ORDER BY time, provider""", (0, y, 12, 8),
+                   "converted / sent of the messages sent in each interval, over the templates whose conversions are "
+                   "reported (verification codes).", unit="percentunit"),
+        unconverted_table((12, y, 12, 8)),
+        *[conversion_table(column, label, (8 * n, y + 8, 8, 8))
+          for n, (column, label) in enumerate((("provider", "provider"), ("carrier", "carrier"), ("template", "template")))],
+    ]
+
+
 def providers_side_by_side(grid: tuple[int, int, int, int]) -> dict[str, Any]:
     """One row per provider of every (carrier, template name) that two or more providers served in the range.
 
@@ -576,6 +645,7 @@ WHERE last_seen >= $__fromTime AND first_seen <= $__toTime
 ORDER BY count DESC""", (0, 64, 24, 8),
               "Failure codes the knowledge base does not explain (sms.unmapped_codes): new codes for ops to look at. "
               "Counted from the error-code rollups, plus the messages without a send time (in no minute)."),
+        *conversion_panels(72),
     ]
     return _dashboard("sms-overview", "SMS delivery: overview", panels, _dimension_variables())
 
@@ -614,6 +684,21 @@ WHERE minute >= toStartOfMinute($__fromTime) AND minute <= $__toTime AND $__time
 ORDER BY minute DESC, sent_at DESC
 LIMIT 1000""", (0, 11, 24, 12), "Failed and expired messages of the selection (phones masked), newest first, from the "
                                 "undelivered messages the rollups keep per send minute (sms.undelivered_messages)."),
+        stat("Conversions", f"""
+SELECT sum(sent) AS sent, sum(converted) AS converted, sum(conversion_ms_sum) AS conversion_ms_sum,
+       sum(delivered) AS delivered, sum(delivered_unconverted) AS delivered_unconverted,
+       {CONVERSION_RATE} AS conversion_rate, {TIME_TO_CONVERT} AS time_to_convert_ms,
+       {UNCONVERTED_SHARE} AS unconverted_share
+FROM
+(
+        {rollup_source("sent, converted, conversion_ms_sum, delivered, delivered_unconverted", WHOLE_RANGE,
+                       where=CONVERSION_TRACKED)}
+)""", (0, 23, 24, 5), "The selection's conversions over the templates whose conversions are reported: conversion_rate = "
+                      "converted / sent, mean time to convert, and the share of delivered messages never converted "
+                      "(the recent minutes included: see the overview for the share past the grace period).",
+             overrides=[*percent("conversion_rate", "unconverted_share"), unit_override("time_to_convert_ms", "ms")]),
+        *[conversion_table(column, label, (8 * n, 28, 8, 8))
+          for n, (column, label) in enumerate((("provider", "provider"), ("carrier", "carrier"), ("template", "template")))],
     ]
     variables = [*_dimension_variables(), textbox_variable("lookup", "Masked phone or message id")]
     return _dashboard("sms-drilldown", "SMS delivery: drill-down", panels, variables)

@@ -75,6 +75,33 @@ class ReplyEvent(msgspec.Struct, kw_only=True, tag="reply"):
     received_at_ms: int
 
 
+class ConversionEvent(msgspec.Struct, kw_only=True, tag="conversion"):
+    """A conversion (the user entered the code, followed the link) reported by the business through
+    `POST /v1/conversions`, topic sms.conversions.v1. It names its message either by provider +
+    message_id (phone_hash optional: with it, the warehouse folds it into the message at once), or by
+    the number, the template and a window the send fell in (resolved in the warehouse: the latest
+    send in the window). Never carries the raw number: its hash and mask only."""
+
+    provider: str
+    conversion_id: str  # a hash of what identifies the record: a repeated report is the same row
+    message_id: str = ""
+    phone_hash: str = ""
+    phone_masked: str = ""
+    carrier: str = ""
+    country_code: str = ""
+    template: str = ""
+    sent_from_ms: int | None = None  # the window form: the send happened within [from, to]
+    sent_to_ms: int | None = None
+    converted_at_ms: int
+    received_at_ms: int
+
+
+def conversion_id(provider: str, message_id: str, phone_hash: str, template: str, sent_from_ms: int | None,
+                  sent_to_ms: int | None, converted_at_ms: int) -> str:
+    raw = f"{provider}|{message_id}|{phone_hash}|{template}|{sent_from_ms}|{sent_to_ms}|{converted_at_ms}"
+    return hashlib.blake2b(raw.encode(), digest_size=12).hexdigest()
+
+
 Event = SendEvent | ReceiptEvent | ReplyEvent
 
 _encoder = msgspec.json.Encoder()
@@ -108,6 +135,13 @@ def decode_message_events(raw: bytes) -> list[SendEvent | ReceiptEvent]:
 
 def decode_reply(raw: bytes) -> ReplyEvent:
     return _reply_decoder.decode(raw)
+
+
+_conversion_decoder = msgspec.json.Decoder(ConversionEvent)
+
+
+def decode_conversion(raw: bytes) -> ConversionEvent:
+    return _conversion_decoder.decode(raw)
 
 
 class Delivery(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):

@@ -10,8 +10,9 @@ ALERTS = "sms.alerts.v1"
 DEADLETTER = "sms.deadletter.v1"
 PROVIDER_STATS = "sms.provider_stats.v1"  # provider-side balance and statistics from the pull feeds
 COMPENSATION = "sms.compensation.v1"  # pending messages the pollers should ask the provider about
+CONVERSIONS = "sms.conversions.v1"  # conversions reported by the business (POST /v1/conversions)
 
-ALL = (SENDS, RECEIPTS, REPLIES, DELIVERIES, ALERTS, DEADLETTER, PROVIDER_STATS, COMPENSATION)
+ALL = (SENDS, RECEIPTS, REPLIES, DELIVERIES, ALERTS, DEADLETTER, PROVIDER_STATS, COMPENSATION, CONVERSIONS)
 
 
 def message_key(provider: str, message_id: str, phone_e164: str) -> bytes:

@@ -17,6 +17,7 @@ import aiohttp
 import msgspec
 
 from sms_analytics.model.providers import PROVIDERS, Provider
+from sms_analytics.simulate.conversions import CONVERSIONS_PATH, ConversionDrop, PlannedConversion, plan_conversions
 from sms_analytics.simulate.payloads.common import (
     EXPECTED_REPLIES,
     RECEIPT_PATHS,
@@ -36,6 +37,9 @@ from sms_analytics.simulate.plan import (
 from sms_analytics.simulate.scenarios import Blackout, Outage
 
 logger = logging.getLogger(__name__)
+
+MAX_CONVERSIONS_PER_POST = 100
+
 
 class SimulatorError(RuntimeError):
     """The receiver answered something other than the provider's documented success reply."""
@@ -66,6 +70,9 @@ class ProviderCounts:
     late_receipts: int = 0  # messages whose (first) receipt posted says report time 2..6 h after send
     receipts_dropped: int = 0  # messages whose receipt a blackout withheld for good (they stay pending)
     receipts_caught_up: int = 0  # messages whose receipt a catch-up blackout held, posted after it
+    converted: int = 0  # messages with a conversion posted (simulate/conversions.py): the warehouse's converted
+    conversions_posted: int = 0  # conversion records incl. repeats
+    conversions_before_receipt: int = 0  # conversions posted before the message's receipt was due
 
 
 @dataclass(slots=True)
@@ -126,7 +133,9 @@ def check_reply(path: str, status: int, body: bytes, expected: Json | str | None
 
 
 class _Runner:
-    def __init__(self, session: aiohttp.ClientSession, base_url: str, token: str | None, plan: TrafficPlan):
+    def __init__(self, session: aiohttp.ClientSession, base_url: str, token: str | None, plan: TrafficPlan,
+                 conversions: list[PlannedConversion] | None = None):
+        self.conversions = conversions or []
         self.session = session
         self.base_url = base_url.rstrip("/")
         self.params = {"token": token} if token else None
@@ -282,6 +291,28 @@ class _Runner:
             await self.post(UPLINK_PATHS[uplink.provider], uplink.body, EXPECTED_REPLIES[uplink.provider])
             self.truth.of(uplink.provider).replies_posted += 1
 
+    # conversions ---------------------------------------------------------------------------------
+
+    async def conversion_loop(self) -> None:
+        """Each second, the conversions due; a repeated one goes out again with the next batch."""
+        pending, repeats = list(self.conversions), list[PlannedConversion]()
+        while pending or repeats:
+            await asyncio.sleep(1.0)
+            self.raise_if_failed()
+            due = [c for c in pending if c.due <= self.now()]
+            batch = [*repeats, *due]
+            for i in range(0, len(batch), MAX_CONVERSIONS_PER_POST):
+                await self.post(CONVERSIONS_PATH, [c.record for c in batch[i:i + MAX_CONVERSIONS_PER_POST]], None)
+            for c in batch:
+                counts = self.truth.of(c.provider)
+                counts.conversions_posted += 1
+                if not c.posted:
+                    c.posted = True
+                    counts.converted += 1
+                    counts.conversions_before_receipt += c.before_receipt
+            repeats = [c for c in due if c.repeat]
+            pending = [c for c in pending if not c.posted]
+
     # the whole run -------------------------------------------------------------------------------
 
     async def drain(self) -> None:
@@ -290,7 +321,7 @@ class _Runner:
             self.raise_if_failed()
 
     async def run(self) -> GroundTruth:
-        loops = [self.send_loop(), self.uplink_loop(), *(self.receipt_loop(p) for p in PROVIDERS)]
+        loops = [self.send_loop(), self.uplink_loop(), self.conversion_loop(), *(self.receipt_loop(p) for p in PROVIDERS)]
         loop_tasks = [asyncio.ensure_future(coro) for coro in loops]
         try:
             done, _ = await asyncio.wait(loop_tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -329,12 +360,16 @@ async def drive(
     session: aiohttp.ClientSession | None = None,
     outage: Outage | Sequence[Outage] | None = None,
     blackout: Blackout | Sequence[Blackout] | None = None,
+    conversions: bool = True,
+    conversion_drop: ConversionDrop | None = None,
 ) -> GroundTruth:
     """Post ~``rate`` messages/s of provider traffic for ``duration`` s, then the late receipts.
 
     Waits at most ``duration * 0.5 + 10`` s after the sends for the last scheduled receipts (or
     until 5 s after the end of a catch-up blackout, if later). ``outage`` / ``blackout``: the
-    scenario switches of :func:`plan_traffic` (default off); the returned :class:`GroundTruth`
+    scenario switches of :func:`plan_traffic` (default off); ``conversions``: post the conversions of
+    simulate/conversions.py to ``POST /v1/conversions`` (default on), fewer in ``conversion_drop``'s
+    window (a scenario); the returned :class:`GroundTruth`
     counts exactly what was posted. Raises :class:`SimulatorError` on any reply that is not the
     documented success reply.
     """
@@ -343,7 +378,8 @@ async def drive(
     own = session is None
     client = session or aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
     try:
-        truth = await _Runner(client, base_url, token, plan).run()
+        planned = plan_conversions(plan, seed, conversion_drop) if conversions else []
+        truth = await _Runner(client, base_url, token, plan, planned).run()
     finally:
         if own:
             await client.close()

@@ -75,6 +75,7 @@ SHARDING: dict[str, str] = {
     "message_parts": MESSAGE_KEY,
     "delivery_ingest": MESSAGE_KEY,
     "delivery_ingest_raw": MESSAGE_KEY,
+    "conversions": MESSAGE_KEY,  # its materialized view writes into sms.message_parts: the same shard
     "replies": "cityHash64(provider, reply_id)",
     "rollup_minute_raw": MINUTE_KEY,
     "rollup_error_minute_raw": MINUTE_KEY,

@@ -7,6 +7,8 @@
 -- Per message, SMS_RETENTION_DAYS:
 -- the parts of a message, from the later of their write and their send (migrations/0010);
 ALTER TABLE sms.message_parts MODIFY TTL greatest(stored_at, toDateTime(coalesce(sent_at, receipt_sent_at, stored_at))) + toIntervalDay({message_days});
+-- conversions, from when the receiver took them;
+ALTER TABLE sms.conversions MODIFY TTL toDateTime(received_at) + toIntervalDay({message_days});
 -- replies, from when the receiver took them;
 ALTER TABLE sms.replies MODIFY TTL toDateTime(received_at) + toIntervalDay({message_days});
 -- the undelivered messages of "Failed numbers with reasons", from their minute sent: written by the rollup

@@ -94,7 +94,7 @@ CREATE TEMPORARY TABLE {scratch} ENGINE = Memory AS
 SELECT
     toStartOfMinute(assumeNotNull(sent_at)) AS minute, provider, carrier, template, sign, country_code,
     failure_category, status, segments, outcome_stage, latency_ms, assumeNotNull(sent_at) AS sent_at,
-    error_code, coalesce(reported_at, sent_at, first_seen_at) AS seen,
+    error_code, coalesce(reported_at, sent_at, first_seen_at) AS seen, conversion_ms, converted_at IS NOT NULL AS has_conversion,
     if(status != 'delivered', message_id, '') AS message_id,
     if(status != 'delivered', phone_hash, '') AS phone_hash,
     if(status != 'delivered', phone_masked, '') AS phone_masked,
@@ -119,14 +119,18 @@ MEASURES = """count() AS sent,
     countIf(outcome_stage = 'receipt' AND latency_ms <= 1800000) AS final_within_30m,
     [{maturation}] AS delivered_within,
     quantilesDDStateIf(0.005, 0.5, 0.9, 0.95, 0.99)(assumeNotNull(latency_ms), status = 'delivered' AND latency_ms IS NOT NULL),
-    sumIf(assumeNotNull(latency_ms), status = 'delivered') AS latency_sum_ms""".format(
+    sumIf(assumeNotNull(latency_ms), status = 'delivered') AS latency_sum_ms,
+    countIf(has_conversion) AS converted,
+    countIf(status = 'delivered' AND NOT has_conversion) AS delivered_unconverted,
+    sumIf(assumeNotNull(conversion_ms), has_conversion) AS conversion_ms_sum""".format(
     maturation=", ".join(f"countIf(status = 'delivered' AND latency_ms <= {s * 1000})" for s in MATURATION_SECONDS))
 # The same measures summed from rows that have them (a coarser level from a finer one).
 SUMMED_MEASURES = """sum(sent), sum(delivered), sum(failed), sum(expired), sum(pending), sum(segments),
     sum(final_within_1m), sum(final_within_5m), sum(final_within_30m), sumForEach(delivered_within),
-    quantilesDDMergeState(0.005, 0.5, 0.9, 0.95, 0.99)(latency_state), sum(latency_sum_ms)"""
+    quantilesDDMergeState(0.005, 0.5, 0.9, 0.95, 0.99)(latency_state), sum(latency_sum_ms), sum(converted),
+    sum(delivered_unconverted), sum(conversion_ms_sum)"""
 # A sentinel row's measures (sent = 0: it only marks that its minute or bucket was recomputed).
-EMPTY_MEASURES = "0, 0, 0, 0, 0, 0, 0, 0, 0, [], quantilesDDStateIf(0.005, 0.5, 0.9, 0.95, 0.99)(toUInt32(0), 0), 0"
+EMPTY_MEASURES = "0, 0, 0, 0, 0, 0, 0, 0, 0, [], quantilesDDStateIf(0.005, 0.5, 0.9, 0.95, 0.99)(toUInt32(0), 0), 0, 0, 0, 0"
 # sms.rollup_level_raw's rows also carry their sketch finalized (after the measures).
 LEVEL_QUANTILES = {
     "messages": "quantilesDDIf(0.005, 0.5, 0.9, 0.95, 0.99)(assumeNotNull(latency_ms), status = 'delivered' AND latency_ms IS NOT NULL)",
@@ -171,6 +175,61 @@ SELECT toDateTime(m, 'UTC'), '', '', '', '', '', '', '', '', toDateTime64(0, 3, 
        {generation}
 FROM (SELECT arrayJoin([{minutes}]) AS m)
 """
+
+# Conversions (migrations/0013). A conversion naming provider + message_id + number is already a part of
+# its message (the materialized view); one naming the number, template and sent window, or a message_id
+# without a number, is resolved here, every round, for the conversions written within
+# CONVERSION_HORIZON_SECONDS: its message is the latest send of that number and template in the window
+# (by message_id: the message with that id, when it has a single number). The matches that change a
+# message (no conversion yet, or a later one) go to a scratch table, are inserted as parts (min folds them:
+# idempotent), and their minutes are recomputed. A conversion that comes before its send is matched in
+# the round after the send is written, within the horizon.
+CONVERSION_HORIZON_SECONDS = 3600
+CONVERSION_MARGIN_SECONDS = 120  # the watermark of direct conversions reaches back this far (clocks, inserts)
+RESOLVE = """
+CREATE TEMPORARY TABLE {scratch} ENGINE = Memory AS
+WITH c AS (
+    SELECT conversion_id, provider, message_id, phone_hash, template, sent_from, sent_to, converted_at, received_at
+    FROM sms.conversions FINAL
+    WHERE written_at >= {since} AND (message_id = '' OR phone_hash = '')
+)
+SELECT provider, best.1 AS message_id, best.2 AS phone_hash, best.3 AS phone_masked, best.4 AS carrier,
+       best.5 AS country_code, toStartOfMinute(best.6) AS minute, converted_at, received_at
+FROM (
+    SELECT c.conversion_id, any(c.provider) AS provider, any(c.message_id) AS by_id,
+           argMax(tuple(m.message_id, m.phone_hash, m.phone_masked, m.carrier, m.country_code,
+                        assumeNotNull(m.sent_at), m.converted_at), assumeNotNull(m.sent_at)) AS best,
+           uniqExact(m.phone_hash) AS numbers, min(c.converted_at) AS converted_at, min(c.received_at) AS received_at
+    FROM c INNER JOIN (
+        SELECT provider, message_id, phone_hash, phone_masked, carrier, country_code, template, sent_at, converted_at
+        FROM sms.messages AS mm
+        WHERE mm.sent_at IS NOT NULL AND (mm.provider, mm.message_id, mm.phone_hash) IN (
+            SELECT provider, message_id, phone_hash FROM sms.message_parts
+            WHERE phone_hash IN (SELECT phone_hash FROM c WHERE message_id = '')
+               OR message_id IN (SELECT message_id FROM c WHERE phone_hash = ''))
+    ) AS m ON c.provider = m.provider
+    WHERE (c.message_id = '' AND m.phone_hash = c.phone_hash AND m.template = c.template
+           AND m.sent_at >= c.sent_from AND m.sent_at <= c.sent_to)
+       OR (c.message_id != '' AND m.message_id = c.message_id)
+    GROUP BY c.conversion_id
+)
+WHERE (by_id = '' OR numbers = 1) AND (best.7 IS NULL OR converted_at < best.7)
+"""
+RESOLVED_PARTS = """
+INSERT INTO sms.message_parts (provider, message_id, phone_hash, phone_masked, carrier, country_code, converted_at,
+                               first_seen_at, updated_at)
+SELECT provider, message_id, phone_hash, phone_masked, carrier, country_code, converted_at, received_at, received_at
+FROM {scratch}
+"""
+# The minutes of the messages that direct conversions written since the watermark belong to.
+CONVERTED_MINUTES = """
+SELECT DISTINCT toUnixTimestamp(toStartOfMinute(coalesce(sent_at, receipt_sent_at))) FROM sms.message_parts
+WHERE (provider, message_id, phone_hash) IN (
+    SELECT provider, message_id, phone_hash FROM sms.conversions
+    WHERE written_at >= {since} AND message_id != '' AND phone_hash != '')
+  AND coalesce(sent_at, receipt_sent_at) IS NOT NULL
+"""
+
 
 def _times(seconds: Iterable[int]) -> str:
     return ", ".join(f"toDateTime({s}, 'UTC')" for s in sorted(seconds))
@@ -231,6 +290,10 @@ def level_sql(level: int, minutes: Iterable[int], generation: str) -> tuple[str,
             "INSERT INTO sms.rollup_level_generations\n" + "\nUNION ALL\n".join(generations))
 
 
+def _instant(epoch_s: float) -> str:
+    return f"toDateTime64({epoch_s:.3f}, 3, 'UTC')"
+
+
 def _minute_of(ms: int) -> int:
     return ms // _MINUTE_MS * 60
 
@@ -249,6 +312,8 @@ class Rollups:
         self._backfill: set[int] = set()  # minutes of data older than the tables of migrations/0009
         self._expiry_checked_to: int | None = None
         self.recomputed_minutes = 0
+        self._conversions_since: float | None = None  # epoch seconds: direct conversions written since are marked
+        self.resolved_conversions = 0
 
     def mark(self, deliveries: Iterable[Delivery]) -> None:
         self.dirty |= minutes_of(deliveries)
@@ -259,6 +324,29 @@ class Rollups:
         start = self._expiry_checked_to if self._expiry_checked_to is not None else boundary - 60
         self.dirty.update(range(start, boundary + 60, 60))
         self._expiry_checked_to = boundary
+
+    def conversions(self, now_s: float | None = None) -> None:
+        """Resolve the conversions that do not name their message fully, and mark dirty the minutes of
+        every message a conversion changed since the last round (a conversion after its minute was
+        rolled up corrects it, as a late receipt does)."""
+        now = time.time() if now_s is None else now_s
+        horizon = now - CONVERSION_HORIZON_SECONDS
+        since = max(horizon, (self._conversions_since or horizon) - CONVERSION_MARGIN_SECONDS)
+        _, rows = self.warehouse.query(CONVERTED_MINUTES.format(since=_instant(since)))
+        marked = {int(r[0]) for r in rows}
+        scratch = f"conversion_scratch_{uuid.uuid4().hex}"
+        self.warehouse.command(RESOLVE.format(scratch=scratch, since=_instant(horizon)))
+        try:
+            _, rows = self.warehouse.query(f"SELECT DISTINCT toUnixTimestamp(minute) FROM {scratch}", read_only=False)
+            if rows:
+                self.warehouse.command(RESOLVED_PARTS.format(scratch=scratch))
+                _, count = self.warehouse.query(f"SELECT count() FROM {scratch}", read_only=False)
+                self.resolved_conversions += int(count[0][0])
+            marked.update(int(r[0]) for r in rows)
+        finally:
+            self.warehouse.command(f"DROP TEMPORARY TABLE IF EXISTS {scratch}")
+        self.dirty |= marked
+        self._conversions_since = now
 
     def recover(self) -> None:
         """At start: minutes of parts written after the newest recompute (a crash in between), and
@@ -282,6 +370,11 @@ class Rollups:
             return None
         now = time.time() if now_s is None else now_s
         return int(now) - self.retention_seconds + RETENTION_MARGIN_SECONDS
+
+    def round(self) -> int:
+        """One round of the sink's rollup loop: the conversions' minutes, then the recompute."""
+        self.conversions()
+        return self.recompute()
 
     def recompute(self, chunk: int = 500) -> int:
         horizon = self.horizon()

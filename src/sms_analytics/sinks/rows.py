@@ -9,6 +9,7 @@ import msgspec
 
 from sms_analytics.model.events import (
     STATUS_RANK,
+    ConversionEvent,
     Delivery,
     ProviderBalance,
     ProviderStats,
@@ -30,6 +31,10 @@ REPLY_COLUMNS = (
 )
 
 
+CONVERSION_COLUMNS = (
+    "provider", "message_id", "phone_hash", "conversion_id", "phone_masked", "carrier", "country_code", "template",
+    "sent_from", "sent_to", "converted_at", "received_at",
+)
 BALANCE_COLUMNS = ("provider", "account", "balance", "at")
 STATS_COLUMNS = (
     "provider", "app_id", "hour", "request_count", "request_success_count", "fee_count", "callback_count",
@@ -91,6 +96,13 @@ def message_row(d: Delivery, *, store_raw_phone: bool) -> list[Any]:
         d.segments if send else None, d.receipt_segments, d.out_id if send else None,
         d.sent_at_ms, d.receipt_sent_at_ms, outcome, d.receipt_ids,
         d.updated_at_ms, d.updated_at_ms,
+    ]
+
+
+def conversion_row(c: ConversionEvent) -> list[Any]:
+    return [
+        c.provider, c.message_id, c.phone_hash, c.conversion_id, c.phone_masked, c.carrier, c.country_code,
+        c.template, _dt(c.sent_from_ms), _dt(c.sent_to_ms), _dt(c.converted_at_ms), _dt(c.received_at_ms),
     ]
 
 

@@ -38,7 +38,12 @@ SELECT
     CAST(length(rids) AS UInt16) AS receipt_count,
     CAST(ifNull(p_out_id, '') AS String) AS out_id,
     CAST(p_first_seen AS DateTime64(3, 'UTC')) AS first_seen_at,
-    CAST(p_updated AS DateTime64(3, 'UTC')) AS updated_at
+    CAST(p_updated AS DateTime64(3, 'UTC')) AS updated_at,
+    -- The earliest conversion reported for the message (migrations/0013), and its time from the send.
+    CAST(p_converted AS Nullable(DateTime64(3, 'UTC'))) AS converted_at,
+    CAST(if(converted_at IS NULL OR sent_at IS NULL, NULL,
+            toUInt32(greatest(0, dateDiff('millisecond', assumeNotNull(sent_at), assumeNotNull(converted_at)))))
+         AS Nullable(UInt32)) AS conversion_ms
 FROM
 (
     SELECT
@@ -48,7 +53,8 @@ FROM
         identity(receipt_segments) AS p_receipt_segments,
         identity(out_id) AS p_out_id, identity(sent_at) AS p_sent_at, identity(receipt_sent_at) AS p_receipt_sent_at,
         identity(outcome) AS o, identity(receipt_ids) AS rids,
-        identity(first_seen_at) AS p_first_seen, identity(updated_at) AS p_updated
+        identity(first_seen_at) AS p_first_seen, identity(updated_at) AS p_updated,
+        identity(converted_at) AS p_converted
     FROM sms.message_parts FINAL
 );
 
@@ -59,7 +65,7 @@ CREATE OR REPLACE VIEW sms.rollup_minute AS
 SELECT
     minute, provider, carrier, template, sign, country_code, failure_category, sent, delivered, failed,
     expired, pending, segments, final_within_1m, final_within_5m, final_within_30m, delivered_within,
-    latency_state, latency_sum_ms
+    latency_state, latency_sum_ms, converted, delivered_unconverted, conversion_ms_sum
 FROM sms.rollup_minute_raw FINAL
 WHERE sent > 0
   AND (minute, generation) IN (SELECT minute, max(generation) FROM sms.rollup_minute_raw GROUP BY minute);
@@ -97,7 +103,7 @@ CREATE OR REPLACE VIEW sms.rollup_level AS
 SELECT
     grain, level, bucket, provider, carrier, template, sign, country_code, sent, delivered, failed, expired, pending,
     segments, final_within_1m, final_within_5m, final_within_30m, delivered_within, latency_state, latency_sum_ms,
-    latency_quantiles
+    latency_quantiles, converted, delivered_unconverted, conversion_ms_sum
 FROM sms.rollup_level_raw FINAL
 WHERE sent > 0
   AND (grain, level, bucket, generation) IN (

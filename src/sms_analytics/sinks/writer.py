@@ -39,6 +39,7 @@ from sms_analytics.model.events import (
     ProviderMetric,
     ProviderStats,
     TemplateInfo,
+    decode_conversion,
     decode_deliveries,
     decode_provider_metric,
     decode_reply,
@@ -51,12 +52,14 @@ from sms_analytics.sinks.rollups import Rollups
 from sms_analytics.sinks.rows import (
     ALERT_COLUMNS,
     BALANCE_COLUMNS,
+    CONVERSION_COLUMNS,
     REPLY_COLUMNS,
     SIGN_COLUMNS,
     STATS_COLUMNS,
     TEMPLATE_COLUMNS,
     alert_row,
     balance_row,
+    conversion_row,
     reply_row,
     sign_row,
     stats_row,
@@ -143,7 +146,10 @@ class ClickHouseSink:
         # chDB does not reload dictionaries by their LIFETIME.
         templates = Table("sms.templates", TEMPLATE_COLUMNS, reloads=METADATA_DICTIONARIES)
         signs = Table("sms.signs", SIGN_COLUMNS)
-        self.tables = [messages, replies, balances, stats, alerts, templates, signs]
+        # Conversions: their table's materialized view folds the fully named ones into sms.message_parts;
+        # the rollup round resolves the others and marks the minutes they change (migrations/0013).
+        conversions = Table("sms.conversions", CONVERSION_COLUMNS)
+        self.tables = [messages, replies, balances, stats, alerts, templates, signs, conversions]
         metrics = ProviderTables(balances, stats, templates, signs)
         # Each topic's record becomes rows of one table (a deliveries record carries a batch, kept
         # as its JSON: ClickHouse parses it, see migrations/0008_delivery_ingest.sql).
@@ -152,6 +158,7 @@ class ClickHouseSink:
             topics.REPLIES: lambda record: (replies, [reply_row(decode_reply(record.value))], 1),
             topics.PROVIDER_STATS: lambda record: (*metrics.row(decode_provider_metric(record.value)), 1),
             topics.ALERTS: lambda record: (alerts, [alert_row(record.value)], 1),
+            topics.CONVERSIONS: lambda record: (conversions, [conversion_row(decode_conversion(record.value))], 1),
         }
         self.consumer = AIOKafkaConsumer(
             *self.routes, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
@@ -212,7 +219,7 @@ class ClickHouseSink:
         self.rollups.mark_expiring(int(time.time()))
         started = time.monotonic()
         try:
-            await asyncio.to_thread(self.rollups.recompute)
+            await asyncio.to_thread(self.rollups.round)
         except Exception as exc:  # noqa: BLE001  (the minutes stay dirty and are retried next round)
             self.stats.rollup_failures += 1
             log.warning("rollups.recompute_failed", error=str(exc)[:300])

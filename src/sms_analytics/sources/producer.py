@@ -25,6 +25,7 @@ from aiokafka.errors import UnknownError, UnsupportedVersionError
 from sms_analytics.broker.admin import MAX_BATCH_BYTES
 from sms_analytics.model import topics
 from sms_analytics.model.events import (
+    ConversionEvent,
     ProviderBalance,
     ProviderStats,
     ReceiptEvent,
@@ -69,6 +70,8 @@ def route(event: Event) -> tuple[str, bytes]:
         return topics.RECEIPTS, topics.message_key(event.provider, event.message_id, event.phone)
     if isinstance(event, ReplyEvent):  # no poller needs a reply's number: keyed and sent by its hash only
         return topics.REPLIES, f"{event.provider}|{event.phone_hash}".encode()
+    if isinstance(event, ConversionEvent):  # no raw number: keyed by the message id, else the number's hash
+        return topics.CONVERSIONS, f"{event.provider}|{event.message_id or event.phone_hash}".encode()
     if isinstance(event, ProviderBalance):
         return topics.PROVIDER_STATS, f"balance|{event.provider}|{event.account}".encode()
     if isinstance(event, ProviderStats):

@@ -32,7 +32,7 @@ from sms_analytics.model.times import now_ms
 from sms_analytics.settings import Settings, get_settings
 from sms_analytics.sources.base.fields import INTERNAL_ERROR, BadBody, Identities, Parsed, TimeWindow, loads, reason_of
 from sms_analytics.sources.base.provider import Answers, CallbackKind, Provider, Reply, json_reply, too_many_records
-from sms_analytics.sources.normalized import parse_sends
+from sms_analytics.sources.normalized import parse_conversions, parse_sends
 from sms_analytics.sources.producer import BrokerUnavailable, Publishes
 from sms_analytics.sources.providers import NAMES, REGISTERED
 
@@ -144,6 +144,8 @@ class Receiver:
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_post("/v1/sends", self._v1(lambda body, now: parse_sends(self._records(body), self.ids, now)))
+        app.router.add_post("/v1/conversions",
+                             self._v1(lambda body, now: parse_conversions(self._records(body), self.ids, now)))
         for name, provider in self.providers.items():
             app.router.add_post(f"/v1/sends/{name}", self._v1(provider.send_envelope))
         for path, (name, kind) in CALLBACKS.items():
@@ -309,7 +311,7 @@ class Receiver:
 CALLBACKS: dict[str, tuple[str, CallbackKind]] = {
     f"/callbacks/{p.name}/{path}": (p.name, kind) for p in REGISTERED for path, kind in p.callbacks.items()
 }
-INGEST_ENDPOINTS: tuple[str, ...] = ("/v1/sends", *(f"/v1/sends/{name}" for name in NAMES), *CALLBACKS)
+INGEST_ENDPOINTS: tuple[str, ...] = ("/v1/sends", "/v1/conversions", *(f"/v1/sends/{name}" for name in NAMES), *CALLBACKS)
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -20,6 +20,7 @@ from sms_analytics.model.events import (
     Delivery,
     ReceiptEvent,
     SendEvent,
+    decode_conversion,
     decode_message_events,
     delivery_headers,
     encode_deliveries,
@@ -149,6 +150,23 @@ def _observe(tally: Tally, event: SendEvent | ReceiptEvent, joined: Delivery | N
     elif joined is not None:  # a new receipt (a duplicate changes nothing and joins nothing)
         tally.receipt(event.provider)
         tally.outcome(event.provider, event.carrier, event.delivered, joined.latency_ms)
+        if event.delivered and joined.template:
+            tally.delivered_template(event.provider, event.message_id, joined.template)
+
+
+async def conversions(streams: Streams, stream: Any) -> None:
+    """The conversion agent (sms.conversions.v1): each conversion counted by the alert detector. A
+    record it cannot read is skipped (the sink stores conversions; here they only feed a rate)."""
+    async for raw in stream:
+        detector = streams.detector
+        if detector is None:
+            continue
+        try:
+            event = decode_conversion(raw)
+        except Exception:  # noqa: BLE001 - not a conversion: nothing to count
+            streams.stats.undecodable += 1
+            continue
+        detector.observe_conversion(event.provider, event.message_id, event.template, now_ms())
 
 
 async def _post_webhook(hook: Webhook, alert: Alert) -> None:

@@ -1,6 +1,6 @@
 """In-stream alert detectors on sliding windows: delivery-rate drop (per provider and per
-provider/carrier), receipt blackout (receipts stalled while sends continue) and p95 latency above
-an SLO. Fed by the join as it processes events; evaluated on a timer; each alert fires once and is
+provider/carrier), receipt blackout (receipts stalled while sends continue), p95 latency above
+an SLO, and a conversion-rate drop of a verification-code template (issue 16). Fed by the join as it processes events; evaluated on a timer; each alert fires once and is
 followed by one `resolved`. A firing alert resolves only once the value is clearly back (delivery
 rate ≥ floor + 0.05, p95 ≤ 0.9 × SLO), so a value hovering at the threshold does not flap. Rules and
 thresholds are `AlertRules` of the settings (the packaged alert_rules.yaml, or SMS_ALERT_RULES over
@@ -9,20 +9,24 @@ it). Where this ends: alerts as values; sending them is agents.py's."""
 from __future__ import annotations
 
 import math
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 from typing import Any
 
 import msgspec
 
-from sms_analytics.settings import AlertRules
+from sms_analytics.settings import AlertRules, ConversionRateRule
+
+# The conversion rule names a conversion's template from the message it converts when the conversion
+# does not say it: the templates of the messages delivered most recently, at most this many.
+RECENT_DELIVERED = 200_000
 
 
 class Alert(msgspec.Struct, kw_only=True):
     """A record on sms.alerts.v1 (and a row of sms.alerts)."""
 
-    rule: str  # delivery_rate | receipt_blackout | latency_p95
-    key: str  # provider, or provider/carrier
+    rule: str  # delivery_rate | receipt_blackout | latency_p95 | conversion_rate
+    key: str  # provider, or provider/carrier; the template for conversion_rate
     state: str  # firing | resolved
     value: float
     threshold: float
@@ -61,6 +65,10 @@ class _Window:
     def count(self) -> int:
         return sum(b[1] for b in self.buckets)
 
+    def count_between(self, start_ms: int, end_ms: int) -> int:
+        """Observations at start_ms <= t < end_ms."""
+        return sum(b[1] for b in self.buckets if start_ms <= b[0] < end_ms)
+
     def positives(self) -> int:
         return sum(b[2] for b in self.buckets)
 
@@ -80,10 +88,11 @@ class Tally:
     every event of a batch at the same time, so a batch costs the windows one addition per key,
     and an observation costs a dictionary update."""
 
-    __slots__ = ("by_carrier", "latencies", "outcomes", "receipts", "sends")
+    __slots__ = ("by_carrier", "delivered", "latencies", "outcomes", "receipts", "sends")
 
     def __init__(self, by_carrier: bool) -> None:
         self.by_carrier = by_carrier
+        self.delivered: list[tuple[str, str]] = []  # (provider|message_id, template) of delivered messages
         self.sends: dict[str, int] = {}
         self.receipts: set[str] = set()
         self.outcomes: dict[str, list[int]] = {}  # key -> [count, delivered]
@@ -108,6 +117,11 @@ class Tally:
             values.append(latency_ms)
         return self
 
+    def delivered_template(self, provider: str, message_id: str, template: str) -> Tally:
+        """A message delivered (for the conversion rule: its template's denominator)."""
+        self.delivered.append((f"{provider}|{message_id}", template))
+        return self
+
     def _count(self, key: str, delivered: bool) -> None:
         counts = self.outcomes.get(key)
         if counts is None:
@@ -125,6 +139,9 @@ class Detector:
         self.sends: dict[str, _Window] = {}
         self.last_receipt_ms: dict[str, int] = {}
         self.active: dict[tuple[str, str], Alert] = {}
+        self.delivered_by_template: dict[str, _Window] = {}  # template -> delivered messages
+        self.conversions_by_template: dict[str, _Window] = {}  # template -> conversions
+        self.recent_templates: OrderedDict[str, str] = OrderedDict()  # provider|message_id -> template
 
     # --- feeding ----------------------------------------------------------------------------------
     def observe_send(self, provider: str, at_ms: int) -> None:
@@ -151,6 +168,26 @@ class Detector:
             _window(self.outcomes, key).add_many(at_ms, count, positives)
         for provider, values in tally.latencies.items():
             _window(self.latencies, provider).add_many(at_ms, len(values), 0, values)
+        if self.rules.conversion_rate is not None:
+            self._add_delivered(tally.delivered, at_ms)
+
+    def _add_delivered(self, delivered: list[tuple[str, str]], at_ms: int) -> None:
+        counts: dict[str, int] = {}
+        for key, template in delivered:
+            counts[template] = counts.get(template, 0) + 1
+            self.recent_templates[key] = template
+        while len(self.recent_templates) > RECENT_DELIVERED:
+            self.recent_templates.popitem(last=False)
+        for template, count in counts.items():
+            _window(self.delivered_by_template, template).add_many(at_ms, count)
+
+    def observe_conversion(self, provider: str, message_id: str, template: str, at_ms: int) -> None:
+        """A conversion (sms.conversions.v1), under its template, or its message's as delivered here."""
+        if self.rules.conversion_rate is None:
+            return
+        template = template or self.recent_templates.get(f"{provider}|{message_id}", "")
+        if template:
+            _window(self.conversions_by_template, template).add(at_ms)
 
     # --- evaluating -------------------------------------------------------------------------------
     def evaluate(self, now_ms: int) -> list[Alert]:
@@ -181,7 +218,36 @@ class Detector:
                 conditions[("latency_p95", provider)] = (len(values) >= latency.min_volume and p95 > slo,
                                                          p95, latency.slo_ms,
                                                          f"p95 delivery latency of {provider} is {p95 / 1000:.1f} s")
+        if self.rules.conversion_rate is not None:
+            conditions.update(self._conversion_conditions(self.rules.conversion_rate, now_ms))
         return self._transitions(conditions, now_ms)
+
+    def _conversion_conditions(self, rule: ConversionRateRule,
+                               now_ms: int) -> dict[tuple[str, str], tuple[bool, float, float, str]]:
+        """Per tracked template: the window's conversions per delivered message below baseline × (1 - drop).
+        Tracked: at least min_baseline_conversions conversions in the baseline (conversions are reported for
+        verification codes). HOOK(sms.templates): once the template metadata (migration 0011, type =
+        'verification') reaches the worker, a template of that type is tracked whatever its baseline
+        conversions; a template of another type never is."""
+        window_start = now_ms - self.rules.window_seconds * 1000
+        baseline_start = window_start - rule.baseline_seconds * 1000
+        out: dict[tuple[str, str], tuple[bool, float, float, str]] = {}
+        for template, conversions in self.conversions_by_template.items():
+            delivered = _window(self.delivered_by_template, template)
+            conversions.prune(baseline_start)
+            delivered.prune(baseline_start)
+            baseline = conversions.count_between(baseline_start, window_start)
+            baseline_delivered = delivered.count_between(baseline_start, window_start)
+            if baseline < rule.min_baseline_conversions or not baseline_delivered:
+                continue
+            expected = min(1.0, baseline / baseline_delivered)
+            n = delivered.count_between(window_start, now_ms + 1)
+            rate = conversions.count_between(window_start, now_ms + 1) / n if n else 0.0
+            floor = expected * (1 - rule.drop) * (1.1 if ("conversion_rate", template) in self.active else 1.0)
+            out[("conversion_rate", template)] = (
+                n >= rule.min_volume and rate < floor, rate, expected * (1 - rule.drop),
+                f"conversion rate of template {template} is {rate:.1%} over {n} delivered (baseline {expected:.1%})")
+        return out
 
     def _transitions(self, conditions: dict[tuple[str, str], tuple[bool, float, float, str]], now_ms: int) -> list[Alert]:
         out: list[Alert] = []

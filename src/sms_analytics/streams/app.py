@@ -50,6 +50,9 @@ def build_app(*, app_id: str, bootstrap: str, partitions: int, replication: int,
     app.timer(interval=compensation_policy.scan_seconds, name="sms_compensation_scan")(
         _bound(compensation.scan, streams, compensation_policy))
     if streams.detector is not None:
+        if streams.detector.rules.conversion_rate is not None:
+            app.agent(_topic(app, topics.CONVERSIONS, partitions), name="sms_conversions")(
+                _bound(agents.conversions, streams))
         app.timer(interval=streams.detector.rules.evaluate_every_seconds, name="sms_alerts")(
             _bound(agents.evaluate_alerts, streams, streams.detector))
     app.on_partitions_assigned.connect(_bound(agents.note_assignment, streams.stats))

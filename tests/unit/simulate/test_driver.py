@@ -19,6 +19,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from sms_analytics.simulate import plan as plan_module
+from sms_analytics.simulate.conversions import CONVERSIONS_PATH, VERIFICATION_TEMPLATES
 from sms_analytics.simulate.driver import (
     PROVIDERS,
     RECEIPT_PATHS,
@@ -150,7 +151,7 @@ class Recorder:
         body = orjson.loads(await request.read())
         self.requests.append((request.path, request.query.get("token"), body))
         self.times.append(asyncio.get_running_loop().time())
-        if request.path.startswith("/v1/sends/"):
+        if request.path.startswith("/v1/sends/") or request.path == "/v1/conversions":
             return web.json_response({"accepted": True}, status=202)
         reply = self.replies[request.path]
         if isinstance(reply, str):
@@ -286,9 +287,23 @@ async def test_drive_against_recording_server(caplog: pytest.LogCaptureFixture) 
     assert set(truth.to_dict()) == {"aliyun", "tencent", "kx"}
     assert all(truth.segments[p] > truth.of(p).sends - truth.of(p).submit_failed for p in ("aliyun", "kx"))
     assert all(truth.of(p).receipts_dropped == truth.of(p).receipts_caught_up == 0 for p in PROVIDERS)
+    _check_conversions(truth, recorder)
     # No phone number reaches the logs.
     phones = {m for _, _, body in recorder.requests for m in re.findall(r"1[3-9]\d{9}", orjson.dumps(body).decode())}
     assert phones and not any(p in caplog.text for p in phones)
+
+
+def _check_conversions(truth: Any, recorder: Recorder) -> None:
+    """Every conversion posted names a delivered verification-code message; the ground truth counts the
+    distinct ones, and repeats and conversions ahead of their receipt happen."""
+    posted = [r for path, _, body in recorder.requests if path == CONVERSIONS_PATH for r in body]
+    assert posted and len(posted) == sum(truth.of(p).conversions_posted for p in PROVIDERS)
+    distinct = {orjson.dumps(r) for r in posted}
+    assert len(distinct) == sum(truth.of(p).converted for p in PROVIDERS) < len(posted)  # some repeated
+    assert sum(truth.of(p).conversions_before_receipt for p in PROVIDERS) > 0
+    assert {r["provider"] for r in posted} <= set(VERIFICATION_TEMPLATES)
+    assert any("message_id" not in r and r["template"] in VERIFICATION_TEMPLATES.values() for r in posted)
+    assert all(truth.of(p).converted <= truth.of(p).delivered for p in PROVIDERS)
 
 
 def _receipt_posts(recorder: Recorder, provider: str, t0: float) -> list[tuple[float, list[dict[str, Any]]]]:

@@ -23,11 +23,14 @@ def test_a_generation_filter_over_tables_sharded_apart_is_refused() -> None:
 def test_alters_go_to_the_local_tables_and_new_columns_to_the_distributed_too() -> None:
     alters = [c for c in CLUSTERED if c.startswith("ALTER TABLE")]
     retention = [c for c in alters if " MODIFY TTL " in c]
-    assert len(retention) == 10 and all(re.match(r"ALTER TABLE sms\.\w+_local ON CLUSTER", c) for c in retention)
+    assert len(retention) == 11 and all(re.match(r"ALTER TABLE sms\.\w+_local ON CLUSTER", c) for c in retention)
     added = [c for c in alters if " ADD COLUMN " in c]
-    assert [c.split(" ON CLUSTER")[0] for c in added] == ["ALTER TABLE sms.message_parts_local",
-                                                         "ALTER TABLE sms.message_parts",
-                                                         "ALTER TABLE sms.template_names"]  # on every node: no _local
+    pair = ["ALTER TABLE sms.{}_local", "ALTER TABLE sms.{}"]
+    added_to = ["message_parts",  # 0010 stored_at
+                "message_parts", *["rollup_minute_raw"] * 3, *["rollup_level_raw"] * 3]  # 0013: conversions
+    want = [p.format(t) for t in added_to for p in pair]
+    want.insert(2, "ALTER TABLE sms.template_names")  # 0011, on every node: no _local
+    assert [c.split(" ON CLUSTER")[0] for c in added] == want
     others = [c for c in alters if " ADD COLUMN " not in c]
     assert all(re.match(r"ALTER TABLE sms\.\w+_local ON CLUSTER", c) for c in others)
 

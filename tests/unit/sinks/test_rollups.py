@@ -26,7 +26,7 @@ class Recorder:
         if self.fail_on and self.fail_on in sql:
             raise RuntimeError("boom")
 
-    def query(self, sql):
+    def query(self, sql, **_):
         self.queries.append(sql)
         return [], self.answers.pop(0)
 
@@ -189,3 +189,20 @@ def test_recompute_chunks_and_backfill():
     assert r.recompute(chunk=2) == 3
     assert sum(c.lstrip().startswith("CREATE TEMPORARY TABLE") for c in wh.commands) == 2
     assert r._backfill == set()
+
+
+def test_a_round_marks_the_minutes_conversions_change_and_resolves_the_others():
+    """Minutes of direct conversions since the watermark (reaching back CONVERSION_MARGIN_SECONDS), then the
+    resolved ones' minutes, inserted as parts; the scratch table dropped; the next round starts from this one."""
+    wh = Recorder(answers=[[(120,)], [(180,), (240,)], [(2,)]])
+    r = Rollups(as_warehouse(wh), 600)
+    r.conversions(now_s=10_000.0)
+    assert r.dirty == {120, 180, 240} and r.resolved_conversions == 2
+    assert "toDateTime64(6400.000, 3, 'UTC')" in wh.queries[0]  # the first round: the whole horizon
+    heads = [c.strip().splitlines()[0] for c in wh.commands]
+    assert heads[0].startswith("CREATE TEMPORARY TABLE conversion_scratch_")
+    assert heads[1].startswith("INSERT INTO sms.message_parts") and heads[2].startswith("DROP TEMPORARY TABLE")
+    wh.answers = [[], []]
+    r.conversions(now_s=10_030.0)
+    assert f"toDateTime64({10_000 - rollups.CONVERSION_MARGIN_SECONDS}.000, 3, 'UTC')" in wh.queries[-2]
+    assert [c.strip().splitlines()[0].split()[0] for c in wh.commands[3:]] == ["CREATE", "DROP"]  # nothing resolved

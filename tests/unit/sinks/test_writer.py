@@ -151,9 +151,11 @@ async def test_a_failed_deliveries_insert_drops_only_the_records_that_do_not_dec
 async def test_other_topics_become_rows_of_their_tables() -> None:
     wh = FakeWarehouse()
     sink = await make_sink(wh)
-    assert set(sink.routes) == {topics.DELIVERIES, topics.REPLIES, topics.PROVIDER_STATS, topics.ALERTS}
+    assert set(sink.routes) == {topics.DELIVERIES, topics.REPLIES, topics.PROVIDER_STATS, topics.ALERTS,
+                                topics.CONVERSIONS}
     assert {t.name for t in sink.tables} == {"sms.delivery_ingest", "sms.replies", "sms.provider_balance",
-                                             "sms.provider_stats", "sms.alerts", "sms.templates", "sms.signs"}
+                                             "sms.provider_stats", "sms.alerts", "sms.templates", "sms.signs",
+                                             "sms.conversions"}
     raw_sink = ClickHouseSink(wh, "127.0.0.1:9", group="g", batch_rows=10, flush_seconds=1.0,  # type: ignore[arg-type]
                               store_raw_phone=True)
     assert raw_sink.tables[0].name == "sms.delivery_ingest_raw"

@@ -93,3 +93,52 @@ def test_huge_epoch_is_rejected_not_raised(where: str) -> None:
     else:
         with pytest.raises(BadBody, match="sent_at"):
             KX.send_envelope(envelope(KX_MT_REQUEST, KX_MT_OK, 1e308), NOW)
+
+
+# --- POST /v1/conversions ------------------------------------------------------------------------------
+
+def test_conversions_in_both_forms_keep_no_raw_number() -> None:
+    from sms_analytics.model.events import ConversionEvent, encode
+    from sms_analytics.sources.normalized import DEFAULT_CONVERSION_WINDOW_MS, parse_conversions
+
+    doc = [
+        {"provider": "tencent", "message_id": "5000:1", "converted_at": "2024-01-01T00:00:30Z"},
+        {"provider": "aliyun", "message_id": "b^0", "phone": "13800000000", "converted_at": 1704067230},
+        {"provider": "kx", "phone": "+8613800000001", "template": "OTP", "converted_at": "2024-01-01T00:00:30Z"},
+        {"provider": "kx", "phone": "13800000001", "template": "OTP", "converted_at": 1704067230,
+         "sent_from": "2024-01-01T00:00:00Z", "sent_to": "2024-01-01T00:00:20Z"},
+    ]
+    parsed = parse_conversions(doc, IDS, NOW)
+    assert parsed.rejected == []
+    events = [e for e in parsed.events if isinstance(e, ConversionEvent)]
+    assert len(events) == 4
+    at = utc_ms(2024, 1, 1, 0, 0, 30)
+    assert {e.converted_at_ms for e in events} == {at}
+    assert events[0].phone_hash == "" and events[0].sent_from_ms is None
+    assert events[1].phone_hash == phash("+8613800000000") and events[1].carrier
+    assert (events[2].sent_from_ms, events[2].sent_to_ms) == (at - DEFAULT_CONVERSION_WINDOW_MS, at)
+    assert (events[3].sent_from_ms, events[3].sent_to_ms) == (utc_ms(2024, 1, 1), utc_ms(2024, 1, 1, 0, 0, 20))
+    assert all(b"13800000001" not in encode(e) and b"13800000000" not in encode(e) for e in events)
+    # the same report twice is the same conversion
+    assert parse_conversions(doc[2], IDS, NOW + 5).events[0].conversion_id == events[2].conversion_id  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("record, reason", [
+    ({"provider": "kx", "converted_at": 1704067230}, "needs message_id, or phone and template"),
+    ({"provider": "kx", "phone": "13800000000", "converted_at": 1704067230}, "needs message_id, or phone and template"),
+    ({"provider": "sms", "message_id": "m", "converted_at": 1704067230}, "provider must be one of"),
+    ({"provider": "kx", "message_id": "m"}, "missing field 'converted_at'"),
+    ({"provider": "kx", "message_id": "m", "converted_at": "yesterday"}, "not ISO-8601"),
+    ({"provider": "kx", "phone": "12345", "template": "T", "converted_at": 1704067230}, ""),
+    ({"provider": "kx", "phone": "13800000000", "template": "T", "converted_at": 1704067230,
+      "sent_from": "2024-01-01T00:00:20Z", "sent_to": "2024-01-01T00:00:00Z"}, "sent_from is after sent_to"),
+    ({"provider": "kx", "phone": "13800000000", "template": "T", "converted_at": 1704067230,
+      "sent_from": "2023-12-01T00:00:00Z"}, "spans more than a day"),
+])
+def test_a_malformed_conversion_is_rejected_and_its_neighbour_kept(record: dict[str, Any], reason: str) -> None:
+    from sms_analytics.sources.normalized import parse_conversions
+
+    good = {"provider": "kx", "message_id": "m1", "converted_at": 1704067230}
+    parsed = parse_conversions([good, record], IDS, NOW)
+    assert len(parsed.events) == 1 and [r.index for r in parsed.rejected] == [1]
+    assert reason in parsed.rejected[0].reason

@@ -173,7 +173,8 @@ async def test_too_many_records_is_400_with_the_count(receiver: Factory, endpoin
 # --- timestamps and numbers --------------------------------------------------------------------------------
 
 RECORD_ENDPOINTS = [e for e in INGEST_ENDPOINTS if e not in ("/v1/sends/aliyun", "/v1/sends/tencent", "/v1/sends/kx")]
-TIME_FIELD = {"/v1/sends": ("sent_at", "iso"), "/callbacks/aliyun/sms-report": ("report_time", "china"),
+TIME_FIELD = {"/v1/sends": ("sent_at", "iso"), "/v1/conversions": ("converted_at", "iso"),
+              "/callbacks/aliyun/sms-report": ("report_time", "china"),
               "/callbacks/aliyun/sms-up": ("send_time", "china"), "/callbacks/tencent/status": ("user_receive_time", "china"),
               "/callbacks/tencent/reply": ("time", "epoch"), "/callbacks/kx/report": ("time", "compact"),
               "/callbacks/kx/mo": ("time", "compact")}
@@ -256,9 +257,9 @@ def test_every_endpoint_has_a_lane() -> None:
         "aliyun": ["/callbacks/aliyun/sms-report", "/callbacks/aliyun/sms-up"],
         "tencent": ["/callbacks/tencent/status", "/callbacks/tencent/reply"],
         "kx": ["/callbacks/kx/report", "/callbacks/kx/mo"],
-        "sends": ["/v1/sends", "/v1/sends/aliyun", "/v1/sends/tencent", "/v1/sends/kx"],
+        "sends": ["/v1/sends", "/v1/conversions", "/v1/sends/aliyun", "/v1/sends/tencent", "/v1/sends/kx"],
     }
-    assert set(CALLBACKS) | {"/v1/sends", "/v1/sends/aliyun", "/v1/sends/tencent", "/v1/sends/kx"} == set(INGEST_ENDPOINTS)
+    assert set(CALLBACKS) | {"/v1/sends", "/v1/conversions", "/v1/sends/aliyun", "/v1/sends/tencent", "/v1/sends/kx"} == set(INGEST_ENDPOINTS)
 
 
 @pytest.mark.parametrize("lane", receiver_module.LANES)

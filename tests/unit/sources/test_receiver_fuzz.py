@@ -36,7 +36,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sms_analytics import logs
-from sms_analytics.model.events import PROVIDERS, ReceiptEvent, ReplyEvent, SendEvent, encode
+from sms_analytics.model.events import PROVIDERS, ConversionEvent, ReceiptEvent, ReplyEvent, SendEvent, encode
 from sms_analytics.model.phone import PhoneHasher
 from sms_analytics.sources.base.fields import INTERNAL_ERROR, Identities, TimeWindow
 from sms_analytics.sources.producer import Publisher, route
@@ -211,6 +211,9 @@ SPECS: dict[str, Spec] = {
     "/v1/sends": Spec("send", "phone", ("provider", "message_id", "phone"),
                       ("provider", "message_id", "phone", "sent_at", "template", "sign", "out_id", "segments"),
                       {"sent_at": "iso"}, single_object=True),
+    "/v1/conversions": Spec("conversion", "phone", ("provider", "phone", "template", "converted_at"),
+                            ("provider", "phone", "template", "converted_at", "sent_from", "sent_to"),
+                            {"converted_at": "iso"}, single_object=True),
     "/callbacks/aliyun/sms-report": Spec(
         "receipt", "phone_number", ("phone_number", "biz_id", "success", "report_time"),
         ("phone_number", "send_time", "report_time", "success", "err_code", "err_msg", "biz_id", "out_id"),
@@ -271,6 +274,13 @@ def valid_record(endpoint: str, i: int, d: Draw, now: int, tag: str) -> tuple[di
                "sent_at": d.choice([iso(recent(d, now)), recent(d, now) // 1000]), "template": "SMS_" + d.text(),
                "sign": d.text(), "out_id": d.text(), "segments": d.integer(1, 3)}
         return rec, ("send", mid, e164)
+    if endpoint == "/v1/conversions":  # the window form (no message_id): the template names the record
+        template = f"{tag}c{i}"
+        converted = recent(d, now)
+        rec = {"provider": d.choice(PROVIDERS), "phone": phone_as(d, i), "template": template,
+               "converted_at": d.choice([iso(converted), converted // 1000]), "sent_from": iso(converted - 600_000),
+               "sent_to": converted // 1000}
+        return rec, ("conversion", template)
     if endpoint == "/callbacks/aliyun/sms-report":
         biz = f"{tag}a{i}^0"
         sent = recent(d, now)
@@ -352,6 +362,8 @@ def make_record(endpoint: str, i: int, cls: str, d: Draw, now: int, tag: str, *,
             key = ("send", "submit-failed", key[2])
         elif endpoint == "/v1/sends/kx":
             rec["_result_code"] = code  # goes into response.data.result for this number
+        elif endpoint == "/v1/conversions":
+            rec["note"] = code  # a field the endpoint does not read
         else:
             text_field = {"/v1/sends": "template", "/callbacks/aliyun/sms-up": "sign_name",
                           "/callbacks/tencent/reply": "sign", "/callbacks/kx/mo": "srcid"}[endpoint]
@@ -533,6 +545,8 @@ FUZZ_TESTS = {"mixed", "record_classes", "envelopes", "body_level", "arbitrary_j
 def event_key(event: Any) -> Key:
     if isinstance(event, ReplyEvent):
         return ("reply", event.content)
+    if isinstance(event, ConversionEvent):
+        return ("conversion", event.template)
     kind = "send" if isinstance(event, SendEvent) else "receipt"
     assert isinstance(event, (SendEvent, ReceiptEvent))
     return (kind, event.message_id, event.phone)
@@ -589,7 +603,10 @@ def check(case: Case, status: int, answer: bytes, events: list[Any], letters: li
     indexes = [x.index for x in letters]
     assert len(set(indexes)) == len(indexes)
     for event in events:
-        assert event.phone.startswith("+") and event.phone[1:].isdigit()
+        if isinstance(event, ConversionEvent):  # never the raw number: its hash and mask
+            assert not hasattr(event, "phone") and len(event.phone_hash) > 16 and "*" in event.phone_masked
+        else:
+            assert event.phone.startswith("+") and event.phone[1:].isdigit()
     if case.records is None:  # arbitrary input: every record accounted for, once
         if case.doc is not None:
             assert len(events) + len(letters) == len(case.doc)

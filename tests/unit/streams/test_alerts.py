@@ -93,3 +93,42 @@ def test_rules_load_from_yaml_and_webhook_formats(tmp_path: Path) -> None:
     assert webhook_body(alert, "generic")["rule"] == "delivery_rate"
 
 
+
+
+# --- conversion rate (issue 16) ------------------------------------------------------------------------------
+
+CONVERSION_RULES = RULES.model_copy(update={"conversion_rate": AlertRules.packaged().conversion_rate})
+
+
+def run_conversions(detector: Detector, seconds: range, rate: callable, per_second: int = 2) -> list:
+    """Each second, `per_second` OTP messages delivered and each converted with probability rate(s), plus a
+    marketing template that never converts; the conversions name their message by id only."""
+    fired = []
+    rng = random.Random(3)
+    for s in seconds:
+        now = T0 + s * 1000
+        tally = detector.tally()
+        for i in range(per_second):
+            tally.delivered_template("tencent", f"{s}-{i}", "OTP").delivered_template("tencent", f"{s}-{i}-m", "PROMO")
+        detector.add(tally, now)
+        for i in range(per_second):
+            if rng.random() < rate(s):
+                detector.observe_conversion("tencent", f"{s}-{i}", "", now)
+        if s % 10 == 0:  # the evaluation every 10 s
+            fired += [(s, a.rule, a.key, a.state) for a in detector.evaluate(now)]
+    return fired
+
+
+def test_a_conversion_drop_of_a_tracked_template_fires_once_and_resolves() -> None:
+    detector = Detector(CONVERSION_RULES)
+    fired = run_conversions(detector, range(3600), lambda s: 0.1 if 2000 <= s < 2600 else 0.8)
+    conversion = [f for f in fired if f[1] == "conversion_rate"]
+    assert [(f[2], f[3]) for f in conversion] == [("OTP", "firing"), ("OTP", "resolved")]
+    assert 2000 < conversion[0][0] < 2100 and 2600 < conversion[1][0] < 2700
+
+
+def test_normal_conversions_and_untracked_templates_raise_nothing() -> None:
+    assert run_conversions(Detector(CONVERSION_RULES), range(3600), lambda s: 0.8) == []
+    # no conversions reported at all (no template tracked): nothing, whatever the rate
+    assert run_conversions(Detector(CONVERSION_RULES), range(1200), lambda s: 0.0) == []
+    assert run_conversions(Detector(RULES), range(1200), lambda s: 0.1 if s > 600 else 0.8) == []  # the rule off

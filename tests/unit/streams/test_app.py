@@ -32,10 +32,12 @@ def test_declarations_with_alerts(tmp_path):
     assert [str(u) for u in app.conf.broker] == ["kafka://127.0.0.1:1"]
     assert app.conf.topic_partitions == 3
     assert app.conf.web_enabled is False
-    assert list(app.agents) == ["sms_join"]
+    assert list(app.agents) == ["sms_join", "sms_conversions"]  # conversions feed the conversion-rate alert
     agent = app.agents["sms_join"]
     assert agent.channel.topics == (topics.SENDS, topics.RECEIPTS)
     assert agent.fun.func is agents.join
+    assert app.agents["sms_conversions"].channel.topics == (topics.CONVERSIONS,)
+    assert app.agents["sms_conversions"].fun.func is agents.conversions
     assert list(app.tables) == [TABLE]
     table = app.tables[TABLE]
     assert table.partitions == 3

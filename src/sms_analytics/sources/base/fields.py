@@ -21,6 +21,7 @@ import msgspec
 import structlog
 
 from sms_analytics.model.events import (
+    ConversionEvent,
     Identity,
     ProviderBalance,
     ProviderStats,
@@ -34,7 +35,7 @@ from sms_analytics.model.phone import BadPhone, Phone, PhoneHasher, normalize
 from sms_analytics.model.times import BadTime
 
 log = structlog.get_logger(__name__)
-Event = SendEvent | ReceiptEvent | ReplyEvent | ProviderBalance | ProviderStats | TemplateInfo | SignInfo
+Event = SendEvent | ReceiptEvent | ReplyEvent | ProviderBalance | ProviderStats | TemplateInfo | SignInfo | ConversionEvent
 MAX_FIELD_CHARS = 4096
 MAX_REASON_CHARS = 500
 MAX_DEPTH = 1024  # the nesting a JSON body may have; deeper is not JSON we read
@@ -306,6 +307,8 @@ def _times(event: Event) -> list[tuple[str, int | None]]:
         return [("reported_at", event.reported_at_ms), ("sent_at", event.sent_at_ms)]
     if isinstance(event, ReplyEvent):
         return [("replied_at", event.replied_at_ms)]
+    if isinstance(event, ConversionEvent):
+        return [("converted_at", event.converted_at_ms)]
     return []
 
 
