@@ -423,6 +423,27 @@ async def test_pull_reply_status(tc: Tc) -> None:
     assert await tc.client.pull_reply_status(APP_ID) == []
 
 
+@pytest.mark.asyncio
+async def test_pull_reply_status_by_phone_through_the_sdk(tc: Tc) -> None:
+    """PullSmsReplyStatusByPhoneNumber (seed 002) by reply time, not consuming the queue; a wrong
+    key is refused before anything is read."""
+    tc.sim.add_reply(A, "1", at=START - 20)
+    tc.sim.add_reply(B, "TD", at=START - 10)
+    tc.sim.add_reply(A, "2", at=START - 5)
+    begin = int(START) - 60
+    found = await tc.client.pull_reply_status_by_phone(APP_ID, A, begin, None)
+    assert [(r["PhoneNumber"], r["ReplyContent"], r["ReplyTime"]) for r in found] == \
+        [(A, "1", int(START) - 20), (A, "2", int(START) - 5)]
+    assert await tc.client.pull_reply_status_by_phone(APP_ID, A, begin, None) == found  # not consumed
+    assert [r["ReplyContent"] for r in await tc.client.pull_reply_status_by_phone(APP_ID, A, begin, None, 1, 1)] == \
+        ["2"]
+    assert [r["ReplyContent"] for r in await tc.client.pull_reply_status_by_phone(
+        APP_ID, A, int(START) - 15, int(START) - 6)] == []
+    err = await _api_error(tc.client_with(secret_key="not-the-key").pull_reply_status_by_phone(APP_ID, A, begin, None))
+    assert err.code == "AuthFailure.SignatureFailure"
+    assert len(await tc.client.pull_reply_status(APP_ID)) == 3  # the queue still has all three
+
+
 # --- statistics -----------------------------------------------------------------------------------
 
 

@@ -1,7 +1,7 @@
 """Tencent pull feeds (seed 002): PullSmsSendStatus and PullSmsReplyStatus (Limit ≤ 100 per
 SmsSdkAppId, each record returned once), and the hourly CallbackStatusStatistics and
-SendStatusStatistics into sms.provider_stats, and the compensation query
-PullSmsSendStatusByPhoneNumber (`by_phone`), and the template and sign metadata
+SendStatusStatistics into sms.provider_stats, and the compensation queries
+PullSmsSendStatusByPhoneNumber and PullSmsReplyStatusByPhoneNumber (`by_phone`), and the template and sign metadata
 (DescribeSmsTemplateList, listed whole; DescribeSmsSignList for SMS_TENCENT_SIGN_IDS). Calls go through the official SDK
 (`sources.tencent.client.TencentClient`, blocking calls off the event loop)."""
 
@@ -113,16 +113,29 @@ def sign_info(status: dict[str, Any], pulled_at_ms: int) -> SignInfo:
 
 def by_phone(client: TencentClient, app_ids: Sequence[str], provider: Tencent) -> Ask:
     """Compensation: PullSmsSendStatusByPhoneNumber from a minute before the send, in every app,
-    keeping the statuses of the message asked about."""
+    keeping the statuses of the message asked about; and its reply counterpart
+    PullSmsReplyStatusByPhoneNumber over the same window, so replies of that number that the
+    pushes and PullSmsReplyStatus missed are filled in. A reply's id is derived from its number,
+    time and text (`Tencent._pulled_reply`), the same for a pushed, pulled or compensated copy, so
+    sms.replies (ReplacingMergeTree by provider, reply_id) keeps one row of each. The number goes
+    only to the SDK, never to a log."""
     async def ask(request: CompensationRequest) -> Parsed:
+        begin, now = request.sent_at_ms // 1000 - 60, now_ms()
         statuses: list[Any] = []
+        replies: list[Any] = []
         for app_id in app_ids:
             found: list[Any] = await client.pull_send_status_by_phone(  # the API's JSON: each item checked below
-                app_id, request.phone, request.sent_at_ms // 1000 - 60, None, 0, 100)
+                app_id, request.phone, begin, None, 0, 100)
             statuses += [s for s in found if isinstance(s, dict) and s.get("SerialNo") == request.message_id]
-        return provider.pulled_statuses(statuses, now_ms())
+            replies += await client.pull_reply_status_by_phone(app_id, request.phone, begin, None, 0, 100)
+        return merge(provider.pulled_statuses(statuses, now), provider.pulled_replies(replies, now))
 
     return ask
+
+
+def merge(*parts: Parsed) -> Parsed:
+    """One answer from several parsed pulls (origins are per pull, so they are not carried)."""
+    return Parsed(events=[e for p in parts for e in p.events], rejected=[r for p in parts for r in p.rejected])
 
 
 def tencent_statuses(client: TencentClient, app_id: str, provider: Tencent, publish: Publish, data_dir: Path,

@@ -51,11 +51,16 @@ def test_three_feeds_per_app_id(tmp_path):
 class _FakeClient:
     def __init__(self, by_app=None):
         self.by_app = by_app or {}
+        self.replies = {}
         self.calls = []
 
     async def pull_send_status_by_phone(self, app_id, phone, begin, end, offset, limit):
         self.calls.append((app_id, phone, begin, end, offset, limit))
         return self.by_app.get(app_id, [])
+
+    async def pull_reply_status_by_phone(self, app_id, phone, begin, end, offset, limit):
+        self.calls.append(("replies", app_id, phone, begin, end, offset, limit))
+        return self.replies.get(app_id, [])
 
     async def callback_status_statistics(self, app_id, begin, end):
         self.calls.append(("callbacks", app_id, begin, end))
@@ -77,9 +82,31 @@ async def test_by_phone_asks_every_app_and_keeps_the_message():
     request = CompensationRequest(provider="tencent", message_id="s-1", phone="+8613800138000",
                                   sent_at_ms=1_767_225_600_500, asked_at_ms=0)
     parsed: Any = await feeds.by_phone(client, ["a", "b"], PROVIDER)(request)
-    assert client.calls == [("a", "+8613800138000", 1_767_225_540, None, 0, 100),
-                            ("b", "+8613800138000", 1_767_225_540, None, 0, 100)]
+    assert [c for c in client.calls if c[0] != "replies"] == [("a", "+8613800138000", 1_767_225_540, None, 0, 100),
+                                                              ("b", "+8613800138000", 1_767_225_540, None, 0, 100)]
     assert [(e.message_id, e.delivered, e.source) for e in parsed.events] == [("s-1", True, "poll")] * 2
+
+
+def reply(text, at=1_767_225_700, phone="+8613800138000"):
+    return {"PhoneNumber": phone, "ReplyContent": text, "ReplyTime": at, "SignName": "腾讯云", "ExtendCode": ""}
+
+
+async def test_by_phone_fills_in_the_number_s_replies_with_stable_ids():
+    """The reply counterpart asks every app over the send's window; the same reply asked twice (or
+    pulled by PullSmsReplyStatus) has the same reply_id, so sms.replies keeps one row."""
+    client = FakeClient()
+    client.replies = {"a": [reply("TD")], "b": [reply("好的", at=1_767_225_800), "junk"]}
+    request = CompensationRequest(provider="tencent", message_id="s-1", phone="+8613800138000",
+                                  sent_at_ms=1_767_225_600_500, asked_at_ms=0)
+    ask = feeds.by_phone(client, ["a", "b"], PROVIDER)
+    parsed: Any = await ask(request)
+    assert [c for c in client.calls if c[0] == "replies"] == [
+        ("replies", app, "+8613800138000", 1_767_225_540, None, 0, 100) for app in ("a", "b")]
+    assert [e.content for e in parsed.events] == ["TD", "好的"]
+    assert len(parsed.rejected) == 1  # "junk"
+    again: Any = await ask(request)
+    pulled = PROVIDER.pulled_replies([reply("TD")], 0).events
+    assert [e.reply_id for e in again.events][:1] == [e.reply_id for e in parsed.events][:1] == [pulled[0].reply_id]
 
 
 def test_china_hour():
