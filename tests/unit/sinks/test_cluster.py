@@ -27,7 +27,9 @@ def test_alters_go_to_the_local_tables_and_new_columns_to_the_distributed_too() 
     added = [c for c in alters if " ADD COLUMN " in c]
     assert [c.split(" ON CLUSTER")[0] for c in added] == ["ALTER TABLE sms.message_parts_local",
                                                          "ALTER TABLE sms.message_parts",
-                                                         "ALTER TABLE sms.template_names"]  # on every node: no _local
+                                                         "ALTER TABLE sms.template_names",  # on every node: no _local
+                                                         "ALTER TABLE sms.provider_stats_local",
+                                                         "ALTER TABLE sms.provider_stats"]
     others = [c for c in alters if " ADD COLUMN " not in c]
     assert all(re.match(r"ALTER TABLE sms\.\w+_local ON CLUSTER", c) for c in others)
 
