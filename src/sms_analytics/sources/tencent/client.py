@@ -159,6 +159,15 @@ class TencentClient:
         self._stats_request(req, app_id, begin_hour, end_hour, limit, offset)
         return await self._call("SendStatusStatistics", self._sdk.SendStatusStatistics, req)
 
+    async def sms_packages_statistics(self, app_id: str, begin_hour: str, end_hour: str, limit: int = 500,
+                                      offset: int = 0) -> list[dict[str, Any]]:
+        """SmsPackagesStatistics: the packages created between two ``yyyymmddhh`` hours (China time;
+        the end before now), ``limit`` ≤ 500. Returns SmsPackagesStatisticsSet."""
+        req = models.SmsPackagesStatisticsRequest()
+        self._stats_request(req, app_id, begin_hour, end_hour, limit, offset)
+        return self._records(await self._call("SmsPackagesStatistics", self._sdk.SmsPackagesStatistics, req),
+                             "SmsPackagesStatisticsSet")
+
     async def describe_sms_template_list(self, international: int, template_ids: Sequence[int] = (), *,
                                          limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
         """DescribeSmsTemplateList: the templates ``template_ids``, or with none the list from ``offset``
