@@ -52,8 +52,12 @@ def _merge(*truths: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
     return out
 
 
-async def run_demo(settings: Settings, *, duration: float, rate: float, seed: int) -> bool:
+async def run_demo(settings: Settings, *, duration: float, rate: float, seed: int,
+                   quota_left: int | None = None) -> bool:
+    """`quota_left`: the quota-low scenario (Tencent's packages leave only that many messages)."""
     lane = ProviderLane()
+    if quota_left is not None:
+        lane.tencent.set_quota_left(quota_left)
     await lane.start()
     settings = Settings(_env_file=None, **{**settings.model_dump(), **lane.settings(),
                                            "sms_template_names": settings.sms_template_names or DEMO_TEMPLATE_NAMES})

@@ -12,7 +12,7 @@ from sms_analytics.dashboards.macros import expand
 from sms_analytics.model.events import Delivery
 from sms_analytics.runtime import Runtime
 from sms_analytics.sinks.rollups import Rollups
-from sms_analytics.sinks.rows import MESSAGE_COLUMNS, message_row
+from sms_analytics.sinks.rows import BALANCE_COLUMNS, MESSAGE_COLUMNS, message_row
 from tests.unit.dashboards.test_alerting import BY_UID, OPS, RULES
 
 BAD, OK = "alerttest_bad", "alerttest_ok"
@@ -71,6 +71,10 @@ def warehouse(pipeline: Runtime) -> Any:
     rollups = Rollups(wh, 72 * 3600)
     rollups.mark(deliveries)
     rollups.recompute()
+    # The quota rule: BAD's quota lasts 1000 / 550 sends an hour (the quota-low scenario), OK's 10,000,000 / 400.
+    at = now - timedelta(minutes=5)
+    wh.insert("sms.provider_balance", [[BAD, "1400", 1000, at], [OK, "1400", 10_000_000, at],
+                                       [OK, "1400", 5, at - timedelta(days=2)]], BALANCE_COLUMNS)  # too old to count
     return wh
 
 
@@ -114,5 +118,7 @@ def test_values(warehouse: Any) -> None:
     blackout = evaluate(warehouse, BY_UID["sms-receipt-blackout"])
     assert blackout[OK][0] < 4 * 60  # OK sends and gets receipts until 2 min ago
     assert 35 * 60 < blackout[BAD][0] < 40 * 60
+    quota = evaluate(warehouse, BY_UID["sms-quota-runout"])
+    assert quota[BAD][0] == pytest.approx(1000 / 550) and quota[OK][0] == pytest.approx(10_000_000 / 400)
     unmapped = evaluate(warehouse, BY_UID["sms-unmapped-codes"])
     assert unmapped[BAD][0] == 1 and OK not in unmapped

@@ -174,6 +174,9 @@ class ProviderLane:
             "response": {"Response": sent}})
         self.truth["tencent"].sends += 1
         outcome = rng.random()
+        if not serial:  # refused at submit (the quota-low scenario's quota used up): failed, no receipt
+            self.truth["tencent"].failed += 1
+            return time.monotonic(), lambda: None
 
         def report() -> None:
             if outcome < 0.03:
