@@ -15,7 +15,14 @@ import msgspec
 import structlog
 
 from sms_analytics.dashboards.report import time_range, write_report
-from sms_analytics.dashboards.summary import collect, collect_metadata, render, render_metadata
+from sms_analytics.dashboards.summary import (
+    collect,
+    collect_metadata,
+    collect_provider_side,
+    render,
+    render_metadata,
+    render_provider_side,
+)
 from sms_analytics.runtime import Runtime
 from sms_analytics.settings import Settings
 from sms_analytics.simulate.driver import drive
@@ -90,6 +97,8 @@ async def run_demo(settings: Settings, *, duration: float, rate: float, seed: in
         print(f"provider-API lane (sent through the simulators): {msgspec.json.encode(lane.ground_truth()).decode()}")
         print(f"pull feeds (records): {feeds}")
         print(render_metadata(await asyncio.to_thread(collect_metadata, runtime.warehouse.query)))
+        print(render_provider_side(await asyncio.to_thread(collect_provider_side, runtime.warehouse.query),
+                                   settings.sms_quota_alert_hours))
         print(f"ground truth ({'matches the warehouse' if caught_up else 'DOES NOT match the warehouse'}): "
               f"{msgspec.json.encode(expected).decode()}")
         print("the data stays queryable: sms-analytics sql \"SELECT status, count() FROM sms.messages GROUP BY status\"")
