@@ -40,7 +40,8 @@ def build(settings: Settings, provider: Aliyun, publish: Publish) -> FeedSet:
                           access_key_secret=s.sms_aliyun_access_key_secret.get_secret_value(),
                           endpoint=s.sms_aliyun_endpoint, protocol=s.sms_aliyun_protocol)
     return FeedSet(feeds=[*mns_consumers(settings, provider, publish), *metadata_feeds(settings, client, publish),
-                          AliyunStatistics(client, publish, interval=s.sms_provider_stats_interval.total_seconds(),
+                          AliyunStatistics(client, s.sms_aliyun_access_key_id, publish,
+                                           interval=s.sms_provider_stats_interval.total_seconds(),
                                            rate=s.sms_feed_rate)],
                    compensation=query_send_details(client, provider))
 
@@ -147,7 +148,7 @@ def query_send_details(client: AliyunClient, provider: Aliyun) -> Ask:
     return ask
 
 
-# QuerySendStatistics IsGlobe: 1 国内 (domestic), 2 国际/港澳台 (international); the row's app_id.
+# QuerySendStatistics IsGlobe: 1 国内 (domestic), 2 国际/港澳台 (international), in the row's app_id.
 GLOBES = {1: "domestic", 2: "international"}
 DAY_MS = 86_400_000
 
@@ -158,14 +159,16 @@ class AliyunStatistics(Feed):
     A day's counts grow while its receipts come in, so it is pulled again until it is over (a later
     pull replaces the earlier row: ReplacingMergeTree by pulled_at). TotalCount is the request and
     success count (Alibaba counts only accepted sends), RespondedSuccessCount / RespondedFailCount the
-    callbacks' successes and failures, their sum the callbacks; NoRespondedCount is what is left."""
+    callbacks' successes and failures, their sum the callbacks; NoRespondedCount is what is left.
+    Alibaba has no application id: a row's app_id is "<AccessKeyId>/domestic" or
+    "<AccessKeyId>/international", so two accounts' rows do not replace each other."""
 
     name = "aliyun.statistics"
 
-    def __init__(self, client: AliyunClient, publish: Publish, **kw: Any) -> None:
+    def __init__(self, client: AliyunClient, access_key_id: str, publish: Publish, **kw: Any) -> None:
         kw.setdefault("interval", 60.0)
         super().__init__(publish, **kw)
-        self.client = client
+        self.client, self.access_key_id = client, access_key_id
 
     async def poll(self) -> int:
         pulled_at = now_ms()
@@ -173,7 +176,8 @@ class AliyunStatistics(Feed):
         start, end = (today - timedelta(days=1)).strftime("%Y%m%d"), today.strftime("%Y%m%d")
         rows: list[ProviderStats] = []
         for globe, scope in GLOBES.items():
-            rows += [daily_stats(target, scope, pulled_at) for target in await self.targets(globe, start, end)]
+            rows += [daily_stats(target, f"{self.access_key_id}/{scope}", pulled_at)
+                     for target in await self.targets(globe, start, end)]
         if rows:
             await self.publish(rows, [], f"feed:{self.name}")
             self.stats.records += len(rows)
@@ -192,12 +196,12 @@ class AliyunStatistics(Feed):
             page += 1
 
 
-def daily_stats(target: dict[str, Any], scope: str, pulled_at_ms: int) -> ProviderStats:
+def daily_stats(target: dict[str, Any], app_id: str, pulled_at_ms: int) -> ProviderStats:
     """One TargetList entry (SendDate yyyyMMdd, China time) as a day of sms.provider_stats."""
     day = datetime.strptime(str(target.get("SendDate")), "%Y%m%d").replace(tzinfo=CHINA)
     total, success, fail = (_count(target, key) for key in ("TotalCount", "RespondedSuccessCount",
                                                             "RespondedFailCount"))
-    return ProviderStats(provider="aliyun", app_id=scope, hour_ms=int(day.timestamp() * 1000), period_hours=24,
+    return ProviderStats(provider="aliyun", app_id=app_id, hour_ms=int(day.timestamp() * 1000), period_hours=24,
                          request_count=total, request_success_count=total, fee_count=total,
                          callback_count=success + fail, callback_success_count=success, callback_fail_count=fail,
                          pulled_at_ms=pulled_at_ms)

@@ -112,12 +112,12 @@ async def test_statistics_pull_yesterday_and_today_as_china_days(monkeypatch):
     async def collect(events, rejected, origin):
         published.extend(events)
 
-    assert await feeds.AliyunStatistics(client, collect).poll() == 0
+    assert await feeds.AliyunStatistics(client, "LTAIkey", collect).poll() == 0
     assert client.calls == [(1, "20260101", "20260102", 1), (1, "20260101", "20260102", 2),
                             (2, "20260101", "20260102", 1)]
     last = published[-1]
     assert len(published) == 51
-    assert (last.provider, last.app_id, last.hour_ms, last.period_hours) == ("aliyun", "domestic", now, 24)
+    assert (last.provider, last.app_id, last.hour_ms, last.period_hours) == ("aliyun", "LTAIkey/domestic", now, 24)
     assert (last.request_success_count, last.callback_count, last.callback_success_count,
             last.callback_fail_count) == (7, 6, 5, 1)
     assert published[0].hour_ms == now - 86_400_000
