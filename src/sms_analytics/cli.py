@@ -101,12 +101,23 @@ def run(
     duration: float = typer.Option(60.0, help="Seconds of simulated provider traffic."),
     rate: float = typer.Option(40.0, help="Messages per second offered."),
     seed: int = typer.Option(1),
+    scenario: list[str] = typer.Option([], help="quota:tencent:<left> (Tencent's package quota nearly used up); "
+                                                "repeatable."),
 ) -> None:
     """The main job: the pipeline on embedded defaults, driven by simulated traffic, then a summary."""
     from sms_analytics.demo import run_demo
+    from sms_analytics.simulate.scenarios import QuotaLow, parse_scenario
 
+    try:
+        switches = [parse_scenario(text) for text in scenario]
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    if any(not isinstance(s, QuotaLow) for s in switches):
+        raise typer.BadParameter("run takes quota:tencent:<left>; outage and blackout are `simulate`'s")
     _loop_policy()
-    ok = asyncio.run(run_demo(_settings(), duration=duration, rate=rate, seed=seed))
+    quota = [s for s in switches if isinstance(s, QuotaLow)]
+    ok = asyncio.run(run_demo(_settings(), duration=duration, rate=rate, seed=seed,
+                              quota_left=quota[-1].left if quota else None))
     raise typer.Exit(0 if ok else 1)
 
 
@@ -295,13 +306,15 @@ def simulate(
 ) -> None:
     """Drive a running receiver with simulated provider traffic; prints the ground truth."""
     from sms_analytics.simulate.driver import drive
-    from sms_analytics.simulate.scenarios import Blackout, Outage, parse_scenario
+    from sms_analytics.simulate.scenarios import Blackout, Outage, QuotaLow, parse_scenario
 
     settings = _settings()
     try:
         switches = [parse_scenario(text) for text in scenario]
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+    if any(isinstance(s, QuotaLow) for s in switches):
+        raise typer.BadParameter("quota:tencent:<left> needs the Tencent simulator: use `sms-analytics run`")
     truth = asyncio.run(drive(url, duration=duration, rate=rate, token=settings.callback_token, seed=seed,
                               outage=[s for s in switches if isinstance(s, Outage)] or None,
                               blackout=[s for s in switches if isinstance(s, Blackout)] or None))

@@ -15,7 +15,14 @@ import msgspec
 import structlog
 
 from sms_analytics.dashboards.report import time_range, write_report
-from sms_analytics.dashboards.summary import collect, collect_metadata, render, render_metadata
+from sms_analytics.dashboards.summary import (
+    collect,
+    collect_metadata,
+    collect_provider_side,
+    render,
+    render_metadata,
+    render_provider_side,
+)
 from sms_analytics.runtime import Runtime
 from sms_analytics.settings import Settings
 from sms_analytics.simulate.driver import drive
@@ -52,8 +59,12 @@ def _merge(*truths: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
     return out
 
 
-async def run_demo(settings: Settings, *, duration: float, rate: float, seed: int) -> bool:
+async def run_demo(settings: Settings, *, duration: float, rate: float, seed: int,
+                   quota_left: int | None = None) -> bool:
+    """`quota_left`: the quota-low scenario (Tencent's packages leave only that many messages)."""
     lane = ProviderLane()
+    if quota_left is not None:
+        lane.tencent.set_quota_left(quota_left)
     await lane.start()
     settings = Settings(_env_file=None, **{**settings.model_dump(), **lane.settings(),
                                            "sms_template_names": settings.sms_template_names or DEMO_TEMPLATE_NAMES})
@@ -86,6 +97,8 @@ async def run_demo(settings: Settings, *, duration: float, rate: float, seed: in
         print(f"provider-API lane (sent through the simulators): {msgspec.json.encode(lane.ground_truth()).decode()}")
         print(f"pull feeds (records): {feeds}")
         print(render_metadata(await asyncio.to_thread(collect_metadata, runtime.warehouse.query)))
+        print(render_provider_side(await asyncio.to_thread(collect_provider_side, runtime.warehouse.query),
+                                   settings.sms_quota_alert_hours))
         print(f"ground truth ({'matches the warehouse' if caught_up else 'DOES NOT match the warehouse'}): "
               f"{msgspec.json.encode(expected).decode()}")
         print(await _conversions_line(runtime, truth.to_dict(), started_at))

@@ -331,6 +331,12 @@ class Settings(BaseSettings):
     sms_metadata_interval: timedelta = Field(
         default=timedelta(minutes=10), description="How often the template and sign metadata feeds pull (Alibaba "
         "QuerySmsTemplate/QuerySmsSign, Tencent DescribeSmsTemplateList/DescribeSmsSignList): seconds or ISO-8601.")
+    sms_provider_stats_interval: timedelta = Field(
+        default=timedelta(minutes=1), description="How often Alibaba QuerySendStatistics (yesterday and today) and "
+        "Tencent SmsPackagesStatistics (the package quota) are pulled: seconds or ISO-8601.")
+    sms_quota_alert_hours: float = Field(
+        default=24.0, gt=0, description="Alert (Grafana rule and in-stream) when a provider's balance or package quota "
+        "left would run out within this many hours at the last hour's send rate.")
     sms_kx_base_url: str | None = Field(default=None, description="KX API, e.g. http://ip:port")
     sms_kx_userid: str | None = None
     sms_kx_apikey: SecretStr | None = None
@@ -377,7 +383,7 @@ class Settings(BaseSettings):
 
     @field_validator("sms_timestamp_past", "sms_timestamp_future", "sms_expire_after", "sms_compensate_after",
                      "sms_compensate_interval", "kafka_input_retention", "kafka_output_retention",
-                     "sms_metadata_interval", mode="before")
+                     "sms_metadata_interval", "sms_provider_stats_interval", mode="before")
     @classmethod
     def _seconds(cls, value: object) -> object:
         """Seconds as an environment string ("2592000"), besides ISO-8601 ("P30D")."""

@@ -122,7 +122,7 @@ def _insert_scenario(warehouse: Warehouse, start: datetime) -> None:
     warehouse.insert("sms.provider_balance", [["dashtest_a", "acct", 5000 - k * 100, start + timedelta(minutes=10 * k)]
                                               for k in range(4)], BALANCE_COLUMNS)
     warehouse.insert("sms.provider_stats", [["dashtest_a", "app", start, 31, 30, 30, 30, 14, 12, 3, 2, 4, 1, 2,
-                                             start + timedelta(hours=1)]], STATS_COLUMNS)  # last: marks it loaded
+                                             start + timedelta(hours=1), 1]], STATS_COLUMNS)  # last: marks it loaded
 
 
 def _dt(ms: int | None) -> datetime:

@@ -214,9 +214,12 @@ async def test_tencent_pulls_statistics_and_compensation(pipeline: Runtime, tenc
     got = await run_until(replies, lambda: rows(pipeline, f"SELECT phone_masked FROM sms.replies WHERE content = 'TD {tmp_path.name}'"))
     assert got == [{"phone_masked": "138****0051"}]
 
-    # Compensation: the third message is still pending; the provider knows it by now.
+    # Compensation: the third message is still pending; the provider knows it by now. Its number also
+    # replied, and the pulls missed that reply: PullSmsReplyStatusByPhoneNumber fills it in.
     sim.report(serials[2], at=clock.time() - 2)
     assert len(await client.pull_send_status("1400006666")) == 1  # consumed: only the by-phone query can find it now
+    sim.add_reply("+8613300000053", f"missed {tmp_path.name}")
+    assert len(await client.pull_reply_status("1400006666")) == 1  # consumed too
     from aiokafka import AIOKafkaProducer
 
     from sms_analytics.model import topics
@@ -224,15 +227,21 @@ async def test_tencent_pulls_statistics_and_compensation(pipeline: Runtime, tenc
 
     producer = AIOKafkaProducer(bootstrap_servers=pipeline.bootstrap)
     await producer.start()
-    await producer.send_and_wait(topics.COMPENSATION, encode(CompensationRequest(
-        provider="tencent", message_id=serials[2], phone="+8613300000053", sent_at_ms=int((clock.time() - 60) * 1000),
-        asked_at_ms=int(clock.time() * 1000))))
+    request = CompensationRequest(provider="tencent", message_id=serials[2], phone="+8613300000053",
+                                  sent_at_ms=int((clock.time() - 60) * 1000), asked_at_ms=int(clock.time() * 1000))
+    await producer.send_and_wait(topics.COMPENSATION, encode(request))
     await producer.stop()
     compensator = Compensator(pipeline.bootstrap, f"test-compensation-{tmp_path.name}", pipeline.publisher.publish,
                               askers={"tencent": by_phone(client, ["1400006666"], provider)}, interval=0.1, rate=50)
     got = await run_until(compensator, lambda: rows(pipeline, f"SELECT status FROM sms.messages WHERE message_id = "
                                                              f"'{serials[2]}' AND status = 'delivered'"), timeout=40)
-    assert got and compensator.answered >= 1
+    assert got and compensator.answered >= 2  # the status and the reply
+    missed = f"SELECT phone_masked FROM sms.replies FINAL WHERE content = 'missed {tmp_path.name}'"
+    assert await eventually(lambda: rows(pipeline, missed)) == [{"phone_masked": "133****0053"}]
+    again = await by_phone(client, ["1400006666"], provider)(request)  # asked again: the same reply_id
+    await pipeline.publisher.publish(again.events, [], "test")
+    await asyncio.sleep(1.5)  # the sink has written the second copy (SMS_SINK_FLUSH_SECONDS < 1 s)
+    assert await rows(pipeline, missed) == [{"phone_masked": "133****0053"}]
 
     hour_ms = int(clock.time() * 1000) // 3_600_000 * 3_600_000
     stats = TencentStatistics(client, "1400006666", pipeline.publisher.publish, tmp_path, interval=0.1, rate=50,

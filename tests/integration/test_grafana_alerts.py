@@ -12,7 +12,7 @@ from sms_analytics.dashboards.macros import expand
 from sms_analytics.model.events import Delivery
 from sms_analytics.runtime import Runtime
 from sms_analytics.sinks.rollups import Rollups
-from sms_analytics.sinks.rows import CONVERSION_COLUMNS, MESSAGE_COLUMNS, message_row
+from sms_analytics.sinks.rows import BALANCE_COLUMNS, CONVERSION_COLUMNS, MESSAGE_COLUMNS, message_row
 from tests.unit.dashboards.test_alerting import BY_UID, OPS, RULES
 
 BAD, OK = "alerttest_bad", "alerttest_ok"
@@ -87,6 +87,10 @@ def warehouse(pipeline: Runtime) -> Any:
     rollups = Rollups(wh, 72 * 3600)
     rollups.mark(deliveries)
     rollups.recompute()
+    # The quota rule: BAD's quota lasts 1000 / 550 sends an hour (the quota-low scenario), OK's 10,000,000 / 400.
+    at = now - timedelta(minutes=5)
+    wh.insert("sms.provider_balance", [[BAD, "1400", 1000, at], [OK, "1400", 10_000_000, at],
+                                       [OK, "1400", 5, at - timedelta(days=2)]], BALANCE_COLUMNS)  # too old to count
     return wh
 
 
@@ -132,5 +136,7 @@ def test_values(warehouse: Any) -> None:
     assert 35 * 60 < blackout[BAD][0] < 40 * 60
     conversion = evaluate(warehouse, BY_UID["sms-conversion-drop"])
     assert conversion[BAD][0] > 0.9 and abs(conversion[OK][0]) < 0.1
+    quota = evaluate(warehouse, BY_UID["sms-quota-runout"])
+    assert quota[BAD][0] == pytest.approx(1000 / 550) and quota[OK][0] == pytest.approx(10_000_000 / 400)
     unmapped = evaluate(warehouse, BY_UID["sms-unmapped-codes"])
     assert unmapped[BAD][0] == 1 and OK not in unmapped

@@ -128,3 +128,13 @@ def test_lookup_bad_phone():
     result = invoke("lookup", "not-a-number")
     assert result.exit_code == 2
     assert "Invalid value" in result.output
+
+
+def test_quota_scenario_belongs_to_run() -> None:
+    """quota:tencent:<left> needs the Tencent simulator of `run`; `run` takes no outage or blackout."""
+    simulated = RUNNER.invoke(cli, ["simulate", "--scenario", "quota:tencent:5"])
+    assert simulated.exit_code == 2 and "sms-analytics run" in simulated.output
+    run = RUNNER.invoke(cli, ["run", "--scenario", "blackout:tencent:5:20"])
+    assert run.exit_code == 2 and "simulate" in run.output
+    bad = RUNNER.invoke(cli, ["run", "--scenario", "quota:kx:5"])
+    assert bad.exit_code == 2 and "package quota" in bad.output

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from sms_analytics.settings import AlertRules
+from sms_analytics.settings import AlertRules, Settings
 
 DATASOURCE_UID = "sms-clickhouse"  # the ClickHouse datasource every panel and rule refers to (build.DATASOURCE)
 PLUGIN_VERSION = "4.20.0"
@@ -70,6 +70,11 @@ CONVERSION_MIN_BASELINE = CONVERSION_RULE.min_baseline_conversions  # conversion
 CONVERSION_SETTLE_S = 300
 CONVERSION_WINDOW_S = 3600
 CONVERSION_BASELINE_DAYS = 7
+# (g) a balance or package quota left that would run out within this many hours at the last hour's
+# send rate: SMS_QUOTA_ALERT_HOURS. The rules are built once (sms-alerts.yaml, `dashboards push`), like
+# the thresholds above, so they take the setting's default; provisioning(quota_hours) builds them with
+# another value.
+QUOTA_HOURS = float(Settings.model_fields["sms_quota_alert_hours"].default)
 
 HOUR = 3600
 
@@ -180,6 +185,28 @@ FROM
     HAVING base_converted >= {CONVERSION_MIN_BASELINE} AND cur_sent >= {CONVERSION_MIN_SENT}
 )
 ORDER BY provider, template"""
+# The newest reading of each account in the last day (KX Balance, Tencent's package quota: rows of
+# sms.provider_balance) over the provider's sends of the last hour, i.e. the hours it lasts at the
+# current rate. A provider that sent nothing in the hour has no row: nothing runs out. Sends count
+# messages; the quota counts billed parts (Fee), so a long-message mix runs out somewhat sooner.
+QUOTA_SQL = """
+SELECT b.provider AS provider, b.account AS account, b.left_now / s.sends AS hours_left
+FROM
+(
+    SELECT provider, account, toFloat64(argMax(balance, at)) AS left_now
+    FROM sms.provider_balance
+    WHERE at > $__toTime - INTERVAL 1 DAY AND at <= $__toTime
+    GROUP BY provider, account
+) AS b
+INNER JOIN
+(
+    SELECT provider, toFloat64(sum(sent)) AS sends
+    FROM sms.rollup_minute
+    WHERE minute > $__toTime - INTERVAL 1 HOUR AND minute <= $__toTime
+    GROUP BY provider
+    HAVING sends > 0
+) AS s ON b.provider = s.provider
+ORDER BY provider, account"""
 
 UNMAPPED_SQL = """
 SELECT provider, toFloat64(count()) AS new_codes
@@ -239,7 +266,7 @@ def rule(uid: str, title: str, sql: str, op: str, threshold: float, *, seconds: 
     }
 
 
-def rules() -> list[dict[str, Any]]:
+def rules(quota_hours: float = QUOTA_HOURS) -> list[dict[str, Any]]:
     return [
         rule("sms-rate-floor", "SMS delivery rate below floor", RATE_FLOOR_SQL, "lt", RATE_FLOOR, severity="critical",
              summary="{{ $labels.provider }}: delivery rate {{ humanizePercentage $values.B.Value }} in the last hour",
@@ -277,13 +304,19 @@ def rules() -> list[dict[str, Any]]:
              summary="{{ $labels.provider }}: {{ $values.B.Value }} new unmapped error code(s)",
              description="Failure codes the knowledge base does not explain, first seen in the last hour "
                          "(sms.unmapped_codes): add them to the error-code documents."),
+        rule("sms-quota-runout", "SMS balance or package quota running out", QUOTA_SQL, "lt", quota_hours,
+             seconds=86400, for_="1m", severity="critical",
+             summary="{{ $labels.provider }} {{ $labels.account }}: balance left for {{ $values.B.Value }} h of sends",
+             description=f"The newest balance (KX Balance) or package quota left (Tencent SmsPackagesStatistics) "
+                         f"would run out within {quota_hours:g} h (SMS_QUOTA_ALERT_HOURS) at the last hour's send "
+                         f"rate."),
     ]
 
 
-def provisioning() -> dict[str, Any]:
+def provisioning(quota_hours: float = QUOTA_HOURS) -> dict[str, Any]:
     return {
         "apiVersion": 1,
-        "groups": [{"orgId": 1, "name": GROUP, "folder": FOLDER, "interval": INTERVAL, "rules": rules()}],
+        "groups": [{"orgId": 1, "name": GROUP, "folder": FOLDER, "interval": INTERVAL, "rules": rules(quota_hours)}],
     }
 
 

@@ -607,7 +607,10 @@ SELECT $__timeInterval(at) AS time, provider, account, argMax(balance, at) AS ba
 FROM sms.provider_balance
 WHERE $__timeFilter(at) AND {PROVIDER_FILTER}
 GROUP BY time, provider, account
-ORDER BY time, provider, account""", (16, 50, 8, 6), "Account balance readings (KX Balance)."),
+ORDER BY time, provider, account""", (16, 50, 8, 6), "Messages left: KX Balance readings and the Tencent package "
+                   "quota (SmsPackagesStatistics: PackageAmount - CurrentUsage over the packages in effect, per "
+                   "SmsSdkAppId). Alert sms-quota-runout: either would run out within SMS_QUOTA_ALERT_HOURS at "
+                   "the last hour's send rate."),
         table("Reconciliation with provider statistics", f"""
 SELECT hour, provider, our_sent, their_sent, sent_diff, our_delivered, their_delivered, delivered_diff,
        our_failed, their_failed, failed_diff

@@ -76,6 +76,67 @@ def render_metadata(metadata: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+# The provider-side feeds: each account's newest balance or package quota (KX Balance, Tencent
+# SmsPackagesStatistics) with the provider's sends of the last hour, and the provider statistics of
+# the last two days against ours (sms.reconciliation: Tencent hours, Alibaba China-time days).
+BALANCES = """
+SELECT b.provider, b.account, b.left_now, ifNull(s.sends, 0) AS sends_last_hour
+FROM
+(
+    SELECT provider, account, argMax(balance, at) AS left_now
+    FROM sms.provider_balance
+    WHERE at > now() - INTERVAL 1 DAY
+    GROUP BY provider, account
+) AS b
+LEFT JOIN
+(
+    SELECT provider, toNullable(count()) AS sends FROM sms.messages
+    WHERE sent_at > now() - INTERVAL 1 HOUR GROUP BY provider
+) AS s ON b.provider = s.provider
+ORDER BY b.provider, b.account
+"""
+RECONCILIATION = """
+SELECT provider, hour, period_hours, our_sent, their_sent, our_delivered, their_delivered, our_failed, their_failed
+FROM sms.reconciliation
+WHERE hour > now() - INTERVAL 2 DAY AND their_sent > 0
+ORDER BY provider, hour
+"""
+
+
+def collect_provider_side(query: Query) -> dict[str, list[dict[str, Any]]]:
+    """{"balances": [...], "reconciliation": [...]}, rows as dicts of the queries' columns."""
+    def as_dicts(sql: str) -> list[dict[str, Any]]:
+        columns, rows = query(sql)
+        return [dict(zip(columns, row, strict=True)) for row in rows]
+
+    return {"balances": as_dicts(BALANCES), "reconciliation": as_dicts(RECONCILIATION)}
+
+
+def render_provider_side(side: dict[str, list[dict[str, Any]]], quota_hours: float) -> str:
+    """Balances with the hours they last at the last hour's rate (flagged under `quota_hours`, the
+    SMS_QUOTA_ALERT_HOURS of alert sms-quota-runout), then ours against the provider statistics."""
+    lines = ["provider balances and package quotas (messages left; hours at the last hour's send rate):"]
+    for b in side["balances"] or [{}]:
+        if not b:
+            lines.append("  (none pulled)")
+            continue
+        sends, left = int(b["sends_last_hour"]), int(b["left_now"])
+        hours = left / sends if sends else None
+        runs_out = hours is not None and hours < quota_hours
+        lines.append(f"  {b['provider']:<8} {b['account']:<12} {left:>10}  "
+                     + ("n/a (no sends)" if hours is None else f"{hours:.1f} h")
+                     + (f"  RUNS OUT within {quota_hours:g} h" if runs_out else ""))
+    lines.append("reconciliation with provider statistics (ours/theirs; theirs count the simulators' traffic only):")
+    for r in side["reconciliation"] or [{}]:
+        if not r:
+            lines.append("  (no provider statistics yet)")
+            continue
+        period = "day (China)" if int(r["period_hours"]) == 24 else "hour"
+        lines.append(f"  {r['provider']:<8} {r['hour']:%Y-%m-%d %H:%M} UTC {period:<11} sent {r['our_sent']}/{r['their_sent']}"
+                     f", delivered {r['our_delivered']}/{r['their_delivered']}, failed {r['our_failed']}/{r['their_failed']}")
+    return "\n".join(lines)
+
+
 def collect(query: Query) -> dict[str, Any]:
     cols, rows = query(PER_PROVIDER)
     providers = [dict(zip(cols, row, strict=True)) for row in rows]

@@ -247,11 +247,12 @@ class ProviderBalance(msgspec.Struct, kw_only=True, tag="balance"):
 
 
 class ProviderStats(msgspec.Struct, kw_only=True, tag="stats"):
-    """One hour of a provider's own statistics (Tencent Send/CallbackStatusStatistics)."""
+    """A period of a provider's own statistics: an hour of Tencent Send/CallbackStatusStatistics, or a
+    China-time day of Alibaba QuerySendStatistics (`period_hours` 24, `hour_ms` the day's start)."""
 
     provider: str
     app_id: str
-    hour_ms: int  # start of the hour, UTC
+    hour_ms: int  # start of the period, UTC
     request_count: int = 0
     request_success_count: int = 0
     fee_count: int = 0
@@ -264,6 +265,7 @@ class ProviderStats(msgspec.Struct, kw_only=True, tag="stats"):
     blacklist_count: int = 0
     frequency_limit_count: int = 0
     pulled_at_ms: int
+    period_hours: int = 1  # hours from hour_ms the counts cover
 
 
 # The normalized template types (sms.templates.type); each provider's own codes map onto them in its feeds.

@@ -11,6 +11,13 @@ One RPC endpoint, ``GET`` or ``POST`` on ``/`` (§5.1); parameters in the query 
                               ``PageSize`` (1~50), ``CurrentPage`` (≥1), ``BizId``?
 * ``Action=QuerySmsTemplate`` (§10.2) ``TemplateCode``: its name, content, TemplateType, TemplateStatus
 * ``Action=QuerySmsSign``     (§9.3) ``SignName``: its SignStatus
+* ``Action=QuerySendStatistics`` (not in seed 000; modelled on the official SDK's
+                              ``QuerySendStatisticsRequest``/``ResponseBody``) ``IsGlobe`` (1 domestic,
+                              2 international), ``StartDate``/``EndDate`` (yyyyMMdd, China time),
+                              ``PageIndex`` (≥1), ``PageSize`` (1~50), ``TemplateType``?, ``SignName``?:
+                              ``Data.TargetList`` per send date (``TotalCount``, ``RespondedSuccessCount``,
+                              ``RespondedFailCount``, ``NoRespondedCount``) counted from the simulated
+                              records, one per number (the real TotalCount counts billed messages)
   (both from the account's catalogue, by default the simulated traffic's, simulate/payloads/metadata.py;
   an unknown code is ``isv.SMS_TEMPLATE_ILLEGAL``, an unknown sign ``isv.SMS_SIGNATURE_ILLEGAL``)
 
@@ -179,6 +186,31 @@ def china_time(ts: float) -> str:
 
 def china_date(ts: float) -> date:
     return datetime.fromtimestamp(ts, CHINA_TZ).date()
+
+
+def _statistics_date(raw: str) -> date:
+    """QuerySendStatistics StartDate/EndDate: yyyyMMdd."""
+    if not _SEND_DATE.match(raw.strip()):
+        raise INVALID_PARAMETERS()
+    try:
+        return datetime.strptime(raw.strip(), "%Y%m%d").date()  # noqa: DTZ007 - only the calendar date is kept
+    except ValueError:
+        raise INVALID_PARAMETERS() from None
+
+
+def _page(raw: str) -> int:
+    """PageIndex / PageSize: a positive integer."""
+    if not raw.strip().isdigit() or int(raw) < 1:
+        raise INVALID_PARAMETERS()
+    return int(raw)
+
+
+def _statistics_row(day: date, messages: list[_Message], now: float) -> dict[str, Any]:
+    """One TargetList entry: a record counts as responded once its report time has come."""
+    success = sum(1 for m in messages if m.status == SEND_OK and m.report_at is not None and m.report_at <= now)
+    fail = sum(1 for m in messages if m.status == SEND_FAILED and m.report_at is not None and m.report_at <= now)
+    return {"SendDate": day.strftime("%Y%m%d"), "TotalCount": len(messages), "RespondedSuccessCount": success,
+            "RespondedFailCount": fail, "NoRespondedCount": len(messages) - success - fail}
 
 
 def _segments(content: str) -> int:
@@ -428,6 +460,7 @@ class AliyunSimulator:
                 "QuerySendDetails": self._query_send_details,
                 "QuerySmsTemplate": self._query_sms_template,
                 "QuerySmsSign": self._query_sms_sign,
+                "QuerySendStatistics": self._query_send_statistics,
             }.get(action)
             if handler is None:
                 raise _gateway("InvalidAction.NotFound",
@@ -681,6 +714,29 @@ class AliyunSimulator:
             raise SMS_SIGNATURE_ILLEGAL()
         return {"Code": "OK", "Message": "OK", "SignName": sign.name, "SignStatus": sign.status,
                 "Reason": sign.reason or NO_REVIEW_REMARK, "CreateDate": china_time(sign.created)}
+
+    def _query_send_statistics(self, params: Mapping[str, str]) -> dict[str, Any]:
+        is_globe = self._required(params, "IsGlobe").strip()
+        start, end = (_statistics_date(self._required(params, name)) for name in ("StartDate", "EndDate"))
+        size, page = _page(self._required(params, "PageSize")), _page(self._required(params, "PageIndex"))
+        if is_globe not in ("1", "2") or end < start or size > MAX_PAGE_SIZE:
+            raise INVALID_PARAMETERS()
+        sign, kind = params.get("SignName") or None, params.get("TemplateType") or None
+        now = self.clock()
+        days: dict[date, list[_Message]] = {}
+        for m in self._messages:
+            day = china_date(m.sent_at)
+            domestic = _DOMESTIC.match(m.phone) is not None
+            if start <= day <= end and domestic == (is_globe == "1") and sign in (None, m.sign) \
+                    and kind in (None, self._template_kind(m.template)):
+                days.setdefault(day, []).append(m)
+        rows = [_statistics_row(day, found, now) for day, found in sorted(days.items())]
+        return {"Code": "OK", "Message": "OK",
+                "Data": {"TotalSize": len(rows), "TargetList": rows[(page - 1) * size:page * size]}}
+
+    def _template_kind(self, code: str) -> str | None:
+        template = self.template_catalogue.get(code)
+        return None if template is None else str(template.kind)
 
     @staticmethod
     def _dto(m: _Message) -> dict[str, Any]:

@@ -83,7 +83,7 @@ class ProviderLane:
             "sms_kx_base_url": self.urls["kx"], "sms_kx_userid": KX_USER, "sms_kx_apikey": KX_KEY,
             "sms_tencent_secret_id": TC_ID, "sms_tencent_secret_key": TC_KEY,
             "sms_tencent_endpoint": self.urls["tencent"].removeprefix("http://"), "sms_tencent_scheme": "http",
-            "sms_tencent_app_ids": TC_APP, "sms_feed_interval_seconds": 0.5,
+            "sms_tencent_app_ids": TC_APP, "sms_feed_interval_seconds": 0.5, "sms_provider_stats_interval": 5.0,
             "sms_aliyun_access_key_id": ALI_ID, "sms_aliyun_access_key_secret": ALI_KEY,
             "sms_aliyun_endpoint": self.urls["aliyun"].removeprefix("http://"), "sms_aliyun_protocol": "http",
             "sms_aliyun_mns_endpoint": self.urls["mns"], "sms_aliyun_mns_report_queue": MNS_QUEUE,
@@ -174,6 +174,9 @@ class ProviderLane:
             "response": {"Response": sent}})
         self.truth["tencent"].sends += 1
         outcome = rng.random()
+        if not serial:  # refused at submit (the quota-low scenario's quota used up): failed, no receipt
+            self.truth["tencent"].failed += 1
+            return time.monotonic(), lambda: None
 
         def report() -> None:
             if outcome < 0.03:

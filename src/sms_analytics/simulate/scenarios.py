@@ -1,6 +1,7 @@
 """The scenario switches of a simulated run: an :class:`Outage` (one carrier delivers only at a
-given rate for a while) and a :class:`Blackout` (one provider's receipt pushes stop for a while,
-lost or caught up afterwards), and ``parse_scenario`` that reads them from command-line strings
+given rate for a while), a :class:`Blackout` (one provider's receipt pushes stop for a while,
+lost or caught up afterwards) and :class:`QuotaLow` (Tencent's package quota nearly used up), and
+``parse_scenario`` that reads them from command-line strings
 (`sms-analytics simulate --scenario`). What an outage does to the plan is simulate/plan.py's, what a
 blackout does to the pushes is simulate/driver.py's."""
 
@@ -66,7 +67,22 @@ class Blackout:
         return provider == self.provider and self.start <= now < self.end
 
 
-Scenario = Outage | Blackout
+@dataclass(frozen=True, slots=True)
+class QuotaLow:
+    """Tencent's package quota nearly used up: the simulator's packages leave only ``left`` messages
+    (``TencentSimulator.set_quota_left``), so SmsPackagesStatistics shows the quota running out and
+    alert sms-quota-runout fires at the run's send rate. Only the provider-API lane of ``sms-analytics
+    run`` has a Tencent simulator: ``simulate`` (payloads posted straight to a receiver) refuses it.
+    Sends beyond ``left`` are refused by the simulator (套餐包余量不足)."""
+
+    left: int
+
+    def __post_init__(self) -> None:
+        if self.left < 0:
+            raise ValueError("left must be a number of messages >= 0")
+
+
+Scenario = Outage | Blackout | QuotaLow
 
 
 def _check_window(start: float, duration: float) -> None:
@@ -105,6 +121,9 @@ def parse_scenario(text: str) -> Scenario:
       and the receipts of that window are lost; with a fifth field ``catch_up`` they are posted
       when the window ends (``drop``, the default, loses them). ``<provider>`` is aliyun/tencent/kx.
 
+    * ``quota:tencent:<left>`` -> :class:`QuotaLow`, e.g. ``"quota:tencent:50"``: Tencent's
+      package quota has 50 messages left (``sms-analytics run`` only).
+
     Times are seconds relative to the run start. Raises ValueError on anything else.
     """
     parts = [part.strip() for part in text.strip().split(":")]
@@ -123,11 +142,15 @@ def parse_scenario(text: str) -> Scenario:
             if mode not in _CATCH_UP_WORDS | _NO_CATCH_UP_WORDS:
                 raise ValueError(f"the fifth field must be catch_up or drop, not {parts[4]!r}")
             return Blackout(provider, float(parts[2]), float(parts[3]), catch_up=mode in _CATCH_UP_WORDS)
+        if kind == "quota" and len(parts) == 3:
+            if PROVIDER_ALIASES.get(parts[1].lower()) != "tencent":
+                raise ValueError(f"only Tencent has a package quota, not {parts[1]!r}")
+            return QuotaLow(int(parts[2]))
     except ValueError as exc:
         raise ValueError(f"scenario {text!r}: {exc}") from None
     raise ValueError(
-        f"scenario {text!r}: expected outage:<carrier>:<rate>:<start>:<duration> or "
-        "blackout:<provider>:<start>:<duration>[:catch_up]"
+        f"scenario {text!r}: expected outage:<carrier>:<rate>:<start>:<duration>, "
+        "blackout:<provider>:<start>:<duration>[:catch_up] or quota:tencent:<left>"
     )
 
 

@@ -12,6 +12,14 @@ sends it with ``reqMethod="GET"``), the action in ``X-TC-Action``:
 * ``SendStatusStatistics``               BeginTime/EndTime ``yyyymmddhh`` China time
 * ``DescribeSmsTemplateList``            International; TemplateIdSet, or without it Limit (≤ 100) and Offset
 * ``DescribeSmsSignList``                International, SignIdSet (required, ≤ 100)
+* ``SmsPackagesStatistics``              the packages created in BeginTime..EndTime (``yyyymmddhh``), Limit
+                                         (≤ 500) and Offset: PackageAmount, CurrentUsage and their times
+
+Packages (套餐包, :class:`SimPackage`): by default one purchased package of 10,000,000 messages
+(never near its end in simulated traffic); :meth:`set_quota_left` replaces them with one whose
+amount leaves the given number (the quota-low scenario). Every accepted number's Fee is charged to
+the effective package that expires first, and once every one is used up a send is refused with
+``FailedOperation.InsufficientBalanceInSmsPackage`` (套餐包余量不足).
 
 The two Describe actions answer from the account's catalogue (by default the simulated traffic's
 templates and signs, simulate/payloads/metadata.py), those of the International asked; ids not in it
@@ -146,7 +154,11 @@ _PARAMS: dict[str, frozenset[str]] = {
     "SendStatusStatistics": frozenset({"BeginTime", "EndTime", "SmsSdkAppId", "Limit", "Offset"}),
     "DescribeSmsTemplateList": frozenset({"International", "TemplateIdSet", "Limit", "Offset"}),
     "DescribeSmsSignList": frozenset({"SignIdSet", "International"}),
+    "SmsPackagesStatistics": frozenset({"SmsSdkAppId", "Limit", "Offset", "BeginTime", "EndTime"}),
 }
+MAX_PACKAGES = 500  # SmsPackagesStatistics Limit: "Limit默认最大值为500"
+DEFAULT_PACKAGE_AMOUNT = 10_000_000
+PACKAGE_DAYS = 365
 
 _AUTH_RE = re.compile(
     r"^(?P<alg>\S+)\s+Credential=(?P<cred>[^,\s]+)\s*,\s*SignedHeaders=(?P<signed>[^,\s]+)\s*,"
@@ -280,6 +292,26 @@ class _Attempt:
 
 
 @dataclass
+class SimPackage:
+    """A 套餐包: PackageAmount messages, CurrentUsage used; times are epoch seconds."""
+    package_id: int
+    amount: int
+    created: float
+    expires: float
+    usage: int = 0
+    package_type: int = 1  # 0 赠送, 1 购买
+
+    @property
+    def left(self) -> int:
+        return max(0, self.amount - self.usage)
+
+    def record(self) -> dict[str, Any]:
+        return {"PackageCreateTime": int(self.created), "PackageEffectiveTime": int(self.created),
+                "PackageExpiredTime": int(self.expires), "PackageType": self.package_type,
+                "CurrentUsage": self.usage, "PackageId": self.package_id, "PackageAmount": self.amount}
+
+
+@dataclass
 class _Reply:
     seq: int
     at: float
@@ -350,6 +382,16 @@ def _iso_code(country_code: str) -> str:
     return region if region and region != "ZZ" else "DEF"
 
 
+def _hour_of(value: str | None, code: str, name: str) -> float:
+    """A ``yyyymmddhh`` hour (China time) as epoch seconds; ``code`` when it is not one."""
+    if value is None or not _HOUR.match(value):
+        raise _ApiError(code, f"{name} must be yyyymmddhh")
+    try:
+        return datetime.strptime(value, "%Y%m%d%H").replace(tzinfo=CHINA_TZ).timestamp()
+    except ValueError:
+        raise _ApiError(code, f"{name} is not a valid yyyymmddhh hour") from None
+
+
 def _unflatten(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
     """GET parameters ``PhoneNumberSet.0=…&PhoneNumberSet.1=…`` -> ``{"PhoneNumberSet": [...]}``."""
     out: dict[str, Any] = {}
@@ -402,6 +444,8 @@ class TencentSimulator:
         self._outbox = _Outbox()
         self._seq = itertools.count(1)
         self._flush_lock: asyncio.Lock | None = None
+        self.packages = [SimPackage(1_000_791_745, DEFAULT_PACKAGE_AMOUNT, self.clock() - 30 * 86400,
+                                    self.clock() + PACKAGE_DAYS * 86400)]
         self._actions: dict[str, Callable[[_Call], dict[str, Any]]] = {
             "SendSms": self._send_sms,
             "PullSmsSendStatus": self._pull_send_status,
@@ -412,6 +456,7 @@ class TencentSimulator:
             "SendStatusStatistics": self._send_status_statistics,
             "DescribeSmsTemplateList": self._describe_sms_template_list,
             "DescribeSmsSignList": self._describe_sms_sign_list,
+            "SmsPackagesStatistics": self._sms_packages_statistics,
         }
 
     def __repr__(self) -> str:
@@ -431,6 +476,27 @@ class TencentSimulator:
         """Register an approved template (``{1}``…``{n}`` placeholders). Once any is registered,
         SendSms refuses unregistered ids."""
         self.templates[str(template_id)] = content
+
+    def set_quota_left(self, left: int) -> None:
+        """One purchased package, created an hour ago, with ``left`` messages of it unused."""
+        now = self.clock()
+        used = DEFAULT_PACKAGE_AMOUNT - left
+        self.packages = [SimPackage(1_000_876_572, DEFAULT_PACKAGE_AMOUNT, now - 3600, now + PACKAGE_DAYS * 86400,
+                                    usage=max(0, used))]
+
+    def _charge(self, fee: int) -> bool:
+        """Charge ``fee`` to the effective packages, the one expiring first first; False (nothing
+        charged) when they do not hold it."""
+        now = self.clock()
+        usable = sorted((p for p in self.packages if p.created <= now < p.expires and p.left),
+                        key=lambda p: p.expires)
+        if sum(p.left for p in usable) < fee:
+            return False
+        for package in usable:
+            take = min(fee, package.left)
+            package.usage += take
+            fee -= take
+        return True
 
     @property
     def pending_statuses(self) -> int:
@@ -818,6 +884,12 @@ class TencentSimulator:
                 continue
             phone, cc, subscriber = parts
             fee = fee_for(text, domestic=cc == "86")
+            if not self._charge(fee):
+                statuses.append({"SerialNo": "", "PhoneNumber": phone, "Fee": 0, "SessionContext": session_context,
+                                 "Code": "FailedOperation.InsufficientBalanceInSmsPackage",
+                                 "Message": "套餐包余量不足，请购买套餐包。", "IsoCode": _iso_code(cc)})
+                self._attempts.append(_Attempt(now, False, 0))
+                continue
             serial_no = self._serial_no()
             msg = _Message(next(self._seq), serial_no, phone, cc, subscriber, template_id, sign, session_context,
                            fee, now)
@@ -932,21 +1004,9 @@ class TencentSimulator:
             for s in found if international == 0]}
 
     def _hours(self, call: _Call, *, max_days: int | None) -> tuple[float, float]:
-        begin_s = self._str(call, "BeginTime", required=True)
-        end_s = self._str(call, "EndTime", required=True)
+        begin, end = self._begin_end(call)
         limit = self._int(call, "Limit", required=True)
         offset = self._int(call, "Offset", required=True)
-
-        def hour(value: str, code: str, name: str) -> float:
-            if not _HOUR.match(value):
-                raise _ApiError(code, f"{name} must be yyyymmddhh")
-            try:
-                return datetime.strptime(value, "%Y%m%d%H").replace(tzinfo=CHINA_TZ).timestamp()
-            except ValueError:
-                raise _ApiError(code, f"{name} is not a valid yyyymmddhh hour") from None
-
-        begin = hour(begin_s, "InvalidParameterValue.BeginTimeVerifyFail", "BeginTime")
-        end = hour(end_s, "InvalidParameterValue.EndTimeVerifyFail", "EndTime")
         if end < begin:
             raise _ApiError("InvalidParameterValue.EndTimeVerifyFail", "EndTime must not be before BeginTime")
         if max_days is not None and end - begin > max_days * 86400:
@@ -957,6 +1017,30 @@ class TencentSimulator:
         if offset != 0:
             raise _ApiError("InvalidParameterValue.OffsetVerifyFail", "Offset is fixed at 0")
         return begin, end + 3600
+
+    def _begin_end(self, call: _Call) -> tuple[float, float]:
+        """BeginTime and EndTime (``yyyymmddhh``, China time) as the epoch seconds of their hours."""
+        begin = _hour_of(self._str(call, "BeginTime", required=True), "InvalidParameterValue.BeginTimeVerifyFail",
+                         "BeginTime")
+        return begin, _hour_of(self._str(call, "EndTime", required=True), "InvalidParameterValue.EndTimeVerifyFail",
+                               "EndTime")
+
+    def _sms_packages_statistics(self, call: _Call) -> dict[str, Any]:
+        """The packages created from BeginTime to EndTime ("EndTime 必须大于 BeginTime 且小于当前时间"),
+        oldest first, Offset/Limit applied."""
+        begin, end = self._begin_end(call)
+        limit = self._int(call, "Limit", required=True)
+        offset = self._int(call, "Offset", required=True)
+        assert limit is not None and offset is not None
+        if end <= begin or end > self.clock():
+            raise _ApiError("InvalidParameterValue.EndTimeVerifyFail",
+                            "EndTime must be after BeginTime and before the current time")
+        if not 0 < limit <= MAX_PACKAGES:
+            raise _ApiError("InvalidParameterValue.LimitVerifyFail", f"Limit must be 1..{MAX_PACKAGES}")
+        if offset < 0:
+            raise _ApiError("InvalidParameterValue.OffsetVerifyFail", "Offset must not be negative")
+        found = sorted((p for p in self.packages if begin <= p.created < end + 3600), key=lambda p: p.created)
+        return {"SmsPackagesStatisticsSet": [p.record() for p in found[offset:offset + limit]]}
 
     def _send_status_statistics(self, call: _Call) -> dict[str, Any]:
         start, stop = self._hours(call, max_days=None)

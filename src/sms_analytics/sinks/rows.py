@@ -39,7 +39,7 @@ BALANCE_COLUMNS = ("provider", "account", "balance", "at")
 STATS_COLUMNS = (
     "provider", "app_id", "hour", "request_count", "request_success_count", "fee_count", "callback_count",
     "callback_success_count", "callback_fail_count", "internal_error_count", "invalid_number_count",
-    "shutdown_error_count", "blacklist_count", "frequency_limit_count", "pulled_at",
+    "shutdown_error_count", "blacklist_count", "frequency_limit_count", "pulled_at", "period_hours",
 )
 TEMPLATE_COLUMNS = ("provider", "template_code", "name", "content", "type", "raw_type", "status", "raw_status", "reason",
                     "pulled_at")
@@ -64,7 +64,7 @@ def stats_row(s: ProviderStats) -> list[Any]:
         s.provider, s.app_id, _dt(s.hour_ms), s.request_count, s.request_success_count, s.fee_count,
         s.callback_count, s.callback_success_count, s.callback_fail_count, s.internal_error_count,
         s.invalid_number_count, s.shutdown_error_count, s.blacklist_count, s.frequency_limit_count,
-        _dt(s.pulled_at_ms),
+        _dt(s.pulled_at_ms), s.period_hours,
     ]
 
 

@@ -178,11 +178,15 @@ FROM
 -- Our counts against the provider's own statistics, per provider and hour (UTC). Tencent's
 -- callback classes map onto our categories: InternalError -> carrier_error, InvalidNumber ->
 -- invalid_number, ShutdownError -> unreachable, BlackList -> blacklisted, FrequencyLimit ->
--- rate_limited. `*_diff` is ours minus theirs.
+-- rate_limited. `*_diff` is ours minus theirs. Alibaba's statistics (QuerySendStatistics) are per
+-- China-time send date: its rows are days (`hour` the day's start in UTC, `period_hours` 24; ours
+-- grouped the same way); their_sent is its TotalCount, their_delivered / their_failed its
+-- RespondedSuccessCount / RespondedFailCount, and it has no failure classes (those stay 0).
 CREATE OR REPLACE VIEW sms.reconciliation AS
 SELECT
     provider,
     hour,
+    if(provider = 'aliyun', 24, 1) AS period_hours,
     ours.sent AS our_sent,
     theirs.request_success_count AS their_sent,
     ours.delivered AS our_delivered,
@@ -205,8 +209,9 @@ SELECT
 FROM
 (
     SELECT
-        provider, toStartOfHour(minute) AS hour, sum(r.sent) AS sent, sum(r.delivered) AS delivered,
-        sum(r.failed) + sum(r.expired) AS failed_total,
+        provider,
+        if(provider = 'aliyun', toTimeZone(toStartOfDay(minute, 'Asia/Shanghai'), 'UTC'), toStartOfHour(minute)) AS hour,
+        sum(r.sent) AS sent, sum(r.delivered) AS delivered, sum(r.failed) + sum(r.expired) AS failed_total,
         sumIf(r.failed, r.failure_category = 'carrier_error') AS carrier_error,
         sumIf(r.failed, r.failure_category = 'invalid_number') AS invalid_number,
         sumIf(r.failed, r.failure_category = 'unreachable') AS unreachable,

@@ -1,7 +1,8 @@
 """Compensation: the stream asks (topic sms.compensation.v1) about messages still pending after
 SMS_COMPENSATE_AFTER; this feed hands each question to its provider's query (an `Ask`, from the
 provider's `FeedSet`: Alibaba QuerySendDetails in `aliyun/feeds.py`, Tencent
-PullSmsSendStatusByPhoneNumber in `tencent/feeds.py`) and publishes what it answers as receipts.
+PullSmsSendStatusByPhoneNumber with PullSmsReplyStatusByPhoneNumber in `tencent/feeds.py`) and
+publishes what it answers: receipts, and for Tencent the replies of the number too.
 Offsets are committed after the answers are published; the feed's rate limit keeps within the
 providers' API limits. A question about a provider without a query is skipped."""
 

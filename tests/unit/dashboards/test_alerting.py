@@ -151,9 +151,9 @@ def test_group() -> None:
     group = doc["groups"][0]
     assert (group["folder"], group["interval"], group["orgId"]) == ("SMS", "1m", 1)
     uids = [r["uid"] for r in group["rules"]]
-    assert len(uids) == len(set(uids)) == 7
+    assert len(uids) == len(set(uids)) == 8
     assert set(uids) == {"sms-rate-floor", "sms-rate-drop", "sms-receipt-blackout", "sms-pending-backlog",
-                         "sms-latency-p95", "sms-unmapped-codes", "sms-conversion-drop"}
+                         "sms-latency-p95", "sms-unmapped-codes", "sms-conversion-drop", "sms-quota-runout"}
 
 
 @pytest.mark.parametrize("rule", RULES, ids=lambda r: r["uid"])
@@ -192,3 +192,14 @@ def test_p95_is_the_third_level() -> None:
 # --- (c): on the warehouse -------------------------------------------------------------------------
 
 
+
+
+def test_quota_rule_takes_the_setting() -> None:
+    """SMS_QUOTA_ALERT_HOURS (default 24) is the quota rule's threshold; provisioning() takes another."""
+    assert alerting.QUOTA_HOURS == 24.0
+    threshold = BY_UID["sms-quota-runout"]["data"][2]["model"]["conditions"][0]["evaluator"]
+    assert threshold == {"type": "lt", "params": [24.0]}
+    [group] = alerting.provisioning(6.0)["groups"]
+    [quota] = [r for r in group["rules"] if r["uid"] == "sms-quota-runout"]
+    assert quota["data"][2]["model"]["conditions"][0]["evaluator"]["params"] == [6.0]
+    assert "6 h (SMS_QUOTA_ALERT_HOURS)" in quota["annotations"]["description"]

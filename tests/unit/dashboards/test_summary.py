@@ -78,3 +78,23 @@ def test_metadata_lines_per_provider():
         "  aliyun   templates: 3 (marketing 1, verification 2); signs: 3 (2 approved)",
         "  tencent  templates: 0 (none); signs: 1 (1 approved)"]
     assert summary.render_metadata({}) == "template and sign metadata: (none pulled)"
+
+
+def test_provider_side_lines():
+    from datetime import datetime
+
+    answers = {
+        "provider_balance": (["provider", "account", "left_now", "sends_last_hour"],
+                             [("kx", "demo", 99_000, 100), ("tencent", "1400", 1000, 880), ("tencent", "1401", 5, 0)]),
+        "reconciliation": (["provider", "hour", "period_hours", "our_sent", "their_sent", "our_delivered",
+                            "their_delivered", "our_failed", "their_failed"],
+                           [("aliyun", datetime(2026, 1, 1, 16), 24, 90, 30, 80, 27, 5, 2)]),
+    }
+    side = summary.collect_provider_side(lambda sql: next(v for k, v in answers.items() if f"sms.{k}" in sql))
+    text = summary.render_provider_side(side, 24.0)
+    assert "  kx       demo              99000  990.0 h\n" in text
+    assert "  tencent  1400               1000  1.1 h  RUNS OUT within 24 h" in text
+    assert "  tencent  1401                  5  n/a (no sends)" in text
+    assert "  aliyun   2026-01-01 16:00 UTC day (China) sent 90/30, delivered 80/27, failed 5/2" in text
+    empty = summary.render_provider_side({"balances": [], "reconciliation": []}, 24.0)
+    assert "(none pulled)" in empty and "(no provider statistics yet)" in empty

@@ -551,3 +551,29 @@ async def test_push_gives_up_after_ten_tries(aliyun: Aliyun) -> None:
         assert aliyun.sim.pending_pushes["up"] == 0
     finally:
         await runner.cleanup()
+
+
+# --- QuerySendStatistics (the SDK's request and response models) --------------------------------
+
+@pytest.mark.asyncio
+async def test_sdk_query_send_statistics_counts_the_simulated_records(aliyun: Aliyun) -> None:
+    first = await aliyun.client.send_sms([PHONE, "13800138000", "13800138001"], SIGN, TEMPLATE)
+    await aliyun.client.send_sms(["85200000000"], SIGN, TEMPLATE)  # international
+    aliyun.sim.report(first["BizId"], PHONE)
+    aliyun.sim.report(first["BizId"], "13800138000", delivered=False, err_code="MK:0001")
+    day = aliyun.today()
+    answer = await aliyun.client.query_send_statistics(1, day, day)
+    assert answer["Code"] == "OK" and answer["RequestId"]
+    assert answer["Data"] == {"TotalSize": 1, "TargetList": [
+        {"SendDate": day, "TotalCount": 3, "RespondedSuccessCount": 1, "RespondedFailCount": 1,
+         "NoRespondedCount": 1}]}
+    international = await aliyun.client.query_send_statistics(2, day, day)
+    assert [t["TotalCount"] for t in international["Data"]["TargetList"]] == [1]
+    assert (await aliyun.client.query_send_statistics(1, "20000101", "20000102"))["Data"]["TargetList"] == []
+    for bad in ((3, day, day, 1, 50), (1, day, "2000-01-01", 1, 50), (1, day, day, 0, 50), (1, day, day, 1, 51)):
+        with pytest.raises(AliyunApiError) as err:
+            await aliyun.client.query_send_statistics(bad[0], bad[1], bad[2], page_index=bad[3], page_size=bad[4])
+        assert err.value.code == "isv.INVALID_PARAMETERS"
+    with pytest.raises(AliyunApiError) as err:
+        await aliyun.client_with(access_key_secret=AK_SECRET + "-wrong").query_send_statistics(1, day, day)
+    assert err.value.code == "SignatureDoesNotMatch" and err.value.status == 400

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from sms_analytics.simulate.scenarios import Blackout, Outage, parse_scenario
+from sms_analytics.simulate.scenarios import Blackout, Outage, QuotaLow, parse_scenario
 
 
 def test_parse_scenario() -> None:
@@ -22,3 +22,11 @@ def test_parse_scenario() -> None:
             parse_scenario(bad)
     with pytest.raises(ValueError):
         Outage("移动", 0.3, 0.0, math.inf)
+
+
+def test_parse_quota_scenario() -> None:
+    assert parse_scenario("quota:tencent:1000") == QuotaLow(1000)
+    assert parse_scenario("quota:qcloud:0") == QuotaLow(0)
+    for bad in ("quota:kx:10", "quota:tencent:-1", "quota:tencent", "quota:tencent:x"):
+        with pytest.raises(ValueError, match="scenario"):
+            parse_scenario(bad)

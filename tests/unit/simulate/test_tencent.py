@@ -423,6 +423,27 @@ async def test_pull_reply_status(tc: Tc) -> None:
     assert await tc.client.pull_reply_status(APP_ID) == []
 
 
+@pytest.mark.asyncio
+async def test_pull_reply_status_by_phone_through_the_sdk(tc: Tc) -> None:
+    """PullSmsReplyStatusByPhoneNumber (seed 002) by reply time, not consuming the queue; a wrong
+    key is refused before anything is read."""
+    tc.sim.add_reply(A, "1", at=START - 20)
+    tc.sim.add_reply(B, "TD", at=START - 10)
+    tc.sim.add_reply(A, "2", at=START - 5)
+    begin = int(START) - 60
+    found = await tc.client.pull_reply_status_by_phone(APP_ID, A, begin, None)
+    assert [(r["PhoneNumber"], r["ReplyContent"], r["ReplyTime"]) for r in found] == \
+        [(A, "1", int(START) - 20), (A, "2", int(START) - 5)]
+    assert await tc.client.pull_reply_status_by_phone(APP_ID, A, begin, None) == found  # not consumed
+    assert [r["ReplyContent"] for r in await tc.client.pull_reply_status_by_phone(APP_ID, A, begin, None, 1, 1)] == \
+        ["2"]
+    assert [r["ReplyContent"] for r in await tc.client.pull_reply_status_by_phone(
+        APP_ID, A, int(START) - 15, int(START) - 6)] == []
+    err = await _api_error(tc.client_with(secret_key="not-the-key").pull_reply_status_by_phone(APP_ID, A, begin, None))
+    assert err.code == "AuthFailure.SignatureFailure"
+    assert len(await tc.client.pull_reply_status(APP_ID)) == 3  # the queue still has all three
+
+
 # --- statistics -----------------------------------------------------------------------------------
 
 
@@ -585,3 +606,31 @@ async def test_unreachable_callback_is_given_up(tc: Tc) -> None:
     out = await tc.sim.flush_callbacks(tc.session)
     assert out["statuses_given_up"] == 1
     assert [(a.kind, a.status, a.ok) for a in tc.sim.callback_attempts] == [("status", 0, False)] * 3
+
+
+# --- SmsPackagesStatistics ------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_sms_packages_statistics_through_the_sdk(tc: Tc) -> None:
+    """The seed's fields; a send's Fee is charged to the package; a nearly used-up quota (the
+    quota-low scenario) refuses a send it cannot pay; a wrong key is refused."""
+    hour = "2024050113"  # START's hour
+    tc.clock.advance(3600)  # the package of set_quota_left is created an hour back: in hour
+    [default] = await tc.client.sms_packages_statistics(APP_ID, "2024010100", "2024050113")
+    assert set(default) == {"PackageCreateTime", "PackageEffectiveTime", "PackageExpiredTime", "PackageType",
+                            "CurrentUsage", "PackageId", "PackageAmount"}
+    assert (default["PackageAmount"], default["CurrentUsage"]) == (10_000_000, 0)
+    tc.sim.set_quota_left(2)
+    [low] = await tc.client.sms_packages_statistics(APP_ID, hour, "2024050114")
+    assert low["PackageAmount"] - low["CurrentUsage"] == 2
+    sent = await tc.client.send_sms(APP_ID, [A, B, A], "1110", "腾讯云", ["1"])
+    assert [s["Code"] for s in sent["SendStatusSet"]] == ["Ok", "Ok", "FailedOperation.InsufficientBalanceInSmsPackage"]
+    [used] = await tc.client.sms_packages_statistics(APP_ID, hour, "2024050114")
+    assert used["CurrentUsage"] == used["PackageAmount"]
+    assert await tc.client.sms_packages_statistics(APP_ID, hour, "2024050114", offset=1) == []
+    for begin, end, limit in ((hour, "2024050112", 500), (hour, "2099010100", 500), (hour, "2024050114", 501)):
+        err = await _api_error(tc.client.sms_packages_statistics(APP_ID, begin, end, limit))
+        assert err.code.startswith("InvalidParameterValue.")
+    err = await _api_error(tc.client_with(secret_key="not-the-key").sms_packages_statistics(APP_ID, hour, "2024050114"))
+    assert err.code == "AuthFailure.SignatureFailure"

@@ -26,10 +26,11 @@ def test_alters_go_to_the_local_tables_and_new_columns_to_the_distributed_too() 
     assert len(retention) == 11 and all(re.match(r"ALTER TABLE sms\.\w+_local ON CLUSTER", c) for c in retention)
     added = [c for c in alters if " ADD COLUMN " in c]
     pair = ["ALTER TABLE sms.{}_local", "ALTER TABLE sms.{}"]
-    added_to = ["message_parts",  # 0010 stored_at
-                "message_parts", *["rollup_minute_raw"] * 3, *["rollup_level_raw"] * 3]  # 0013: conversions
-    want = [p.format(t) for t in added_to for p in pair]
-    want.insert(2, "ALTER TABLE sms.template_names")  # 0011, on every node: no _local
+    want = [p.format(t) for t in ["message_parts"] for p in pair]  # 0010 stored_at
+    want.append("ALTER TABLE sms.template_names")  # 0011, on every node: no _local
+    want += [p.format(t) for t in ["provider_stats"] for p in pair]  # 0012 period_hours
+    want += [p.format(t) for t in ["message_parts", *["rollup_minute_raw"] * 3, *["rollup_level_raw"] * 3]
+             for p in pair]  # 0013: conversions
     assert [c.split(" ON CLUSTER")[0] for c in added] == want
     others = [c for c in alters if " ADD COLUMN " not in c]
     assert all(re.match(r"ALTER TABLE sms\.\w+_local ON CLUSTER", c) for c in others)

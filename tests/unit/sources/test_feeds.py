@@ -51,8 +51,9 @@ async def test_compensation_for_providers_that_can_be_asked(tmp_path):
     built: Any = build_feeds(s, IDS, publish, "127.0.0.1:1")
     feeds, closers = built
     try:
-        assert [f.name for f in feeds] == ["tencent.pull_send_status.1400", "tencent.pull_reply_status.1400",
-                                           "tencent.statistics", "tencent.templates", "kx.mtquery", "kx.moquery",
+        assert [f.name for f in feeds] == ["aliyun.statistics", "tencent.pull_send_status.1400",
+                                           "tencent.pull_reply_status.1400", "tencent.statistics",
+                                           "tencent.quota.1400", "tencent.templates", "kx.mtquery", "kx.moquery",
                                            "kx.balance", "compensation"]
         compensator = feeds[-1]
         assert isinstance(compensator, Compensator)
@@ -63,12 +64,12 @@ async def test_compensation_for_providers_that_can_be_asked(tmp_path):
         await close(feeds, closers)
 
 
-async def test_aliyun_keys_alone_only_compensation(tmp_path):
+async def test_aliyun_keys_alone_statistics_and_compensation(tmp_path):
     built: Any = build_feeds(settings(tmp_path, **ALIYUN), IDS, publish, "127.0.0.1:1")
     feeds, closers = built
     try:
-        assert [f.name for f in feeds] == ["compensation"]
-        assert list(feeds[0].askers) == ["aliyun"]
+        assert [f.name for f in feeds] == ["aliyun.statistics", "compensation"]
+        assert list(feeds[-1].askers) == ["aliyun"]
         assert closers == []
     finally:
         await close(feeds, closers)

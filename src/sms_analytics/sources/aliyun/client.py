@@ -6,6 +6,7 @@
 * ``query_send_details``  QuerySendDetails (§8.1): one number's records of one day, paged (≤50)
 * ``query_sms_template``  QuerySmsTemplate (§10.2): one template's name, content, type and review status
 * ``query_sms_sign``      QuerySmsSign (§9.3): one sign's review status
+* ``query_send_statistics`` QuerySendStatistics (in the SDK, not in seed 000): per send date, counts
 
 Signing: by default the SDK is told ``signature_algorithm="v2"``, which makes it sign as the
 document's §5.4 RPC style (``SignatureMethod=HMAC-SHA1``, ``SignatureVersion=1.0``, all parameters
@@ -164,6 +165,16 @@ class AliyunClient:
         """QuerySmsSign: ``{"Code", "Message", "RequestId", "SignName", "SignStatus", "Reason", "CreateDate"}``."""
         request = sms_models.QuerySmsSignRequest(sign_name=sign_name)
         return await self._call("QuerySmsSign", self._sdk.query_sms_sign_async, request, count=0)
+
+    async def query_send_statistics(self, is_globe: int, start_date: str, end_date: str, *, page_index: int = 1,
+                                    page_size: int = 50) -> dict[str, Any]:
+        """QuerySendStatistics (the SDK's ``QuerySendStatisticsRequest``): ``is_globe`` 1 domestic, 2
+        international; dates ``yyyyMMdd`` (China time). Returns ``{"Code", "Message", "RequestId",
+        "Data": {"TotalSize", "TargetList": [{"SendDate", "TotalCount", "RespondedSuccessCount",
+        "RespondedFailCount", "NoRespondedCount"}]}}``."""
+        request = sms_models.QuerySendStatisticsRequest(is_globe=is_globe, start_date=start_date, end_date=end_date,
+                                                        page_index=page_index, page_size=page_size)
+        return await self._call("QuerySendStatistics", self._sdk.query_send_statistics_async, request, count=0)
 
     # --- internals ----------------------------------------------------------------------------
 

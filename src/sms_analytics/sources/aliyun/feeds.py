@@ -1,21 +1,22 @@
 """Alibaba Cloud SMS pull feeds (seed 000): SmsReport / SmsUp from their MNS queues (`mns.py`), the
-compensation query QuerySendDetails (§8.1), and the template and sign metadata (QuerySmsTemplate §10.2,
+compensation query QuerySendDetails (§8.1), the daily statistics QuerySendStatistics (in the SDK,
+not in the seed) into sms.provider_stats, and the template and sign metadata (QuerySmsTemplate §10.2,
 QuerySmsSign §9.3, one code or name per call) through the official SDK (`client.py`). Where this
 ends: the MNS loop is `mns.py`'s, the compensation loop `sources/compensation.py`'s."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from sms_analytics.model.events import CompensationRequest, SignInfo, TemplateInfo
+from sms_analytics.model.events import CompensationRequest, ProviderStats, SignInfo, TemplateInfo
 from sms_analytics.model.times import CHINA, now_ms
 from sms_analytics.settings import Settings
 from sms_analytics.sources.aliyun.parsers import Aliyun
-from sms_analytics.sources.base.feed import Ask, FeedSet, Publish, Runnable
+from sms_analytics.sources.base.feed import Ask, Feed, FeedSet, Publish, Runnable
 from sms_analytics.sources.base.fields import Parsed
 from sms_analytics.sources.base.metadata import MetadataPull, code_of, items, metadata_options
 
@@ -27,7 +28,8 @@ if TYPE_CHECKING:  # the SDKs load only when a feed is configured (`build`)
 
 
 def build(settings: Settings, provider: Aliyun, publish: Publish) -> FeedSet:
-    """With SMS_ALIYUN_ACCESS_KEY_ID and SMS_ALIYUN_ACCESS_KEY_SECRET: the compensation query, and
+    """With SMS_ALIYUN_ACCESS_KEY_ID and SMS_ALIYUN_ACCESS_KEY_SECRET: the compensation query, the
+    statistics, and
     with SMS_ALIYUN_MNS_ENDPOINT too, one consumer per configured queue."""
     s = settings
     if not (s.sms_aliyun_access_key_id and s.sms_aliyun_access_key_secret):
@@ -37,7 +39,10 @@ def build(settings: Settings, provider: Aliyun, publish: Publish) -> FeedSet:
     client = AliyunClient(access_key_id=s.sms_aliyun_access_key_id,
                           access_key_secret=s.sms_aliyun_access_key_secret.get_secret_value(),
                           endpoint=s.sms_aliyun_endpoint, protocol=s.sms_aliyun_protocol)
-    return FeedSet(feeds=mns_consumers(settings, provider, publish) + metadata_feeds(settings, client, publish),
+    return FeedSet(feeds=[*mns_consumers(settings, provider, publish), *metadata_feeds(settings, client, publish),
+                          AliyunStatistics(client, s.sms_aliyun_access_key_id, publish,
+                                           interval=s.sms_provider_stats_interval.total_seconds(),
+                                           rate=s.sms_feed_rate)],
                    compensation=query_send_details(client, provider))
 
 
@@ -141,3 +146,69 @@ def query_send_details(client: AliyunClient, provider: Aliyun) -> Ask:
         return provider.queried(list(details), request.message_id, now_ms())
 
     return ask
+
+
+# QuerySendStatistics IsGlobe: 1 国内 (domestic), 2 国际/港澳台 (international), in the row's app_id.
+GLOBES = {1: "domestic", 2: "international"}
+DAY_MS = 86_400_000
+
+
+class AliyunStatistics(Feed):
+    """QuerySendStatistics for yesterday and today (China time), both scopes, every interval: one
+    ProviderStats row per scope and send date with `period_hours` 24 and `hour_ms` the day's start.
+    A day's counts grow while its receipts come in, so it is pulled again until it is over (a later
+    pull replaces the earlier row: ReplacingMergeTree by pulled_at). TotalCount is the request and
+    success count (Alibaba counts only accepted sends), RespondedSuccessCount / RespondedFailCount the
+    callbacks' successes and failures, their sum the callbacks; NoRespondedCount is what is left.
+    Alibaba has no application id: a row's app_id is "<AccessKeyId>/domestic" or
+    "<AccessKeyId>/international", so two accounts' rows do not replace each other."""
+
+    name = "aliyun.statistics"
+
+    def __init__(self, client: AliyunClient, access_key_id: str, publish: Publish, **kw: Any) -> None:
+        kw.setdefault("interval", 60.0)
+        super().__init__(publish, **kw)
+        self.client, self.access_key_id = client, access_key_id
+
+    async def poll(self) -> int:
+        pulled_at = now_ms()
+        today = datetime.fromtimestamp(pulled_at / 1000, tz=CHINA).date()
+        start, end = (today - timedelta(days=1)).strftime("%Y%m%d"), today.strftime("%Y%m%d")
+        rows: list[ProviderStats] = []
+        for globe, scope in GLOBES.items():
+            rows += [daily_stats(target, f"{self.access_key_id}/{scope}", pulled_at)
+                     for target in await self.targets(globe, start, end)]
+        if rows:
+            await self.publish(rows, [], f"feed:{self.name}")
+            self.stats.records += len(rows)
+        return 0  # the same days again after the interval
+
+    async def targets(self, globe: int, start: str, end: str) -> list[dict[str, Any]]:
+        """Every TargetList entry, page by page (PageSize 50)."""
+        out: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            data = (await self.client.query_send_statistics(globe, start, end, page_index=page)).get("Data") or {}
+            found = [t for t in data.get("TargetList") or [] if isinstance(t, dict)]
+            out += found
+            if len(found) < 50 or len(out) >= int(data.get("TotalSize") or 0):
+                return out
+            page += 1
+
+
+def daily_stats(target: dict[str, Any], app_id: str, pulled_at_ms: int) -> ProviderStats:
+    """One TargetList entry (SendDate yyyyMMdd, China time) as a day of sms.provider_stats."""
+    day = datetime.strptime(str(target.get("SendDate")), "%Y%m%d").replace(tzinfo=CHINA)
+    total, success, fail = (_count(target, key) for key in ("TotalCount", "RespondedSuccessCount",
+                                                            "RespondedFailCount"))
+    return ProviderStats(provider="aliyun", app_id=app_id, hour_ms=int(day.timestamp() * 1000), period_hours=24,
+                         request_count=total, request_success_count=total, fee_count=total,
+                         callback_count=success + fail, callback_success_count=success, callback_fail_count=fail,
+                         pulled_at_ms=pulled_at_ms)
+
+
+def _count(doc: dict[str, Any], key: str) -> int:
+    try:
+        return max(0, int(doc.get(key) or 0))
+    except (TypeError, ValueError):
+        return 0

@@ -120,16 +120,20 @@ class TencentClient:
         """PullSmsSendStatusByPhoneNumber: one number's statuses between two epoch seconds
         (``end_ts=None``: up to now). Does not consume them."""
         req = models.PullSmsSendStatusByPhoneNumberRequest()
-        req.SmsSdkAppId = app_id
-        req.PhoneNumber = phone_e164
-        req.BeginTime = int(begin_ts)
-        if end_ts is not None:
-            req.EndTime = int(end_ts)
-        req.Offset = offset
-        req.Limit = limit
+        self._by_phone_request(req, app_id, phone_e164, begin_ts, end_ts, offset, limit)
         return self._records(
             await self._call("PullSmsSendStatusByPhoneNumber", self._sdk.PullSmsSendStatusByPhoneNumber, req),
             "PullSmsSendStatusSet")
+
+    async def pull_reply_status_by_phone(self, app_id: str, phone_e164: str, begin_ts: int, end_ts: int | None,
+                                         offset: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        """PullSmsReplyStatusByPhoneNumber: one number's replies between two epoch seconds (the
+        reply time; ``end_ts=None``: up to now). Does not consume them."""
+        req = models.PullSmsReplyStatusByPhoneNumberRequest()
+        self._by_phone_request(req, app_id, phone_e164, begin_ts, end_ts, offset, limit)
+        return self._records(
+            await self._call("PullSmsReplyStatusByPhoneNumber", self._sdk.PullSmsReplyStatusByPhoneNumber, req),
+            "PullSmsReplyStatusSet")
 
     async def pull_reply_status(self, app_id: str, limit: int = 100) -> list[dict[str, Any]]:
         """PullSmsReplyStatus: pending replies (Limit ≤ 100; each is returned once)."""
@@ -154,6 +158,15 @@ class TencentClient:
         req = models.SendStatusStatisticsRequest()
         self._stats_request(req, app_id, begin_hour, end_hour, limit, offset)
         return await self._call("SendStatusStatistics", self._sdk.SendStatusStatistics, req)
+
+    async def sms_packages_statistics(self, app_id: str, begin_hour: str, end_hour: str, limit: int = 500,
+                                      offset: int = 0) -> list[dict[str, Any]]:
+        """SmsPackagesStatistics: the packages created between two ``yyyymmddhh`` hours (China time;
+        the end before now), ``limit`` ≤ 500. Returns SmsPackagesStatisticsSet."""
+        req = models.SmsPackagesStatisticsRequest()
+        self._stats_request(req, app_id, begin_hour, end_hour, limit, offset)
+        return self._records(await self._call("SmsPackagesStatistics", self._sdk.SmsPackagesStatistics, req),
+                             "SmsPackagesStatisticsSet")
 
     async def describe_sms_template_list(self, international: int, template_ids: Sequence[int] = (), *,
                                          limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
@@ -185,6 +198,17 @@ class TencentClient:
         req.EndTime = str(end_hour)
         req.Limit = limit
         req.Offset = offset
+
+    @staticmethod
+    def _by_phone_request(req: Any, app_id: str, phone_e164: str, begin_ts: int, end_ts: int | None, offset: int,
+                          limit: int) -> None:
+        req.SmsSdkAppId = app_id
+        req.PhoneNumber = phone_e164
+        req.BeginTime = int(begin_ts)
+        if end_ts is not None:
+            req.EndTime = int(end_ts)
+        req.Offset = offset
+        req.Limit = limit
 
     @staticmethod
     def _records(doc: dict[str, Any], key: str) -> list[dict[str, Any]]:

@@ -1,7 +1,8 @@
 """Tencent pull feeds (seed 002): PullSmsSendStatus and PullSmsReplyStatus (Limit ≤ 100 per
 SmsSdkAppId, each record returned once), and the hourly CallbackStatusStatistics and
-SendStatusStatistics into sms.provider_stats, and the compensation query
-PullSmsSendStatusByPhoneNumber (`by_phone`), and the template and sign metadata
+SendStatusStatistics into sms.provider_stats, the package quota SmsPackagesStatistics into
+sms.provider_balance, and the compensation queries
+PullSmsSendStatusByPhoneNumber and PullSmsReplyStatusByPhoneNumber (`by_phone`), and the template and sign metadata
 (DescribeSmsTemplateList, listed whole; DescribeSmsSignList for SMS_TENCENT_SIGN_IDS). Calls go through the official SDK
 (`sources.tencent.client.TencentClient`, blocking calls off the event loop)."""
 
@@ -12,7 +13,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sms_analytics.model.events import CompensationRequest, ProviderStats, SignInfo, TemplateInfo
+from sms_analytics.model.events import CompensationRequest, ProviderBalance, ProviderStats, SignInfo, TemplateInfo
 from sms_analytics.model.times import CHINA, now_ms
 from sms_analytics.settings import Settings
 from sms_analytics.sources.base.feed import Ask, Checkpoint, Feed, FeedSet, Publish, Runnable, SpooledPull, feed_options
@@ -42,7 +43,9 @@ def build(settings: Settings, provider: Tencent, publish: Publish) -> FeedSet:
     for app_id in app_ids:
         feeds += [tencent_statuses(client, app_id, provider, publish, s.sms_data_dir, **common),
                   tencent_replies(client, app_id, provider, publish, s.sms_data_dir, **common),
-                  TencentStatistics(client, app_id, publish, s.sms_data_dir, rate=s.sms_feed_rate)]
+                  TencentStatistics(client, app_id, publish, s.sms_data_dir, rate=s.sms_feed_rate),
+                  TencentQuota(client, app_id, publish, interval=s.sms_provider_stats_interval.total_seconds(),
+                               rate=s.sms_feed_rate)]
     return FeedSet(feeds=feeds + metadata_feeds(settings, client, publish),
                    compensation=by_phone(client, app_ids, provider))
 
@@ -113,16 +116,29 @@ def sign_info(status: dict[str, Any], pulled_at_ms: int) -> SignInfo:
 
 def by_phone(client: TencentClient, app_ids: Sequence[str], provider: Tencent) -> Ask:
     """Compensation: PullSmsSendStatusByPhoneNumber from a minute before the send, in every app,
-    keeping the statuses of the message asked about."""
+    keeping the statuses of the message asked about; and its reply counterpart
+    PullSmsReplyStatusByPhoneNumber over the same window, so replies of that number that the
+    pushes and PullSmsReplyStatus missed are filled in. A reply's id is derived from its number,
+    time and text (`Tencent._pulled_reply`), the same for a pushed, pulled or compensated copy, so
+    sms.replies (ReplacingMergeTree by provider, reply_id) keeps one row of each. The number goes
+    only to the SDK, never to a log."""
     async def ask(request: CompensationRequest) -> Parsed:
+        begin, now = request.sent_at_ms // 1000 - 60, now_ms()
         statuses: list[Any] = []
+        replies: list[Any] = []
         for app_id in app_ids:
             found: list[Any] = await client.pull_send_status_by_phone(  # the API's JSON: each item checked below
-                app_id, request.phone, request.sent_at_ms // 1000 - 60, None, 0, 100)
+                app_id, request.phone, begin, None, 0, 100)
             statuses += [s for s in found if isinstance(s, dict) and s.get("SerialNo") == request.message_id]
-        return provider.pulled_statuses(statuses, now_ms())
+            replies += await client.pull_reply_status_by_phone(app_id, request.phone, begin, None, 0, 100)
+        return merge(provider.pulled_statuses(statuses, now), provider.pulled_replies(replies, now))
 
     return ask
+
+
+def merge(*parts: Parsed) -> Parsed:
+    """One answer from several parsed pulls (origins are per pull, so they are not carried)."""
+    return Parsed(events=[e for p in parts for e in p.events], rejected=[r for p in parts for r in p.rejected])
 
 
 def tencent_statuses(client: TencentClient, app_id: str, provider: Tencent, publish: Publish, data_dir: Path,
@@ -183,6 +199,51 @@ class TencentStatistics(Feed):
         await self.publish([stats], [], f"feed:{self.name}")
         self.checkpoint.save({"next_hour_ms": hour + HOUR_MS})
         return 1
+
+
+PACKAGE_LOOKBACK_DAYS = 800  # packages are asked by creation time: this far back covers any still effective
+PACKAGE_PAGE = 500  # SmsPackagesStatistics Limit: "默认最大值为500"
+
+
+class TencentQuota(Feed):
+    """The package quota (套餐包) of an SmsSdkAppId as a gauge row of sms.provider_balance, beside KX's
+    Balance: provider "tencent", account the SmsSdkAppId, balance the messages left.
+
+    SmsPackagesStatistics lists packages by creation time with PackageAmount (套餐包条数) and
+    CurrentUsage (当前使用套餐包条数); what can still be sent is the sum of PackageAmount -
+    CurrentUsage (at least 0) over the packages in effect now (PackageEffectiveTime <= now <
+    PackageExpiredTime): a package not yet effective or expired sends nothing, so it is not counted.
+    The packages are asked from PACKAGE_LOOKBACK_DAYS back to the current hour, page by page."""
+
+    name = "tencent.quota"
+
+    def __init__(self, client: TencentClient, app_id: str, publish: Publish, **kw: Any) -> None:
+        kw.setdefault("interval", 60.0)
+        super().__init__(publish, **kw)
+        self.client, self.app_id = client, app_id
+        self.name = f"tencent.quota.{app_id}"
+
+    async def poll(self) -> int:
+        now = now_ms()
+        begin = china_hour(now - PACKAGE_LOOKBACK_DAYS * 86_400_000)
+        end = china_hour(now)  # "EndTime 必须 ... 小于当前时间": the current hour's start is
+        packages: list[dict[str, Any]] = []
+        while True:
+            page = await self.client.sms_packages_statistics(self.app_id, begin, end, PACKAGE_PAGE, len(packages))
+            packages += page
+            if len(page) < PACKAGE_PAGE:
+                break
+        left = quota_left(packages, now // 1000)
+        await self.publish([ProviderBalance(provider="tencent", account=self.app_id, balance=left, at_ms=now)], [],
+                           f"feed:{self.name}")
+        self.stats.records += 1
+        return 0  # a gauge: wait the interval
+
+
+def quota_left(packages: Sequence[dict[str, Any]], now_s: int) -> int:
+    """Messages left in the packages in effect at `now_s` (see TencentQuota)."""
+    return sum(max(0, _n(p, "PackageAmount") - _n(p, "CurrentUsage")) for p in packages
+               if _n(p, "PackageEffectiveTime") <= now_s < _n(p, "PackageExpiredTime"))
 
 
 def _inner(response: dict[str, Any], key: str) -> dict[str, Any]:

@@ -29,17 +29,17 @@ def test_nothing_without_keys():
     assert (fs.feeds, fs.closers, fs.compensation) == ([], [], None)
 
 
-def test_keys_alone_compensation_only():
+def test_keys_alone_compensation_and_statistics():
     fs: Any = feeds.build(settings(**KEYS), PROVIDER, publish)
-    assert fs.feeds == []
+    assert [(f.name, f.interval) for f in fs.feeds] == [("aliyun.statistics", 60.0)]
     assert callable(fs.compensation)
 
 
 def test_mns_consumers_per_configured_queue():
     s = settings(**KEYS, sms_aliyun_mns_endpoint="http://127.0.0.1:1/", sms_aliyun_mns_report_queue="reports")
     fs: Any = feeds.build(s, PROVIDER, publish)
-    assert [(f.name, f.queue_name, f.endpoint) for f in fs.feeds] == [("aliyun.mns.SmsReport", "reports",
-                                                                       "http://127.0.0.1:1")]
+    assert [(f.name, f.queue_name, f.endpoint) for f in fs.feeds[:-1]] == [("aliyun.mns.SmsReport", "reports",
+                                                                            "http://127.0.0.1:1")]
     both: list[Any] = feeds.mns_consumers(settings(**KEYS, sms_aliyun_mns_endpoint="http://h", sms_aliyun_mns_report_queue="r",
                                         sms_aliyun_mns_up_queue="u"), PROVIDER, publish)
     assert [(f.kind, f.queue_name) for f in both] == [("SmsReport", "r"), ("SmsUp", "u")]
@@ -83,3 +83,41 @@ async def test_query_send_details_waiting_and_list_form():
 
 def FakeClient(*args: Any) -> Any:  # a fake client, typed as the real one
     return _FakeClient(*args)
+
+
+class _StatsClient:
+    """QuerySendStatistics answers by IsGlobe and page, as the SDK's to_map() gives them."""
+
+    def __init__(self, pages):
+        self.pages = pages
+        self.calls = []
+
+    async def query_send_statistics(self, is_globe, start, end, *, page_index):
+        self.calls.append((is_globe, start, end, page_index))
+        return {"Code": "OK", "Data": self.pages.get((is_globe, page_index), {})}
+
+
+async def test_statistics_pull_yesterday_and_today_as_china_days(monkeypatch):
+    now = 1_767_283_200_000  # 2026-01-01 16:00 UTC = 2026-01-02 00:00 China
+    monkeypatch.setattr(feeds, "now_ms", lambda: now)
+    full = [{"SendDate": "20260101", "TotalCount": 1}] * 50
+    client = _StatsClient({
+        (1, 1): {"TotalSize": 51, "TargetList": full},
+        (1, 2): {"TotalSize": 51, "TargetList": [{"SendDate": "20260102", "TotalCount": "7",
+                                                 "RespondedSuccessCount": 5, "RespondedFailCount": 1,
+                                                 "NoRespondedCount": 1}]},
+        (2, 1): {"TotalSize": 0, "TargetList": None}})
+    published: list[Any] = []
+
+    async def collect(events, rejected, origin):
+        published.extend(events)
+
+    assert await feeds.AliyunStatistics(client, "LTAIkey", collect).poll() == 0
+    assert client.calls == [(1, "20260101", "20260102", 1), (1, "20260101", "20260102", 2),
+                            (2, "20260101", "20260102", 1)]
+    last = published[-1]
+    assert len(published) == 51
+    assert (last.provider, last.app_id, last.hour_ms, last.period_hours) == ("aliyun", "LTAIkey/domestic", now, 24)
+    assert (last.request_success_count, last.callback_count, last.callback_success_count,
+            last.callback_fail_count) == (7, 6, 5, 1)
+    assert published[0].hour_ms == now - 86_400_000

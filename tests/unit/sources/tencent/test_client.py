@@ -71,6 +71,16 @@ async def test_pull_by_phone_request():
     assert second.EndTime == 200
 
 
+async def test_pull_reply_by_phone_request():
+    c, seen = make(), list[Any]()
+    c._sdk.PullSmsReplyStatusByPhoneNumber = answering({"PullSmsReplyStatusSet": [{"ReplyContent": "TD"}, 3]}, seen)
+    assert await c.pull_reply_status_by_phone("1400", "+86138", 100.9, 300, 2, 10) == [{"ReplyContent": "TD"}]
+    (req,) = seen
+    assert type(req).__name__ == "PullSmsReplyStatusByPhoneNumberRequest"
+    assert (req.SmsSdkAppId, req.PhoneNumber, req.BeginTime, req.EndTime, req.Offset, req.Limit) == \
+        ("1400", "+86138", 100, 300, 2, 10)
+
+
 async def test_statistics_requests():
     c, seen = make(), list[Any]()
     c._sdk.CallbackStatusStatistics = answering({"CallbackStatusStatistics": {"CallbackCount": 1}}, seen)
