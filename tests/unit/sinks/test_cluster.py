@@ -25,8 +25,9 @@ def test_alters_go_to_the_local_tables_and_new_columns_to_the_distributed_too() 
     retention = [c for c in alters if " MODIFY TTL " in c]
     assert len(retention) == 10 and all(re.match(r"ALTER TABLE sms\.\w+_local ON CLUSTER", c) for c in retention)
     added = [c for c in alters if " ADD COLUMN " in c]
-    assert [c.split(" ON CLUSTER")[0] for c in added] == ["ALTER TABLE sms.message_parts_local",
-                                                         "ALTER TABLE sms.message_parts"]
+    pair = ["ALTER TABLE sms.{0}_local", "ALTER TABLE sms.{0}"]
+    tables = ["message_parts"] * 3 + ["delivery_ingest"] * 2 + ["delivery_ingest_raw"] * 2  # 0010, 0014 (x2)
+    assert [c.split(" ON CLUSTER")[0] for c in added] == [f.format(t) for t in tables for f in pair]
     others = [c for c in alters if " ADD COLUMN " not in c]
     assert all(re.match(r"ALTER TABLE sms\.\w+_local ON CLUSTER", c) for c in others)
 
