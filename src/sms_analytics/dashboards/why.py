@@ -88,8 +88,14 @@ def why(query: Query, provider: str, carrier: str | None, start_ms: int, end_ms:
         baseline: Baseline = "previous", top: int = 3, kb: KnowledgeBase | None = None) -> list[Cause]:
     """The top slices explaining the window's failures (rootcause.explain), error codes with their
     meaning from the knowledge base."""
-    current = window_counts(_read(query, counts_sql(provider, carrier, start_ms, end_ms)))
-    windows = baseline_windows(start_ms, end_ms, baseline)
+    return why_against(query, provider, carrier, (start_ms, end_ms), baseline_windows(start_ms, end_ms, baseline),
+                       top=top, kb=kb)
+
+
+def why_against(query: Query, provider: str, carrier: str | None, window: tuple[int, int],
+                windows: list[tuple[int, int]], *, top: int = 3, kb: KnowledgeBase | None = None) -> list[Cause]:
+    """`why` against explicit baseline windows (epoch ms, [start, end)), averaged."""
+    current = window_counts(_read(query, counts_sql(provider, carrier, *window)))
     rows = [row for s, e in windows for row in _read(query, counts_sql(provider, carrier, s, e))]
     before = window_counts(_summed(rows), divide=float(len(windows)))
     knowledge = kb or KnowledgeBase.load()
