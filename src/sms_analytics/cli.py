@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import sys
 import urllib.error
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -146,25 +149,75 @@ def report(
                                       "directly; default: the running process, else CLICKHOUSE_URL / SMS_DATA_DIR."),
 ) -> None:
     """Write the overview dashboard as one self-contained HTML file (SVG charts, no external resources)."""
-    from sms_analytics.dashboards.report import http_query, last, parse_since, write_report
+    from sms_analytics.dashboards.report import last, parse_since, write_report
 
     try:
         rng = last(parse_since(since))
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+    with _reader(_settings(), url) as query:
+        typer.echo(f"report: {write_report(query, out, rng)}")
+
+
+@cli.command()
+def why(
+    provider: str = typer.Option(..., "--provider", help="aliyun, tencent or kx."),
+    carrier: str | None = typer.Option(None, "--carrier", help="mobile, unicom, telecom or broadnet."),
+    since: str = typer.Option("30m", help="The window, ending now (or at --until): 30m, 2h…"),
+    baseline: str = typer.Option("previous", help="previous (the window before) or week (same hours, last 7 days)."),
+    until: str | None = typer.Option(None, help="End of the window, ISO 8601 (default: now)."),
+    url: str | None = typer.Option(None, "--url", help="Warehouse URL (chdb:///path or http(s)://…), opened "
+                                      "directly; default: the running process, else CLICKHOUSE_URL / SMS_DATA_DIR."),
+) -> None:
+    """Which carrier, province, template, sign or error code holds a drop's excess failures (top 3)."""
+    from sms_analytics.dashboards import why as root_cause
+    from sms_analytics.dashboards.report import parse_since
+
+    carrier = {v: k for k, v in CARRIER_NAMES.items()}.get(carrier or "", carrier)
+    if provider not in PROVIDERS:
+        raise typer.BadParameter(f"--provider must be one of {', '.join(PROVIDERS)}")
+    if carrier is not None and carrier not in CARRIER_NAMES:
+        raise typer.BadParameter(f"--carrier must be one of {', '.join(CARRIER_NAMES)}")
+    if baseline not in root_cause.BASELINES:
+        raise typer.BadParameter(f"--baseline must be one of {', '.join(root_cause.BASELINES)}")
+    try:
+        span = parse_since(since)
+        end = _utc(datetime.fromisoformat(until)) if until else datetime.now(UTC)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    start = end - span
     settings = _settings()
-    if url is None:  # like `sql`: through the running process's query endpoint if one answers
+    with _reader(settings, url) as query:
+        causes = root_cause.why(query, provider, carrier, _ms(start), _ms(end), baseline=baseline)
+    typer.echo(root_cause.render(causes, provider, carrier, start, end, baseline), nl=False)
+
+
+def _utc(at: datetime) -> datetime:
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+def _ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
+
+
+@contextmanager
+def _reader(settings: Settings, url: str | None) -> Iterator[Any]:
+    """A Query (sql -> columns, rows): like `sql`, the running process's query endpoint if one answers
+    (and no --url is given), else the warehouse opened directly."""
+    from sms_analytics.dashboards.report import http_query
+
+    if url is None:
         query = http_query(_query_url(settings), timeout=60, token=settings.query_token)
         try:
             query("SELECT 1")
         except (urllib.error.URLError, ConnectionError, ValueError):
             pass
         else:
-            typer.echo(f"report: {write_report(query, out, rng)}")
+            yield query
             return
     warehouse = _open_warehouse(settings, url, "--url" if url else None)
     try:
-        typer.echo(f"report: {write_report(warehouse.read, out, rng)}")
+        yield lambda sql: warehouse.read(sql)
     finally:
         warehouse.close()
 
@@ -301,7 +354,8 @@ def simulate(
     duration: float = typer.Option(30.0),
     rate: float = typer.Option(40.0),
     seed: int = typer.Option(1),
-    scenario: list[str] = typer.Option([], help="outage:<carrier>:<rate>:<start>:<duration> or "
+    scenario: list[str] = typer.Option([], help="outage:<carrier>[@<province>]:<rate>:<start>:<duration>, "
+                                                "template:<template>:<rate>:<start>:<duration> or "
                                                 "blackout:<provider>:<start>:<duration>[:catch_up]; repeatable."),
 ) -> None:
     """Drive a running receiver with simulated provider traffic; prints the ground truth."""

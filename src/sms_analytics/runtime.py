@@ -21,7 +21,7 @@ from aiohttp import web
 from sms_analytics import startup
 from sms_analytics.broker.admin import PartitionMismatch, ensure_topics, topic_configs
 from sms_analytics.broker.embedded import EmbeddedBroker
-from sms_analytics.model import topics
+from sms_analytics.model import region, topics
 from sms_analytics.model.addresses import is_loopback
 from sms_analytics.model.phone import PhoneHasher, load_or_create_key
 from sms_analytics.observability.health import Verdict, runtime_verdict
@@ -206,6 +206,9 @@ class Runtime:
             s.sms_phone_hash_key.get_secret_value() if s.sms_phone_hash_key else None, s.sms_data_dir
         )
         ids = Identities(PhoneHasher(key))
+        # The region of a number (model/region.py) loads phonenumbers' geocoding data on first use:
+        # ~0.2-0.5 s and ~100 MB of RSS, paid here once rather than by the first push.
+        await asyncio.to_thread(region.warm)
         receiver = Receiver(
             self.publisher, ids, token=s.callback_token,
             max_body=s.sms_max_body_bytes, max_records=s.sms_max_records_per_push, readiness=self.readiness,

@@ -167,11 +167,19 @@ def test_every_sharding_key_keeps_what_a_merge_folds_on_one_shard() -> None:
 
 def test_the_ingest_views_write_the_local_parts_from_the_local_null_tables() -> None:
     views = [c for c in CLUSTERED if c.startswith("CREATE MATERIALIZED VIEW")]
-    assert len(views) == 3
-    for sql, source in zip(views, ("delivery_ingest", "delivery_ingest_raw", "conversions"), strict=True):
+    assert len(views) == 5  # 0008's two, 0013's conversions, 0014's (0008's again with province and city)
+    sources = ("delivery_ingest", "delivery_ingest_raw", "conversions", "delivery_ingest", "delivery_ingest_raw")
+    for sql, source in zip(views, sources, strict=True):
         formatted = _formatted(sql)
         assert f" ON CLUSTER {CLUSTER} TO sms.message_parts_local AS SELECT" in formatted
         assert formatted.split(" WHERE ")[0].endswith(f"FROM sms.{source}_local")  # conversions: sharded alike
+
+
+def test_a_dropped_view_is_dropped_on_every_node() -> None:
+    drops = [c for c in CLUSTERED if c.startswith("DROP VIEW")]
+    assert drops == [f"DROP VIEW IF EXISTS sms.{name} ON CLUSTER `{CLUSTER}`"
+                     for name in ("delivery_ingest_mv", "delivery_ingest_raw_mv")]
+    assert all(_formatted(d).startswith("DROP VIEW IF EXISTS sms.") for d in drops)
 
 
 def test_views_read_the_distributed_tables_and_filter_generations_on_each_shard() -> None:

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from sms_analytics.cli import _param, cli
 
 COMMANDS = ["dashboards", "explain", "lookup", "migrate", "receiver", "report", "run", "simulate", "sink", "sql",
-            "up", "worker"]
+            "up", "why", "worker"]
 RUNNER = CliRunner()
 
 

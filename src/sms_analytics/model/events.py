@@ -28,6 +28,10 @@ class Identity(msgspec.Struct, kw_only=True, gc=False):
     phone_masked: str
     carrier: str
     country_code: str
+    # Province and city of the number's segment (model/region.py), "" if unknown or not mainland;
+    # defaults so that records written before they existed still decode.
+    province: str = ""
+    city: str = ""
 
 
 class SendEvent(Identity, kw_only=True, tag="send"):
@@ -68,6 +72,8 @@ class ReplyEvent(msgspec.Struct, kw_only=True, tag="reply"):
     phone_masked: str
     carrier: str
     country_code: str
+    province: str = ""  # as on Identity; not in sms.replies (yet)
+    city: str = ""
     content: str
     sign: str = ""
     dest_code: str = ""
@@ -158,6 +164,8 @@ class Delivery(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     phone_masked: str
     carrier: str
     country_code: str
+    province: str = ""  # from the events (model/region.py); "" if unknown
+    city: str = ""
     has_send: bool = False
     template: str | None = None
     sign: str | None = None

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sms_analytics.model.providers import PROVIDERS, Provider, segments
+from sms_analytics.model.region import region_of_national
 from sms_analytics.simulate.payloads.aliyun import (
     ALIYUN_DELIVERED,
     ALIYUN_RECEIPT_FAILURES,
@@ -201,14 +202,16 @@ class _Ctx:
     # Outage draws come from their own stream, so an outage changes nothing outside its window.
     outage_rng: random.Random = field(default_factory=random.Random)
 
-    def outage_outcome(self, outcome: Outcome, carrier: Carrier, at: float) -> tuple[Outcome, bool]:
-        """(outcome, in an outage): in an outage window a receipt says delivered at its rate."""
+    def outage_outcome(self, outcome: Outcome, carrier: Carrier, at: float, phone: str = "",
+                       template: str = "") -> tuple[Outcome, Outage | None]:
+        """(outcome, the outage it is in): in an outage window a receipt says delivered at its rate."""
         for outage in self.outages:
-            if outage.covers(carrier, at):
+            province = region_of_national(phone).province if outage.province is not None else None
+            if outage.covers(carrier, at, province, template):
                 if outcome not in ("delivered", "failed"):
-                    return outcome, True
-                return ("delivered" if self.outage_rng.random() < outage.delivery_rate else "failed"), True
-        return outcome, False
+                    return outcome, outage
+                return ("delivered" if self.outage_rng.random() < outage.delivery_rate else "failed"), outage
+        return outcome, None
 
     def wall(self, offset: float) -> float:
         return self.start + offset
@@ -260,6 +263,13 @@ def pick(rng: random.Random, rows: Sequence[tuple[str, str, int]]) -> tuple[str,
     """A ``(code, message)`` of ``rows`` ``(code, message, weight)``, drawn by weight."""
     code, msg, _ = rng.choices(rows, weights=[w for *_, w in rows])[0]
     return code, msg
+
+
+def failure_of(rng: random.Random, rows: Sequence[tuple[str, str, int]], outage: Outage | None) -> tuple[str, str]:
+    """A failed receipt's ``(code, message)``: drawn by weight, or in a narrowed outage (one fault)
+    the table's first. The draw happens either way, so an outage changes nothing outside it."""
+    drawn = pick(rng, rows)
+    return (rows[0][0], rows[0][1]) if outage is not None and outage.targeted else drawn
 
 
 def _receipt_outcome(rng: random.Random, profile: OutcomeProfile) -> Outcome:
@@ -324,15 +334,15 @@ def _plan_aliyun(ctx: _Ctx, at: float) -> PlannedSend:
     send_wall = ctx.wall(at)
     for phone, carrier in numbers:
         outcome: Outcome = "submit_failed" if error else _receipt_outcome(rng, PROFILES["aliyun"])
-        outcome, in_outage = ctx.outage_outcome(outcome, carrier, at)
+        outcome, outage = ctx.outage_outcome(outcome, carrier, at, phone, template)
         msg = PlannedMessage("aliyun", phone, carrier, biz_id or "", outcome, error[0] if error else "",
-                             segments=sms_size, in_outage=in_outage)
+                             segments=sms_size, in_outage=outage is not None)
 
         def make(report: float, code: str, text: str, phone: str = phone) -> Json:
             return aliyun_report(phone, biz_id or "", send_time=send_wall, report_time=report,
                                  err_code=code, err_msg=text, sms_size=sms_size, out_id=out_id or "")
 
-        _attach_receipt(ctx, msg, at, make, ALIYUN_DELIVERED, pick(rng, ALIYUN_RECEIPT_FAILURES[carrier]))
+        _attach_receipt(ctx, msg, at, make, ALIYUN_DELIVERED, failure_of(rng, ALIYUN_RECEIPT_FAILURES[carrier], outage))
         send.messages.append(msg)
     return send
 
@@ -353,14 +363,14 @@ def _plan_tencent(ctx: _Ctx, at: float) -> PlannedSend:
                         results=results, fee=fee)
     send = PlannedSend("tencent", at, body, defer_lag=rng.uniform(0.05, 0.5))
     for (phone, carrier), drawn, serial, (code, _) in zip(numbers, outcomes, serials, results, strict=True):
-        outcome, in_outage = ctx.outage_outcome(drawn, carrier, at)
+        outcome, outage = ctx.outage_outcome(drawn, carrier, at, phone, template)
         msg = PlannedMessage("tencent", phone, carrier, serial, outcome, code if outcome == "submit_failed" else "",
-                             segments=fee if outcome != "submit_failed" else 0, in_outage=in_outage)
+                             segments=fee if outcome != "submit_failed" else 0, in_outage=outage is not None)
 
         def make(report: float, c: str, text: str, phone: str = phone, serial: str = serial) -> Json:
             return tencent_status(phone, serial, receive_time=report, errmsg=c, description=text)
 
-        _attach_receipt(ctx, msg, at, make, TENCENT_DELIVERED, pick(rng, TENCENT_RECEIPT_FAILURES[carrier]))
+        _attach_receipt(ctx, msg, at, make, TENCENT_DELIVERED, failure_of(rng, TENCENT_RECEIPT_FAILURES[carrier], outage))
         send.messages.append(msg)
     return send
 
@@ -393,15 +403,15 @@ def _plan_kx(ctx: _Ctx, at: float) -> PlannedSend:
     send = PlannedSend("kx", at, body, defer_lag=rng.uniform(0.05, 0.5))
     texts = [contents] * len(numbers) if isinstance(contents, str) else contents
     for (phone, carrier), drawn, (code, _), content in zip(numbers, outcomes, results, texts, strict=True):
-        outcome, in_outage = ctx.outage_outcome(drawn, carrier, at)
+        outcome, outage = ctx.outage_outcome(drawn, carrier, at, phone)
         msg = PlannedMessage("kx", phone, carrier, "" if all_failed else taskid, outcome,
                              code if outcome == "submit_failed" else "", segments=segments(content),
-                             in_outage=in_outage)
+                             in_outage=outage is not None)
 
         def make(report: float, c: str, text: str, phone: str = phone) -> Json:
             return kx_report(phone, taskid, report_time=report, code=c, msg=text)
 
-        _attach_receipt(ctx, msg, at, make, KX_DELIVERED, pick(rng, KX_RECEIPT_FAILURES))
+        _attach_receipt(ctx, msg, at, make, KX_DELIVERED, failure_of(rng, KX_RECEIPT_FAILURES, outage))
         send.messages.append(msg)
     return send
 

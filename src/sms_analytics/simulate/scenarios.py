@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sms_analytics.model.providers import CARRIER_NAMES, PROVIDERS, Provider
+from sms_analytics.model.region import PROVINCES
 from sms_analytics.simulate.payloads.common import CARRIER_WEIGHTS, Carrier
 
 
@@ -20,16 +21,28 @@ class Outage:
     """A carrier outage: messages to ``carrier`` sent in ``[start, start + duration)`` (seconds after
     the run start) are delivered only at ``delivery_rate``; the rest fail with that carrier's receipt
     codes from the seed tables (KX: its §12.2 codes). Messages rejected at submit and messages that
-    never get a receipt are unaffected."""
+    never get a receipt are unaffected.
 
-    carrier: Carrier
+    Narrowed (issue 17): ``province`` (short name, model/region.py) limits it to the numbers whose
+    segment lies in that province (a regional outage, 广东移动); ``template`` to the messages of one
+    template, on every carrier when ``carrier`` is None (a template failure). A narrowed outage is
+    one fault, so its failures all carry one code: the first of the provider × carrier table
+    (``targeted``)."""
+
+    carrier: Carrier | None
     delivery_rate: float
     start: float
     duration: float
+    province: str | None = None
+    template: str | None = None
 
     def __post_init__(self) -> None:
-        if self.carrier not in CARRIER_WEIGHTS:
+        if self.carrier is None and self.template is None:
+            raise ValueError("an outage of every carrier needs a template")
+        if self.carrier is not None and self.carrier not in CARRIER_WEIGHTS:
             raise ValueError(f"unknown carrier {self.carrier!r} (one of {', '.join(CARRIER_WEIGHTS)})")
+        if self.province is not None and self.province not in PROVINCES:
+            raise ValueError(f"unknown province {self.province!r} (one of {', '.join(PROVINCES)})")
         if not 0.0 <= self.delivery_rate <= 1.0:
             raise ValueError("delivery_rate must be within 0..1")
         _check_window(self.start, self.duration)
@@ -38,8 +51,16 @@ class Outage:
     def end(self) -> float:
         return self.start + self.duration
 
-    def covers(self, carrier: Carrier, at: float) -> bool:
-        return carrier == self.carrier and self.start <= at < self.end
+    @property
+    def targeted(self) -> bool:
+        return self.province is not None or self.template is not None
+
+    def covers(self, carrier: Carrier, at: float, province: str | None = None, template: str | None = None) -> bool:
+        """Whether a message (its carrier, send time, and where the outage is narrowed its province and
+        template) is in the outage."""
+        return ((self.carrier is None or carrier == self.carrier) and self.start <= at < self.end
+                and (self.province is None or province == self.province)
+                and (self.template is None or template == self.template))
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +136,10 @@ def parse_scenario(text: str) -> Scenario:
     * ``outage:<carrier>:<delivery_rate>:<start>:<duration>`` -> :class:`Outage`, e.g.
       ``"outage:移动:0.3:10:30"``: messages to China Mobile sent from 10 s to 40 s after the start
       are delivered at 30%. ``<carrier>`` is 移动/联通/电信 or cmcc/cucc/ctcc
-      (mobile/unicom/telecom); ``<delivery_rate>`` is 0..1.
+      (mobile/unicom/telecom); ``<delivery_rate>`` is 0..1. ``<carrier>@<province>`` narrows it to
+      one province's numbers: ``"outage:mobile@广东:0.3:10:30"`` (short names: 广东, 北京, 内蒙古).
+    * ``template:<template>:<delivery_rate>:<start>:<duration>`` -> :class:`Outage` of one template
+      on every carrier, e.g. ``"template:SMS_153055065:0:10:30"``.
     * ``blackout:<provider>:<start>:<duration>[:catch_up]`` -> :class:`Blackout`, e.g.
       ``"blackout:tencent:5:20"``: Tencent's receipt pushes stop from 5 s to 25 s after the start
       and the receipts of that window are lost; with a fifth field ``catch_up`` they are posted
@@ -130,10 +154,14 @@ def parse_scenario(text: str) -> Scenario:
     kind = parts[0].lower()
     try:
         if kind == "outage" and len(parts) == 5:
-            carrier = CARRIER_ALIASES.get(parts[1].lower())
+            name, _, province = parts[1].partition("@")  # "@" with nothing after it: the province is ""
+            carrier = CARRIER_ALIASES.get(name.strip().lower())
             if carrier is None:
-                raise ValueError(f"unknown carrier {parts[1]!r}")
-            return Outage(carrier, float(parts[2]), float(parts[3]), float(parts[4]))
+                raise ValueError(f"unknown carrier {name!r}")
+            return Outage(carrier, float(parts[2]), float(parts[3]), float(parts[4]),
+                          province=province.strip() if _ else None)
+        if kind == "template" and len(parts) == 5 and parts[1]:
+            return Outage(None, float(parts[2]), float(parts[3]), float(parts[4]), template=parts[1])
         if kind == "blackout" and len(parts) in (4, 5):
             provider = PROVIDER_ALIASES.get(parts[1].lower())
             if provider is None:
@@ -149,7 +177,8 @@ def parse_scenario(text: str) -> Scenario:
     except ValueError as exc:
         raise ValueError(f"scenario {text!r}: {exc}") from None
     raise ValueError(
-        f"scenario {text!r}: expected outage:<carrier>:<rate>:<start>:<duration>, "
+        f"scenario {text!r}: expected outage:<carrier>[@<province>]:<rate>:<start>:<duration>, "
+        "template:<template>:<rate>:<start>:<duration>, "
         "blackout:<provider>:<start>:<duration>[:catch_up] or quota:tencent:<left>"
     )
 

@@ -121,6 +121,7 @@ _CREATE_MV = re.compile(r"CREATE\s+MATERIALIZED\s+VIEW\s+(IF\s+NOT\s+EXISTS\s+)?
 _CREATE_VIEW = re.compile(r"CREATE\s+OR\s+REPLACE\s+VIEW\s+sms\.(\w+)\s+AS\s+(.*)", re.IGNORECASE | re.DOTALL)
 _CREATE_DICTIONARY = re.compile(r"CREATE\s+OR\s+REPLACE\s+DICTIONARY\s+sms\.(\w+)\s+(.*)", re.IGNORECASE | re.DOTALL)
 _SYSTEM = re.compile(r"SYSTEM\s+(RELOAD\s+DICTIONARY|SYNC\s+REPLICA)\s+(sms\.\w+)", re.IGNORECASE)
+_DROP_VIEW = re.compile(r"DROP\s+VIEW\s+(IF\s+EXISTS\s+)?sms\.(\w+)", re.IGNORECASE)
 _ALTER = re.compile(r"ALTER\s+TABLE\s+sms\.(\w+)\s+(.*)", re.IGNORECASE | re.DOTALL)
 _ENGINE = re.compile(r"\bENGINE\s*=\s*(\w+)(?:\s*\(([^()]*)\))?", re.IGNORECASE)
 _AS_TABLE = re.compile(r"^AS\s+sms\.(\w+)\s+", re.IGNORECASE)
@@ -163,6 +164,8 @@ def cluster_form(statement: str, cluster: str) -> list[str]:
         return [f"CREATE OR REPLACE VIEW sms.{match[1]} {on} AS {_local_subqueries(match[1], match[2])}"]
     if match := _CREATE_DICTIONARY.fullmatch(text):
         return [_dictionary(match[1], match[2], on)]
+    if match := _DROP_VIEW.fullmatch(text):  # a view or materialized view: same name on every node
+        return [f"DROP VIEW {match[1] or ''}sms.{match[2]} {on}"]
     if match := _ALTER.fullmatch(text):
         return _alter(match[1], match[2], on)
     if match := _SYSTEM.fullmatch(text):  # every node's dictionary, every node's replica

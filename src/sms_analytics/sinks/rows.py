@@ -23,7 +23,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MESSAGE_COLUMNS = (
     "provider", "message_id", "phone_hash", "phone_masked", "phone_raw", "carrier", "country_code",
     "template", "sign", "segments", "receipt_segments", "out_id", "sent_at", "receipt_sent_at", "outcome", "receipt_ids",
-    "first_seen_at", "updated_at",
+    "first_seen_at", "updated_at", "province", "city",
 )
 REPLY_COLUMNS = (
     "provider", "reply_id", "phone_hash", "phone_masked", "carrier", "country_code", "content", "sign",
@@ -95,7 +95,7 @@ def message_row(d: Delivery, *, store_raw_phone: bool) -> list[Any]:
         d.template if send else None, d.sign if send else None,
         d.segments if send else None, d.receipt_segments, d.out_id if send else None,
         d.sent_at_ms, d.receipt_sent_at_ms, outcome, d.receipt_ids,
-        d.updated_at_ms, d.updated_at_ms,
+        d.updated_at_ms, d.updated_at_ms, d.province, d.city,
     ]
 
 

@@ -19,6 +19,8 @@ SELECT
     CAST(p_masked AS String) AS phone_masked,
     CAST(p_carrier AS LowCardinality(String)) AS carrier,
     CAST(p_country AS String) AS country_code,
+    CAST(p_province AS LowCardinality(String)) AS province,
+    CAST(p_city AS LowCardinality(String)) AS city,
     CAST(ifNull(p_template, '') AS String) AS template,
     CAST(ifNull(p_sign, '') AS String) AS sign,
     CAST(coalesce(p_receipt_segments, p_segments, 1) AS UInt8) AS segments,
@@ -49,6 +51,7 @@ FROM
     SELECT
         provider, message_id, phone_hash,
         identity(phone_masked) AS p_masked, identity(carrier) AS p_carrier, identity(country_code) AS p_country,
+        identity(province) AS p_province, identity(city) AS p_city,
         identity(template) AS p_template, identity(sign) AS p_sign, identity(segments) AS p_segments,
         identity(receipt_segments) AS p_receipt_segments,
         identity(out_id) AS p_out_id, identity(sent_at) AS p_sent_at, identity(receipt_sent_at) AS p_receipt_sent_at,

@@ -70,6 +70,8 @@ def parse_conversions(doc: Any, ids: Identities, now_ms: int) -> Parsed:
             raise BadRecord("a conversion needs message_id, or phone and template (with an optional sent window)")
         fields = ids.fields(ids.phone(raw_phone)) if raw_phone not in (None, "") else {}
         fields.pop("phone", None)  # personal data: the hash and the mask only
+        for name in ("province", "city"):  # the message's own parts carry its region (migrations/0014)
+            fields.pop(name, None)
         window: tuple[int | None, int | None] = (None, None) if message_id else _window(rec, converted_at)
         phone_hash = fields.get("phone_hash", "")
         return [ConversionEvent(

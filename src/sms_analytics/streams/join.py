@@ -18,7 +18,7 @@ def new_state(event: SendEvent | ReceiptEvent) -> Delivery:
     return Delivery(
         provider=event.provider, message_id=event.message_id, phone=event.phone,
         phone_hash=event.phone_hash, phone_masked=event.phone_masked, carrier=event.carrier,
-        country_code=event.country_code,
+        country_code=event.country_code, province=event.province, city=event.city,
     )
 
 

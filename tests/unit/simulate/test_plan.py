@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from sms_analytics.model.providers import segments as kx_segments
+from sms_analytics.model.region import region_of_national
 from sms_analytics.simulate.driver import PROVIDERS
 from sms_analytics.simulate.payloads.common import CARRIER_SEGMENTS, carrier_of
 from sms_analytics.simulate.plan import (
@@ -207,3 +208,32 @@ def test_plan_shape() -> None:
     # Receipt delays: median near 3 s, never over 30 s (a 120 s run is not compressed).
     delays = sorted(m.receipt_due - s.at for s in plan.sends for m in s.messages if m.receipt)
     assert 2.0 < delays[len(delays) // 2] < 4.5 and 10.0 < delays[-1] <= 30.0 + 1e-6
+
+
+def test_a_regional_outage_hits_that_provinces_numbers_only_with_one_code() -> None:
+    outage = Outage(carrier="移动", delivery_rate=0.0, start=0.0, duration=60.0, province="广东")
+    base = plan_traffic(duration=60, rate=50, seed=17, start=TS)
+    hit = plan_traffic(duration=60, rate=50, seed=17, start=TS, outage=outage)
+    inside = []
+    for m0, m1 in zip(base.messages(), hit.messages(), strict=True):
+        regional = m1.carrier == "移动" and region_of_national(m1.phone).province == "广东"
+        assert m1.in_outage == regional
+        if regional:
+            inside.append(m1)
+        else:
+            assert (m0.outcome, m0.code, m0.receipt) == (m1.outcome, m1.code, m1.receipt)
+    failed = [m for m in inside if m.outcome == "failed"]
+    assert len(failed) > 20 and all(m.outcome != "delivered" for m in inside)
+    # One fault, one code per provider: the first of its 移动 table.
+    firsts = {ALIYUN_RECEIPT_FAILURES["移动"][0][0], TENCENT_RECEIPT_FAILURES["移动"][0][0], KX_RECEIPT_FAILURES[0][0]}
+    assert {m.code for m in failed} <= firsts
+
+
+def test_a_template_failure_hits_that_template_on_every_carrier() -> None:
+    template = "SMS_153055065"
+    hit = plan_traffic(duration=60, rate=50, seed=5, start=TS,
+                       outage=Outage(None, 0.0, 0.0, 60.0, template=template))
+    for send in hit.sends:
+        used = send.provider == "aliyun" and template in orjson.dumps(send.body).decode()
+        assert all(m.in_outage == used for m in send.messages)
+    assert {m.carrier for m in hit.messages() if m.in_outage and m.outcome == "failed"} == {"移动", "联通", "电信"}

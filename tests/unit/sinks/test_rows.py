@@ -45,7 +45,7 @@ def test_a_send_part_keeps_its_send_fields_and_hides_the_raw_number_unless_asked
     assert row[7:12] == ["SMS_1", "Shop", 2, None, "o1"]
     assert row[12] == T
     assert row[14] == (T + 5000, 2, "receipt", "", "", "")  # outcome: time, rank of delivered, stage, error
-    assert row[15:] == [["r1"], T + 6000, T + 6000]
+    assert row[15:] == [["r1"], T + 6000, T + 6000, "", ""]  # province, city: unknown here
 
 
 def test_a_receipt_only_part_leaves_the_send_fields_null_and_pending_has_no_outcome_time() -> None:

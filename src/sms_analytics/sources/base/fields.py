@@ -32,6 +32,7 @@ from sms_analytics.model.events import (
     TemplateInfo,
 )
 from sms_analytics.model.phone import BadPhone, Phone, PhoneHasher, normalize
+from sms_analytics.model.region import region_of
 from sms_analytics.model.times import BadTime
 
 log = structlog.get_logger(__name__)
@@ -321,8 +322,14 @@ def _fmt_age(ms: int) -> str:
     return f"{seconds:.0f} s"
 
 
+def _region_fields(phone: Phone) -> dict[str, str]:
+    """Province and city of the number's segment, where the raw number is still known."""
+    found = region_of(phone)
+    return {"province": found.province, "city": found.city}
+
+
 class Identities:
-    """Builds the identity fields of an event from a raw number: E.164, hash, mask, carrier."""
+    """Builds the identity fields of an event from a raw number: E.164, hash, mask, carrier, region."""
 
     def __init__(self, hasher: PhoneHasher) -> None:
         self._hash = hasher
@@ -346,6 +353,7 @@ class Identities:
             "phone_masked": phone.masked,
             "carrier": phone.carrier,
             "country_code": phone.country_code,
+            **_region_fields(phone),
         }
 
     def identity(self, provider: str, message_id: str, phone: Phone) -> dict[str, Any]:

@@ -119,3 +119,19 @@ def test_collect_rejects_a_bad_record_and_goes_on() -> None:
     into = Parsed()
     assert collect([1, 2], lambda i, r: [i * 10 + r], into, with_index=True) is into
     assert into.events == [1, 12]
+
+
+def test_identity_fields_carry_the_region_of_the_segment_not_the_number() -> None:
+    from sms_analytics.model.events import Delivery, SendEvent, decode_message_event, encode
+    from sms_analytics.model.phone import PhoneHasher
+    from sms_analytics.sources.base.fields import Identities
+
+    ids = Identities(PhoneHasher(b"k" * 32))
+    fields = ids.identity("aliyun", "m1", ids.phone("13500000000"))
+    assert (fields["province"], fields["city"]) == ("广东", "广州")
+    assert (ids.fields(ids.phone("+1 202 555 0100"))["province"], ids.fields(ids.phone("+12025550100"))["city"]) == ("", "")
+    send = SendEvent(**fields, sent_at_ms=1, received_at_ms=1)
+    assert decode_message_event(encode(send)).province == "广东"
+    written_before = {k: v for k, v in orjson.loads(encode(send)).items() if k not in ("province", "city")}
+    assert decode_message_event(orjson.dumps(written_before)).province == ""  # a record on the topic still decodes
+    assert Delivery(**{k: fields[k] for k in Delivery.__struct_fields__ if k in fields}).city == "广州"
