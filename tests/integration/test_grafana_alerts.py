@@ -140,3 +140,19 @@ def test_values(warehouse: Any) -> None:
     assert quota[BAD][0] == pytest.approx(1000 / 550) and quota[OK][0] == pytest.approx(10_000_000 / 400)
     unmapped = evaluate(warehouse, BY_UID["sms-unmapped-codes"])
     assert unmapped[BAD][0] == 1 and OK not in unmapped
+
+
+def test_the_conversion_rule_keeps_verification_codes_apart_from_marketing(warehouse: Any) -> None:
+    """A template typed marketing (a link followed also converts) is no verification code: the rule
+    leaves it out; typed verification (or unknown: 'other'), it is in."""
+    columns = ["provider", "template_code", "name", "content", "type", "raw_type", "status", "raw_status", "reason",
+               "pulled_at"]
+
+    def typed(kind: str) -> dict[str, tuple[float, bool]]:
+        row = [BAD, "ALERT_TPL", "alert test", "", kind, "", "approved", "1", "", datetime.now(UTC)]
+        warehouse.insert("sms.templates", [row], columns)
+        warehouse.reload_dictionary("sms.template_info_dict", "sms.templates")
+        return evaluate(warehouse, BY_UID["sms-conversion-drop"])
+
+    assert BAD not in typed("marketing")
+    assert typed("verification")[BAD][1]  # and firing again

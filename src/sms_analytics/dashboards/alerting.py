@@ -78,6 +78,11 @@ QUOTA_HOURS = float(Settings.model_fields["sms_quota_alert_hours"].default)
 
 HOUR = 3600
 
+# A template's normalized type (verification, notification, marketing, international, other) over any source with
+# provider and template columns: the metadata feeds' and the mapping's (sinks/dictionaries.sql); build.py's panels
+# and variable use the same expression.
+TEMPLATE_TYPE = "dictGetOrDefault('sms.template_info_dict', 'type', (provider, template), 'other')"
+
 RATE_FLOOR_SQL = f"""
 SELECT provider, n_delivered / n_final AS delivery_rate
 FROM
@@ -162,10 +167,10 @@ FROM
 )
 ORDER BY provider"""
 
-# A template counts as a verification code when it has conversions in the baseline (conversions are reported for
-# OTPs). HOOK(sms.templates): with the template metadata (migration 0011) the HAVING becomes
-# `(base_converted >= … OR template IN (SELECT template FROM sms.templates WHERE type = 'verification'))`, and a
-# template of another type is left out.
+# The verification codes: templates with conversions in the baseline (conversions are reported for OTPs) whose
+# type, from the metadata feeds or the SMS_TEMPLATE_NAMES mapping (sms.template_info_dict, migration 0011), is
+# 'verification', or unknown ('other': Tencent's template list gives no type, and a template no feed describes);
+# a marketing or notification template with conversions (a link followed) is left out.
 CONVERSION_DROP_SQL = f"""
 SELECT provider, template, 1 - (cur_converted / cur_sent) / (base_converted / base_sent) AS conversion_drop
 FROM
@@ -183,6 +188,7 @@ FROM
     )
     GROUP BY provider, template
     HAVING base_converted >= {CONVERSION_MIN_BASELINE} AND cur_sent >= {CONVERSION_MIN_SENT}
+       AND {TEMPLATE_TYPE} IN ('verification', 'other')
 )
 ORDER BY provider, template"""
 # The newest reading of each account in the last day (KX Balance, Tencent's package quota: rows of

@@ -42,7 +42,7 @@ FORMAT_TIMESERIES, FORMAT_TABLE = 0, 1
 # A template's normalized type (verification, notification, marketing, international, other) from the
 # metadata feeds (sms.templates, behind sms.template_info_dict); a template no feed described is 'other'.
 # Usable in any panel's or alert's SQL over a source with provider and template columns.
-TEMPLATE_TYPE = "dictGetOrDefault('sms.template_info_dict', 'type', (provider, template), 'other')"
+TEMPLATE_TYPE = alerting.TEMPLATE_TYPE  # one expression for panels, variables and alert rules
 
 # Template variables: (name, label, column of sms.rollup_minute, or an expression over its columns).
 VARIABLES = (
