@@ -207,7 +207,7 @@ def build(wh: Any, messages: int, now: datetime) -> dict[str, Any]:
                                        for k in range(SPAN_DAYS * 144)], BALANCE_COLUMNS)
     hours = [start.replace(minute=0, second=0, microsecond=0) + timedelta(hours=h) for h in range(SPAN_DAYS * 24)]
     wh.insert("sms.provider_stats", [["tencent", app, h, 9000, 8990, 9400, 8900, 8300, 600, 200, 150, 120, 60, 70,
-                                      h + timedelta(hours=1, minutes=5)]
+                                      h + timedelta(hours=1, minutes=5), 1]  # period_hours: Tencent's are hourly
                                      for h in hours for app in ("1400006666", "1400787878")], STATS_COLUMNS)
     t1 = time.monotonic()
     rollups = Rollups(wh, 72 * 3600)

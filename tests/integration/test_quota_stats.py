@@ -68,7 +68,7 @@ async def test_alibaba_statistics_agree_with_our_counts(pipeline: Runtime) -> No
     day = f"toDateTime({int(today.timestamp())}, 'UTC')"
     theirs_sql = (f"SELECT request_success_count, callback_success_count, callback_fail_count, period_hours "
                   f"FROM sms.provider_stats FINAL WHERE provider = 'aliyun' AND app_id = '{key}/domestic' AND hour = {day}")
-    theirs = await eventually(lambda: _one(pipeline, theirs_sql), timeout=20)
+    theirs = await eventually(lambda: _one(pipeline, theirs_sql), timeout=60)  # the suite's other worker loads the CPUs
     assert theirs == {"request_success_count": 6, "callback_success_count": 4, "callback_fail_count": 1,
                       "period_hours": 24}
     ids = ", ".join(f"'{b}'" for b in biz_ids)
@@ -79,7 +79,7 @@ async def test_alibaba_statistics_agree_with_our_counts(pipeline: Runtime) -> No
         found = await _one(pipeline, ours_sql)
         return found if found and found["delivered"] + found["failed"] == 5 else None
 
-    ours = await eventually(ours_settled, timeout=20)
+    ours = await eventually(ours_settled, timeout=60)
     assert (ours["sent"], ours["delivered"], ours["failed"]) == (theirs["request_success_count"],
                                                                   theirs["callback_success_count"],
                                                                   theirs["callback_fail_count"])
@@ -88,7 +88,7 @@ async def test_alibaba_statistics_agree_with_our_counts(pipeline: Runtime) -> No
         found = await _one(pipeline, f"SELECT * FROM sms.reconciliation WHERE provider = 'aliyun' AND hour = {day}")
         return found if found and found["our_sent"] >= 6 else None
 
-    rec = await eventually(reconciled, timeout=30)
+    rec = await eventually(reconciled, timeout=60)
     assert rec["period_hours"] == 24 and rec["their_sent"] >= 6 and rec["their_delivered"] >= 4
 
 

@@ -129,12 +129,13 @@ WHERE status = 'failed' AND failure_category = 'unknown'
 GROUP BY provider, carrier, code, stage;
 
 -- Receipt lag per provider: now minus the newest receipt's report time. A lag that grows while
--- sends continue is a receipt blackout.
+-- sends continue is a receipt blackout. A receipt dated ahead of our clock (a provider's clock, a
+-- test's data) counts as just now: 0, never negative.
 CREATE OR REPLACE VIEW sms.receipt_lag AS
 SELECT
     provider,
     max(tupleElement(identity(outcome), 'at')) AS newest_receipt_at,
-    dateDiff('second', newest_receipt_at, now64(3)) AS lag_seconds
+    greatest(0, dateDiff('second', newest_receipt_at, now64(3))) AS lag_seconds
 FROM sms.message_parts
 WHERE tupleElement(identity(outcome), 'stage') = 'receipt'
 GROUP BY provider;
