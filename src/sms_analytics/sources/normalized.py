@@ -23,6 +23,7 @@ from sms_analytics.sources.base.fields import (
 # a window may span at most MAX_CONVERSION_WINDOW_MS.
 DEFAULT_CONVERSION_WINDOW_MS = 30 * 60_000
 MAX_CONVERSION_WINDOW_MS = 86_400_000
+CONVERSION_IDENTITY = ("phone_hash", "phone_masked", "carrier", "country_code")
 
 
 def _provider(rec: dict[str, Any]) -> str:
@@ -68,10 +69,10 @@ def parse_conversions(doc: Any, ids: Identities, now_ms: int) -> Parsed:
         raw_phone = rec.get("phone")
         if not message_id and (raw_phone in (None, "") or not template):
             raise BadRecord("a conversion needs message_id, or phone and template (with an optional sent window)")
-        fields = ids.fields(ids.phone(raw_phone)) if raw_phone not in (None, "") else {}
-        fields.pop("phone", None)  # personal data: the hash and the mask only
-        for name in ("province", "city"):  # the message's own parts carry its region (migrations/0014)
-            fields.pop(name, None)
+        known = ids.fields(ids.phone(raw_phone)) if raw_phone not in (None, "") else {}
+        # Only what a conversion carries: the hash and the mask (never the number), carrier and country;
+        # the message's own parts carry the rest (its region: migrations/0014).
+        fields = {name: known[name] for name in CONVERSION_IDENTITY if name in known}
         window: tuple[int | None, int | None] = (None, None) if message_id else _window(rec, converted_at)
         phone_hash = fields.get("phone_hash", "")
         return [ConversionEvent(
