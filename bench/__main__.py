@@ -57,15 +57,18 @@ def _timeout(name: str, cfg: dict[str, Any]) -> float:
 
 def run_section(name: str, cfg: dict[str, Any], work: Path, env: dict[str, str]) -> dict[str, Any]:
     out = work / f"{name}.json"
+    limit = _timeout(name, cfg)
+    if cfg.get("max_section_seconds"):
+        limit = min(limit, float(cfg["max_section_seconds"]))
     started = time.monotonic()
     try:
         proc = subprocess.run([sys.executable, "-m", "bench.section", name, "--config", json.dumps(cfg),
                                "--work", str(work / name), "--out", str(out)],
-                              check=False, env=env, cwd=REPO, timeout=_timeout(name, cfg),
+                              check=False, env=env, cwd=REPO, timeout=limit,
                               stdout=subprocess.DEVNULL)
         code: int | str = proc.returncode
     except subprocess.TimeoutExpired:
-        code = "timeout"
+        code = f"timeout after {limit:.0f} s"
     seconds = time.monotonic() - started
     try:
         result = json.loads(out.read_text())
@@ -136,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"comma-separated brokers to measure on: {','.join(BROKERS)} (default both)")
     parser.add_argument("--label", default="", help="a name for this run (in the JSON and the default file name)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, warehouses)")
+    parser.add_argument("--max-section-seconds", type=float, default=None,
+                        help="end a measurement (as failed, named) after this long; default: its own limit by size")
     args = parser.parse_args(argv)
 
     scale = args.scale if args.scale is not None else (0.1 if args.quick else 1.0)
@@ -151,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     if not brokers or set(brokers) - set(BROKERS):
         parser.error(f"--broker: comma-separated subset of {','.join(BROKERS)}")
     cfg = sizes(scale)
+    if args.max_section_seconds:
+        cfg["max_section_seconds"] = args.max_section_seconds
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), str(REPO)]), "PYTHONUNBUFFERED": "1"}
     now = datetime.now(UTC)
     out = args.out or REPO / "bench" / "results" / f"{now:%Y-%m-%d}{'-' + args.label if args.label else ''}.json"
