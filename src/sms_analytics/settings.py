@@ -44,15 +44,22 @@ class _Part(BaseModel):
 # rules' thresholds from the packaged file too (AlertRules.packaged()).
 
 class DeliveryRateRule(_Part):
-    """delivered / (delivered + failed) of the outcomes in the window, per provider (and carrier)."""
+    """delivered / (delivered + failed) of the outcomes in the window, per provider (and carrier, and
+    carrier × province), each firing alert with its top `causes` slices (issue 17; 0: none)."""
 
     floor: float = Field(ge=0, le=1)  # fire below this ...
     min_volume: int = Field(ge=0)  # ... once at least this many outcomes are in the window
-    by: tuple[Literal["provider", "carrier"], ...]
+    region_min_volume: int = Field(default=200, ge=0)  # a carrier × province needs this many
+    by: tuple[Literal["provider", "carrier", "province"], ...]
+    causes: int = Field(default=3, ge=0)
 
     @property
     def by_carrier(self) -> bool:
-        return "carrier" in self.by
+        return "carrier" in self.by or "province" in self.by
+
+    @property
+    def by_province(self) -> bool:
+        return "province" in self.by
 
 
 class ReceiptBlackoutRule(_Part):

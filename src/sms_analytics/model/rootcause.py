@@ -85,7 +85,7 @@ class Cause(msgspec.Struct, frozen=True, kw_only=True):
     rate: float  # current failure rate
     baseline_rate: float
     baseline_volume: float
-    lift: float  # share / volume share (inf for a code new in the window)
+    lift: float | None  # share / volume share; None for a code new in the window (no share of the baseline)
     meaning: str = ""  # error codes: the knowledge base's description, if a `meaning` was given
 
 
@@ -168,8 +168,8 @@ def explain(
         denominator = max(window_excess, math.fsum(positive[dimension]))
         for excess, n, rate_b, n_b, traffic_share, value in found:
             share = min(excess / denominator, 1.0)
-            lift = share / traffic_share if traffic_share > 0 else math.inf
-            if lift < min_lift:
+            lift = share / traffic_share if traffic_share > 0 else None  # None: new, so above any lift
+            if lift is not None and lift < min_lift:
                 continue
             failures = now[(dimension, value)][0]
             causes.append(

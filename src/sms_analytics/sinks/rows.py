@@ -46,13 +46,20 @@ TEMPLATE_COLUMNS = ("provider", "template_code", "name", "content", "type", "raw
 SIGN_COLUMNS = ("provider", "sign_name", "sign_id", "status", "raw_status", "reason", "pulled_at")
 
 
-ALERT_COLUMNS = ("rule", "key", "state", "value", "threshold", "window_seconds", "started_at", "at", "summary")
+ALERT_COLUMNS = ("rule", "key", "state", "value", "threshold", "window_seconds", "started_at", "at", "summary",
+                 "source", "baseline", "causes")
+CAUSE_FIELDS = ("dimension", "value", "share", "excess", "failures", "volume", "rate", "baseline_rate", "meaning")
 
 
 def alert_row(raw: bytes) -> list[Any]:
+    """A row of sms.alerts from a record of sms.alerts.v1 (streams/alerts.py `Alert`; a record written before
+    issue 17 has no source, baseline or causes)."""
     a = msgspec.json.decode(raw)
+    causes = [tuple(c.get(f, "" if f in ("dimension", "value", "meaning") else 0.0) for f in CAUSE_FIELDS)
+              for c in a.get("causes") or []]
     return [a["rule"], a["key"], a["state"], float(a["value"]), float(a["threshold"]), int(a["window_seconds"]),
-            _dt(a["started_at_ms"]), _dt(a["at_ms"]), a["summary"]]
+            _dt(a["started_at_ms"]), _dt(a["at_ms"]), a["summary"], a.get("source", "stream"), a.get("baseline", ""),
+            causes]
 
 
 def balance_row(b: ProviderBalance) -> list[Any]:

@@ -27,7 +27,7 @@ from sms_analytics.model.events import (
 )
 from sms_analytics.model.times import now_ms
 from sms_analytics.settings import Webhook
-from sms_analytics.streams.alerts import Alert, Detector, Tally, webhook_body
+from sms_analytics.streams.alerts import Alert, Detector, Tally, cause_lines, webhook_body
 from sms_analytics.streams.context import JoinStats, Streams
 from sms_analytics.streams.join import apply, is_final
 from sms_analytics.streams.state import RECORD_ITEMS, MessageStateStore, write_changes
@@ -120,7 +120,8 @@ async def evaluate_alerts(streams: Streams, detector: Detector) -> None:
     for alert in detector.evaluate(now_ms()):
         streams.stats.alerts += 1
         await streams.alerts.send(key=f"{alert.rule}|{alert.key}".encode(), value=msgspec.json.encode(alert))
-        log.warning("alert", rule=alert.rule, key=alert.key, state=alert.state, summary=alert.summary)
+        log.warning("alert", rule=alert.rule, key=alert.key, state=alert.state, summary=alert.summary,
+                    causes=cause_lines(alert.causes))
         for hook in detector.rules.webhooks:
             post = asyncio.create_task(_post_webhook(hook, alert))
             _WEBHOOK_POSTS.add(post)
@@ -146,10 +147,12 @@ def _observe(tally: Tally, event: SendEvent | ReceiptEvent, joined: Delivery | N
     if isinstance(event, SendEvent):
         tally.send(event.provider)
         if not event.submit_ok and joined is not None:
-            tally.outcome(event.provider, event.carrier, False, None)
+            tally.outcome(event.provider, event.carrier, False, None, province=joined.province,
+                          template=joined.template or "", sign=joined.sign or "", error_code=event.submit_code)
     elif joined is not None:  # a new receipt (a duplicate changes nothing and joins nothing)
         tally.receipt(event.provider)
-        tally.outcome(event.provider, event.carrier, event.delivered, joined.latency_ms)
+        tally.outcome(event.provider, event.carrier, event.delivered, joined.latency_ms, province=joined.province,
+                      template=joined.template or "", sign=joined.sign or "", error_code=event.error_code)
         if event.delivered and joined.template:
             tally.delivered_template(event.provider, event.message_id, joined.template)
 

@@ -1,32 +1,55 @@
-"""In-stream alert detectors on sliding windows: delivery-rate drop (per provider and per
-provider/carrier), receipt blackout (receipts stalled while sends continue), p95 latency above
+"""In-stream alert detectors on sliding windows: delivery-rate drop (per provider, per
+provider/carrier and per provider/carrier/province), receipt blackout (receipts stalled while sends continue), p95 latency above
 an SLO, and a conversion-rate drop of a verification-code template (issue 16). Fed by the join as it processes events; evaluated on a timer; each alert fires once and is
 followed by one `resolved`. A firing alert resolves only once the value is clearly back (delivery
 rate ≥ floor + 0.05, p95 ≤ 0.9 × SLO), so a value hovering at the threshold does not flap. Rules and
 thresholds are `AlertRules` of the settings (the packaged alert_rules.yaml, or SMS_ALERT_RULES over
-it). Where this ends: alerts as values; sending them is agents.py's."""
+it).
+
+A delivery-rate alert that fires carries its root cause (issue 17): the top `delivery_rate.causes`
+slices over carrier, province, template, sign and error code that hold the excess failures of the
+alert's scope against the previous window (model/rootcause.py `explain`; the dimensions the scope
+fixes are left out: a province alert is explained by template, sign and code). For that the detector
+keeps, per provider, the outcomes counted per combination (carrier, province, template, sign, error
+code) in coarse buckets (a tenth of the window) over two windows, so the current and the previous
+window are the buckets that start within each (to a bucket's width). A bucket holds at most
+SLICE_COMBOS_PER_BUCKET combinations; past that, new ones are counted under template and sign
+OTHER, so memory is bounded whatever the cardinality. The baseline in the stream is the previous
+window only: a week of slices is the warehouse's (`sms-analytics why --baseline week`, and the
+Grafana rules relayed through dashboards/relay.py).
+
+Where this ends: alerts as values; sending them is agents.py's."""
 
 from __future__ import annotations
 
 import math
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
 
+from sms_analytics.model.knowledge import KnowledgeBase
+from sms_analytics.model.rootcause import Cause, SliceCounts, WindowCounts, explain
 from sms_analytics.settings import AlertRules, ConversionRateRule
 
 # The conversion rule names a conversion's template from the message it converts when the conversion
 # does not say it: the templates of the messages delivered most recently, at most this many.
 RECENT_DELIVERED = 200_000
+SLICE_COMBOS_PER_BUCKET = 20_000  # distinct (carrier, province, template, sign, code) per provider and bucket
+OTHER = "(other)"  # the template and sign of combinations past that bound
+SLICE_BUCKETS_PER_WINDOW = 10
+
+# (provider, carrier, province, template, sign, error code) -> [outcomes, failures]
+Combo = tuple[str, str, str, str, str, str]
+Meaning = Callable[[str, str, str], str]  # (provider, error code, carrier) -> the code's meaning
 
 
 class Alert(msgspec.Struct, kw_only=True):
     """A record on sms.alerts.v1 (and a row of sms.alerts)."""
 
     rule: str  # delivery_rate | receipt_blackout | latency_p95 | conversion_rate
-    key: str  # provider, or provider/carrier; the template for conversion_rate
+    key: str  # provider, provider/carrier or provider/carrier/province; the template for conversion_rate
     state: str  # firing | resolved
     value: float
     threshold: float
@@ -34,6 +57,9 @@ class Alert(msgspec.Struct, kw_only=True):
     started_at_ms: int
     at_ms: int
     summary: str
+    source: str = "stream"  # stream, or grafana (a Grafana rule's alert relayed by dashboards/relay.py)
+    baseline: str = ""  # what the causes were measured against: previous | week ("" without causes)
+    causes: list[Cause] = msgspec.field(default_factory=list)  # the top slices explaining a drop, largest first
 
 
 class _Window:
@@ -88,10 +114,12 @@ class Tally:
     every event of a batch at the same time, so a batch costs the windows one addition per key,
     and an observation costs a dictionary update."""
 
-    __slots__ = ("by_carrier", "delivered", "latencies", "outcomes", "receipts", "sends")
+    __slots__ = ("by_carrier", "by_province", "combos", "delivered", "latencies", "outcomes", "receipts", "sends")
 
-    def __init__(self, by_carrier: bool) -> None:
+    def __init__(self, by_carrier: bool, by_province: bool = False, slices: bool = False) -> None:
         self.by_carrier = by_carrier
+        self.by_province = by_province
+        self.combos: dict[Combo, list[int]] | None = {} if slices else None  # for the causes
         self.delivered: list[tuple[str, str]] = []  # (provider|message_id, template) of delivered messages
         self.sends: dict[str, int] = {}
         self.receipts: set[str] = set()
@@ -106,10 +134,21 @@ class Tally:
         self.receipts.add(provider)
         return self
 
-    def outcome(self, provider: str, carrier: str, delivered: bool, latency_ms: int | None) -> Tally:
+    def outcome(self, provider: str, carrier: str, delivered: bool, latency_ms: int | None, *, province: str = "",
+                template: str = "", sign: str = "", error_code: str = "") -> Tally:
         self._count(provider, delivered)
         if self.by_carrier:
             self._count(f"{provider}/{carrier}", delivered)
+        if self.by_province and province:
+            self._count(f"{provider}/{carrier}/{province}", delivered)
+        if self.combos is not None:
+            combo = (provider, carrier, province, template, sign, "" if delivered else error_code)
+            counts = self.combos.get(combo)
+            if counts is None:
+                counts = self.combos[combo] = [0, 0]
+            counts[0] += 1
+            if not delivered:
+                counts[1] += 1
         if delivered and latency_ms is not None:
             values = self.latencies.get(provider)
             if values is None:
@@ -131,9 +170,78 @@ class Tally:
             counts[1] += 1
 
 
+class _Slices:
+    """One provider's outcomes per combination (Combo without the provider) in coarse buckets."""
+
+    __slots__ = ("buckets", "width_ms")
+
+    def __init__(self, width_ms: int) -> None:
+        self.width_ms = width_ms
+        self.buckets: deque[tuple[int, dict[tuple[str, ...], list[int]]]] = deque()
+
+    def add(self, at_ms: int, combo: tuple[str, ...], outcomes: int, failures: int) -> None:
+        start = at_ms - at_ms % self.width_ms
+        if not self.buckets or self.buckets[-1][0] != start:
+            self.buckets.append((start, {}))
+        counts = self.buckets[-1][1]
+        found = counts.get(combo)
+        if found is None:
+            if len(counts) >= SLICE_COMBOS_PER_BUCKET:
+                combo = (combo[0], combo[1], OTHER, OTHER, combo[4])
+                found = counts.get(combo)
+            if found is None:
+                found = counts[combo] = [0, 0]
+        found[0] += outcomes
+        found[1] += failures
+
+    def prune(self, since_ms: int) -> None:
+        while self.buckets and self.buckets[0][0] < since_ms:
+            self.buckets.popleft()
+
+    def window(self, start_ms: int, end_ms: int, carrier: str, province: str) -> WindowCounts:
+        """The counts of the buckets starting in [start_ms, end_ms) within a scope (carrier and province
+        when given), sliced by every dimension the scope does not fix."""
+        failures = total = 0
+        parts: dict[tuple[str, str], list[int]] = {}
+
+        def count(dimension: str, value: str, n: int, f: int) -> None:
+            found = parts.get((dimension, value))
+            if found is None:
+                found = parts[(dimension, value)] = [0, 0]
+            found[0] += n
+            found[1] += f
+
+        for start, counts in self.buckets:
+            if not start_ms <= start < end_ms:
+                continue
+            for (c, p, template, sign, code), (n, f) in counts.items():
+                if (carrier and c != carrier) or (province and p != province):
+                    continue
+                total += n
+                failures += f
+                if not carrier:
+                    count("carrier", c, n, f)
+                if not province:
+                    count("province", p, n, f)
+                count("template", template, n, f)
+                count("sign", sign, n, f)
+                if f:
+                    count("error_code", code, f, f)
+        return WindowCounts(failures=failures, total=total, slices=tuple(
+            SliceCounts(dimension=d, value=v, failures=f, total=n) for (d, v), (n, f) in parts.items()))
+
+
+def _knowledge_meaning(provider: str, code: str, carrier: str) -> str:
+    entry = KnowledgeBase.load().lookup(provider, code, carrier)
+    return entry.description if entry else ""
+
+
 class Detector:
-    def __init__(self, rules: AlertRules) -> None:
+    def __init__(self, rules: AlertRules, meaning: Meaning = _knowledge_meaning) -> None:
         self.rules = rules
+        self.meaning = meaning
+        self.slices: dict[str, _Slices] = {}  # provider -> its outcomes per combination, for the causes
+        self.slice_width_ms = max(1000, rules.window_seconds * 1000 // SLICE_BUCKETS_PER_WINDOW)
         self.outcomes: dict[str, _Window] = {}  # key -> (at, delivered)
         self.latencies: dict[str, _Window] = {}  # provider -> (at, latency_ms)
         self.sends: dict[str, _Window] = {}
@@ -150,12 +258,15 @@ class Detector:
     def observe_receipt(self, provider: str, at_ms: int) -> None:
         self.add(Tally(self.rules.delivery_rate.by_carrier).receipt(provider), at_ms)
 
-    def observe_outcome(self, provider: str, carrier: str, delivered: bool, latency_ms: int | None, at_ms: int) -> None:
-        self.add(Tally(self.rules.delivery_rate.by_carrier).outcome(provider, carrier, delivered, latency_ms), at_ms)
+    def observe_outcome(self, provider: str, carrier: str, delivered: bool, latency_ms: int | None, at_ms: int,
+                        **slice_values: str) -> None:
+        """One outcome; `slice_values` (province, template, sign, error_code) as Tally.outcome takes them."""
+        self.add(self.tally().outcome(provider, carrier, delivered, latency_ms, **slice_values), at_ms)
 
     def tally(self) -> Tally:
         """An empty tally for a batch of observations made at one time (see Tally)."""
-        return Tally(self.rules.delivery_rate.by_carrier)
+        rule = self.rules.delivery_rate
+        return Tally(rule.by_carrier, rule.by_province, slices=rule.causes > 0)
 
     def add(self, tally: Tally, at_ms: int) -> None:
         """Count a tally's observations in the windows, all at `at_ms`."""
@@ -168,6 +279,11 @@ class Detector:
             _window(self.outcomes, key).add_many(at_ms, count, positives)
         for provider, values in tally.latencies.items():
             _window(self.latencies, provider).add_many(at_ms, len(values), 0, values)
+        for (provider, *combo), (n, f) in (tally.combos or {}).items():
+            slices = self.slices.get(provider)
+            if slices is None:
+                slices = self.slices[provider] = _Slices(self.slice_width_ms)
+            slices.add(at_ms, tuple(combo), n, f)
         if self.rules.conversion_rate is not None:
             self._add_delivered(tally.delivered, at_ms)
 
@@ -200,8 +316,11 @@ class Detector:
             if n:
                 rate = window.positives() / n
                 floor = rate_rule.floor + (0.05 if ("delivery_rate", key) in self.active else 0.0)
-                conditions[("delivery_rate", key)] = (n >= rate_rule.min_volume and rate < floor, rate, rate_rule.floor,
+                volume = rate_rule.region_min_volume if key.count("/") == 2 else rate_rule.min_volume
+                conditions[("delivery_rate", key)] = (n >= volume and rate < floor, rate, rate_rule.floor,
                                                       f"delivery rate of {key} is {rate:.1%} over {n} outcomes")
+        for slices in self.slices.values():
+            slices.prune(now_ms - 2 * self.rules.window_seconds * 1000 - self.slice_width_ms)
         for provider, window in self.sends.items():
             window.prune(since)
             lag = (now_ms - self.last_receipt_ms.get(provider, now_ms)) / 1000
@@ -254,9 +373,10 @@ class Detector:
         for (rule, key), (holds, value, threshold, summary) in sorted(conditions.items()):
             active = self.active.get((rule, key))
             if holds and active is None:
+                causes = self.causes(key, now_ms) if rule == "delivery_rate" else []
                 alert = Alert(rule=rule, key=key, state="firing", value=value, threshold=threshold,
                               window_seconds=self.rules.window_seconds, started_at_ms=now_ms, at_ms=now_ms,
-                              summary=summary)
+                              summary=summary, baseline="previous" if causes else "", causes=causes)
                 self.active[(rule, key)] = alert
                 out.append(alert)
             elif not holds and active is not None:
@@ -267,9 +387,39 @@ class Detector:
         return out
 
 
+    def causes(self, key: str, now_ms: int) -> list[Cause]:
+        """The top slices explaining a delivery-rate drop of `key` (provider[/carrier[/province]]) in the
+        window ending now, against the window before it (see the module docstring)."""
+        top = self.rules.delivery_rate.causes
+        provider, _, rest = key.partition("/")
+        carrier, _, province = rest.partition("/")
+        slices = self.slices.get(provider)
+        if not top or slices is None:
+            return []
+        window_ms = self.rules.window_seconds * 1000
+        start = now_ms - window_ms
+        current = slices.window(start, now_ms + 1, carrier, province)
+        baseline = slices.window(start - window_ms, start, carrier, province)
+        return explain(current, baseline, top=top, meaning=lambda code: self.meaning(provider, code, carrier))
+
+
+def cause_lines(causes: list[Cause]) -> list[str]:
+    """A cause a line, for the text formats and the log: rank, slice, share, rates, an error code's meaning."""
+    lines = []
+    for i, c in enumerate(causes, 1):
+        line = (f"{i}. {c.dimension}={c.value or '(unknown)'}: {c.share:.0%} of the excess failures, "
+                f"failure rate {c.rate:.1%} (baseline {c.baseline_rate:.1%})")
+        lines.append(line + (f" — {c.meaning}" if c.meaning else ""))
+    return lines
+
+
 def webhook_body(alert: Alert, fmt: str) -> dict[str, Any]:
-    """The alert in a webhook's format: generic JSON, DingTalk, WeCom or Slack."""
+    """The alert in a webhook's format: generic JSON (the record itself, causes included), DingTalk,
+    WeCom or Slack (text, a cause a line under the headline)."""
     text = f"[{alert.state.upper()}] {alert.rule} {alert.key}: {alert.summary}"
+    if alert.causes:
+        text += f"\nwhy (against the {'previous window' if alert.baseline == 'previous' else 'same hour, last 7 days'}):\n"
+        text += "\n".join(cause_lines(alert.causes))
     if fmt == "dingtalk":
         return {"msgtype": "text", "text": {"content": text}}
     if fmt == "wecom":

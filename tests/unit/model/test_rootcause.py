@@ -83,7 +83,7 @@ def test_regional_outage_names_the_province_and_its_code_first() -> None:
     province = next(c for c in causes if c.dimension == "province")
     assert province.share > 0.9 and province.rate > 0.4 and province.baseline_rate < 0.05
     code = next(c for c in causes if c.dimension == "error_code")
-    assert code.meaning == "本网关不负责服务此计费号码;" and code.baseline_rate == 0 and code.lift == math.inf
+    assert code.meaning == "本网关不负责服务此计费号码;" and code.baseline_rate == 0 and code.lift is None
 
 
 def test_regional_outage_in_a_provider_scope_names_carrier_province_and_code() -> None:

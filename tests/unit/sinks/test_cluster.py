@@ -33,6 +33,7 @@ def test_alters_go_to_the_local_tables_and_new_columns_to_the_distributed_too() 
              for p in pair]  # 0013: conversions
     want += [p.format(t) for t in ["message_parts"] * 2 + ["delivery_ingest"] * 2 + ["delivery_ingest_raw"] * 2
              for p in pair]  # 0014: province and city
+    want += [p.format(t) for t in ["alerts"] * 3 for p in pair]  # 0016: source, baseline, causes
     assert [c.split(" ON CLUSTER")[0] for c in added] == want
     others = [c for c in alters if " ADD COLUMN " not in c]
     assert all(re.match(r"ALTER TABLE sms\.\w+_local ON CLUSTER", c) for c in others)
