@@ -41,7 +41,14 @@ province (defaults in parentheses):
   in proportion to their volume, which says nothing about provinces; and a slice holding all the
   window's volume (the alert's own carrier) explains nothing beyond the alert. For an error code the
   "volume share" is the code's share of the baseline failures: a code that was already 80% of the
-  failures and still is explains nothing; a new one does.
+  failures and still is explains nothing; a new one does;
+- a slice of messages (not an error code) that does not stand out from the other slices of its
+  dimension: its excess beyond the typical slice's (e_s - m * n_s, m the median excess per message
+  of the dimension's slices) must clear z standard deviations of a binomial count at the window's
+  failure rate p = F / N, sqrt(d * n_s * p * (1 - p)), with d the dimension's dispersion (the median
+  squared standardized residual over 0.455, at least 1, from 5 slices up). The lift of a small slice
+  varies by chance, more so when the failures cluster in another dimension: a one-template failure
+  must not name the province that happened to send a little more of that template.
 """
 
 from __future__ import annotations
@@ -116,6 +123,34 @@ def _noise(volume: float, rate: float, baseline_volume: float) -> float:
     return math.sqrt(volume * rate * (1.0 - rate) * inflation)
 
 
+CHI2_1_MEDIAN = 0.455  # the median of a chi-squared variable of one degree of freedom
+MIN_SLICES_FOR_DISPERSION = 5
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def _beyond_the_others(slices: list[tuple[float, float]], rate: float) -> tuple[float, float]:
+    """Of a dimension's slices of messages, (excess, volume) each: the typical excess rate (the median
+    of the slices' excess per message: robust to the few slices that are the cause) and the
+    dispersion, how much more the slices vary around it than binomial counts at the window's failure
+    rate would (the median squared standardized residual over the chi-squared median, >= 1; 1 with
+    fewer than MIN_SLICES_FOR_DISPERSION slices). Failures clustered in another dimension (one
+    template's, spread over every province) make each province's count vary more than a binomial."""
+    measured = [(e, n) for e, n in slices if n > 0]
+    if not measured:
+        return 0.0, 1.0
+    center = _median([e / n for e, n in measured])
+    variance = rate * (1.0 - rate)
+    if len(measured) < MIN_SLICES_FOR_DISPERSION or variance <= 0:
+        return center, 1.0
+    ratios = [(e - center * n) ** 2 / (n * variance) for e, n in measured]
+    return center, max(1.0, _median(ratios) / CHI2_1_MEDIAN)
+
+
 def explain(
     current: WindowCounts,
     baseline: WindowCounts,
@@ -143,6 +178,8 @@ def explain(
 
     candidates: dict[str, list[tuple[float, float, float, float, float, str]]] = {d: [] for d in DIMENSIONS}
     positive: dict[str, list[float]] = {d: [] for d in DIMENSIONS}  # every positive excess, significant or not
+    every: dict[str, list[tuple[float, float]]] = {d: [] for d in DIMENSIONS}  # (excess, volume) of every slice
+    window_rate = _rate(current.failures, volume)
     for (dimension, value), (failures, total) in now.items():
         b_failures, b_total = then.get((dimension, value), (0.0, 0.0))
         if dimension in FAILURE_DIMENSIONS:
@@ -154,6 +191,8 @@ def explain(
             rate_b = _rate(b_failures, b_total) if b_total > 0 else base_rate
             traffic_share = total / volume if volume > 0 else 0.0
         excess = failures - rate_b * n
+        if dimension not in FAILURE_DIMENSIONS:
+            every[dimension].append((excess, n))
         if excess <= 0:
             continue
         positive[dimension].append(excess)
@@ -166,10 +205,14 @@ def explain(
         if not found:
             continue
         denominator = max(window_excess, math.fsum(positive[dimension]))
+        center, dispersion = _beyond_the_others(every[dimension], window_rate)
         for excess, n, rate_b, n_b, traffic_share, value in found:
             share = min(excess / denominator, 1.0)
             lift = share / traffic_share if traffic_share > 0 else None  # None: new, so above any lift
             if lift is not None and lift < min_lift:
+                continue
+            if dimension not in FAILURE_DIMENSIONS and z > 0 and (
+                    excess - center * n <= z * math.sqrt(dispersion * n * window_rate * (1.0 - window_rate))):
                 continue
             failures = now[(dimension, value)][0]
             causes.append(

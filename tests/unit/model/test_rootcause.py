@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import random
 from collections import Counter
 from collections.abc import Callable
@@ -168,9 +167,37 @@ def test_ties_are_deterministic() -> None:
     current = WindowCounts(failures=100, total=2000, slices=tuple(slices))
     baseline = WindowCounts(failures=0, total=2000)
     expected = [("template", "a"), ("template", "b"), ("sign", "a"), ("sign", "b")]
-    assert named(explain(current, baseline, top=10, min_lift=0)) == expected
+    # with the filters off (z = 0): equal slices stand out from none of theirs, which is no cause
+    assert named(explain(current, baseline, top=10, min_lift=0)) == []
+    assert named(explain(current, baseline, top=10, min_lift=0, z=0)) == expected
     reordered = WindowCounts(failures=100, total=2000, slices=tuple(reversed(slices)))
-    assert named(explain(reordered, baseline, top=10, min_lift=0)) == expected
+    assert named(explain(reordered, baseline, top=10, min_lift=0, z=0)) == expected
+
+
+def test_a_failure_spread_over_every_province_names_none_of_them() -> None:
+    """One template fails everywhere: every province's excess is its share of that template's, give
+    or take chance. The province that sent a little more of it has a lift above 1.2 but stands out
+    from the others by less than 3 sd: no cause. The stream's test with clustered failures is in
+    tests/unit/streams/test_alert_causes.py."""
+    rng = random.Random(5)
+    provinces = [f"P{i}" for i in range(10)]
+    now: dict[str, list[int]] = {p: [0, 0] for p in provinces}
+    for _ in range(1500):
+        province = rng.choice(provinces)
+        now[province][0] += 1
+        now[province][1] += rng.random() < 0.25  # the failing template's share of the traffic
+    now["P0"][1] += 9  # a little more of it in one province by chance: lift over 1.2, under 2 sd of a binomial
+    slices = tuple(SliceCounts(dimension="province", value=p, failures=f, total=n) for p, (n, f) in now.items())
+    failures = sum(f for _, f in now.values())
+    current = WindowCounts(failures=failures, total=1500, slices=slices)
+    baseline = WindowCounts(failures=30, total=1500, slices=tuple(
+        SliceCounts(dimension="province", value=p, failures=3, total=150) for p in provinces))
+    assert [c for c in explain(current, baseline, min_lift=1.2, z=0) if c.value == "P0"]  # the lift alone names it
+    assert named(explain(current, baseline)) == []
+    now["P0"][1] += 40  # a province failing on its own too: it stands out
+    slices = tuple(SliceCounts(dimension="province", value=p, failures=f, total=n) for p, (n, f) in now.items())
+    current = WindowCounts(failures=failures + 40, total=1500, slices=slices)
+    assert named(explain(current, baseline)) == [("province", "P0")]
 
 
 def test_bad_input() -> None:
