@@ -52,6 +52,7 @@ class DeliveryRateRule(_Part):
     region_min_volume: int = Field(default=200, ge=0)  # a carrier × province needs this many
     by: tuple[Literal["provider", "carrier", "province"], ...]
     causes: int = Field(default=3, ge=0)
+    baseline_windows: int = Field(default=3, ge=1)  # the causes' baseline: this many windows before the current
 
     @property
     def by_carrier(self) -> bool:

@@ -41,7 +41,9 @@ province (defaults in parentheses):
   in proportion to their volume, which says nothing about provinces; and a slice holding all the
   window's volume (the alert's own carrier) explains nothing beyond the alert. For an error code the
   "volume share" is the code's share of the baseline failures: a code that was already 80% of the
-  failures and still is explains nothing; a new one does;
+  failures and still is explains nothing; a new one does. With fewer than 20 failures in the
+  baseline (MIN_BASELINE_FAILURES_FOR_MIX) that mix is chance and a code's lift is not checked: one
+  failure in the baseline would make its code 100% of them;
 - a slice of messages (not an error code) that does not stand out from the other slices of its
   dimension: its excess beyond the typical slice's (e_s - m * n_s, m the median excess per message
   of the dimension's slices) must clear z standard deviations of a binomial count at the window's
@@ -123,6 +125,9 @@ def _noise(volume: float, rate: float, baseline_volume: float) -> float:
     return math.sqrt(volume * rate * (1.0 - rate) * inflation)
 
 
+# An error code's lift compares its share of the excess with its share of the baseline's failures: with
+# fewer failures than this in the baseline, that mix is chance (one failure makes its code 100%).
+MIN_BASELINE_FAILURES_FOR_MIX = 20
 CHI2_1_MEDIAN = 0.455  # the median of a chi-squared variable of one degree of freedom
 MIN_SLICES_FOR_DISPERSION = 5
 
@@ -209,7 +214,8 @@ def explain(
         for excess, n, rate_b, n_b, traffic_share, value in found:
             share = min(excess / denominator, 1.0)
             lift = share / traffic_share if traffic_share > 0 else None  # None: new, so above any lift
-            if lift is not None and lift < min_lift:
+            mix_known = dimension not in FAILURE_DIMENSIONS or base_failures_total >= MIN_BASELINE_FAILURES_FOR_MIX
+            if lift is not None and lift < min_lift and mix_known:
                 continue
             if dimension not in FAILURE_DIMENSIONS and z > 0 and (
                     excess - center * n <= z * math.sqrt(dispersion * n * window_rate * (1.0 - window_rate))):

@@ -8,14 +8,17 @@ it).
 
 A delivery-rate alert that fires carries its root cause (issue 17): the top `delivery_rate.causes`
 slices over carrier, province, template, sign and error code that hold the excess failures of the
-alert's scope against the previous window (model/rootcause.py `explain`; the dimensions the scope
-fixes are left out: a province alert is explained by template, sign and code). For that the detector
-keeps, per provider, the outcomes counted per combination (carrier, province, template, sign, error
-code) in coarse buckets (a tenth of the window) over two windows, so the current and the previous
-window are the buckets that start within each (to a bucket's width). A bucket holds at most
-SLICE_COMBOS_PER_BUCKET combinations; past that, new ones are counted under template and sign
-OTHER, so memory is bounded whatever the cardinality. The baseline in the stream is the previous
-window only: a week of slices is the warehouse's (`sms-analytics why --baseline week`, and the
+alert's scope against the previous windows (model/rootcause.py `explain`; the dimensions the scope
+fixes are left out: a province alert is explained by template, sign and code). The baseline is the
+`delivery_rate.baseline_windows` windows before the current one, summed (3: the quarter hour before a
+5-minute window): one previous window alone is often already in the drop when the alert fires (a
+rate falls below the floor only once most of the window is in the outage, and receipts arrive in
+pushes), which would hide the very slices that changed. For that the detector keeps, per provider,
+the outcomes counted per combination (carrier, province, template, sign, error code) in coarse
+buckets (a fifth of the window) over baseline_windows + 1 windows; a window is the buckets that
+start within it (to a bucket's width). A bucket holds at most SLICE_COMBOS_PER_BUCKET combinations;
+past that, new ones are counted under template and sign OTHER, so memory is bounded whatever the
+cardinality. A week of slices is the warehouse's (`sms-analytics why --baseline week`, and the
 Grafana rules relayed through dashboards/relay.py).
 
 Where this ends: alerts as values; sending them is agents.py's."""
@@ -38,7 +41,7 @@ from sms_analytics.settings import AlertRules, ConversionRateRule
 RECENT_DELIVERED = 200_000
 SLICE_COMBOS_PER_BUCKET = 20_000  # distinct (carrier, province, template, sign, code) per provider and bucket
 OTHER = "(other)"  # the template and sign of combinations past that bound
-SLICE_BUCKETS_PER_WINDOW = 10
+SLICE_BUCKETS_PER_WINDOW = 5
 
 # (provider, carrier, province, template, sign, error code) -> [outcomes, failures]
 Combo = tuple[str, str, str, str, str, str]
@@ -319,8 +322,9 @@ class Detector:
                 volume = rate_rule.region_min_volume if key.count("/") == 2 else rate_rule.min_volume
                 conditions[("delivery_rate", key)] = (n >= volume and rate < floor, rate, rate_rule.floor,
                                                       f"delivery rate of {key} is {rate:.1%} over {n} outcomes")
+        kept = (rate_rule.baseline_windows + 1) * self.rules.window_seconds * 1000 + self.slice_width_ms
         for slices in self.slices.values():
-            slices.prune(now_ms - 2 * self.rules.window_seconds * 1000 - self.slice_width_ms)
+            slices.prune(now_ms - kept)
         for provider, window in self.sends.items():
             window.prune(since)
             lag = (now_ms - self.last_receipt_ms.get(provider, now_ms)) / 1000
@@ -389,7 +393,7 @@ class Detector:
 
     def causes(self, key: str, now_ms: int) -> list[Cause]:
         """The top slices explaining a delivery-rate drop of `key` (provider[/carrier[/province]]) in the
-        window ending now, against the window before it (see the module docstring)."""
+        window ending now, against the baseline_windows before it (see the module docstring)."""
         top = self.rules.delivery_rate.causes
         provider, _, rest = key.partition("/")
         carrier, _, province = rest.partition("/")
@@ -399,7 +403,7 @@ class Detector:
         window_ms = self.rules.window_seconds * 1000
         start = now_ms - window_ms
         current = slices.window(start, now_ms + 1, carrier, province)
-        baseline = slices.window(start - window_ms, start, carrier, province)
+        baseline = slices.window(start - self.rules.delivery_rate.baseline_windows * window_ms, start, carrier, province)
         return explain(current, baseline, top=top, meaning=lambda code: self.meaning(provider, code, carrier))
 
 
@@ -418,7 +422,7 @@ def webhook_body(alert: Alert, fmt: str) -> dict[str, Any]:
     WeCom or Slack (text, a cause a line under the headline)."""
     text = f"[{alert.state.upper()}] {alert.rule} {alert.key}: {alert.summary}"
     if alert.causes:
-        text += f"\nwhy (against the {'previous window' if alert.baseline == 'previous' else 'same hour, last 7 days'}):\n"
+        text += f"\nwhy (against the {'previous windows' if alert.baseline == 'previous' else 'same hour, last 7 days'}):\n"
         text += "\n".join(cause_lines(alert.causes))
     if fmt == "dingtalk":
         return {"msgtype": "text", "text": {"content": text}}
