@@ -226,6 +226,23 @@ async def eventually(check: Callable[[], Any], timeout: float = 15.0, interval: 
     raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
 
 
+async def wait_healthy(base_url: str, died: Callable[[], str | None] = lambda: None, timeout: float = 90) -> None:
+    """Wait until `{base_url}/healthz` answers 200; `died()` returns why the process under test is gone
+    (its log's tail), if it is, to fail at once with it."""
+
+    async def healthy() -> bool:
+        reason = died()
+        if reason is not None:
+            raise AssertionError(f"the process exited early: {reason}")
+        try:
+            async with aiohttp.ClientSession() as s, s.get(f"{base_url}/healthz") as r:
+                return r.status == 200
+        except aiohttp.ClientError:
+            return False
+
+    await eventually(healthy, timeout=timeout, interval=0.5)
+
+
 async def rows(runtime: Runtime, sql: str) -> list[dict[str, Any]]:
     assert runtime.warehouse is not None
     columns, data = await asyncio.to_thread(runtime.warehouse.query, sql)

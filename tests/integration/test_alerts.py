@@ -12,7 +12,6 @@ async def test_outage_and_blackout_raise_and_resolve_alerts_end_to_end(tmp_path:
     import os
     import sys
 
-    import aiohttp
     import orjson
     from aiokafka import AIOKafkaConsumer
 
@@ -20,7 +19,7 @@ async def test_outage_and_blackout_raise_and_resolve_alerts_end_to_end(tmp_path:
     from sms_analytics.model import topics
     from sms_analytics.simulate.driver import drive
     from sms_analytics.simulate.scenarios import Blackout, Outage
-    from tests.conftest import eventually
+    from tests.conftest import eventually, wait_healthy
 
     rules = tmp_path / "rules.yaml"
     rules.write_text("evaluate_every_seconds: 1\nwindow_seconds: 6\n"
@@ -36,14 +35,7 @@ async def test_outage_and_blackout_raise_and_resolve_alerts_end_to_end(tmp_path:
     proc = await asyncio.create_subprocess_exec(str(Path(sys.executable).with_name("sms-analytics")), "up", env=env,
                                                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     try:
-        async def healthy() -> bool:
-            try:
-                async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{http_port}/healthz") as r:
-                    return r.status == 200
-            except aiohttp.ClientError:
-                return False
-
-        await eventually(healthy, timeout=90, interval=0.5)
+        await wait_healthy(f"http://127.0.0.1:{http_port}")
         await drive(f"http://127.0.0.1:{http_port}", duration=24, rate=40, seed=3,
                     outage=Outage(carrier="移动", delivery_rate=0.0, start=2, duration=10),
                     blackout=Blackout(provider="tencent", start=2, duration=10))
@@ -83,7 +75,6 @@ async def test_a_regional_outage_raises_the_province_alert_with_its_cause_everyw
     import os
     import sys
 
-    import aiohttp
     import orjson
     from aiohttp import web
 
@@ -91,7 +82,7 @@ async def test_a_regional_outage_raises_the_province_alert_with_its_cause_everyw
     from sms_analytics.simulate.driver import drive
     from sms_analytics.simulate.scenarios import Outage
     from sms_analytics.sinks.query_api import post_query
-    from tests.conftest import eventually
+    from tests.conftest import eventually, serve, wait_healthy
 
     posts: list[tuple[str, dict]] = []
 
@@ -101,18 +92,14 @@ async def test_a_regional_outage_raises_the_province_alert_with_its_cause_everyw
 
     hooks = web.Application()
     hooks.router.add_post("/{fmt}", hook)
-    runner = web.AppRunner(hooks)
-    await runner.setup()
-    hook_port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", hook_port).start()
+    runner, hook_url = await serve(hooks)
 
     rules = tmp_path / "rules.yaml"
     rules.write_text(
         "evaluate_every_seconds: 1\nwindow_seconds: 10\n"
         "delivery_rate: {floor: 0.5, min_volume: 10, region_min_volume: 8, by: [provider, carrier, province]}\n"
         "receipt_blackout: {lag_seconds: 600, min_sends: 5}\nlatency_p95: {slo_ms: 600000, min_volume: 5}\n"
-        f"webhooks: [{{url: 'http://127.0.0.1:{hook_port}/generic', format: generic}},"
-        f" {{url: 'http://127.0.0.1:{hook_port}/dingtalk', format: dingtalk}}]\n")
+        f"webhooks: [{{url: '{hook_url}/generic', format: generic}}, {{url: '{hook_url}/dingtalk', format: dingtalk}}]\n")
     broker = EmbeddedBroker()
     bootstrap = await broker.start()
     http_port, query_port = free_port(), free_port()
@@ -123,14 +110,7 @@ async def test_a_regional_outage_raises_the_province_alert_with_its_cause_everyw
     proc = await asyncio.create_subprocess_exec(str(Path(sys.executable).with_name("sms-analytics")), "up", env=env,
                                                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     try:
-        async def healthy() -> bool:
-            try:
-                async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{http_port}/healthz") as r:
-                    return r.status == 200
-            except aiohttp.ClientError:
-                return False
-
-        await eventually(healthy, timeout=90, interval=0.5)
+        await wait_healthy(f"http://127.0.0.1:{http_port}")
         await drive(f"http://127.0.0.1:{http_port}", duration=36, rate=120, seed=5,
                     outage=Outage(carrier="移动", province="广东", delivery_rate=0.0, start=14, duration=20))
 

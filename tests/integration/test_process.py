@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer
 from sms_analytics.broker.embedded import free_port
 from sms_analytics.model import topics
 from sms_analytics.model.events import decode_deliveries
-from tests.conftest import HASH_KEY, TOKEN, eventually
+from tests.conftest import HASH_KEY, TOKEN, eventually, wait_healthy
 
 CHINA = timezone(timedelta(hours=8))
 CLI = str(Path(sys.executable).with_name("sms-analytics"))
@@ -43,17 +43,10 @@ class Up:
     async def start(self) -> None:
         self.proc = subprocess.Popen([CLI, "up"], env=self.env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
 
-        async def healthy() -> bool:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise AssertionError(f"up exited early: {self.log.read_text()[-3000:]}")
-            try:
-                async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{self.http_port}/healthz") as r:
-                    return r.status == 200
-            except aiohttp.ClientError:
-                return False
-
-        await eventually(healthy, timeout=90, interval=0.5)
+        proc = self.proc
+        assert proc is not None
+        await wait_healthy(f"http://127.0.0.1:{self.http_port}",
+                           lambda: None if proc.poll() is None else f"up: {self.log.read_text()[-3000:]}")
 
     def sql(self, statement: str, fmt: str = "json") -> subprocess.CompletedProcess[str]:
         return subprocess.run([CLI, "sql", "--format", fmt, statement], env=self.env, capture_output=True,

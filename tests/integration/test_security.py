@@ -22,7 +22,7 @@ from sms_analytics.runtime import Runtime
 from sms_analytics.simulate import lane as lane_module
 from sms_analytics.simulate.lane import ProviderLane
 from sms_analytics.sources.receiver import INGEST_ENDPOINTS
-from tests.conftest import HASH_KEY, TOKEN, eventually, rows
+from tests.conftest import HASH_KEY, TOKEN, eventually, rows, wait_healthy
 from tests.unit.sources.test_receiver_fuzz import ENVELOPES, SPECS, Draw, Rec, build_body, now_ms, valid_record
 
 CLI = str(Path(sys.executable).with_name("sms-analytics"))
@@ -87,16 +87,7 @@ async def test_credentials_and_raw_numbers_never_reach_the_logs(lane: ProviderLa
     receiver = f"http://127.0.0.1:{http_port}"
     national = distinctive_number()
     try:
-        async def healthy() -> bool:
-            if proc.poll() is not None:
-                raise AssertionError(f"up exited early: {log_path.read_text()[-3000:]}")
-            try:
-                async with aiohttp.ClientSession() as s, s.get(f"{receiver}/healthz") as r:
-                    return r.status == 200
-            except aiohttp.ClientError:
-                return False
-
-        await eventually(healthy, timeout=90, interval=0.5)
+        await wait_healthy(receiver, lambda: None if proc.poll() is None else f"up: {log_path.read_text()[-3000:]}")
         await lane.drive(receiver, duration=4, rate=6, token=TOKEN, seed=5)
         async with aiohttp.ClientSession(base_url=receiver) as http:
             for endpoint, bodies in number_bodies(national, f"sec{uuid.uuid4().hex[:8]}-").items():
