@@ -295,15 +295,12 @@ def render(doc: dict[str, Any] | None = None) -> str:
                                    width=120)
 
 
-def write(path: Path = FILE) -> Path:
-    path = Path(path)
+def main(argv: list[str] | None = None) -> int:
+    """Write the provisioning file (argv[0], default FILE) and print its path."""
+    path = Path(argv[0]) if argv else FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render(), encoding="utf-8")
-    return path
-
-
-def main(argv: list[str] | None = None) -> int:
-    print(write(Path(argv[0]) if argv else FILE))
+    print(path)
     return 0
 
 

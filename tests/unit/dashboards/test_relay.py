@@ -7,15 +7,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import msgspec
 import pytest
 import yaml
+from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 
 from sms_analytics.dashboards import alerting, relay
+from sms_analytics.model import topics
 from sms_analytics.settings import Settings
+from sms_analytics.sources.producer import BrokerUnavailable
 from tests import grafana_provisioning
+from tests.conftest import serve
 
 ROOT = Path(__file__).resolve().parents[3]
 STARTS = "2026-12-04T10:00:00.123456789+08:00"  # Go's RFC 3339 with nanoseconds and an offset
@@ -158,3 +163,63 @@ def test_the_contact_point_posts_to_the_relay_of_the_compose_worker_with_its_tok
     [route] = policy["routes"]
     assert route["receiver"] == point["name"] and route["object_matchers"] == [["grafana_folder", "=", alerting.FOLDER]]
     assert policy["receiver"] == relay.DEFAULT_RECEIVER
+
+
+# --- the endpoint's answers, on a real local server with a recording publisher -------------------------
+class Recorder:
+    """A publisher (sources/producer.Publishes) that keeps what it is given, or refuses like a broker down."""
+
+    def __init__(self, down: bool = False) -> None:
+        self.down, self.ready = down, True
+        self.records: list[tuple[str, bytes | None, bytes, str]] = []
+        self.letters: list[tuple[bytes, str, str]] = []
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def publish(self, events: Any, rejected: Any, endpoint: str) -> None: ...
+
+    async def dead_letter(self, raw: bytes, reason: str, endpoint: str, index: int = -1) -> None:
+        self.letters.append((raw, reason, endpoint))
+
+    async def publish_record(self, topic: str, key: bytes | None, value: bytes, endpoint: str) -> None:
+        if self.down:
+            raise BrokerUnavailable("not connected to the broker yet")
+        self.records.append((topic, key, value, endpoint))
+
+
+def no_query(sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    raise AssertionError("no drop alert here: nothing to count")
+
+
+async def answer(publisher: Recorder, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
+    app = web.Application()
+    relay.install(app, no_query, publisher, lambda: (), "relay-token")
+    runner, url = await serve(app)
+    try:
+        async with aiohttp.ClientSession() as session, session.post(url + relay.PATH, data=body,
+                                                                    headers=headers) as resp:
+            return resp.status, await resp.json()
+    finally:
+        await runner.cleanup()
+
+
+async def test_the_endpoint_wants_the_token_publishes_and_refuses() -> None:
+    blackout = grafana_alert(provider="kx")
+    blackout["labels"]["alertname"] = "SMS receipt blackout"
+    good, auth = payload(blackout), {"Authorization": "Bearer relay-token"}
+    publisher = Recorder()
+    assert (await answer(publisher, good, {}))[0] == 401
+    assert (await answer(publisher, good, {"Authorization": "Bearer wrong"}))[0] == 401
+    assert not publisher.records and not publisher.letters  # a refusal before the body is read stores nothing
+    status, body = await answer(publisher, good, auth)
+    assert status == 200 and body == {"relayed": [{"rule": "sms-receipt-blackout", "key": "kx", "state": "firing",
+                                                   "causes": 0}]}
+    [(topic, key, value, endpoint)] = publisher.records
+    assert (topic, key, endpoint) == (topics.ALERTS, b"sms-receipt-blackout|kx", relay.PATH)
+    assert msgspec.json.decode(value)["source"] == "grafana"
+    status, body = await answer(publisher, b"{}", auth)
+    assert status == 400 and "not a Grafana webhook payload" in body["error"]
+    assert publisher.letters == [(b"{}", body["error"], relay.PATH)]
+    assert (await answer(Recorder(down=True), good, auth))[0] == 503  # Grafana retries
