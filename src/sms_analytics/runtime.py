@@ -141,8 +141,10 @@ class Runtime:
         if self.parts.query and self.warehouse is not None:
             app = query_app(self.warehouse, self.readiness, metrics=self.metrics.exposition, health=self.health,
                             token=s.query_token)
-            relay.install(app, self.warehouse.read, await self._relay_publisher(),
-                          lambda: self.settings.sms_alert_rules.webhooks, s.query_token)
+            publisher = await self._relay_publisher()
+            if publisher is not None:
+                relay.install(app, self.warehouse.read, publisher, lambda: self.settings.sms_alert_rules.webhooks,
+                              s.query_token)
             port = await self._serve(app, s.sms_query_host, s.sms_query_port)
             self.query_url = f"http://{_client_host(s.sms_query_host)}:{port}"
         if not self.receiver_url and not self.query_url:  # e.g. `worker --no-sink`: still /healthz and /metrics
@@ -158,11 +160,14 @@ class Runtime:
                  journal=str(self.journal.path) if self.journal else None,
                  replaying=self.journal.last_seq - self.journal.snapshot_seq if self.journal else None)
 
-    async def _relay_publisher(self) -> Publishes:
+    async def _relay_publisher(self) -> Publishes | None:
         """What the Grafana relay (dashboards/relay.py) publishes through: the receivers' publisher, else
-        one of its own (a worker or sink process), stopped with the process."""
+        one of its own (a worker or sink process), stopped with the process; None in a process with
+        neither (a query endpoint alone, which no command runs): no relay there."""
         if self.publisher is not None:
             return self.publisher
+        if not (self.parts.worker or self.parts.sink):
+            return None
         s = self.settings
         self._own_publisher = Publisher(self.bootstrap, send_timeout=s.sms_publish_timeout_seconds,
                                         linger_ms=s.sms_publish_linger_ms, idempotent=self._idempotent)

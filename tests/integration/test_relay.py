@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -16,10 +17,10 @@ import pytest
 from aiohttp import web
 
 from sms_analytics.dashboards import relay
-from sms_analytics.runtime import Runtime
+from sms_analytics.runtime import Parts, Runtime
 from sms_analytics.settings import Webhook
 from sms_analytics.simulate.payloads.aliyun import aliyun_report
-from tests.conftest import TOKEN, eventually, rows, serve
+from tests.conftest import TOKEN, eventually, pipeline_settings, rows, serve
 from tests.integration.test_pipeline import dead_letters
 
 pytestmark = pytest.mark.pipeline
@@ -188,3 +189,27 @@ async def test_a_malformed_notification_is_refused_and_dead_lettered(pipeline: R
     record = (await eventually(found))[0]
     headers = dict(record.headers)
     assert headers["endpoint"] == relay.PATH.encode() and b"must be firing or resolved" in headers["reason"]
+
+
+async def test_a_worker_process_relays_through_a_publisher_of_its_own(pipeline_dir: Path, tmp_path: Path) -> None:
+    """`sms-analytics worker` (worker, sink and query endpoint, no receivers): the relay gets a publisher of
+    its own, and the alert reaches the warehouse through that process's broker and sink."""
+    settings = pipeline_settings(tmp_path, sms_app_id="relay-worker",
+                                 clickhouse_url=pipeline_settings(pipeline_dir).warehouse_url)
+    runtime = Runtime(settings, Parts(receiver=False))
+    await runtime.start()
+    try:
+        assert runtime.publisher is None and runtime._own_publisher is not None
+        account = f"acct{time.time_ns() % 10**9}"
+        body = grafana_payload("firing", time.time() - 60, None, provider="kx", account=account)
+        body["alerts"][0]["labels"]["alertname"] = "SMS balance or package quota running out"
+        status, answer = await relay_post(runtime, orjson.dumps(body))
+        assert status == 200 and answer["relayed"] == [{"rule": "sms-quota-runout", "key": f"kx/{account}",
+                                                       "state": "firing", "causes": 0}], answer
+
+        async def landed() -> list[dict[str, Any]]:
+            return await rows(runtime, f"SELECT source, threshold FROM sms.alerts WHERE key = 'kx/{account}'")
+
+        assert await eventually(landed, timeout=30) == [{"source": "grafana", "threshold": 24.0}]
+    finally:
+        await runtime.stop()
