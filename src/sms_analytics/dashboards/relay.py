@@ -266,7 +266,7 @@ CONTACT_POINT = "sms-relay"
 DEFAULT_RECEIVER = "grafana-default-email"  # the root of Grafana's default policy tree, kept for other folders
 COMPOSE_SERVICE = "worker"  # docker-compose.yml: the service holding the warehouse and the query endpoint
 COMPOSE_PORT = 8081  # its SMS_QUERY_PORT
-TOKEN_ENV = "SMS_QUERY_TOKEN"  # in Grafana's environment too; interpolated into the contact point's settings
+BEARER_VARIABLE = "SMS_QUERY_TOKEN"  # in Grafana's environment too; interpolated into the contact point's settings
 RELAY_URL = f"http://{COMPOSE_SERVICE}:{COMPOSE_PORT}{PATH}"
 FILE = alerting.ARTEFACTS_DIR / "provisioning" / "alerting" / "sms-relay.yaml"
 
@@ -280,7 +280,7 @@ def provisioning(url: str = RELAY_URL) -> dict[str, Any]:
         "contactPoints": [{"orgId": 1, "name": CONTACT_POINT, "receivers": [{
             "uid": CONTACT_POINT, "type": "webhook", "disableResolveMessage": False,
             "settings": {"url": url, "httpMethod": "POST", "authorization_scheme": "Bearer",
-                         "authorization_credentials": f"${TOKEN_ENV}"},
+                         "authorization_credentials": f"${BEARER_VARIABLE}"},
         }]}],
         "policies": [{"orgId": 1, "receiver": DEFAULT_RECEIVER, "group_by": ["grafana_folder", "alertname"],
                       "routes": [{"receiver": CONTACT_POINT, "object_matchers": [["grafana_folder", "=", alerting.FOLDER]],

@@ -147,7 +147,7 @@ def test_the_contact_point_posts_to_the_relay_of_the_compose_worker_with_its_tok
     worker, grafana = compose[relay.COMPOSE_SERVICE], compose["grafana"]
     token = "s3cret-token"
     read = grafana_provisioning.grafana_reads(doc, grafana_provisioning.schema_of(relay.FILE),
-                                              lambda name: token if name == relay.TOKEN_ENV else f"<{name}>")
+                                              lambda name: token if name == relay.BEARER_VARIABLE else f"<{name}>")
     [point] = read["contactPoints"]
     [receiver] = point["receivers"]
     settings = receiver["settings"]
@@ -155,8 +155,8 @@ def test_the_contact_point_posts_to_the_relay_of_the_compose_worker_with_its_tok
     assert settings["url"] == f"http://{relay.COMPOSE_SERVICE}:{worker['environment']['SMS_QUERY_PORT']}{relay.PATH}"
     # What the relay accepts: Authorization: Bearer <SMS_QUERY_TOKEN> (query_api.bearer_authorized).
     assert (settings["authorization_scheme"], settings["authorization_credentials"]) == ("Bearer", token)
-    assert relay.TOKEN_ENV in worker["environment"] and relay.TOKEN_ENV in grafana["environment"]
-    assert "sms_query_token" in Settings.model_fields and relay.TOKEN_ENV == "SMS_QUERY_TOKEN"
+    assert relay.BEARER_VARIABLE in worker["environment"] and relay.BEARER_VARIABLE in grafana["environment"]
+    assert "sms_query_token" in Settings.model_fields and relay.BEARER_VARIABLE == "SMS_QUERY_TOKEN"
     assert str(relay.COMPOSE_PORT) == worker["environment"]["SMS_QUERY_PORT"]
     # The SMS folder's alerts go to it; the root keeps Grafana's default receiver.
     [policy] = read["policies"]
