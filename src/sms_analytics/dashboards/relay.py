@@ -134,10 +134,11 @@ def to_alert(g: GrafanaAlert, where: str = "alert") -> tuple[Alert, Scope | None
         raise PayloadError(f"{where} has no alertname label nor a rule in its generatorURL")
     window_ms, default_baseline = DROP_RULES.get(rule, (HOUR_MS, "previous"))
     at = started if g.status == "firing" else (ended or started)
+    summary = g.annotations.get("summary") or g.labels.get("alertname", rule)
     alert = Alert(rule=rule, key="/".join(g.labels[k] for k in KEY_LABELS if g.labels.get(k)), state=g.status,
                   value=_value(g.values), threshold=_THRESHOLDS.get(rule, 0.0),
                   window_seconds=window_ms // 1000 if _is_drop(rule, g.labels) else _WINDOWS.get(rule, 0),
-                  started_at_ms=started, at_ms=at, summary=g.annotations.get("summary") or g.labels.get("alertname", rule),
+                  started_at_ms=started, at_ms=at, summary=summary if g.status == "firing" else f"resolved: {summary}",
                   source=SOURCE)
     if g.status != "firing" or not _is_drop(rule, g.labels):
         return alert, None

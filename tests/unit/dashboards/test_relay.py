@@ -76,7 +76,7 @@ def test_the_seven_day_rule_takes_the_week_and_a_baseline_label_wins() -> None:
 def test_a_resolved_alert_keeps_its_start_and_ends_at_its_end_without_causes() -> None:
     [(alert, scope)] = relay.parse(payload(grafana_alert("resolved", "2026-12-04T02:30:00Z", provider="aliyun")))
     assert alert.state == "resolved" and alert.started_at_ms == STARTS_MS and scope is None
-    assert alert.at_ms == STARTS_MS - 123 + 30 * 60_000
+    assert alert.at_ms == STARTS_MS - 123 + 30 * 60_000 and alert.summary.startswith("resolved: aliyun: delivery")
     # A repeat of the same firing alert is the same row (same rule, key, started_at, state, at).
     first, again = (relay.parse(payload(grafana_alert(provider="aliyun")))[0][0] for _ in range(2))
     assert first == again
