@@ -44,8 +44,19 @@ ALERT_RULE_V1 = {
     "notification_settings": ENV, "record": ENV,
 }
 ALERT_RULE_GROUP_V1 = {"orgId": ENV, "name": ENV, "folder": ENV, "interval": ENV, "rules": [ALERT_RULE_V1]}
+# contact points, pkg/services/provisioning/alerting/contact_point_types.go: ContactPointV1 (orgId, name:
+# values types) and ReceiverV1 (uid, type, settings a JSONValue, disableResolveMessage): all read with .Value().
+RECEIVER_V1 = {"uid": ENV, "type": ENV, "settings": ENV, "disableResolveMessage": ENV}
+CONTACT_POINT_V1 = {"orgId": ENV, "name": ENV, "receivers": [RECEIVER_V1]}
+# notification policies, notification_policy_types.go: NotificiationPolicyV1 is orgId (values.Int64Value) and
+# the route inline as definitions.Route, which is no values type: the tree is read as written.
+POLICY_V1 = {"orgId": ENV, **dict.fromkeys(("receiver", "group_by", "routes", "group_wait", "group_interval",
+                                            "repeat_interval", "object_matchers", "continue"), PLAIN)}
+# One schema per directory: an alerting file may hold rules, contact points and policies.
 ALERT_RULES_FILE = {"apiVersion": PLAIN, "groups": [ALERT_RULE_GROUP_V1],
-                    "deleteRules": [{"uid": ENV, "orgId": ENV}]}
+                    "deleteRules": [{"uid": ENV, "orgId": ENV}], "contactPoints": [CONTACT_POINT_V1],
+                    "deleteContactPoints": [{"orgId": ENV, "uid": ENV}], "policies": [POLICY_V1],
+                    "resetPolicies": [ENV]}
 DATASOURCE_V1 = dict.fromkeys(("orgId", "orgName", "version", "name", "type", "access", "url", "user", "database", "basicAuth", "basicAuthUser", "withCredentials", "isDefault", "correlations", "jsonData", "secureJsonData", "editable", "uid"), ENV)
 DATASOURCES_FILE = {"apiVersion": PLAIN, "datasources": [DATASOURCE_V1],
                     "deleteDatasources": [{"orgId": ENV, "orgName": ENV, "name": ENV}]}

@@ -21,6 +21,7 @@ from aiohttp import web
 from sms_analytics import startup
 from sms_analytics.broker.admin import PartitionMismatch, ensure_topics, topic_configs
 from sms_analytics.broker.embedded import EmbeddedBroker
+from sms_analytics.dashboards import relay
 from sms_analytics.model import region, topics
 from sms_analytics.model.addresses import is_loopback
 from sms_analytics.model.phone import PhoneHasher, load_or_create_key
@@ -78,6 +79,7 @@ class Runtime:
         self.sink: ClickHouseSink | None = None
         self._sink_task: asyncio.Task[None] | None = None
         self.publisher: Publishes | None = None
+        self._own_publisher: Publisher | None = None  # the Grafana relay's, in a process without receivers
         self._runners: list[web.AppRunner] = []
         self.receiver_url = ""
         self.query_url = ""
@@ -137,9 +139,13 @@ class Runtime:
         if self.parts.receiver:
             await self._start_receiver(receiver_only)
         if self.parts.query and self.warehouse is not None:
-            port = await self._serve(query_app(self.warehouse, self.readiness, metrics=self.metrics.exposition,
-                                               health=self.health, token=s.query_token),
-                                     s.sms_query_host, s.sms_query_port)
+            app = query_app(self.warehouse, self.readiness, metrics=self.metrics.exposition, health=self.health,
+                            token=s.query_token)
+            publisher = await self._relay_publisher()
+            if publisher is not None:
+                relay.install(app, self.warehouse.read, publisher, lambda: self.settings.sms_alert_rules.webhooks,
+                              s.query_token)
+            port = await self._serve(app, s.sms_query_host, s.sms_query_port)
             self.query_url = f"http://{_client_host(s.sms_query_host)}:{port}"
         if not self.receiver_url and not self.query_url:  # e.g. `worker --no-sink`: still /healthz and /metrics
             port = await self._serve(ops_app(self.health, self.metrics.exposition), s.sms_query_host, s.sms_query_port)
@@ -153,6 +159,20 @@ class Runtime:
                  query=self.query_url or None, warehouse=redact(s.warehouse_url),
                  journal=str(self.journal.path) if self.journal else None,
                  replaying=self.journal.last_seq - self.journal.snapshot_seq if self.journal else None)
+
+    async def _relay_publisher(self) -> Publishes | None:
+        """What the Grafana relay (dashboards/relay.py) publishes through: the receivers' publisher, else
+        one of its own (a worker or sink process), stopped with the process; None in a process with
+        neither (a query endpoint alone, which no command runs): no relay there."""
+        if self.publisher is not None:
+            return self.publisher
+        if not (self.parts.worker or self.parts.sink):
+            return None
+        s = self.settings
+        self._own_publisher = Publisher(self.bootstrap, send_timeout=s.sms_publish_timeout_seconds,
+                                        linger_ms=s.sms_publish_linger_ms, idempotent=self._idempotent)
+        await self._first_connection(self._own_publisher.start)
+        return self._own_publisher
 
     async def _first_connection(self, attempt: Callable[[], Awaitable[Any]]) -> None:
         """The first call to the broker: waited for (SMS_STARTUP_WAIT_SECONDS) unless the broker is our own."""
@@ -274,8 +294,9 @@ class Runtime:
             await asyncio.gather(*self._feed_tasks, return_exceptions=True)
         for client in self._feed_clients:
             await client.close()
-        if self.publisher is not None:
-            await self.publisher.stop()
+        for publisher in (self.publisher, self._own_publisher):
+            if publisher is not None:
+                await publisher.stop()
         if self.forwarder is not None and self.broker is not None and self.broker.alive and self.app is not None:
             try:  # a clean stop saves the stream's states: the next start has nothing to replay
                 await self._checkpoint()

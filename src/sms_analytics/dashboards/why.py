@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from sms_analytics.model.knowledge import KnowledgeBase
 from sms_analytics.model.providers import CARRIER_NAMES, PROVIDERS
+from sms_analytics.model.region import PROVINCES
 from sms_analytics.model.rootcause import DIMENSIONS, Cause, SliceCounts, WindowCounts, explain
 
 Query = Callable[[str], tuple[list[str], list[tuple[Any, ...]]]]
@@ -32,13 +33,13 @@ WEEK_DAYS = 7
 UNKNOWN_LABEL = "(unknown)"  # how an empty value prints (a province the data cannot place)
 
 # One row per (dimension, value) and one for the whole window (dimension ''): failures, decided messages.
+# A dimension the scope fixes (carrier, province) is no slice: it holds the whole window.
 _COUNTS_SQL = """
 SELECT tupleElement(slice, 1) AS dimension, tupleElement(slice, 2) AS value,
        countIf(status = 'failed') AS failures, count() AS total
 FROM sms.messages
-ARRAY JOIN [('', ''), ('carrier', carrier), ('province', province), ('template', template), ('sign', sign),
-            ('error_code', error_code)] AS slice
-WHERE provider = '{provider}' {carrier_filter}
+ARRAY JOIN [('', ''), {slices}] AS slice
+WHERE provider = '{provider}' {scope_filter}
   AND sent_at >= fromUnixTimestamp64Milli(toInt64({start_ms}), 'UTC')
   AND sent_at < fromUnixTimestamp64Milli(toInt64({end_ms}), 'UTC')
   AND status IN ('delivered', 'failed')
@@ -46,14 +47,18 @@ GROUP BY dimension, value
 """
 
 
-def counts_sql(provider: str, carrier: str | None, start_ms: int, end_ms: int) -> str:
-    """The counting query of one window; `provider` and `carrier` must be known names."""
+def counts_sql(provider: str, carrier: str | None, start_ms: int, end_ms: int, province: str | None = None) -> str:
+    """The counting query of one window; `provider`, `carrier` and `province` must be known names."""
     if provider not in PROVIDERS:
         raise ValueError(f"unknown provider {provider!r} (one of {', '.join(PROVIDERS)})")
     if carrier is not None and carrier not in CARRIER_NAMES:
         raise ValueError(f"unknown carrier {carrier!r} (one of {', '.join(CARRIER_NAMES)})")
-    carrier_filter = f"AND carrier = '{carrier}'" if carrier else ""
-    return _COUNTS_SQL.format(provider=provider, carrier_filter=carrier_filter, start_ms=int(start_ms),
+    if province is not None and province not in PROVINCES:
+        raise ValueError(f"unknown province {province!r} (a short name: {', '.join(PROVINCES[:3])}, ...)")
+    fixed = {"carrier": carrier, "province": province}
+    slices = ", ".join(f"('{d}', {d})" for d in DIMENSIONS if not fixed.get(d))
+    scope_filter = " ".join(f"AND {d} = '{v}'" for d, v in fixed.items() if v)
+    return _COUNTS_SQL.format(provider=provider, slices=slices, scope_filter=scope_filter, start_ms=int(start_ms),
                               end_ms=int(end_ms))
 
 
@@ -85,18 +90,20 @@ def baseline_windows(start_ms: int, end_ms: int, baseline: Baseline) -> list[tup
 
 
 def why(query: Query, provider: str, carrier: str | None, start_ms: int, end_ms: int, *,
-        baseline: Baseline = "previous", top: int = 3, kb: KnowledgeBase | None = None) -> list[Cause]:
+        baseline: Baseline = "previous", top: int = 3, kb: KnowledgeBase | None = None,
+        province: str | None = None) -> list[Cause]:
     """The top slices explaining the window's failures (rootcause.explain), error codes with their
-    meaning from the knowledge base."""
+    meaning from the knowledge base. `province` narrows the scope (a carrier × province alert)."""
     return why_against(query, provider, carrier, (start_ms, end_ms), baseline_windows(start_ms, end_ms, baseline),
-                       top=top, kb=kb)
+                       top=top, kb=kb, province=province)
 
 
 def why_against(query: Query, provider: str, carrier: str | None, window: tuple[int, int],
-                windows: list[tuple[int, int]], *, top: int = 3, kb: KnowledgeBase | None = None) -> list[Cause]:
+                windows: list[tuple[int, int]], *, top: int = 3, kb: KnowledgeBase | None = None,
+                province: str | None = None) -> list[Cause]:
     """`why` against explicit baseline windows (epoch ms, [start, end)), averaged."""
-    current = window_counts(_read(query, counts_sql(provider, carrier, *window)))
-    rows = [row for s, e in windows for row in _read(query, counts_sql(provider, carrier, s, e))]
+    current = window_counts(_read(query, counts_sql(provider, carrier, *window, province=province)))
+    rows = [row for s, e in windows for row in _read(query, counts_sql(provider, carrier, s, e, province=province))]
     before = window_counts(_summed(rows), divide=float(len(windows)))
     knowledge = kb or KnowledgeBase.load()
 

@@ -29,7 +29,7 @@ REASON_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("bad_shape", ("expected", "must be", "must both be", "needs ", "longer than")),
 )
 REASON_CLASSES: tuple[str, ...] = (*(name for name, _ in REASON_RULES), "other")
-_ENDPOINT = re.compile(r"(/v1/sends(/[a-z]+)?|/callbacks/[a-z]+/[a-z-]+|feed:[A-Za-z0-9_.:-]{1,60}|streams\.[a-z_]+)")
+_ENDPOINT = re.compile(r"(/v1/sends(/[a-z]+)?|/v1/grafana/alerts|/callbacks/[a-z]+/[a-z-]+|feed:[A-Za-z0-9_.:-]{1,60}|streams\.[a-z_]+)")
 
 
 def reason_class(reason: str) -> str:

@@ -75,7 +75,7 @@ def query_app(warehouse: Warehouse, readiness: Callable[[], dict[str, bool]], *,
     (observability/health.py) /healthz answers with instead of `readiness`; `token`: what POST
     /query requires as `Authorization: Bearer <token>` (SMS_QUERY_TOKEN; compared in constant time)."""
     async def query(request: web.Request) -> web.Response:
-        if token is not None and not _authorized(request, token):
+        if token is not None and not bearer_authorized(request, token):
             return web.json_response({"error": "invalid or missing token (Authorization: Bearer, SMS_QUERY_TOKEN)"},
                                      status=401)
         fmt = request.query.get("format", "json")
@@ -107,7 +107,9 @@ def query_app(warehouse: Warehouse, readiness: Callable[[], dict[str, bool]], *,
     return app
 
 
-def _authorized(request: web.Request, token: str) -> bool:
+def bearer_authorized(request: web.Request, token: str) -> bool:
+    """Whether the request carries `Authorization: Bearer <token>` (compared in constant time): POST /query
+    and the Grafana relay (dashboards/relay.py), both SMS_QUERY_TOKEN."""
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 

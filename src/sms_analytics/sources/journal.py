@@ -319,6 +319,10 @@ class JournaledPublisher:
         await self._append([dead_letter_row(raw, reason, endpoint, index)], endpoint)
         self.dead_letters.count(endpoint, reason)
 
+    async def publish_record(self, topic: str, key: bytes | None, value: bytes, endpoint: str) -> None:
+        """One record as it is (an alert the Grafana relay publishes), journaled like a push."""
+        await self._append([Row(topic, ANY_PARTITION, key, value)], endpoint)
+
     async def _append(self, rows: list[Row], endpoint: str) -> None:
         if not self.ready:
             raise BrokerUnavailable("stopping")

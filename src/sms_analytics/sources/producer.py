@@ -62,6 +62,8 @@ class Publishes(Protocol):
 
     async def dead_letter(self, raw: bytes, reason: str, endpoint: str, index: int = -1) -> None: ...
 
+    async def publish_record(self, topic: str, key: bytes | None, value: bytes, endpoint: str) -> None: ...
+
 
 def route(event: Event) -> tuple[str, bytes]:
     if isinstance(event, SendEvent):
@@ -273,6 +275,16 @@ class Publisher:
                                                 partition=partition)
         return await self._connected().send(topic, value=encode_batch(group), partition=partition,  # type: ignore[arg-type]
                                          headers=[("events", str(len(group)).encode())])
+
+    async def publish_record(self, topic: str, key: bytes | None, value: bytes, endpoint: str) -> None:
+        """One record as it is (an alert the Grafana relay publishes, dashboards/relay.py), answered once
+        the broker acknowledged it; BrokerUnavailable otherwise."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                await (await self._connected().send(topic, key=key, value=value))
+        except Exception as exc:
+            log.warning("publish.failed", endpoint=endpoint, error=type(exc).__name__)
+            raise BrokerUnavailable(str(exc) or type(exc).__name__) from exc
 
     async def dead_letter(self, raw: bytes, reason: str, endpoint: str, index: int = -1) -> None:
         try:

@@ -10,6 +10,7 @@ import asyncio
 import os
 import sys
 import time
+from collections.abc import Iterable
 from typing import Any, NoReturn
 
 import msgspec
@@ -122,10 +123,7 @@ async def evaluate_alerts(streams: Streams, detector: Detector) -> None:
         await streams.alerts.send(key=f"{alert.rule}|{alert.key}".encode(), value=msgspec.json.encode(alert))
         log.warning("alert", rule=alert.rule, key=alert.key, state=alert.state, summary=alert.summary,
                     causes=cause_lines(alert.causes))
-        for hook in detector.rules.webhooks:
-            post = asyncio.create_task(_post_webhook(hook, alert))
-            _WEBHOOK_POSTS.add(post)
-            post.add_done_callback(_WEBHOOK_POSTS.discard)
+        post_webhooks(detector.rules.webhooks, alert)
 
 
 async def note_assignment(stats: JoinStats, sender: Any, assigned: Any, **_: Any) -> None:
@@ -170,6 +168,19 @@ async def conversions(streams: Streams, stream: Any) -> None:
             streams.stats.undecodable += 1
             continue
         detector.observe_conversion(event.provider, event.message_id, event.template, now_ms())
+
+
+def post_webhooks(hooks: Iterable[Webhook], alert: Alert) -> list[asyncio.Task[None]]:
+    """Post `alert` to every webhook in its format (alerts.webhook_body), in the background: a webhook
+    down or slow never holds up the caller (the stream's timer, or the Grafana relay,
+    dashboards/relay.py). Returns the posts, which a caller may await; each logs its own failure."""
+    posts = []
+    for hook in hooks:
+        post = asyncio.create_task(_post_webhook(hook, alert))
+        _WEBHOOK_POSTS.add(post)
+        post.add_done_callback(_WEBHOOK_POSTS.discard)
+        posts.append(post)
+    return posts
 
 
 async def _post_webhook(hook: Webhook, alert: Alert) -> None:

@@ -34,6 +34,16 @@ def test_the_query_inlines_only_checked_values() -> None:
             counts_sql(provider, carrier, START, END)
 
 
+def test_a_fixed_carrier_or_province_filters_and_is_no_dimension() -> None:
+    """A carrier × province alert: both fixed, so both filter and neither is sliced (it holds the window)."""
+    sql = counts_sql("aliyun", "mobile", START, END, province="广东")
+    assert "carrier = 'mobile'" in sql and "province = '广东'" in sql
+    assert "('carrier', carrier)" not in sql and "('province', province)" not in sql and "('template', template)" in sql
+    assert "('carrier', carrier)" in counts_sql("aliyun", None, START, END)
+    with pytest.raises(ValueError, match="unknown province"):
+        counts_sql("aliyun", "mobile", START, END, province="广东' OR 1")
+
+
 def test_baselines() -> None:
     assert baseline_windows(START, END, "previous") == [(START - 30 * MIN, START)]
     week = baseline_windows(START, END, "week")
