@@ -139,7 +139,7 @@ async def test_a_regional_outage_raises_the_province_alert_with_its_cause_everyw
         assert generic and generic[0]["causes"][0]["dimension"] == "error_code" and generic[0]["causes"][0]["meaning"]
         code = generic[0]["causes"][0]["value"]
         texts = [b["text"]["content"] for fmt, b in posts if fmt == "dingtalk" and "/mobile/广东" in b["text"]["content"]]
-        assert any(f"1. error_code={code}: " in t and "previous window" in t for t in texts), texts
+        assert any(f"1. error_code={code}: " in t and "why (against the time just before)" in t for t in texts), texts
     finally:
         proc.terminate()
         await asyncio.wait_for(proc.wait(), 20)

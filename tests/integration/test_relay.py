@@ -156,7 +156,7 @@ async def test_a_grafana_drop_alert_is_relayed_with_its_causes_to_the_warehouse_
             "grafana", "sms-rate-floor", "aliyun/mobile", "firing")
         assert generic["causes"][0]["value"] in ("广东", OUTAGE_CODE) and generic["baseline"] == "previous"
         text = bodies["dingtalk"]["text"]["content"]
-        assert text.startswith("[FIRING] sms-rate-floor aliyun/mobile") and "why (against the previous window)" in text
+        assert text.startswith("[FIRING] sms-rate-floor aliyun/mobile") and "why (against the time just before)" in text
         assert f"error_code={OUTAGE_CODE}" in text and "province=广东" in text and code["meaning"] in text
         assert bodies["slack"]["text"] == text
 

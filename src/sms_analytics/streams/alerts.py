@@ -45,6 +45,7 @@ SLICE_BUCKETS_PER_WINDOW = 5
 
 # (provider, carrier, province, template, sign, error code) -> [outcomes, failures]
 Combo = tuple[str, str, str, str, str, str]
+BASELINE_TEXT = {"previous": "the time just before", "week": "the same hour of the last 7 days"}
 Meaning = Callable[[str, str, str], str]  # (provider, error code, carrier) -> the code's meaning
 
 
@@ -422,7 +423,7 @@ def webhook_body(alert: Alert, fmt: str) -> dict[str, Any]:
     WeCom or Slack (text, a cause a line under the headline)."""
     text = f"[{alert.state.upper()}] {alert.rule} {alert.key}: {alert.summary}"
     if alert.causes:
-        text += f"\nwhy (against the {'previous windows' if alert.baseline == 'previous' else 'same hour, last 7 days'}):\n"
+        text += f"\nwhy (against {BASELINE_TEXT.get(alert.baseline, alert.baseline)}):\n"
         text += "\n".join(cause_lines(alert.causes))
     if fmt == "dingtalk":
         return {"msgtype": "text", "text": {"content": text}}

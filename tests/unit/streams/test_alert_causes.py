@@ -144,7 +144,7 @@ def test_the_causes_travel_in_every_format_and_to_the_warehouse_row() -> None:
                       ("slack", lambda b: b["text"])):
         body = text(webhook_body(alert, fmt))
         assert ". province=广东: " in body and f". error_code={OUTAGE_CODE}: " in body, fmt
-        assert f"meaning of {OUTAGE_CODE}" in body and "previous window" in body
+        assert f"meaning of {OUTAGE_CODE}" in body and "why (against the time just before)" in body
     row = alert_row(record)
     source, baseline, causes = row[-3:]
     assert (source, baseline) == ("stream", "previous")
