@@ -9,6 +9,7 @@ import random
 from collections.abc import Callable
 
 import msgspec
+import pytest
 
 from sms_analytics.settings import AlertRules
 from sms_analytics.sinks.rows import alert_row
@@ -21,6 +22,7 @@ TEMPLATES = ("SMS_1", "SMS_2", "SMS_3", "SMS_4")
 SIGNS = ("阿里云", "美团")
 NORMAL_CODES = ("MK:0001", "IC:0015", "UNDELIV")
 OUTAGE_CODE = "MK:0005"
+SEEDS = pytest.mark.parametrize("seed", range(8))
 
 
 def rules(**delivery_rate: object) -> AlertRules:
@@ -39,11 +41,11 @@ def normal(s: int, carrier: str, province: str, template: str, rng: random.Rando
 
 
 def run(detector: Detector, seconds: range, outcome: Callable[..., tuple[bool, str]],
-        per_second: int = 20) -> list[Alert]:
+        per_second: int = 20, seed: int = 11) -> list[Alert]:
     """Every second `per_second` outcomes of aliyun (carrier, province, template and sign at random),
     one tally a second as the join adds a batch, and an evaluation."""
     fired: list[Alert] = []
-    rng = random.Random(11)
+    rng = random.Random(seed)
     for s in seconds:
         now = T0 + s * 1000
         tally = detector.tally()
@@ -76,13 +78,16 @@ def regional(s: int, carrier: str, province: str, template: str, rng: random.Ran
     return normal(s, carrier, province, template, rng)
 
 
-def test_normal_traffic_raises_nothing() -> None:
-    assert run(Detector(rules(), meaning), range(600), normal) == []
+@SEEDS
+def test_normal_traffic_raises_nothing(seed: int) -> None:
+    assert run(Detector(rules(), meaning), range(600), normal, seed=seed) == []
 
 
-def test_a_regional_outage_fires_the_province_alert_with_its_code_and_the_carrier_alert_names_the_province() -> None:
+@SEEDS
+def test_a_regional_outage_fires_the_province_alert_with_its_code_and_the_carrier_alert_names_the_province(
+        seed: int) -> None:
     # 广东 mobile ~200 outcomes a window, every other province × carrier under 100: below region_min_volume
-    fired = run(Detector(rules(floor=0.85, region_min_volume=150), meaning), range(400), regional)
+    fired = run(Detector(rules(floor=0.85, region_min_volume=150), meaning), range(400), regional, seed=seed)
     province = firing(fired, "aliyun/mobile/广东")
     assert province.causes and province.baseline == "previous"
     first = province.causes[0]
@@ -107,13 +112,14 @@ def test_a_small_province_does_not_fire_below_its_minimum_volume() -> None:
     assert any(a.key == "aliyun/mobile/广东" for a in run(Detector(rules(floor=0.5), meaning), range(400), regional))
 
 
-def test_a_failing_template_names_that_template_only() -> None:
+@SEEDS
+def test_a_failing_template_names_that_template_only(seed: int) -> None:
     def template(s: int, carrier: str, province: str, tpl: str, rng: random.Random) -> tuple[bool, str]:
         if 200 <= s < 300 and tpl == "SMS_3":
             return False, OUTAGE_CODE
         return normal(s, carrier, province, tpl, rng)
 
-    fired = run(Detector(rules(floor=0.9, by=("provider",)), meaning), range(400), template)
+    fired = run(Detector(rules(floor=0.9, by=("provider",)), meaning), range(400), template, seed=seed)
     alert = firing(fired, "aliyun")
     named = {(c.dimension, c.value) for c in alert.causes}
     assert named == {("template", "SMS_3"), ("error_code", OUTAGE_CODE)}  # its code too; no province, carrier, sign
