@@ -135,3 +135,48 @@ def test_stop_unacknowledged_exits_75():
     assert "join.batch_failed" in output
     assert "RuntimeError: boom" in output
     assert "not reached" not in output
+
+
+class _Topic:
+    """A topic's send as faust's: awaited, it returns a future the broker's acknowledgement (or refusal) resolves."""
+
+    def __init__(self, name: str, order: list[str], refuse: bool = False) -> None:
+        self.name, self.order, self.refuse = name, order, refuse
+        self.changelog_topic = self  # as the table's
+
+    async def send(self, **record: Any) -> Any:
+        import asyncio
+
+        self.order.append(self.name)
+        future = asyncio.get_running_loop().create_future()
+        if self.refuse:
+            future.set_exception(RuntimeError("MessageSizeTooLargeError"))
+        else:
+            future.set_result(SimpleNamespace(topic=self.name, partition=record["partition"], offset=len(self.order)))
+        return future
+
+
+def _streams(store: MessageStateStore, order: list[str], refuse: bool) -> Any:
+    from sms_analytics.streams.context import Streams
+
+    return Streams(stats=JoinStats(), table=_Topic("changelog", order), store=store,
+                   deliveries=_Topic("deliveries", order, refuse=refuse), dead=_Topic("dead", order),
+                   requests=None, alerts=None, detector=None, batch=100, within=0.1, raw_phone=False)
+
+
+async def test_a_state_reaches_the_changelog_only_after_the_broker_took_its_deliveries(store):
+    """Written together, a refused delivery record (or a SIGKILL) could leave the state in the changelog
+    without its delivery, and the replay would then emit nothing. Deliveries go first and are awaited."""
+    from sms_analytics.model.events import encode_batch
+
+    records = [SimpleNamespace(message=SimpleNamespace(topic=topics.SENDS, partition=p, offset=0),
+                               value=encode_batch([send()])) for p in (0, 1)]
+    order: list[str] = []
+    with pytest.raises(RuntimeError, match="MessageSizeTooLarge"):
+        await agents._join_batch(_streams(store, order, refuse=True), records)
+    assert order == ["deliveries", "deliveries"] and store.get(KEY) is None  # no state written anywhere
+
+    order.clear()
+    await agents._join_batch(_streams(store, order, refuse=False), records)
+    assert order == ["deliveries", "deliveries", "changelog", "changelog"]
+    assert store.get(KEY) is not None
