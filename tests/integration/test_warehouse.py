@@ -172,7 +172,8 @@ def test_panel_rollups_follow_late_receipts(warehouse: Warehouse) -> None:
         _, rows = warehouse.query(levels)
         assert [(r[0], r[1]) for r in rows] == [("carrier", lv) for lv in (60, 300, 600, 3600, 21600, 86400)] + \
             [("full", lv) for lv in (600, 3600, 21600, 86400)] + \
-            [("provider_carrier", lv) for lv in (60, 300, 600, 3600, 21600, 86400)]
+            [("provider_carrier", lv) for lv in (60, 300, 600, 3600, 21600, 86400)] + \
+            [("provider_carrier_province", lv) for lv in (60, 300, 600, 3600, 21600, 86400)]
         assert {r[2:6] for r in rows} == {counts}
         if counts[1]:
             (p50,) = {r[6] for r in rows}  # every level merges the same sketch

@@ -66,7 +66,7 @@ FROM
 -- earlier recomputes). Sentinel rows (sent = 0) only mark a recompute of an emptied minute.
 CREATE OR REPLACE VIEW sms.rollup_minute AS
 SELECT
-    minute, provider, carrier, template, sign, country_code, failure_category, sent, delivered, failed,
+    minute, provider, carrier, template, sign, country_code, province, failure_category, sent, delivered, failed,
     expired, pending, segments, final_within_1m, final_within_5m, final_within_30m, delivered_within,
     latency_state, latency_sum_ms, converted, delivered_unconverted, conversion_ms_sum
 FROM sms.rollup_minute_raw FINAL
@@ -77,7 +77,8 @@ WHERE sent > 0
 -- every minute, or of every (grain, level, bucket).
 CREATE OR REPLACE VIEW sms.rollup_error_minute AS
 SELECT
-    minute, provider, carrier, template, sign, country_code, failure_category, error_code, outcome_stage, messages,
+    minute, provider, carrier, template, sign, country_code, province, failure_category, error_code, outcome_stage,
+    messages,
     first_seen, last_seen, example_message
 FROM sms.rollup_error_minute_raw FINAL
 WHERE messages > 0
@@ -85,7 +86,7 @@ WHERE messages > 0
 
 CREATE OR REPLACE VIEW sms.undelivered_messages AS
 SELECT
-    minute, provider, message_id, phone_hash, phone_masked, carrier, country_code, template, sign, sent_at,
+    minute, provider, message_id, phone_hash, phone_masked, carrier, country_code, province, template, sign, sent_at,
     CAST(if(stored_status IN ('pending', 'expired'),
             if(sent_at < now64(3) - toIntervalSecond({expire_after_seconds}), 'expired', 'pending'), stored_status)
          AS Enum8('pending' = 0, 'delivered' = 1, 'failed' = 2, 'expired' = 3)) AS status,
@@ -95,8 +96,8 @@ SELECT
     outcome_stage
 FROM
 (
-    SELECT minute, provider, message_id, phone_hash, phone_masked, carrier, country_code, template, sign, sent_at,
-           status AS stored_status, error_code, error_message, failure_category AS stored_category, outcome_stage
+    SELECT minute, provider, message_id, phone_hash, phone_masked, carrier, country_code, province, template, sign,
+           sent_at, status AS stored_status, error_code, error_message, failure_category AS stored_category, outcome_stage
     FROM sms.undelivered_messages_raw FINAL
     WHERE provider != ''
       AND (minute, generation) IN (SELECT minute, max(generation) FROM sms.undelivered_messages_raw GROUP BY minute)
@@ -104,7 +105,8 @@ FROM
 
 CREATE OR REPLACE VIEW sms.rollup_level AS
 SELECT
-    grain, level, bucket, provider, carrier, template, sign, country_code, sent, delivered, failed, expired, pending,
+    grain, level, bucket, provider, carrier, template, sign, country_code, province, sent, delivered, failed, expired,
+    pending,
     segments, final_within_1m, final_within_5m, final_within_30m, delivered_within, latency_state, latency_sum_ms,
     latency_quantiles, converted, delivered_unconverted, conversion_ms_sum
 FROM sms.rollup_level_raw FINAL
