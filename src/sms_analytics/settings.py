@@ -48,6 +48,7 @@ class DeliveryRateRule(_Part):
 
     floor: float = Field(ge=0, le=1)  # fire below this ...
     min_volume: int = Field(ge=0)  # ... once at least this many outcomes are in the window
+    region_min_volume: int = Field(default=200, ge=0)  # a carrier × province needs this many
     by: tuple[Literal["provider", "carrier"], ...]
 
     @property
