@@ -61,8 +61,8 @@ UNKNOWN_REGION = "(unknown)"
 
 # quantilesDD(relative_accuracy, levels...): 0.005 is the accuracy, so q = [p50, p90, p95, p99].
 # Filters on the template variables, by the columns a source has.
-# Sources whose rows all fall in the range the variable queries ran on (the rollups by
-# $__timeFilter(minute)): a variable set to All selects every value there is, so it filters nothing
+# Sources whose rows all fall in the range the variable queries ran on (the rollups' hours overlapping
+# the range, VARIABLE_HOURS): a variable set to All selects every value there is, so it filters nothing
 # and is left out ($__conditionalAll: `1=1`), which spares the IN lists over millions of rows.
 ROLLUP_FILTER = ("$__conditionalAll(provider IN (${provider:singlequote}), $provider) "
                  "AND $__conditionalAll(carrier IN (${carrier:singlequote}), $carrier) "
@@ -115,6 +115,11 @@ GRAINS: tuple[tuple[str, set[str], tuple[str, ...], tuple[int, ...]], ...] = (
      (60, 300, 600, 3600, 21600, 86400)),
     ("full", set(VARIABLE_COLUMNS.values()), (), (600, 3600, 21600, 86400)),
 )
+
+
+# Panels of counts only read every grain that has their columns: with the province a dimension, the full
+# grain's rows are several times those of the coarser grains (a sketch-merging panel chooses its own).
+COUNT_GRAINS = tuple(grain for grain, *_ in GRAINS)
 
 
 def all_selected(variables: tuple[str, ...]) -> str:
@@ -294,15 +299,23 @@ def variable_sql(name: str, column: str, where: str) -> str:
         return (f"SELECT template, any(if(name = template, template, concat(name, ' (', template, ')'))) AS text "
                 f"FROM (SELECT DISTINCT provider, template, "
                 f"dictGetOrDefault('sms.template_name_dict', 'name', (provider, template, ''), template) AS name "
-                f"FROM sms.rollup_minute WHERE {where}) GROUP BY template ORDER BY template")
+                f"FROM sms.rollup_level WHERE {where}) GROUP BY template ORDER BY template")
     if name == "region":
         return (f"SELECT DISTINCT province, if(province = '', '{UNKNOWN_REGION}', province) AS text "
-                f"FROM sms.rollup_minute WHERE {where} ORDER BY province")
-    return f"SELECT DISTINCT {column} FROM sms.rollup_minute WHERE {where} ORDER BY {column}"
+                f"FROM sms.rollup_level WHERE {where} ORDER BY province")
+    return f"SELECT DISTINCT {column} FROM sms.rollup_level WHERE {where} ORDER BY {column}"
+
+
+# A variable's options come from the hourly rows of the coarsest grain that has its column (the hours
+# overlapping the range: a superset of the range's values, so All still filters nothing): with the province
+# a dimension, the minute rows are nearly one per message.
+VARIABLE_GRAINS = {"provider": "provider_carrier", "carrier": "provider_carrier", "region": "provider_carrier_province"}
+VARIABLE_HOURS = "level = 3600 AND bucket >= toStartOfHour($__fromTime) AND bucket <= $__toTime"
 
 
 def query_variable(name: str, label: str, column: str) -> dict[str, Any]:
-    where = "$__timeFilter(minute)" if name == "provider" else "$__timeFilter(minute) AND provider IN (${provider:singlequote})"
+    where = f"grain = '{VARIABLE_GRAINS.get(name, 'full')}' AND {VARIABLE_HOURS}"
+    where += "" if name == "provider" else " AND provider IN (${provider:singlequote})"
     sql = variable_sql(name, column, where)
     return {
         "type": "query",
@@ -376,7 +389,7 @@ FROM
     FROM
     (
         {rollup_source(f"{column}, {'provider, ' if named else ''}sent, delivered, failed, expired, pending",
-                       TREND_SECONDS)}
+                       TREND_SECONDS, grains=COUNT_GRAINS)}
     )
     GROUP BY {column}, bucket
 )
@@ -391,10 +404,11 @@ ORDER BY sent DESC""", grid,
 
 # --- conversions (issue 16): over the templates whose conversions are reported --------------------------
 # A template is tracked when it has conversions in the range or the day before it (conversions are reported
-# for verification codes). HOOK(sms.templates): with the template metadata (migration 0011), `OR template IN
+# for verification codes), read from the hours of grain 'full' overlapping them (a tenth of the minute rows).
+# HOOK(sms.templates): with the template metadata (migration 0011), `OR template IN
 # (SELECT template FROM sms.templates WHERE type = 'verification')` joins this condition.
-CONVERSION_TRACKED = ("template IN (SELECT template FROM sms.rollup_minute WHERE minute >= toStartOfMinute($__fromTime) "
-                      "- INTERVAL 1 DAY AND minute <= $__toTime AND converted > 0)")
+CONVERSION_TRACKED = ("template IN (SELECT template FROM sms.rollup_level WHERE grain = 'full' AND level = 3600 "
+                      "AND bucket >= toStartOfHour($__fromTime) - INTERVAL 1 DAY AND bucket <= $__toTime AND converted > 0)")
 CONVERSION_RATE = "if(sent = 0, NULL, converted / sent)"
 TIME_TO_CONVERT = "if(converted = 0, NULL, conversion_ms_sum / converted)"
 UNCONVERTED_SHARE = "if(delivered = 0, NULL, delivered_unconverted / delivered)"
@@ -512,7 +526,7 @@ SELECT $__timeInterval(t) AS time, provider,
        sum(pending) AS pending, sum(expired) AS expired
 FROM
 (
-        {rollup_source("provider, sent, delivered, failed, pending, expired", INTERVAL)}
+        {rollup_source("provider, sent, delivered, failed, pending, expired", INTERVAL, grains=COUNT_GRAINS)}
 )
 GROUP BY time, provider
 ORDER BY time, provider""", (0, 0, 12, 8), "Messages sent per interval (send cohort) and their current status."),
@@ -524,7 +538,7 @@ FROM
            sum(delivered) AS delivered, sum(failed) AS failed, sum(expired) AS expired, {RATE} AS delivery_rate
     FROM
     (
-        {rollup_source("provider, delivered, failed, expired", INTERVAL)}
+        {rollup_source("provider, delivered, failed, expired", INTERVAL, grains=COUNT_GRAINS)}
     )
     GROUP BY time, provider
 )
@@ -612,7 +626,7 @@ ORDER BY provider""", (0, 50, 8, 6),
 SELECT $__timeInterval(t) AS time, provider, sum(pending) AS pending, sum(expired) AS expired
 FROM
 (
-        {rollup_source("provider, pending, expired", INTERVAL)}
+        {rollup_source("provider, pending, expired", INTERVAL, grains=COUNT_GRAINS)}
 )
 GROUP BY time, provider
 ORDER BY time, provider""", (8, 50, 8, 6), "Messages still without a final outcome (pending) and expired, by send minute."),
@@ -677,14 +691,11 @@ def province_carrier_table(grid: tuple[int, int, int, int]) -> dict[str, Any]:
     sign and country are All (few rows a bucket), else from grain 'full'."""
     return table("Delivery rate and latency by province × carrier", f"""
 SELECT {PROVINCE_NAME} AS province, carrier, sent, delivered, failed, expired, pending, delivery_rate,
-       delivery_rate - {RATE.replace("delivered", "c_delivered").replace("failed", "c_failed")
-                        .replace("expired", "c_expired")} AS rate_vs_carrier,
-       p50_latency_ms, p95_latency_ms
+       delivery_rate - carrier_rate AS rate_vs_carrier, p50_latency_ms, p95_latency_ms
 FROM
 (
     SELECT province, carrier, sent, delivered, failed, expired, pending, delivery_rate, p50_latency_ms, p95_latency_ms,
-           sum(delivered) OVER by_carrier AS c_delivered, sum(failed) OVER by_carrier AS c_failed,
-           sum(expired) OVER by_carrier AS c_expired
+           sum(delivered) OVER by_carrier / nullIf(sum(delivered + failed + expired) OVER by_carrier, 0) AS carrier_rate
     FROM
     (
         SELECT province, carrier, sum(sent) AS sent, sum(delivered) AS delivered, sum(failed) AS failed,
@@ -810,7 +821,7 @@ SELECT sum(sent) AS sent, sum(delivered) AS delivered, sum(failed) AS failed, su
        sum(pending) AS pending, {RATE} AS delivery_rate
 FROM
 (
-        {rollup_source("sent, delivered, failed, expired, pending", WHOLE_RANGE)}
+        {rollup_source("sent, delivered, failed, expired, pending", WHOLE_RANGE, grains=COUNT_GRAINS)}
 )""", (0, 0, 24, 5), "The selection's totals over the range; delivery_rate = delivered / (delivered + failed + "
                      "expired).", overrides=percent("delivery_rate")),
         province_carrier_table((0, 5, 12, 10)),

@@ -63,7 +63,7 @@ def test_dashboards_have_the_variables() -> None:
     names = [v["name"] for v in dd["templating"]["list"]]
     assert names == ["provider", "carrier", "template", "sign", "country", "template_type", "region", "lookup"]
     for v in dd["templating"]["list"][:7]:
-        assert v["type"] == "query" and v["multi"] and v["includeAll"] and "sms.rollup_minute" in v["query"]
+        assert v["type"] == "query" and v["multi"] and v["includeAll"] and "sms.rollup_level" in v["query"]
         assert v["datasource"]["uid"] == "sms-clickhouse"
     assert dd["templating"]["list"][7]["type"] == "textbox"
 
