@@ -113,6 +113,7 @@ GRAINS: tuple[tuple[str, set[str], tuple[str, ...], tuple[int, ...]], ...] = (
      (60, 300, 600, 3600, 21600, 86400)),
     ("provider_carrier_province", {"provider", "carrier", "province"}, ("template", "sign", "country", "template_type"),
      (60, 300, 600, 3600, 21600, 86400)),
+    ("all_provinces", set(VARIABLE_COLUMNS.values()) - {"province"}, ("region",), (60, 600, 3600, 21600, 86400)),
     ("full", set(VARIABLE_COLUMNS.values()), (), (600, 3600, 21600, 86400)),
 )
 
@@ -120,6 +121,8 @@ GRAINS: tuple[tuple[str, set[str], tuple[str, ...], tuple[int, ...]], ...] = (
 # Panels of counts only read every grain that has their columns: with the province a dimension, the full
 # grain's rows are several times those of the coarser grains (a sketch-merging panel chooses its own).
 COUNT_GRAINS = tuple(grain for grain, *_ in GRAINS)
+# Panels over templates (by their columns, or a `where` on the template): the grains that keep the template.
+TEMPLATE_GRAINS = ("all_provinces", "full")
 
 
 def all_selected(variables: tuple[str, ...]) -> str:
@@ -314,7 +317,7 @@ VARIABLE_HOURS = "level = 3600 AND bucket >= toStartOfHour($__fromTime) AND buck
 
 
 def query_variable(name: str, label: str, column: str) -> dict[str, Any]:
-    where = f"grain = '{VARIABLE_GRAINS.get(name, 'full')}' AND {VARIABLE_HOURS}"
+    where = f"grain = '{VARIABLE_GRAINS.get(name, 'all_provinces')}' AND {VARIABLE_HOURS}"
     where += "" if name == "provider" else " AND provider IN (${provider:singlequote})"
     sql = variable_sql(name, column, where)
     return {
@@ -404,10 +407,10 @@ ORDER BY sent DESC""", grid,
 
 # --- conversions (issue 16): over the templates whose conversions are reported --------------------------
 # A template is tracked when it has conversions in the range or the day before it (conversions are reported
-# for verification codes), read from the hours of grain 'full' overlapping them (a tenth of the minute rows).
+# for verification codes), read from the hours of grain 'all_provinces' overlapping them (a tenth of the minutes).
 # HOOK(sms.templates): with the template metadata (migration 0011), `OR template IN
 # (SELECT template FROM sms.templates WHERE type = 'verification')` joins this condition.
-CONVERSION_TRACKED = ("template IN (SELECT template FROM sms.rollup_level WHERE grain = 'full' AND level = 3600 "
+CONVERSION_TRACKED = ("template IN (SELECT template FROM sms.rollup_level WHERE grain = 'all_provinces' AND level = 3600 "
                       "AND bucket >= toStartOfHour($__fromTime) - INTERVAL 1 DAY AND bucket <= $__toTime AND converted > 0)")
 CONVERSION_RATE = "if(sent = 0, NULL, converted / sent)"
 TIME_TO_CONVERT = "if(converted = 0, NULL, conversion_ms_sum / converted)"
@@ -424,7 +427,8 @@ SELECT {column}, sum(sent) AS sent, sum(delivered) AS delivered, sum(converted) 
        {TIME_TO_CONVERT} AS time_to_convert_ms
 FROM
 (
-        {rollup_source(f"{column}, sent, delivered, converted, conversion_ms_sum", WHOLE_RANGE, where=CONVERSION_TRACKED)}
+        {rollup_source(f"{column}, sent, delivered, converted, conversion_ms_sum", WHOLE_RANGE, where=CONVERSION_TRACKED,
+                       grains=TEMPLATE_GRAINS)}
 )
 GROUP BY {column}
 ORDER BY sent DESC""", grid,
@@ -439,7 +443,8 @@ SELECT provider, carrier, sum(delivered) AS delivered, sum(delivered_unconverted
        {UNCONVERTED_SHARE} AS unconverted_share
 FROM
 (
-        {rollup_source("provider, carrier, delivered, delivered_unconverted", WHOLE_RANGE, where=CONVERSION_TRACKED)}
+        {rollup_source("provider, carrier, delivered, delivered_unconverted", WHOLE_RANGE, where=CONVERSION_TRACKED,
+                       grains=TEMPLATE_GRAINS)}
 )
 WHERE t <= now() - toIntervalSecond({CONVERSION_GRACE_SECONDS})
 GROUP BY provider, carrier
@@ -459,7 +464,7 @@ FROM
            {CONVERSION_RATE} AS conversion_rate
     FROM
     (
-        {rollup_source("provider, sent, converted", INTERVAL, where=CONVERSION_TRACKED)}
+        {rollup_source("provider, sent, converted", INTERVAL, where=CONVERSION_TRACKED, grains=TEMPLATE_GRAINS)}
     )
     GROUP BY time, provider
 )
@@ -499,7 +504,7 @@ FROM
         FROM
         (
         {rollup_source("carrier, provider, template, sign, sent, delivered, failed, expired, pending, latency_state",
-                       WHOLE_RANGE)}
+                       WHOLE_RANGE, grains=TEMPLATE_GRAINS)}
         )
         GROUP BY carrier, provider, template, sign
     )
@@ -858,7 +863,7 @@ SELECT sum(sent) AS sent, sum(converted) AS converted, sum(conversion_ms_sum) AS
 FROM
 (
         {rollup_source("sent, converted, conversion_ms_sum, delivered, delivered_unconverted", WHOLE_RANGE,
-                       where=CONVERSION_TRACKED)}
+                       where=CONVERSION_TRACKED, grains=TEMPLATE_GRAINS)}
 )""", (0, 33, 24, 5), "The selection's conversions over the templates whose conversions are reported: conversion_rate = "
                       "converted / sent, mean time to convert, and the share of delivered messages never converted "
                       "(the recent minutes included: see the overview for the share past the grace period).",

@@ -22,7 +22,8 @@ session) and writes, all with one generation (migrations/0002 and 0009, views in
   contains a recomputed minute, each level from the next finer one just written: grain 'full'
   (every dimension) per 10 minutes, hour, 6 hours and day; grains 'provider_carrier', 'carrier' and
   'provider_carrier_province' (the other dimensions summed, province '' in the first two) per minute,
-  5 and 10 minutes, hour, 6 hours and day.
+  5 and 10 minutes, hour, 6 hours and day; grain 'all_provinces' (every dimension but the province)
+  per minute, 10 minutes, hour, 6 hours and day.
 
 On a cluster (SMS_CLICKHOUSE_CLUSTER; sinks/cluster.py): the same statements, unchanged. They read
 the Distributed tables (sms.messages over sms.message_parts, the views over the rollup tables) and
@@ -72,16 +73,20 @@ _MINUTE_MS = 60_000
 # (seconds; each divides the next). The minute level of grain 'full' is sms.rollup_minute_raw.
 GRAIN_FULL, GRAIN_PROVIDER_CARRIER, GRAIN_CARRIER = "full", "provider_carrier", "carrier"
 GRAIN_PROVINCE = "provider_carrier_province"  # the province × carrier panels and alert (migrations/0015)
+# Every dimension but the province (summed): the former full grain, for the panels over templates and signs
+# while the region is All (the province makes the full grain's rows several times as many).
+GRAIN_ALL_PROVINCES = "all_provinces"
 DIMENSIONS = ("provider", "carrier", "template", "sign", "country_code", "province")
 GRAINS: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
     GRAIN_FULL: (DIMENSIONS, (600, 3600, 21600, 86400)),
     GRAIN_PROVIDER_CARRIER: (("provider", "carrier"), (60, 300, 600, 3600, 21600, 86400)),
     GRAIN_CARRIER: (("carrier",), (60, 300, 600, 3600, 21600, 86400)),
     GRAIN_PROVINCE: (("provider", "carrier", "province"), (60, 300, 600, 3600, 21600, 86400)),
+    GRAIN_ALL_PROVINCES: (DIMENSIONS[:-1], (60, 600, 3600, 21600, 86400)),
 }
 # The grain added last: a minute without its rows at level 60 was rolled up before it existed, and is
 # recomputed at start (Rollups.recover; a migration that adds a dimension adds a grain or moves this).
-NEWEST_GRAIN = GRAIN_PROVINCE
+NEWEST_GRAIN = GRAIN_ALL_PROVINCES
 # A minute is not recomputed from this long before its parts' TTL: the server's clock may differ from ours.
 RETENTION_MARGIN_SECONDS = 3600
 BACKFILL_PER_ROUND = 1440  # minutes of existing data recomputed per round for tables added later
