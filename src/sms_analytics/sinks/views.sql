@@ -214,16 +214,30 @@ SELECT
     toInt64(ours.failed_total) - toInt64(theirs.callback_fail_count) AS failed_diff
 FROM
 (
-    SELECT
-        provider,
-        if(provider = 'aliyun', toTimeZone(toStartOfDay(minute, 'Asia/Shanghai'), 'UTC'), toStartOfHour(minute)) AS hour,
-        sum(r.sent) AS sent, sum(r.delivered) AS delivered, sum(r.failed) + sum(r.expired) AS failed_total,
-        sumIf(r.failed, r.failure_category = 'carrier_error') AS carrier_error,
-        sumIf(r.failed, r.failure_category = 'invalid_number') AS invalid_number,
-        sumIf(r.failed, r.failure_category = 'unreachable') AS unreachable,
-        sumIf(r.failed, r.failure_category = 'blacklisted') AS blacklisted,
-        sumIf(r.failed, r.failure_category = 'rate_limited') AS rate_limited
-    FROM sms.rollup_minute AS r
+    SELECT provider, hour, sum(sent) AS sent, sum(delivered) AS delivered, sum(failed_total) AS failed_total,
+           sum(carrier_error) AS carrier_error, sum(invalid_number) AS invalid_number, sum(unreachable) AS unreachable,
+           sum(blacklisted) AS blacklisted, sum(rate_limited) AS rate_limited
+    FROM
+    (
+        -- the hourly provider × carrier rollups (China's day starts on a UTC hour), and the failed messages
+        -- by category from the error-code rollups: the minute rollups have ~3x the rows with the province
+        SELECT
+            provider,
+            if(provider = 'aliyun', toTimeZone(toStartOfDay(bucket, 'Asia/Shanghai'), 'UTC'), bucket) AS hour,
+            r.sent AS sent, r.delivered AS delivered, r.failed + r.expired AS failed_total, 0 AS carrier_error,
+            0 AS invalid_number, 0 AS unreachable, 0 AS blacklisted, 0 AS rate_limited
+        FROM sms.rollup_level AS r
+        WHERE grain = 'provider_carrier' AND level = 3600
+        UNION ALL
+        SELECT
+            provider,
+            if(provider = 'aliyun', toTimeZone(toStartOfDay(minute, 'Asia/Shanghai'), 'UTC'), toStartOfHour(minute)) AS hour,
+            0, 0, 0, if(e.failure_category = 'carrier_error', e.messages, 0),
+            if(e.failure_category = 'invalid_number', e.messages, 0), if(e.failure_category = 'unreachable', e.messages, 0),
+            if(e.failure_category = 'blacklisted', e.messages, 0), if(e.failure_category = 'rate_limited', e.messages, 0)
+        FROM sms.rollup_error_minute AS e
+        WHERE e.failure_category IN ('carrier_error', 'invalid_number', 'unreachable', 'blacklisted', 'rate_limited')
+    )
     GROUP BY provider, hour
 ) AS ours
 FULL OUTER JOIN
