@@ -5,7 +5,8 @@ knowledge base applied as at a pipeline start) is filled fast, without the strea
 `INSERT … SELECT … FROM numbers()` per 2M messages writes merged message rows straight into
 sms.message_parts (the types of migrations/0001; the outcome tuple and receipt ids as
 sinks/rows.py writes them), sent over the last 7 days with the simulator's mix: providers
-45/35/20, a third as many numbers as messages (+86 on real segments, 1% +852), provider
+45/35/20, a third as many numbers as messages (+86 on real segments with their province and city
+as model/region.py places a sample of each segment's numbers, 1% +852 without), provider
 templates, signs and segments, 91.5% delivered with a log-normal receipt latency (1% hours
 late), 5.5% failed by receipt and 1% at submit with the providers' documented codes (categories
 from the knowledge base, some unknown codes), 2% without an outcome (pending, `expired` after
@@ -100,6 +101,7 @@ def _dimensions() -> dict[str, Any]:
     prefixes = sorted({p for segs in CARRIER_SEGMENTS.values() for p in segs})
     carriers = [carrier_of(Phone(e164=f"+86{p}00000000", country_code="86", national=f"{p}00000000")) for p in prefixes]
     kx_signs = sorted({sign_of(c) for c in KX_CONTENTS} - {""})
+    regions = [_regions(p) for p in prefixes]
     return {
         "templates": [[c for c, _ in ALIYUN_TEMPLATES] + [f"SMS_2{k:08d}" for k in range(25)],
                       [c for c, _ in TENCENT_TEMPLATES] + [f"{1800000 + k}" for k in range(16)], [""]],
@@ -108,7 +110,23 @@ def _dimensions() -> dict[str, Any]:
         "failures": [failures[p] for p in PROVIDERS],
         "submits": [submits[p] for p in PROVIDERS],
         "prefixes": prefixes, "carriers": carriers,
+        "provinces": [[r.province for r in rs] for rs in regions], "cities": [[r.city for r in rs] for rs in regions],
     }
+
+
+REGION_SAMPLES = 64
+
+
+def _regions(prefix: str) -> list[Any]:
+    """REGION_SAMPLES regions of the segment's numbers, as model/region.py places them (fixed seed):
+    a person of the prefix gets one of them, so provinces and cities follow the data's spread
+    over the segment's 7-digit blocks, and '' where phonenumbers does not know it (166, 19x)."""
+    import random
+
+    from sms_analytics.model.region import region_of_national
+
+    rng = random.Random(f"bench-region-{prefix}")
+    return [region_of_national(f"{prefix}{rng.randrange(10**8):08d}") for _ in range(REGION_SAMPLES)]
 
 
 def build_sql(offset: int, count: int, total: int, start_ms: int, span_ms: int, dims: dict[str, Any]) -> str:
@@ -121,7 +139,7 @@ def build_sql(offset: int, count: int, total: int, start_ms: int, span_ms: int, 
     return f"""
 INSERT INTO sms.message_parts (provider, message_id, phone_hash, phone_masked, phone_raw, carrier, country_code,
     template, sign, segments, receipt_segments, out_id, sent_at, receipt_sent_at, outcome, receipt_ids,
-    first_seen_at, updated_at)
+    first_seen_at, updated_at, province, city)
 WITH
     number AS n,
     cityHash64(n, 1) % 100 AS pu,
@@ -131,6 +149,7 @@ WITH
     {_arr(dims['prefixes'])} AS prefixes,
     {_arr(dims['carriers'])} AS prefix_carriers,
     1 + cityHash64(person, 4) % length(prefixes) AS pfx,
+    1 + cityHash64(person, 23) % {REGION_SAMPLES} AS region,
     if(foreign, concat('5', leftPad(toString(cityHash64(person, 6) % 10000000), 7, '0')),
        concat(prefixes[pfx], leftPad(toString(cityHash64(person, 5) % 100000000), 8, '0'))) AS national,
     concat(if(foreign, '+852', '+86'), national) AS e164,
@@ -185,7 +204,9 @@ SELECT
           multiIf(kind = 'd', 'delivered', kind = 'f', fcats[fi], kind = 's', scats[si], '')) AS outcome,
     if(stage = 'receipt', [lower(hex(substring(MD5(concat('r', toString(n))), 1, 12)))], []) AS receipt_ids,
     sent + toIntervalMillisecond(150 + cityHash64(n, 21) % 300) AS first_seen_at,
-    greatest(sent, outcome_at) AS updated_at
+    greatest(sent, outcome_at) AS updated_at,
+    if(foreign, '', {_arr(dims['provinces'])}[pfx][region]) AS province,
+    if(foreign, '', {_arr(dims['cities'])}[pfx][region]) AS city
 FROM numbers({offset}, {count})
 """
 

@@ -41,7 +41,9 @@ PROVIDERS = ("dashtest_a", "dashtest_b", "dashtest_c")
 CARRIERS = ("mobile", "unicom", "telecom")
 TEMPLATES = ("DASH_TPL_1", "DASH_TPL_2")
 SIGNS = ("Dash'Q", "DashB")
-DIMS = {"provider": "provider", "carrier": "carrier", "template": "template", "sign": "sign", "country": "country_code"}
+REGIONS = ("广东", "北京", "")  # "": a number the data cannot place (the region variable's "(unknown)")
+DIMS = {"provider": "provider", "carrier": "carrier", "template": "template", "sign": "sign", "country": "country_code",
+        "region": "province"}
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +95,8 @@ def _insert_scenario(warehouse: Warehouse, start: datetime) -> None:
         base = {"provider": PROVIDERS[i % 3], "message_id": f"dash-{i}", "phone": f"+86139{i:08d}",
                 "phone_hash": f"dash-h{i}", "phone_masked": f"139****{i:04d}", "carrier": CARRIERS[(i // 3) % 3],
                 "country_code": "852" if i % 5 == 0 else "86", "has_send": True, "template": TEMPLATES[i % 2],
-                "sign": SIGNS[(i // 2) % 2], "segments": 1 + i % 2, "sent_at_ms": sent, "updated_at_ms": sent + 1000}
+                "sign": SIGNS[(i // 2) % 2], "segments": 1 + i % 2, "sent_at_ms": sent, "updated_at_ms": sent + 1000,
+                "province": "" if i % 5 == 0 else REGIONS[(i // 4) % 3]}
         kind = i % 6
         if kind < 3:
             d = Delivery(**base, status="delivered", stage="receipt", outcome_at_ms=sent + 1000 + (i * 7919) % 900_000,
@@ -219,6 +222,59 @@ def side_by_side_truth(wh: Warehouse, where: str, mapping: list[template_names.T
     return out
 
 
+def check_province_carrier(wh: Warehouse, rows: list[dict[str, Any]], where: str) -> None:
+    """The province × carrier panel's rows against a direct count over sms.messages: the same counts, rates and
+    p50 / p95 (the sketch of the messages' latencies, as the rollups merge it), '' shown as (unknown)."""
+    expected = {(r["province"] or build.UNKNOWN_REGION, r["carrier"]): r for r in run(wh, f"""
+        SELECT province, carrier, {COUNTS}, {FINAL_RATE} AS delivery_rate,
+               round(quantilesDDIf(0.005, 0.5, 0.9, 0.95, 0.99)(toUInt32(assumeNotNull(latency_ms)),
+                                                                  status = 'delivered')[1]) AS p50,
+               round(quantilesDDIf(0.005, 0.5, 0.9, 0.95, 0.99)(toUInt32(assumeNotNull(latency_ms)),
+                                                                  status = 'delivered')[3]) AS p95
+        FROM sms.messages WHERE {where} GROUP BY province, carrier""")}
+    assert {(r["province"], r["carrier"]) for r in rows} == set(expected) and len(rows) == len(expected)
+    assert {r["province"] for r in rows} & set(REGIONS)  # named provinces, not only (unknown)
+    for r in rows:
+        want = expected[(r["province"], r["carrier"])]
+        assert [r[c] for c in ("sent", "delivered", "failed", "expired", "pending")] == \
+            [want[c] for c in ("sent", "delivered", "failed", "expired", "pending")], r
+        assert r["delivery_rate"] == pytest.approx(want["delivery_rate"], nan_ok=True) if want["delivery_rate"] \
+            is not None else r["delivery_rate"] is None
+        if r["delivered"]:
+            assert (r["p50_latency_ms"], r["p95_latency_ms"]) == (want["p50"], want["p95"]), (r, want)
+
+
+def check_why(wh: Warehouse, rows: list[dict[str, Any]], raw: str, selection: dict[str, Any],
+              options: dict[str, list[str]], start: datetime, end: datetime) -> None:
+    """The Why panel's slices are model/rootcause.explain's over the same counts from sms.messages (the range's
+    minutes against those of the range before it), without its noise and lift filters, top 10."""
+    from sms_analytics.dashboards.why import window_counts
+    from sms_analytics.model.rootcause import explain
+
+    def counts(first: datetime, last: datetime) -> Any:
+        where = truth_where(raw, selection, options, first, last)
+        return window_counts([(r["dimension"], r["value"], r["failures"], r["total"]) for r in run(wh, f"""
+            SELECT tupleElement(slice, 1) AS dimension, tupleElement(slice, 2) AS value,
+                   countIf(status = 'failed') AS failures, count() AS total
+            FROM sms.messages
+            ARRAY JOIN [('', ''), ('carrier', carrier), ('province', province), ('template', template),
+                        ('sign', sign), ('error_code', error_code)] AS slice
+            WHERE {where} AND status IN ('delivered', 'failed')
+            GROUP BY dimension, value""")])
+
+    length = timedelta(seconds=int(end.timestamp()) - int(start.timestamp()))
+    minute = timedelta(minutes=1)
+    first_before = datetime.fromtimestamp(-(-int((start - length).timestamp()) // 60) * 60, UTC)
+    causes = explain(counts(start, end), counts(first_before, start - minute), top=10, z=0, min_excess=0, min_lift=0)
+    assert [(r["dimension"], r["value"]) for r in rows] == [
+        (c.dimension, c.value or build.UNKNOWN_REGION if c.dimension == "province" else c.value) for c in causes]
+    for r, c in zip(rows, causes, strict=True):
+        assert (r["share"], r["excess"], r["failures"], r["volume"], r["baseline_rate"]) == pytest.approx(
+            (c.share, c.excess, c.failures, c.volume, c.baseline_rate)), (r, c)
+        assert isinstance(r["description"], str) and (r["dimension"] == "error_code" or r["description"] == ""), r
+    assert not rows or {r["dimension"] for r in rows} >= {"province", "error_code"}
+
+
 def check_side_by_side(wh: Warehouse, rows: list[dict[str, Any]], where: str,
                        mapping: list[template_names.TemplateName]) -> None:
     """The comparison panel's rows against sms.messages: the same (carrier, name, provider) rows, each with its
@@ -246,7 +302,8 @@ def test_side_by_side_without_a_mapping_compares_raw_templates(
     the mapping comes back after."""
     wh, start, end = scenario["warehouse"], scenario["start"], scenario["end"]
     panel = next(p for p in build.overview()["panels"] if p["title"] == SIDE_BY_SIDE)
-    options = {"provider": PROVIDERS, "carrier": CARRIERS, "template": TEMPLATES, "sign": SIGNS, "country": ["86", "852"]}
+    options = {"provider": PROVIDERS, "carrier": CARRIERS, "template": TEMPLATES, "sign": SIGNS, "country": ["86", "852"],
+               "region": list(REGIONS)}
     sql = expand(panel["targets"][0]["rawSql"], start=start, end=end, interval_s=300,
                  variables=dict.fromkeys(DIMS, "All"), all_values={k: list(v) for k, v in options.items()})
     where = truth_where(panel["targets"][0]["rawSql"], dict.fromkeys(DIMS, "All"),
@@ -268,12 +325,17 @@ def quote(v: str) -> str:
 
 
 SELECTIONS = {
-    "all": {"provider": "All", "carrier": "All", "template": "All", "sign": "All", "country": "All"},
+    "all": {"provider": "All", "carrier": "All", "template": "All", "sign": "All", "country": "All", "region": "All"},
     "multi": {"provider": ["dashtest_a", "dashtest_b"], "carrier": ["mobile", "unicom"], "template": "All",
-              "sign": ["Dash'Q"], "country": ["86", "852"]},
+              "sign": ["Dash'Q"], "country": ["86", "852"], "region": ["广东", ""]},
+    # template, sign and country All, a region selected: the province × carrier grain, the others' full grain
+    "region": {"provider": "All", "carrier": "All", "template": "All", "sign": "All", "country": "All",
+               "region": ["北京", ""]},
 }
 PANELS = [(make, p["title"]) for make in build.DASHBOARDS.values() for p in make()["panels"]]
 SIDE_BY_SIDE = "Providers side by side for the same carrier and template"
+PROVINCE_CARRIER = "Delivery rate and latency by province × carrier"
+WHY = "Why: where the excess failures are"
 
 
 @pytest.mark.parametrize("selection_name", list(SELECTIONS))
@@ -294,7 +356,7 @@ def test_panel_runs_on_scenario(scenario: dict[str, Any], template_mapping: list
     sql = expand(raw, start=start, end=end, interval_s=300, variables=selection, all_values=options)
     assert "$" not in re.sub(r"'(?:[^'\\]|\\.)*'", "''", sql), sql
     rows = run(wh, sql)
-    assert rows, f"{title}: no rows\n{sql}"
+    assert rows, f"{title}: no rows\n{sql}"  # the Why panel too: the range before the scenario hour is empty
     truth_row = truth(wh, raw, selection, options, start, end)
     assert truth_row["sent"] > 0
 
@@ -330,6 +392,11 @@ def test_panel_runs_on_scenario(scenario: dict[str, Any], template_mapping: list
             assert trend and all(isinstance(v, float) and 0 <= v <= 1 for v in trend), r
             assert trend == pytest.approx(expected[r[next(iter(cols))]], abs=1e-4), r
             assert len(trend) <= build.TREND_BUCKETS
+    if title == WHY:
+        check_why(wh, rows, raw, selection, options, start, end)
+        return
+    if title == PROVINCE_CARRIER:
+        check_province_carrier(wh, rows, where)
     if title == SIDE_BY_SIDE:
         check_side_by_side(wh, rows, where, template_mapping)
         named = [r for r in rows if r["template_name"] == NAMED]
@@ -337,7 +404,7 @@ def test_panel_runs_on_scenario(scenario: dict[str, Any], template_mapping: list
             assert {r["provider"] for r in named} == set(PROVIDERS), rows
             assert {(r["provider"], r["templates"]) for r in named} == {
                 ("dashtest_a", "DASH_TPL_1"), ("dashtest_b", "DASH_TPL_2"), ("dashtest_c", "DASH_TPL_1")}
-        else:  # only Dash'Q: dashtest_c's DASH_TPL_1 keeps its id, a and b still pair under the name
+        elif selection_name == "multi":  # only Dash'Q: dashtest_c's DASH_TPL_1 keeps its id, a and b still pair
             assert {r["provider"] for r in named} == {"dashtest_a", "dashtest_b"}, rows
         return
     for col in ("sent", "delivered", "failed", "expired", "pending", "converted", "conversion_ms_sum",
@@ -710,3 +777,21 @@ def test_receipt_lag_is_the_newest_receipt_received(scenario: dict[str, Any]) ->
                      f"WHERE provider IN ({scenario_providers}) GROUP BY provider ORDER BY provider")
     assert [(r["provider"], r["newest_receipt_at"]) for r in rows] == [tuple(r.values()) for r in lag] == \
         [tuple(r.values()) for r in newest] and len(rows) == 3
+
+
+@pytest.mark.parametrize("selection_name", ["all", "region"])
+def test_why_against_a_previous_range_with_traffic(scenario: dict[str, Any], template_mapping: Any,
+                                                   selection_name: str) -> None:
+    """The Why panel over the scenario hour's second half against its first half (both with traffic, so the
+    baseline rates are the slices' own): model/rootcause.explain's slices and shares."""
+    wh = scenario["warehouse"]
+    start, end = scenario["start"] + timedelta(minutes=25), scenario["start"] + timedelta(minutes=50) - timedelta(seconds=1)
+    dashboard = build.drilldown()
+    panel = next(p for p in dashboard["panels"] if p["title"] == WHY)
+    selection = dict(SELECTIONS[selection_name], lookup="")
+    options = resolve_variables(wh, dashboard, selection, start, end)
+    raw = panel["targets"][0]["rawSql"]
+    rows = run(wh, expand(raw, start=start, end=end, interval_s=60, variables=selection, all_values=options))
+    check_why(wh, rows, raw, selection, options, start, end)
+    # the second half has excess failures over all the scenario, none in 北京 and (unknown): explain names nothing
+    assert bool(rows) == (selection_name == "all"), rows

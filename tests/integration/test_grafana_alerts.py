@@ -16,6 +16,7 @@ from sms_analytics.sinks.rows import BALANCE_COLUMNS, CONVERSION_COLUMNS, MESSAG
 from tests.unit.dashboards.test_alerting import BY_UID, OPS, RULES
 
 BAD, OK = "alerttest_bad", "alerttest_ok"
+REGIONAL = "alerttest_region"  # a provider with a regional outage: 广东 × mobile down, the rest normal
 
 
 def _deliveries(now: datetime) -> list[Delivery]:
@@ -31,7 +32,7 @@ def _deliveries(now: datetime) -> list[Delivery]:
         base = {"provider": provider, "message_id": f"alerttest-{key}", "phone": f"+86137{n:08d}",
                 "phone_hash": f"alerttest-h{n}", "phone_masked": f"137****{n % 10000:04d}",
                 "carrier": ("mobile", "unicom")[n % 2], "country_code": "86", "has_send": True, "template": "ALERT_TPL",
-                "sign": "AlertSign", "segments": 1, "sent_at_ms": sent, "updated_at_ms": sent + 1000}
+                "sign": "AlertSign", "segments": 1, "sent_at_ms": sent, "updated_at_ms": sent + 1000, "province": "广东"}
         if outcome is None:
             out.append(Delivery(**base))
         elif outcome == "delivered":
@@ -76,12 +77,35 @@ def _conversions(deliveries: list[Delivery]) -> list[list[Any]]:
     return out
 
 
+def _regional(now: datetime) -> list[Delivery]:
+    """REGIONAL's last hour per (carrier, province, outcomes, delivered share): 广东 × mobile 300 at 30 % (the
+    outage), 广东 × unicom and 北京 × mobile 300 at 95 %, 西藏 × mobile 150 at 0 % (below region_min_volume:
+    too few to fire), and 300 numbers the data cannot place ('') at 0 % (no province label: not this rule's)."""
+    now_ms = int(now.timestamp() * 1000)
+    out = []
+    groups = [("mobile", "广东", 300, 6), ("unicom", "广东", 300, 19), ("mobile", "北京", 300, 19),
+              ("mobile", "西藏", 150, 0), ("mobile", "", 300, 0)]
+    for carrier, province, count, delivered_of_20 in groups:
+        for i in range(count):
+            n = len(out)
+            sent = now_ms - 55 * 60_000 + (i * 50 * 60_000) // count
+            base = {"provider": REGIONAL, "message_id": f"alerttest-region-{n}", "phone": f"+86138{n:08d}",
+                    "phone_hash": f"alerttest-rh{n}", "phone_masked": f"138****{n % 10000:04d}", "carrier": carrier,
+                    "country_code": "86", "has_send": True, "template": "ALERT_TPL", "sign": "AlertSign", "segments": 1,
+                    "sent_at_ms": sent, "updated_at_ms": sent + 1000, "province": province}
+            ok = i % 20 < delivered_of_20
+            out.append(Delivery(**base, status="delivered" if ok else "failed", stage="receipt",
+                                outcome_at_ms=sent + 5000, error_code="DELIVERED" if ok else "MK:0001",
+                                failure_category="delivered" if ok else "unreachable", receipt_ids=[f"ardr{n}"]))
+    return out
+
+
 @pytest.fixture(scope="module")
 def warehouse(pipeline: Runtime) -> Any:
     wh = pipeline.warehouse
     assert wh is not None
     now = datetime.now(UTC)
-    deliveries = _deliveries(now)
+    deliveries = _deliveries(now) + _regional(now)
     wh.insert("sms.message_parts", [message_row(d, store_raw_phone=False) for d in deliveries], MESSAGE_COLUMNS)
     wh.insert("sms.conversions", _conversions(deliveries), CONVERSION_COLUMNS)
     rollups = Rollups(wh, 72 * 3600)
@@ -96,6 +120,11 @@ def warehouse(pipeline: Runtime) -> Any:
 
 def evaluate(wh: Any, rule: dict[str, Any]) -> dict[str, tuple[float, bool]]:
     """Run A for a range ending now; per provider: (value, firing) as B (last) and C would give."""
+    return {labels[0]: value for labels, value in evaluate_instances(wh, rule).items()}
+
+
+def evaluate_instances(wh: Any, rule: dict[str, Any]) -> dict[tuple[str, ...], tuple[float, bool]]:
+    """Run A for a range ending now; per instance (its label values): (value, firing) as B and C would give."""
     a = rule["data"][0]
     end = datetime.now(UTC)
     start = end - timedelta(seconds=a["relativeTimeRange"]["from"])
@@ -110,8 +139,25 @@ def evaluate(wh: Any, rule: dict[str, Any]) -> dict[str, tuple[float, bool]]:
         labels = [v for v in row if isinstance(v, str)]
         assert len(numeric) == 1 and len(labels) + 1 == len(row), (columns, row)  # one value column per row
         value = float(numeric[0])
-        result[labels[0]] = (value, OPS[evaluator["type"]](value, evaluator["params"][0]))
+        result[tuple(labels)] = (value, OPS[evaluator["type"]](value, evaluator["params"][0]))
     return result
+
+
+def test_the_region_rule_fires_for_a_regional_outage_only(warehouse: Any) -> None:
+    """Per provider × carrier × province with at least region_min_volume final outcomes in the hour: the outage's
+    instance fires, the same provider's normal carriers and provinces do not, nor a province too small to count;
+    each instance is labelled provider, carrier, province, and the rule baseline=previous."""
+    from sms_analytics.dashboards import alerting
+
+    rule = BY_UID["sms-region-rate-floor"]
+    assert rule["labels"]["baseline"] == "previous" and alerting.REGION_MIN_FINAL == 200
+    columns = warehouse.query(expand(rule["data"][0]["model"]["rawSql"], start=datetime.now(UTC) - timedelta(hours=1),
+                                     end=datetime.now(UTC), interval_s=60, variables={}, all_values={}))[0]
+    assert columns == ["provider", "carrier", "province", "delivery_rate"]
+    regional = {k: v for k, v in evaluate_instances(warehouse, rule).items() if k[0] == REGIONAL}
+    assert regional == {(REGIONAL, "mobile", "广东"): (pytest.approx(0.3), True),
+                        (REGIONAL, "unicom", "广东"): (pytest.approx(0.95), False),
+                        (REGIONAL, "mobile", "北京"): (pytest.approx(0.95), False)}
 
 
 @pytest.mark.parametrize("rule", RULES, ids=lambda r: r["uid"])

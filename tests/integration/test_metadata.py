@@ -132,13 +132,16 @@ async def _type_reaches_a_panel(pipeline: Runtime, verification: str, marketing:
     start, end = now - timedelta(minutes=10), now + timedelta(minutes=1)
     dashboard = build.overview()
     (variable,) = [v for v in dashboard["templating"]["list"] if v["name"] == "template"]
-    options = await rows(pipeline, expand(build.variable_query(variable), start=start, end=end, interval_s=60,
-                                          variables={"provider": "All"}, all_values={"provider": ["aliyun"]}))
+    variable_sql = expand(build.variable_query(variable), start=start, end=end, interval_s=60,
+                          variables={"provider": "All"}, all_values={"provider": ["aliyun"]})
+    # the variable reads the hourly rows, which the same recompute writes just after the minutes
+    options = await eventually(lambda: _when(2, rows(pipeline, f"SELECT * FROM ({variable_sql}) WHERE {where}")),
+                               timeout=30)
     texts = {o["template"]: o["text"] for o in options}
     assert texts[verification] == f"login code ({verification})" and texts[marketing] == f"会员促销 ({marketing})"
 
     (panel,) = [p for p in dashboard["panels"] if p["title"] == "Delivery rate by template"]
-    everything = dict.fromkeys(("provider", "carrier", "template", "sign", "country"), "All")
+    everything = dict.fromkeys(("provider", "carrier", "template", "sign", "country", "region"), "All")
 
     async def templates_shown(template_type: list[str] | str) -> dict[str, str]:
         sql = expand(panel["targets"][0]["rawSql"], start=start, end=end, interval_s=60,

@@ -39,13 +39,13 @@ async def test_cli_push(grafana: tuple[GrafanaStandin, str]) -> None:  # noqa: F
             "password set") in out
     assert "dashboard sms-overview (SMS delivery: overview): created, version 1" in out
     assert all(f"alert rule {r['uid']} ({r['title']}): created" in out for r in alerting.rules())
-    assert out.strip().endswith("12 created, 1 unchanged")
+    assert out.strip().endswith("13 created, 1 unchanged")
     assert CH_PASSWORD not in out + err and TOKEN not in out + err
-    assert counts(standin) == (1, 1, 2, 8) and standin.state.secure["sms-clickhouse"] == {"password": CH_PASSWORD}
+    assert counts(standin) == (1, 1, 2, 9) and standin.state.secure["sms-clickhouse"] == {"password": CH_PASSWORD}
 
     rc, out, err = await run_cli("--grafana-url", url, env={"GRAFANA_TOKEN": TOKEN})
     assert rc == 0, err
-    assert out.strip().endswith("1 unchanged, 12 updated") and counts(standin) == (1, 1, 2, 8)
+    assert out.strip().endswith("1 unchanged, 13 updated") and counts(standin) == (1, 1, 2, 9)
 
 
 async def test_cli_wrong_token_exits_1_and_creates_nothing(grafana: tuple[GrafanaStandin, str]) -> None:  # noqa: F811

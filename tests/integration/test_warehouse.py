@@ -170,9 +170,11 @@ def test_panel_rollups_follow_late_receipts(warehouse: Warehouse) -> None:
         rollups.mark([send])
         assert rollups.recompute() == 1
         _, rows = warehouse.query(levels)
-        assert [(r[0], r[1]) for r in rows] == [("carrier", lv) for lv in (60, 300, 600, 3600, 21600, 86400)] + \
+        assert [(r[0], r[1]) for r in rows] == [("all_provinces", lv) for lv in (60, 600, 3600, 21600, 86400)] + \
+            [("carrier", lv) for lv in (60, 300, 600, 3600, 21600, 86400)] + \
             [("full", lv) for lv in (600, 3600, 21600, 86400)] + \
-            [("provider_carrier", lv) for lv in (60, 300, 600, 3600, 21600, 86400)]
+            [("provider_carrier", lv) for lv in (60, 300, 600, 3600, 21600, 86400)] + \
+            [("provider_carrier_province", lv) for lv in (60, 300, 600, 3600, 21600, 86400)]
         assert {r[2:6] for r in rows} == {counts}
         if counts[1]:
             (p50,) = {r[6] for r in rows}  # every level merges the same sketch

@@ -40,6 +40,13 @@ STREAM_RULES = AlertRules.packaged()
 
 RATE_FLOOR = STREAM_RULES.delivery_rate.floor           # (a) delivery rate below this over the last hour ...
 MIN_FINAL = STREAM_RULES.delivery_rate.min_volume       # ... with at least this many final outcomes (also (b))
+# (h) the same floor per provider × carrier × province (issue 17), once the province has this many final
+# outcomes in the hour: the stream's region_min_volume, so that a small province does not flap.
+REGION_MIN_FINAL = STREAM_RULES.delivery_rate.region_min_volume
+# The label `baseline` of its instances: what an explanation of the drop compares the hour with (the relay runs
+# `sms-analytics why --baseline` with it): `previous`, the hour before, as the stream's causes do. The rule
+# itself fires on the floor, not on a change, so a province that stays down keeps firing.
+REGION_BASELINE = "previous"
 DROP = 0.25                # (b) relative drop against the same hour over the previous 7 days
 # (c) newest receipt older than this: the stream's lag_seconds (180 s). The rule measures from the
 # provider's report time of the newest receipt in the warehouse, the stream from the receipt's
@@ -94,6 +101,21 @@ FROM
     HAVING n_final >= {MIN_FINAL}
 )
 ORDER BY provider"""
+
+# One row per provider × carrier × province with a known province (a number the data cannot place is in the
+# provider × carrier alerts only; Grafana would drop an empty label): the hour's rows of grain
+# 'provider_carrier_province' at level 60 (sinks/rollups.py), few rows whatever the templates and signs.
+REGION_RATE_SQL = f"""
+SELECT provider, carrier, province, n_delivered / n_final AS delivery_rate
+FROM
+(
+    SELECT provider, carrier, province, sum(delivered) AS n_delivered, sum(delivered + failed + expired) AS n_final
+    FROM sms.rollup_level
+    WHERE grain = 'provider_carrier_province' AND level = 60 AND $__timeFilter(bucket) AND province != ''
+    GROUP BY provider, carrier, province
+    HAVING n_final >= {REGION_MIN_FINAL}
+)
+ORDER BY provider, carrier, province"""
 
 # Same 60-minute slot of each of the previous 7 days: age = seconds before $__toTime; current
 # window age < 1 h, baseline 1 day <= age < 8 days with age mod 1 day < 1 h. Rates are pooled.
@@ -252,7 +274,8 @@ def _expression(ref: str, model: dict[str, Any]) -> dict[str, Any]:
 
 
 def rule(uid: str, title: str, sql: str, op: str, threshold: float, *, seconds: int = HOUR, for_: str = "5m",
-         severity: str = "warning", summary: str, description: str) -> dict[str, Any]:
+         severity: str = "warning", summary: str, description: str,
+         labels: dict[str, str] | None = None) -> dict[str, Any]:
     return {
         "uid": uid,
         "title": title,
@@ -266,7 +289,7 @@ def rule(uid: str, title: str, sql: str, op: str, threshold: float, *, seconds: 
         "for": for_,
         "noDataState": "OK",
         "execErrState": "Error",
-        "labels": {"severity": severity, "team": "sms"},
+        "labels": {"severity": severity, "team": "sms", **(labels or {})},
         "annotations": {"summary": summary, "description": description},
         "isPaused": False,
     }
@@ -278,6 +301,14 @@ def rules(quota_hours: float = QUOTA_HOURS) -> list[dict[str, Any]]:
              summary="{{ $labels.provider }}: delivery rate {{ humanizePercentage $values.B.Value }} in the last hour",
              description=f"delivered / (delivered + failed + expired) of messages sent in the last 60 min is below "
                          f"{RATE_FLOOR:.0%} (at least {MIN_FINAL} final outcomes)."),
+        rule("sms-region-rate-floor", "SMS delivery rate below floor in a province", REGION_RATE_SQL, "lt", RATE_FLOOR,
+             severity="critical", labels={"baseline": REGION_BASELINE},
+             summary="{{ $labels.provider }} {{ $labels.carrier }} {{ $labels.province }}: delivery rate "
+                     "{{ humanizePercentage $values.B.Value }} in the last hour",
+             description=f"delivered / (delivered + failed + expired) of messages sent in the last 60 min to one "
+                         f"carrier's numbers of one province is below {RATE_FLOOR:.0%} (at least {REGION_MIN_FINAL} "
+                         f"final outcomes: region_min_volume). The drill-down's \"Why\" panel, or `sms-analytics why "
+                         f"--provider P --carrier C --baseline {REGION_BASELINE}`, says where the failures are."),
         rule("sms-rate-drop", "SMS delivery rate drop vs same hour last 7 days", RATE_DROP_SQL, "gt", DROP,
              seconds=8 * 86400 + HOUR, severity="warning",
              summary="{{ $labels.provider }}: delivery rate {{ humanizePercentage $values.B.Value }} below its usual level",

@@ -52,24 +52,31 @@ VARIABLES = (
     ("sign", "Sign", "sign"),
     ("country", "Country", "country_code"),
     ("template_type", "Template type", TEMPLATE_TYPE),
+    ("region", "Region", "province"),
 )
+# The region variable's value for messages the data cannot place (not a mainland mobile number, a segment
+# phonenumbers does not know): '' as stored, shown as this text (a second column of the variable's query), so
+# it stays selectable and filters with `province IN ('')` like any province.
+UNKNOWN_REGION = "(unknown)"
 
 # quantilesDD(relative_accuracy, levels...): 0.005 is the accuracy, so q = [p50, p90, p95, p99].
 # Filters on the template variables, by the columns a source has.
-# Sources whose rows all fall in the range the variable queries ran on (the rollups by
-# $__timeFilter(minute)): a variable set to All selects every value there is, so it filters nothing
+# Sources whose rows all fall in the range the variable queries ran on (the rollups' hours overlapping
+# the range, VARIABLE_HOURS): a variable set to All selects every value there is, so it filters nothing
 # and is left out ($__conditionalAll: `1=1`), which spares the IN lists over millions of rows.
 ROLLUP_FILTER = ("$__conditionalAll(provider IN (${provider:singlequote}), $provider) "
                  "AND $__conditionalAll(carrier IN (${carrier:singlequote}), $carrier) "
                  "AND $__conditionalAll(template IN (${template:singlequote}), $template) "
                  "AND $__conditionalAll(sign IN (${sign:singlequote}), $sign) "
                  "AND $__conditionalAll(country_code IN (${country:singlequote}), $country) "
-                 f"AND $__conditionalAll({TEMPLATE_TYPE} IN (${{template_type:singlequote}}), $template_type)")
+                 f"AND $__conditionalAll({TEMPLATE_TYPE} IN (${{template_type:singlequote}}), $template_type) "
+                 "AND $__conditionalAll(province IN (${region:singlequote}), $region)")
 # Sources with rows outside those minutes (messages by sent_at, provider tables): every value listed.
 MESSAGE_FILTER = ("provider IN (${provider:singlequote}) AND carrier IN (${carrier:singlequote}) "
                   "AND template IN (${template:singlequote}) AND sign IN (${sign:singlequote}) "
                   "AND $__conditionalAll(country_code IN (${country:singlequote}), $country) "
-                  f"AND $__conditionalAll({TEMPLATE_TYPE} IN (${{template_type:singlequote}}), $template_type)")
+                  f"AND $__conditionalAll({TEMPLATE_TYPE} IN (${{template_type:singlequote}}), $template_type) "
+                  "AND $__conditionalAll(province IN (${region:singlequote}), $region)")
 PROVIDER_CARRIER_FILTER = "provider IN (${provider:singlequote}) AND carrier IN (${carrier:singlequote})"
 PROVIDER_FILTER = "provider IN (${provider:singlequote})"
 
@@ -85,8 +92,9 @@ MEANING = "dictGet('sms.error_code_dict', ('description', 'action'), (provider, 
 # --- the rollups over a range, at the coarsest level that gives the same result --------------------
 # sms.rollup_level (sinks/rollups.py) holds sms.rollup_minute's measures summed over coarser buckets:
 # grain 'full' (every dimension) per 10 minutes, hour, 6 hours and day; grains 'provider_carrier' and
-# 'carrier' (template, sign, country and, for 'carrier', provider summed) per 1, 5 and 10 minutes,
-# hour, 6 hours and day. A panel that groups by buckets of W seconds (the interval, the trend step, or
+# 'carrier' (template, sign, country, province and, for 'carrier', provider summed) and
+# 'provider_carrier_province' (template, sign and country summed) per 1, 5 and 10 minutes, hour, 6 hours
+# and day. A panel that groups by buckets of W seconds (the interval, the trend step, or
 # nothing finer than the range) reads each minute of the range once: as part of the coarsest bucket
 # whose level divides W and which lies wholly in the range, else as a minute row. Sums, and latency
 # sketches merged, equal those of the minute rows (a sketch's bin counts add up).
@@ -99,12 +107,23 @@ VARIABLE_COLUMNS = {name: column for name, _, column in VARIABLES}
 # (another grain is another branch to plan).
 # (grain, the variables it has, those that must be All, its rollup levels in seconds)
 GRAINS: tuple[tuple[str, set[str], tuple[str, ...], tuple[int, ...]], ...] = (
-    ("carrier", {"carrier"}, ("provider", "template", "sign", "country", "template_type"),
+    ("carrier", {"carrier"}, ("provider", "template", "sign", "country", "template_type", "region"),
      (60, 300, 600, 3600, 21600, 86400)),
-    ("provider_carrier", {"provider", "carrier"}, ("template", "sign", "country", "template_type"),
+    ("provider_carrier", {"provider", "carrier"}, ("template", "sign", "country", "template_type", "region"),
      (60, 300, 600, 3600, 21600, 86400)),
+    ("provider_carrier_province", {"provider", "carrier", "province"}, ("template", "sign", "country", "template_type"),
+     (60, 300, 600, 3600, 21600, 86400)),
+    ("all_provinces", set(VARIABLE_COLUMNS.values()) - {"province"}, ("region",), (60, 600, 3600, 21600, 86400)),
     ("full", set(VARIABLE_COLUMNS.values()), (), (600, 3600, 21600, 86400)),
 )
+
+
+# With the province a dimension the full grain's rows are ~3x as many: panels read grain 'all_provinces' (every
+# other dimension, the former full grain) while the region is All, the full grain otherwise. Not every grain
+# that has a panel's columns: each grain read is a branch with its own generation filter to plan and run
+# (measured: the drill-down's "Delivery rate" over five grains took 120 ms, over these two 50 ms).
+TEMPLATE_GRAINS = ("all_provinces", "full")
+COUNT_GRAINS = TEMPLATE_GRAINS
 
 
 def all_selected(variables: tuple[str, ...]) -> str:
@@ -284,12 +303,23 @@ def variable_sql(name: str, column: str, where: str) -> str:
         return (f"SELECT template, any(if(name = template, template, concat(name, ' (', template, ')'))) AS text "
                 f"FROM (SELECT DISTINCT provider, template, "
                 f"dictGetOrDefault('sms.template_name_dict', 'name', (provider, template, ''), template) AS name "
-                f"FROM sms.rollup_minute WHERE {where}) GROUP BY template ORDER BY template")
-    return f"SELECT DISTINCT {column} FROM sms.rollup_minute WHERE {where} ORDER BY {column}"
+                f"FROM sms.rollup_level WHERE {where}) GROUP BY template ORDER BY template")
+    if name == "region":
+        return (f"SELECT DISTINCT province, if(province = '', '{UNKNOWN_REGION}', province) AS text "
+                f"FROM sms.rollup_level WHERE {where} ORDER BY province")
+    return f"SELECT DISTINCT {column} FROM sms.rollup_level WHERE {where} ORDER BY {column}"
+
+
+# A variable's options come from the hourly rows of the coarsest grain that has its column (the hours
+# overlapping the range: a superset of the range's values, so All still filters nothing): with the province
+# a dimension, the minute rows are nearly one per message.
+VARIABLE_GRAINS = {"provider": "provider_carrier", "carrier": "provider_carrier", "region": "provider_carrier_province"}
+VARIABLE_HOURS = "level = 3600 AND bucket >= toStartOfHour($__fromTime) AND bucket <= $__toTime"
 
 
 def query_variable(name: str, label: str, column: str) -> dict[str, Any]:
-    where = "$__timeFilter(minute)" if name == "provider" else "$__timeFilter(minute) AND provider IN (${provider:singlequote})"
+    where = f"grain = '{VARIABLE_GRAINS.get(name, 'all_provinces')}' AND {VARIABLE_HOURS}"
+    where += "" if name == "provider" else " AND provider IN (${provider:singlequote})"
     sql = variable_sql(name, column, where)
     return {
         "type": "query",
@@ -363,7 +393,7 @@ FROM
     FROM
     (
         {rollup_source(f"{column}, {'provider, ' if named else ''}sent, delivered, failed, expired, pending",
-                       TREND_SECONDS)}
+                       TREND_SECONDS, grains=COUNT_GRAINS)}
     )
     GROUP BY {column}, bucket
 )
@@ -378,10 +408,11 @@ ORDER BY sent DESC""", grid,
 
 # --- conversions (issue 16): over the templates whose conversions are reported --------------------------
 # A template is tracked when it has conversions in the range or the day before it (conversions are reported
-# for verification codes). HOOK(sms.templates): with the template metadata (migration 0011), `OR template IN
+# for verification codes), read from the hours of grain 'all_provinces' overlapping them (a tenth of the minutes).
+# HOOK(sms.templates): with the template metadata (migration 0011), `OR template IN
 # (SELECT template FROM sms.templates WHERE type = 'verification')` joins this condition.
-CONVERSION_TRACKED = ("template IN (SELECT template FROM sms.rollup_minute WHERE minute >= toStartOfMinute($__fromTime) "
-                      "- INTERVAL 1 DAY AND minute <= $__toTime AND converted > 0)")
+CONVERSION_TRACKED = ("template IN (SELECT template FROM sms.rollup_level WHERE grain = 'all_provinces' AND level = 3600 "
+                      "AND bucket >= toStartOfHour($__fromTime) - INTERVAL 1 DAY AND bucket <= $__toTime AND converted > 0)")
 CONVERSION_RATE = "if(sent = 0, NULL, converted / sent)"
 TIME_TO_CONVERT = "if(converted = 0, NULL, conversion_ms_sum / converted)"
 UNCONVERTED_SHARE = "if(delivered = 0, NULL, delivered_unconverted / delivered)"
@@ -397,7 +428,8 @@ SELECT {column}, sum(sent) AS sent, sum(delivered) AS delivered, sum(converted) 
        {TIME_TO_CONVERT} AS time_to_convert_ms
 FROM
 (
-        {rollup_source(f"{column}, sent, delivered, converted, conversion_ms_sum", WHOLE_RANGE, where=CONVERSION_TRACKED)}
+        {rollup_source(f"{column}, sent, delivered, converted, conversion_ms_sum", WHOLE_RANGE, where=CONVERSION_TRACKED,
+                       grains=TEMPLATE_GRAINS)}
 )
 GROUP BY {column}
 ORDER BY sent DESC""", grid,
@@ -412,7 +444,8 @@ SELECT provider, carrier, sum(delivered) AS delivered, sum(delivered_unconverted
        {UNCONVERTED_SHARE} AS unconverted_share
 FROM
 (
-        {rollup_source("provider, carrier, delivered, delivered_unconverted", WHOLE_RANGE, where=CONVERSION_TRACKED)}
+        {rollup_source("provider, carrier, delivered, delivered_unconverted", WHOLE_RANGE, where=CONVERSION_TRACKED,
+                       grains=TEMPLATE_GRAINS)}
 )
 WHERE t <= now() - toIntervalSecond({CONVERSION_GRACE_SECONDS})
 GROUP BY provider, carrier
@@ -432,7 +465,7 @@ FROM
            {CONVERSION_RATE} AS conversion_rate
     FROM
     (
-        {rollup_source("provider, sent, converted", INTERVAL, where=CONVERSION_TRACKED)}
+        {rollup_source("provider, sent, converted", INTERVAL, where=CONVERSION_TRACKED, grains=TEMPLATE_GRAINS)}
     )
     GROUP BY time, provider
 )
@@ -472,7 +505,7 @@ FROM
         FROM
         (
         {rollup_source("carrier, provider, template, sign, sent, delivered, failed, expired, pending, latency_state",
-                       WHOLE_RANGE)}
+                       WHOLE_RANGE, grains=TEMPLATE_GRAINS)}
         )
         GROUP BY carrier, provider, template, sign
     )
@@ -499,7 +532,7 @@ SELECT $__timeInterval(t) AS time, provider,
        sum(pending) AS pending, sum(expired) AS expired
 FROM
 (
-        {rollup_source("provider, sent, delivered, failed, pending, expired", INTERVAL)}
+        {rollup_source("provider, sent, delivered, failed, pending, expired", INTERVAL, grains=COUNT_GRAINS)}
 )
 GROUP BY time, provider
 ORDER BY time, provider""", (0, 0, 12, 8), "Messages sent per interval (send cohort) and their current status."),
@@ -511,7 +544,7 @@ FROM
            sum(delivered) AS delivered, sum(failed) AS failed, sum(expired) AS expired, {RATE} AS delivery_rate
     FROM
     (
-        {rollup_source("provider, delivered, failed, expired", INTERVAL)}
+        {rollup_source("provider, delivered, failed, expired", INTERVAL, grains=COUNT_GRAINS)}
     )
     GROUP BY time, provider
 )
@@ -533,7 +566,8 @@ FROM
     FROM
     (
         {rollup_source("carrier, delivered, latency_state", INTERVAL, where="delivered > 0",
-                       grains=("carrier", "provider_carrier", "full"), carrier_points=True)}
+                       grains=("carrier", "provider_carrier", "provider_carrier_province", "full"),
+                       carrier_points=True)}
     )
     GROUP BY time, carrier
     HAVING sum(delivered) > 0
@@ -598,7 +632,7 @@ ORDER BY provider""", (0, 50, 8, 6),
 SELECT $__timeInterval(t) AS time, provider, sum(pending) AS pending, sum(expired) AS expired
 FROM
 (
-        {rollup_source("provider, pending, expired", INTERVAL)}
+        {rollup_source("provider, pending, expired", INTERVAL, grains=COUNT_GRAINS)}
 )
 GROUP BY time, provider
 ORDER BY time, provider""", (8, 50, 8, 6), "Messages still without a final outcome (pending) and expired, by send minute."),
@@ -653,6 +687,139 @@ ORDER BY count DESC""", (0, 64, 24, 8),
     return _dashboard("sms-overview", "SMS delivery: overview", panels, _dimension_variables())
 
 
+# --- where and why (issue 17) -------------------------------------------------------------------------
+PROVINCE_NAME = f"if(province = '', '{UNKNOWN_REGION}', province)"
+LATENCY_QUANTILES = "quantilesDDMerge(0.005, 0.5, 0.9, 0.95, 0.99)"
+
+
+def province_carrier_table(grid: tuple[int, int, int, int]) -> dict[str, Any]:
+    """Delivery rate and latency per province × carrier, from grain 'provider_carrier_province' when template,
+    sign and country are All (few rows a bucket), else from grain 'full'."""
+    return table("Delivery rate and latency by province × carrier", f"""
+SELECT {PROVINCE_NAME} AS province, carrier, sent, delivered, failed, expired, pending, delivery_rate,
+       delivery_rate - carrier_rate AS rate_vs_carrier, p50_latency_ms, p95_latency_ms
+FROM
+(
+    SELECT province, carrier, sent, delivered, failed, expired, pending, delivery_rate, p50_latency_ms, p95_latency_ms,
+           sum(delivered) OVER by_carrier / nullIf(sum(delivered + failed + expired) OVER by_carrier, 0) AS carrier_rate
+    FROM
+    (
+        SELECT province, carrier, sum(sent) AS sent, sum(delivered) AS delivered, sum(failed) AS failed,
+               sum(expired) AS expired, sum(pending) AS pending, {RATE} AS delivery_rate,
+               {LATENCY_QUANTILES}(latency_state) AS q,
+               if(delivered = 0, NULL, round(q[1])) AS p50_latency_ms, if(delivered = 0, NULL, round(q[3])) AS p95_latency_ms
+        FROM
+        (
+        {rollup_source("provider, carrier, province, sent, delivered, failed, expired, pending, latency_state",
+                       WHOLE_RANGE, grains=("provider_carrier_province", "full"))}
+        )
+        GROUP BY province, carrier
+    )
+    WINDOW by_carrier AS (PARTITION BY carrier)
+)
+ORDER BY sent DESC, province, carrier""", grid,
+                 "Per province and carrier over the range: messages, delivery_rate = delivered / (delivered + failed + "
+                 "expired) (pending excluded), rate_vs_carrier = the province's rate minus its carrier's over every "
+                 "province (a regional outage reads negative), and p50 / p95 latency of delivered messages (ms). "
+                 f"{UNKNOWN_REGION}: numbers the data cannot place (foreign, landline, a segment phonenumbers does "
+                 "not know).",
+                 [*percent("delivery_rate", "rate_vs_carrier"), unit_override("p50_latency_ms", "ms"),
+                  unit_override("p95_latency_ms", "ms")])
+
+
+# The range just before the dashboard's, of the same length: the Why panel's baseline. It ends a second before
+# the range starts, so the minute holding $__fromTime is read by one of the two only (rollup_source reads a
+# minute when it starts at or after the range's start, or holds its end).
+BASELINE_FROM = "toDateTime(2 * toUInt32($__fromTime) - toUInt32($__toTime), 'UTC')"
+BASELINE_TO = "toDateTime(toUInt32($__fromTime) - 1, 'UTC')"
+WHY_TOP = 10
+WHY_DIMENSIONS = ("carrier", "province", "template", "sign", "error_code")  # model/rootcause.DIMENSIONS' order
+
+
+def _baseline_range(sql: str) -> str:
+    """The same SQL over the baseline range (BASELINE_FROM to BASELINE_TO)."""
+    return sql.replace("$__fromTime", "\0from\0").replace("$__toTime", BASELINE_TO).replace("\0from\0", BASELINE_FROM)
+
+
+def _why_slices() -> str:
+    """Per window ('now': the range, 'then': the baseline) the failures and decided messages of every slice:
+    dimension '' the whole window, error codes their failures (volume: the window's) with the provider,
+    carrier and stage that failed most with them, for their meaning."""
+    messages = rollup_source("provider, carrier, province, template, sign, failed, delivered", WHOLE_RANGE)
+    errors = (f"SELECT provider, carrier, error_code, outcome_stage, messages FROM sms.rollup_error_minute "
+              f"WHERE {_whole_buckets('minute', 60)} AND {ROLLUP_FILTER}")
+    return "\n    UNION ALL\n    ".join(
+        [f"""SELECT '{w}' AS win, tupleElement(slice, 1) AS dimension, tupleElement(slice, 2) AS value,
+           sum(failed) AS failures, sum(failed + delivered) AS total, ('', '', '') AS example
+    FROM ({sql})
+    ARRAY JOIN [('', ''), ('carrier', carrier), ('province', province), ('template', template), ('sign', sign)] AS slice
+    GROUP BY win, dimension, value""" for w, sql in (("now", messages), ("then", _baseline_range(messages)))]
+        + [f"""SELECT '{w}' AS win, 'error_code' AS dimension, error_code AS value, sum(messages) AS failures,
+           0 AS total, argMax((provider, carrier, outcome_stage), messages) AS example
+    FROM ({sql})
+    GROUP BY win, value""" for w, sql in (("now", errors), ("then", _baseline_range(errors)))])
+
+
+def why_table(grid: tuple[int, int, int, int]) -> dict[str, Any]:
+    """The slices with the largest share of the excess failures of the range against the range before it
+    (model/rootcause.explain's definitions, without its noise and lift filters)."""
+    order = ", ".join(f"'{d}'" for d in WHY_DIMENSIONS)
+    return table("Why: where the excess failures are", f"""
+SELECT dimension, if(dimension = 'province', {PROVINCE_NAME.replace("province", "value")}, value) AS value,
+       share, excess, failures, volume, failures / volume AS failure_rate, baseline_rate,
+       if(dimension = 'error_code', dictGet('sms.error_code_dict', 'description',
+          (tupleElement(example, 1), tupleElement(example, 2), value, tupleElement(example, 3))), '') AS description
+FROM
+(
+    SELECT dimension, value, failures, volume, baseline_rate, excess, example,
+           least(1, excess / greatest(window_excess, sum(greatest(excess, 0)) OVER (PARTITION BY dimension))) AS share
+    FROM
+    (
+        SELECT dimension, value, failures, volume, baseline_rate, failures - baseline_rate * volume AS excess,
+               window_excess, example
+        FROM
+        (
+            SELECT dimension, value, f AS failures, example,
+                   if(dimension = 'error_code', window_n, n) AS volume,
+                   if(dimension = 'error_code', if(window_bn > 0, bf / window_bn, 0),
+                      if(bn > 0, least(1, bf / bn), base_rate)) AS baseline_rate,
+                   window_f - base_rate * window_n AS window_excess
+            FROM
+            (
+                SELECT dimension, value, f, n, bf, bn, example,
+                       max(if(dimension = '', f, 0)) OVER () AS window_f, max(if(dimension = '', n, 0)) OVER () AS window_n,
+                       max(if(dimension = '', bf, 0)) OVER () AS window_bf, max(if(dimension = '', bn, 0)) OVER () AS window_bn,
+                       if(window_bn > 0, least(1, window_bf / window_bn), 0) AS base_rate
+                FROM
+                (
+                    SELECT dimension, value, sumIf(failures, win = 'now') AS f, sumIf(total, win = 'now') AS n,
+                           sumIf(failures, win = 'then') AS bf, sumIf(total, win = 'then') AS bn,
+                           argMaxIf(example, failures, win = 'now') AS example
+                    FROM
+                    (
+    {_why_slices()}
+                    )
+                    GROUP BY dimension, value
+                )
+            )
+        )
+    )
+    WHERE dimension != '' AND failures > 0 AND window_excess > 0
+)
+WHERE excess > 0
+ORDER BY share DESC, excess DESC, indexOf([{order}], dimension), value
+LIMIT {WHY_TOP}""", grid,
+                 "The slices (carrier, province, template, sign, error code) holding the largest share of the excess "
+                 "failures of the selection over the range against the range just before it, of the same length "
+                 "(model/rootcause.py): excess = failures - baseline_rate × volume (the slice's baseline failure rate, "
+                 "or the whole baseline's for a slice new in the range; an error code's volume is every decided "
+                 "message), share = excess / the dimension's positive excess (at least the whole range's); when the "
+                 "range has excess failures at all, its slices with positive excess, largest share first, top 10. Pick a provider (and a carrier or region) first. "
+                 "`sms-analytics why` applies the noise (3 standard deviations) and lift (share ≥ 1.2 × traffic share) filters too, "
+                 "so it names only the slices that stand out; this table lists every slice with an excess.",
+                 percent("share", "failure_rate", "baseline_rate"))
+
+
 def drilldown() -> dict[str, Any]:
     panels = [
         stat("Delivery rate", f"""
@@ -660,9 +827,11 @@ SELECT sum(sent) AS sent, sum(delivered) AS delivered, sum(failed) AS failed, su
        sum(pending) AS pending, {RATE} AS delivery_rate
 FROM
 (
-        {rollup_source("sent, delivered, failed, expired, pending", WHOLE_RANGE)}
+        {rollup_source("sent, delivered, failed, expired, pending", WHOLE_RANGE, grains=COUNT_GRAINS)}
 )""", (0, 0, 24, 5), "The selection's totals over the range; delivery_rate = delivered / (delivered + failed + "
                      "expired).", overrides=percent("delivery_rate")),
+        province_carrier_table((0, 5, 12, 10)),
+        why_table((12, 5, 12, 10)),
         table("Message lookup", f"""
 SELECT message_id, provider, phone_masked, carrier, country_code, template, sign, sent_at, reported_at,
        status, error_code, error_message, failure_category, latency_ms, receipt_count,
@@ -675,7 +844,7 @@ WHERE phone_hash IN (
   AND $__timeFilter(sent_at) AND (phone_masked = ${{lookup:singlequote}} OR message_id = ${{lookup:singlequote}})
 ORDER BY sent_at DESC
 LIMIT 100
-SETTINGS optimize_move_to_prewhere_if_final = 1""", (0, 5, 24, 6),
+SETTINGS optimize_move_to_prewhere_if_final = 1""", (0, 15, 24, 6),
               "Type a masked phone (138****1234) or a message id in the lookup box. The numbers are found first (the "
               "parts' key, the masked-number index), then only their parts are read (the phone_hash index) and merged."),
         table("Failed numbers with reasons", f"""
@@ -685,7 +854,7 @@ FROM sms.undelivered_messages
 WHERE minute >= toStartOfMinute($__fromTime) AND minute <= $__toTime AND $__timeFilter(sent_at) AND {MESSAGE_FILTER}
   AND status IN ('failed', 'expired')
 ORDER BY minute DESC, sent_at DESC
-LIMIT 1000""", (0, 11, 24, 12), "Failed and expired messages of the selection (phones masked), newest first, from the "
+LIMIT 1000""", (0, 21, 24, 12), "Failed and expired messages of the selection (phones masked), newest first, from the "
                                 "undelivered messages the rollups keep per send minute (sms.undelivered_messages)."),
         stat("Conversions", f"""
 SELECT sum(sent) AS sent, sum(converted) AS converted, sum(conversion_ms_sum) AS conversion_ms_sum,
@@ -695,12 +864,12 @@ SELECT sum(sent) AS sent, sum(converted) AS converted, sum(conversion_ms_sum) AS
 FROM
 (
         {rollup_source("sent, converted, conversion_ms_sum, delivered, delivered_unconverted", WHOLE_RANGE,
-                       where=CONVERSION_TRACKED)}
-)""", (0, 23, 24, 5), "The selection's conversions over the templates whose conversions are reported: conversion_rate = "
+                       where=CONVERSION_TRACKED, grains=TEMPLATE_GRAINS)}
+)""", (0, 33, 24, 5), "The selection's conversions over the templates whose conversions are reported: conversion_rate = "
                       "converted / sent, mean time to convert, and the share of delivered messages never converted "
                       "(the recent minutes included: see the overview for the share past the grace period).",
              overrides=[*percent("conversion_rate", "unconverted_share"), unit_override("time_to_convert_ms", "ms")]),
-        *[conversion_table(column, label, (8 * n, 28, 8, 8))
+        *[conversion_table(column, label, (8 * n, 38, 8, 8))
           for n, (column, label) in enumerate((("provider", "provider"), ("carrier", "carrier"), ("template", "template")))],
     ]
     variables = [*_dimension_variables(), textbox_variable("lookup", "Masked phone or message id")]

@@ -131,6 +131,8 @@ _FROM = re.compile(r"\bFROM\s+sms\.(\w+)\b", re.IGNORECASE)
 _DICTIONARY_SOURCE = re.compile(r"\bTABLE\s+'(\w+)'|\bFROM\s+sms\.(\w+)", re.IGNORECASE)  # a TABLE or a QUERY
 # ALTER commands that change the columns: the Distributed table gets them too.
 _COLUMN_COMMAND = re.compile(r"^(ADD|DROP|MODIFY|RENAME)\s+COLUMN\b", re.IGNORECASE)
+# A sorting key changed with the column it adds (migrations/0015): the local table's; a Distributed table has none.
+_MODIFY_ORDER_BY = re.compile(r",\s*MODIFY\s+ORDER\s+BY\s*\(.*\)\s*$", re.IGNORECASE | re.DOTALL)
 
 
 class ClusterError(ValueError):
@@ -248,5 +250,6 @@ def _alter(name: str, commands: str, on: str) -> list[str]:
         raise ClusterError(f"ALTER of sms.{name}, which has no place on a cluster")
     local = [f"ALTER TABLE sms.{name}{LOCAL_SUFFIX} {on} {commands}"]
     if _COLUMN_COMMAND.match(commands):
-        return [*local, f"ALTER TABLE sms.{name} {on} {commands}"]  # the Distributed table's columns too
+        columns = _MODIFY_ORDER_BY.sub("", commands)
+        return [*local, f"ALTER TABLE sms.{name} {on} {columns}"]  # the Distributed table's columns too
     return local

@@ -14,14 +14,16 @@ it has, which outlive its messages (SMS_ROLLUP_RETENTION_DAYS).
 One recompute reads the merged messages of its minutes once (into a temporary table of the
 session) and writes, all with one generation (migrations/0002 and 0009, views in views.sql):
 - sms.rollup_minute_raw: counts, completeness, maturation and the latency sketch per minute and
-  dimensions (provider, carrier, template, sign, country, failure category);
+  dimensions (provider, carrier, template, sign, country, province, failure category);
 - sms.rollup_error_minute_raw: failed messages per minute, dimensions and error code (with the
   first and last time seen, for unmapped codes);
 - sms.undelivered_messages_raw: the messages not delivered (failed, expired, pending) themselves;
 - sms.rollup_level_raw: the same measures at coarser levels, rebuilt for every bucket that
   contains a recomputed minute, each level from the next finer one just written: grain 'full'
-  (every dimension) per 10 minutes, hour, 6 hours and day; grains 'provider_carrier' and 'carrier'
-  (the other dimensions summed) per minute, 5 and 10 minutes, hour, 6 hours and day.
+  (every dimension) per 10 minutes, hour, 6 hours and day; grains 'provider_carrier', 'carrier' and
+  'provider_carrier_province' (the other dimensions summed, province '' in the first two) per minute,
+  5 and 10 minutes, hour, 6 hours and day; grain 'all_provinces' (every dimension but the province)
+  per minute, 10 minutes, hour, 6 hours and day.
 
 On a cluster (SMS_CLICKHOUSE_CLUSTER; sinks/cluster.py): the same statements, unchanged. They read
 the Distributed tables (sms.messages over sms.message_parts, the views over the rollup tables) and
@@ -70,12 +72,21 @@ _MINUTE_MS = 60_000
 # sms.rollup_level_raw: per grain, the dimensions it keeps (the others are '') and its levels
 # (seconds; each divides the next). The minute level of grain 'full' is sms.rollup_minute_raw.
 GRAIN_FULL, GRAIN_PROVIDER_CARRIER, GRAIN_CARRIER = "full", "provider_carrier", "carrier"
-DIMENSIONS = ("provider", "carrier", "template", "sign", "country_code")
+GRAIN_PROVINCE = "provider_carrier_province"  # the province × carrier panels and alert (migrations/0015)
+# Every dimension but the province (summed): the former full grain, for the panels over templates and signs
+# while the region is All (the province makes the full grain's rows several times as many).
+GRAIN_ALL_PROVINCES = "all_provinces"
+DIMENSIONS = ("provider", "carrier", "template", "sign", "country_code", "province")
 GRAINS: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
     GRAIN_FULL: (DIMENSIONS, (600, 3600, 21600, 86400)),
     GRAIN_PROVIDER_CARRIER: (("provider", "carrier"), (60, 300, 600, 3600, 21600, 86400)),
     GRAIN_CARRIER: (("carrier",), (60, 300, 600, 3600, 21600, 86400)),
+    GRAIN_PROVINCE: (("provider", "carrier", "province"), (60, 300, 600, 3600, 21600, 86400)),
+    GRAIN_ALL_PROVINCES: (DIMENSIONS[:-1], (60, 600, 3600, 21600, 86400)),
 }
+# The grain added last: a minute without its rows at level 60 was rolled up before it existed, and is
+# recomputed at start (Rollups.recover; a migration that adds a dimension adds a grain or moves this).
+NEWEST_GRAIN = GRAIN_ALL_PROVINCES
 # A minute is not recomputed from this long before its parts' TTL: the server's clock may differ from ours.
 RETENTION_MARGIN_SECONDS = 3600
 BACKFILL_PER_ROUND = 1440  # minutes of existing data recomputed per round for tables added later
@@ -92,7 +103,7 @@ BACKFILL_PER_ROUND = 1440  # minutes of existing data recomputed per round for t
 MATERIALIZE = """
 CREATE TEMPORARY TABLE {scratch} ENGINE = Memory AS
 SELECT
-    toStartOfMinute(assumeNotNull(sent_at)) AS minute, provider, carrier, template, sign, country_code,
+    toStartOfMinute(assumeNotNull(sent_at)) AS minute, provider, carrier, template, sign, country_code, province,
     failure_category, status, segments, outcome_stage, latency_ms, assumeNotNull(sent_at) AS sent_at,
     error_code, coalesce(reported_at, sent_at, first_seen_at) AS seen, conversion_ms, converted_at IS NOT NULL AS has_conversion,
     if(status != 'delivered', message_id, '') AS message_id,
@@ -139,11 +150,11 @@ LEVEL_QUANTILES = {
 
 RECOMPUTE = """
 INSERT INTO sms.rollup_minute_raw
-SELECT minute, provider, carrier, template, sign, country_code, failure_category, {measures}, {generation}
+SELECT minute, provider, carrier, template, sign, country_code, province, failure_category, {measures}, {generation}
 FROM {scratch}
-GROUP BY minute, provider, carrier, template, sign, country_code, failure_category
+GROUP BY minute, provider, carrier, template, sign, country_code, province, failure_category
 UNION ALL
-SELECT toDateTime(m, 'UTC'), '', '', '', '', '', '', {empty}, {generation}
+SELECT toDateTime(m, 'UTC'), '', '', '', '', '', '', '', {empty}, {generation}
 FROM (SELECT arrayJoin([{minutes}]) AS m)
 GROUP BY m
 """
@@ -151,14 +162,14 @@ GROUP BY m
 RECOMPUTE_ERRORS = """
 INSERT INTO sms.rollup_error_minute_raw
 SELECT
-    minute, provider, carrier, template, sign, country_code, failure_category, error_code, outcome_stage,
+    minute, provider, carrier, template, sign, country_code, province, failure_category, error_code, outcome_stage,
     count() AS messages, min(seen) AS first_seen, max(seen) AS last_seen, any(error_message) AS example_message,
     {generation} AS generation
 FROM {scratch}
 WHERE status = 'failed'
-GROUP BY minute, provider, carrier, template, sign, country_code, failure_category, error_code, outcome_stage
+GROUP BY minute, provider, carrier, template, sign, country_code, province, failure_category, error_code, outcome_stage
 UNION ALL
-SELECT toDateTime(m, 'UTC'), '', '', '', '', '', '', '', '', 0, toDateTime64(0, 3, 'UTC'), toDateTime64(0, 3, 'UTC'), '',
+SELECT toDateTime(m, 'UTC'), '', '', '', '', '', '', '', '', '', 0, toDateTime64(0, 3, 'UTC'), toDateTime64(0, 3, 'UTC'), '',
        {generation}
 FROM (SELECT arrayJoin([{minutes}]) AS m)
 """
@@ -166,12 +177,12 @@ FROM (SELECT arrayJoin([{minutes}]) AS m)
 RECOMPUTE_UNDELIVERED = """
 INSERT INTO sms.undelivered_messages_raw
 SELECT
-    minute, provider, message_id, phone_hash, phone_masked, carrier, country_code, template, sign, sent_at, status,
-    error_code, error_message, failure_category, outcome_stage, {generation} AS generation
+    minute, provider, message_id, phone_hash, phone_masked, carrier, country_code, province, template, sign, sent_at,
+    status, error_code, error_message, failure_category, outcome_stage, {generation} AS generation
 FROM {scratch}
 WHERE status != 'delivered'
 UNION ALL
-SELECT toDateTime(m, 'UTC'), '', '', '', '', '', '', '', '', toDateTime64(0, 3, 'UTC'), 'pending', '', '', '', '',
+SELECT toDateTime(m, 'UTC'), '', '', '', '', '', '', '', '', '', toDateTime64(0, 3, 'UTC'), 'pending', '', '', '', '',
        {generation}
 FROM (SELECT arrayJoin([{minutes}]) AS m)
 """
@@ -350,7 +361,8 @@ class Rollups:
 
     def recover(self) -> None:
         """At start: minutes of parts written after the newest recompute (a crash in between), and
-        minutes rolled up before the panel rollups existed (recomputed a few at a time)."""
+        minutes rolled up before the newest grain existed (the panel rollups of migrations/0009, the
+        province of 0015; recomputed a few at a time)."""
         _, rows = self.warehouse.query(
             "SELECT DISTINCT toUnixTimestamp(toStartOfMinute(coalesce(sent_at, receipt_sent_at))) FROM sms.message_parts "
             "WHERE updated_at >= (SELECT max(generation) FROM sms.rollup_minute_raw) - INTERVAL 1 MINUTE "
@@ -358,7 +370,7 @@ class Rollups:
         self.dirty.update(int(r[0]) for r in rows)
         _, rows = self.warehouse.query(
             "SELECT DISTINCT toUnixTimestamp(minute) FROM sms.rollup_minute_raw WHERE minute NOT IN "
-            f"(SELECT bucket FROM sms.rollup_level_generations WHERE grain = '{GRAIN_CARRIER}' AND level = 60)")
+            f"(SELECT bucket FROM sms.rollup_level_generations WHERE grain = '{NEWEST_GRAIN}' AND level = 60)")
         self._backfill.update(int(r[0]) for r in rows)
         if self._backfill:
             log.info("rollups.backfill", minutes=len(self._backfill))

@@ -66,7 +66,7 @@ FROM
 -- earlier recomputes). Sentinel rows (sent = 0) only mark a recompute of an emptied minute.
 CREATE OR REPLACE VIEW sms.rollup_minute AS
 SELECT
-    minute, provider, carrier, template, sign, country_code, failure_category, sent, delivered, failed,
+    minute, provider, carrier, template, sign, country_code, province, failure_category, sent, delivered, failed,
     expired, pending, segments, final_within_1m, final_within_5m, final_within_30m, delivered_within,
     latency_state, latency_sum_ms, converted, delivered_unconverted, conversion_ms_sum
 FROM sms.rollup_minute_raw FINAL
@@ -77,7 +77,8 @@ WHERE sent > 0
 -- every minute, or of every (grain, level, bucket).
 CREATE OR REPLACE VIEW sms.rollup_error_minute AS
 SELECT
-    minute, provider, carrier, template, sign, country_code, failure_category, error_code, outcome_stage, messages,
+    minute, provider, carrier, template, sign, country_code, province, failure_category, error_code, outcome_stage,
+    messages,
     first_seen, last_seen, example_message
 FROM sms.rollup_error_minute_raw FINAL
 WHERE messages > 0
@@ -85,7 +86,7 @@ WHERE messages > 0
 
 CREATE OR REPLACE VIEW sms.undelivered_messages AS
 SELECT
-    minute, provider, message_id, phone_hash, phone_masked, carrier, country_code, template, sign, sent_at,
+    minute, provider, message_id, phone_hash, phone_masked, carrier, country_code, province, template, sign, sent_at,
     CAST(if(stored_status IN ('pending', 'expired'),
             if(sent_at < now64(3) - toIntervalSecond({expire_after_seconds}), 'expired', 'pending'), stored_status)
          AS Enum8('pending' = 0, 'delivered' = 1, 'failed' = 2, 'expired' = 3)) AS status,
@@ -95,8 +96,8 @@ SELECT
     outcome_stage
 FROM
 (
-    SELECT minute, provider, message_id, phone_hash, phone_masked, carrier, country_code, template, sign, sent_at,
-           status AS stored_status, error_code, error_message, failure_category AS stored_category, outcome_stage
+    SELECT minute, provider, message_id, phone_hash, phone_masked, carrier, country_code, province, template, sign,
+           sent_at, status AS stored_status, error_code, error_message, failure_category AS stored_category, outcome_stage
     FROM sms.undelivered_messages_raw FINAL
     WHERE provider != ''
       AND (minute, generation) IN (SELECT minute, max(generation) FROM sms.undelivered_messages_raw GROUP BY minute)
@@ -104,7 +105,8 @@ FROM
 
 CREATE OR REPLACE VIEW sms.rollup_level AS
 SELECT
-    grain, level, bucket, provider, carrier, template, sign, country_code, sent, delivered, failed, expired, pending,
+    grain, level, bucket, provider, carrier, template, sign, country_code, province, sent, delivered, failed, expired,
+    pending,
     segments, final_within_1m, final_within_5m, final_within_30m, delivered_within, latency_state, latency_sum_ms,
     latency_quantiles, converted, delivered_unconverted, conversion_ms_sum
 FROM sms.rollup_level_raw FINAL
@@ -212,16 +214,30 @@ SELECT
     toInt64(ours.failed_total) - toInt64(theirs.callback_fail_count) AS failed_diff
 FROM
 (
-    SELECT
-        provider,
-        if(provider = 'aliyun', toTimeZone(toStartOfDay(minute, 'Asia/Shanghai'), 'UTC'), toStartOfHour(minute)) AS hour,
-        sum(r.sent) AS sent, sum(r.delivered) AS delivered, sum(r.failed) + sum(r.expired) AS failed_total,
-        sumIf(r.failed, r.failure_category = 'carrier_error') AS carrier_error,
-        sumIf(r.failed, r.failure_category = 'invalid_number') AS invalid_number,
-        sumIf(r.failed, r.failure_category = 'unreachable') AS unreachable,
-        sumIf(r.failed, r.failure_category = 'blacklisted') AS blacklisted,
-        sumIf(r.failed, r.failure_category = 'rate_limited') AS rate_limited
-    FROM sms.rollup_minute AS r
+    SELECT provider, hour, sum(sent) AS sent, sum(delivered) AS delivered, sum(failed_total) AS failed_total,
+           sum(carrier_error) AS carrier_error, sum(invalid_number) AS invalid_number, sum(unreachable) AS unreachable,
+           sum(blacklisted) AS blacklisted, sum(rate_limited) AS rate_limited
+    FROM
+    (
+        -- the hourly provider × carrier rollups (China's day starts on a UTC hour), and the failed messages
+        -- by category from the error-code rollups: the minute rollups have ~3x the rows with the province
+        SELECT
+            provider,
+            if(provider = 'aliyun', toTimeZone(toStartOfDay(bucket, 'Asia/Shanghai'), 'UTC'), bucket) AS hour,
+            r.sent AS sent, r.delivered AS delivered, r.failed + r.expired AS failed_total, 0 AS carrier_error,
+            0 AS invalid_number, 0 AS unreachable, 0 AS blacklisted, 0 AS rate_limited
+        FROM sms.rollup_level AS r
+        WHERE grain = 'provider_carrier' AND level = 3600
+        UNION ALL
+        SELECT
+            provider,
+            if(provider = 'aliyun', toTimeZone(toStartOfDay(minute, 'Asia/Shanghai'), 'UTC'), toStartOfHour(minute)) AS hour,
+            0, 0, 0, if(e.failure_category = 'carrier_error', e.messages, 0),
+            if(e.failure_category = 'invalid_number', e.messages, 0), if(e.failure_category = 'unreachable', e.messages, 0),
+            if(e.failure_category = 'blacklisted', e.messages, 0), if(e.failure_category = 'rate_limited', e.messages, 0)
+        FROM sms.rollup_error_minute AS e
+        WHERE e.failure_category IN ('carrier_error', 'invalid_number', 'unreachable', 'blacklisted', 'rate_limited')
+    )
     GROUP BY provider, hour
 ) AS ours
 FULL OUTER JOIN

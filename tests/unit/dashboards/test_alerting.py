@@ -151,9 +151,10 @@ def test_group() -> None:
     group = doc["groups"][0]
     assert (group["folder"], group["interval"], group["orgId"]) == ("SMS", "1m", 1)
     uids = [r["uid"] for r in group["rules"]]
-    assert len(uids) == len(set(uids)) == 8
+    assert len(uids) == len(set(uids)) == 9
     assert set(uids) == {"sms-rate-floor", "sms-rate-drop", "sms-receipt-blackout", "sms-pending-backlog",
-                         "sms-latency-p95", "sms-unmapped-codes", "sms-conversion-drop", "sms-quota-runout"}
+                         "sms-latency-p95", "sms-unmapped-codes", "sms-conversion-drop", "sms-quota-runout",
+                         "sms-region-rate-floor"}
 
 
 @pytest.mark.parametrize("rule", RULES, ids=lambda r: r["uid"])

@@ -61,11 +61,26 @@ def test_panel_targets(panel: dict[str, Any]) -> None:
 def test_dashboards_have_the_variables() -> None:
     dd = build.drilldown()
     names = [v["name"] for v in dd["templating"]["list"]]
-    assert names == ["provider", "carrier", "template", "sign", "country", "template_type", "lookup"]
-    for v in dd["templating"]["list"][:6]:
-        assert v["type"] == "query" and v["multi"] and v["includeAll"] and "sms.rollup_minute" in v["query"]
+    assert names == ["provider", "carrier", "template", "sign", "country", "template_type", "region", "lookup"]
+    for v in dd["templating"]["list"][:7]:
+        assert v["type"] == "query" and v["multi"] and v["includeAll"] and "sms.rollup_level" in v["query"]
         assert v["datasource"]["uid"] == "sms-clickhouse"
-    assert dd["templating"]["list"][6]["type"] == "textbox"
+    assert dd["templating"]["list"][7]["type"] == "textbox"
+
+
+def test_the_region_filters_every_panel_the_dimensions_filter() -> None:
+    """region (the province) is a variable whose '' shows as (unknown); every panel filtering on the carrier
+    variable filters on it, except those over sources without a province (hourly provider × carrier views), and
+    only grains that keep the province, or sum every province when it is All, are read."""
+    (variable,) = [v for v in build.drilldown()["templating"]["list"] if v["name"] == "region"]
+    assert "SELECT DISTINCT province, if(province = '', '(unknown)', province) AS text" in variable["query"]
+    for dashboard in (build.overview(), build.drilldown()):
+        for panel in dashboard["panels"]:
+            sql = panel["targets"][0]["rawSql"]
+            if "${carrier:singlequote}" in sql and "sms.receipt_completeness" not in sql and "failure_category = 'unknown'" not in sql:
+                assert "province IN (${region:singlequote})" in sql, panel["title"]
+    for grain, has, must_be_all, _ in build.GRAINS:
+        assert "province" in has or "region" in must_be_all, grain
 
 
 def test_the_template_type_filters_every_rollup_and_message_panel() -> None:
@@ -79,7 +94,7 @@ def test_the_template_type_filters_every_rollup_and_message_panel() -> None:
             if "${template:singlequote}" in sql:
                 assert "${template_type:singlequote}" in sql, panel["title"]
     for grain, _, must_be_all, _ in build.GRAINS:
-        assert grain == "full" or "template_type" in must_be_all
+        assert grain in build.TEMPLATE_GRAINS or "template_type" in must_be_all
 
 
 RATE_TABLES = ("Delivery rate by carrier", "Delivery rate by template", "Delivery rate by sign")

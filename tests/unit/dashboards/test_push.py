@@ -107,7 +107,7 @@ async def test_second_push_updates_instead_of_duplicating(grafana: tuple[Grafana
     first = counts(standin)
     ids = {uid: r["id"] for uid, r in standin.state.rules.items()}
     outcomes = await run_push(url, password=None)  # no password: the stored one is kept
-    assert counts(standin) == first == (1, 1, 2, 8)
+    assert counts(standin) == first == (1, 1, 2, 9)
     assert {o.action for o in outcomes} == {"updated", "unchanged"}
     s = standin.state
     assert s.folders[push.FOLDER_UID]["version"] == 2
@@ -168,7 +168,7 @@ async def test_basic_auth_push_and_wrong_password(grafana: tuple[GrafanaStandin,
         await run_push(url, GrafanaCredentials(user="admin", password="wrong"))
     assert counts(standin) == (0, 0, 0, 0)
     await run_push(url, GrafanaCredentials(user="admin", password="admin-pass"))
-    assert counts(standin) == (1, 1, 2, 8)
+    assert counts(standin) == (1, 1, 2, 9)
     basic = "Basic " + base64.b64encode(b"admin:admin-pass").decode()
     assert basic not in str(standin.state.requests)  # the stand-in's log keeps no Authorization header
 

@@ -33,8 +33,15 @@ def test_alters_go_to_the_local_tables_and_new_columns_to_the_distributed_too() 
              for p in pair]  # 0013: conversions
     want += [p.format(t) for t in ["message_parts"] * 2 + ["delivery_ingest"] * 2 + ["delivery_ingest_raw"] * 2
              for p in pair]  # 0014: province and city
+    want += [p.format(t) for t in ["rollup_minute_raw", "rollup_error_minute_raw", "rollup_level_raw",
+                                   "undelivered_messages_raw"] for p in pair]  # 0015: province in the rollups
     want += [p.format(t) for t in ["alerts"] * 3 for p in pair]  # 0016: source, baseline, causes
     assert [c.split(" ON CLUSTER")[0] for c in added] == want
+    # 0015 appends province to the local tables' sorting keys; a Distributed table has none: columns only
+    sorting = [c for c in added if "MODIFY ORDER BY" in c]
+    assert [c.split(" ON CLUSTER")[0] for c in sorting] == [
+        f"ALTER TABLE sms.{t}_local" for t in ("rollup_minute_raw", "rollup_error_minute_raw", "rollup_level_raw")]
+    assert all(c.endswith(", province)") for c in sorting)
     others = [c for c in alters if " ADD COLUMN " not in c]
     assert all(re.match(r"ALTER TABLE sms\.\w+_local ON CLUSTER", c) for c in others)
 

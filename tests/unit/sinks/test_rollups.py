@@ -48,10 +48,14 @@ def test_times_sorted():
 
 
 def test_dimensions_of_each_grain():
-    assert rollups._dimensions("full") == ("provider, carrier, template, sign, country_code",
-                                           "provider, carrier, template, sign, country_code")
-    assert rollups._dimensions("carrier") == ("'', carrier, '', '', ''", "carrier")
-    assert rollups._dimensions("provider_carrier") == ("provider, carrier, '', '', ''", "provider, carrier")
+    assert rollups._dimensions("full") == ("provider, carrier, template, sign, country_code, province",
+                                           "provider, carrier, template, sign, country_code, province")
+    assert rollups._dimensions("carrier") == ("'', carrier, '', '', '', ''", "carrier")
+    assert rollups._dimensions("provider_carrier") == ("provider, carrier, '', '', '', ''", "provider, carrier")
+    assert rollups._dimensions("provider_carrier_province") == ("provider, carrier, '', '', '', province",
+                                                                "provider, carrier, province")
+    assert rollups._dimensions("all_provinces") == ("provider, carrier, template, sign, country_code, ''",
+                                                    "provider, carrier, template, sign, country_code")
 
 
 def test_levels_divide_the_next():
@@ -73,22 +77,27 @@ def test_minutes_of():
 def test_minute_levels_sql():
     rows, generations = minute_levels_sql("scratch_x", [120, 60], "G")
     assert rows.startswith("INSERT INTO sms.rollup_level_raw\n")
-    assert rows.count("UNION ALL") == 1  # the two grains with a minute level
-    assert "SELECT 'provider_carrier', 60, minute, provider, carrier, '', '', ''" in rows
+    assert rows.count("UNION ALL") == 3  # the four grains with a minute level
+    assert "SELECT 'provider_carrier', 60, minute, provider, carrier, '', '', '', ''" in rows
+    assert "SELECT 'provider_carrier_province', 60, minute, provider, carrier, '', '', '', province" in rows
     assert "FROM scratch_x GROUP BY minute, carrier" in rows
     assert "'full'" not in rows
     assert generations == (
         "INSERT INTO sms.rollup_level_generations\n"
         "SELECT 'provider_carrier', 60, arrayJoin([toDateTime(60, 'UTC'), toDateTime(120, 'UTC')]), G\n"
         "UNION ALL\n"
-        "SELECT 'carrier', 60, arrayJoin([toDateTime(60, 'UTC'), toDateTime(120, 'UTC')]), G")
+        "SELECT 'carrier', 60, arrayJoin([toDateTime(60, 'UTC'), toDateTime(120, 'UTC')]), G\n"
+        "UNION ALL\n"
+        "SELECT 'provider_carrier_province', 60, arrayJoin([toDateTime(60, 'UTC'), toDateTime(120, 'UTC')]), G\n"
+        "UNION ALL\n"
+        "SELECT 'all_provinces', 60, arrayJoin([toDateTime(60, 'UTC'), toDateTime(120, 'UTC')]), G")
 
 
 def test_level_sql_full_first_level_reads_minutes():
     built = level_sql(600, [660, 1260], "G")
     assert built is not None
     rows, generations = built
-    assert rows.count("UNION ALL") == 2  # full, provider_carrier, carrier
+    assert rows.count("UNION ALL") == 4  # full, provider_carrier, carrier, provider_carrier_province, all_provinces
     assert "SELECT 'full', 600, toDateTime(intDiv(toUInt32(minute), 600) * 600, 'UTC') AS b" in rows
     assert "FROM sms.rollup_minute WHERE 1 AND minute >= toDateTime(600, 'UTC') AND minute < toDateTime(1800, 'UTC')" in rows
     assert "FROM sms.rollup_level WHERE grain = 'carrier' AND level = 300 AND bucket >= toDateTime(600, 'UTC')" in rows
@@ -101,7 +110,7 @@ def test_level_sql_only_grains_with_the_level():
     rows, generations = built
     assert "'full'" not in rows
     assert "grain = 'provider_carrier' AND level = 60" in rows
-    assert generations.count("arrayJoin([toDateTime(0, 'UTC')])") == 2
+    assert generations.count("arrayJoin([toDateTime(0, 'UTC')])") == 3  # the three grains with a 300 s level
 
 
 @pytest.mark.parametrize("level", [60, 7, 120])
@@ -133,7 +142,7 @@ def test_recover_reads_dirty_and_backfill():
     assert r.dirty == {60, 120}
     assert r._backfill == {600}
     assert "FROM sms.message_parts" in wh.queries[0]
-    assert "grain = 'carrier' AND level = 60" in wh.queries[1]
+    assert "grain = 'all_provinces' AND level = 60" in wh.queries[1]  # the newest grain (0015)
 
 
 def test_recompute_statements_in_order():
