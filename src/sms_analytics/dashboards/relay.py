@@ -17,7 +17,7 @@ as POST /query requires. Each alert of the payload becomes a streams/alerts.py `
   of one alert is the same row of sms.alerts (ReplacingMergeTree on rule, key, started_at, state, at).
 
 A firing delivery-rate drop (DROP_RULES, or any rule whose alert carries a `baseline` label, as the
-carrier × province rule does) gets its causes from dashboards/why.py over its rule's window (an hour)
+carrier × province rule sms-region-rate-floor does) gets its causes from dashboards/why.py over its rule's window (an hour)
 ending at startsAt, scoped to the provider and the carrier and province its labels give, against the
 `baseline` label, else the rule's (the previous hour; the same hour of the last 7 days for sms-rate-drop).
 
@@ -68,6 +68,7 @@ HOUR_MS = alerting.HOUR * 1000
 DROP_RULES: dict[str, tuple[int, Baseline]] = {
     "sms-rate-floor": (HOUR_MS, "previous"),  # the last hour below the floor: against the hour before
     "sms-rate-drop": (HOUR_MS, "week"),  # the last hour against the same hour of the previous 7 days
+    "sms-region-rate-floor": (HOUR_MS, "previous"),  # a carrier × province's last hour below the floor
 }
 _RULE_UID = re.compile(r"/alerting/grafana/([^/?#]+)/")
 _CARRIERS = {**{name: name for name in CARRIER_NAMES}, **{zh: en for en, zh in CARRIER_NAMES.items()}}

@@ -223,3 +223,11 @@ async def test_the_endpoint_wants_the_token_publishes_and_refuses() -> None:
     assert status == 400 and "not a Grafana webhook payload" in body["error"]
     assert publisher.letters == [(b"{}", body["error"], relay.PATH)]
     assert (await answer(Recorder(down=True), good, auth))[0] == 503  # Grafana retries
+
+
+def test_every_drop_rule_the_relay_explains_is_a_provisioned_rule_and_every_rate_floor_is_one() -> None:
+    """DROP_RULES names rules by uid: a renamed rule would lose its causes quietly."""
+    provisioned = {r["uid"]: r for r in alerting.rules()}
+    assert set(relay.DROP_RULES) <= set(provisioned)
+    rate_rules = {uid for uid in provisioned if "rate" in uid and "conversion" not in uid}
+    assert rate_rules == set(relay.DROP_RULES), rate_rules
