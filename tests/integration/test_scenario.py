@@ -235,7 +235,14 @@ async def test_completeness_maturation_lag_and_reconciliation_views(pipeline: Ru
     msgs = await rows(pipeline, f"SELECT provider, carrier, status, outcome_stage, latency_ms FROM sms.messages "
                                 f"WHERE sent_at >= {hour} AND sent_at < {hour} + INTERVAL 1 HOUR AND {OURS}")
     assert len(msgs) > 1000
-    completeness = await rows(pipeline, f"SELECT * FROM sms.receipt_completeness WHERE hour = {hour} AND {OURS}")
+
+    async def caught_up() -> list[dict[str, Any]] | None:  # the rollups recompute every few seconds, behind the rows
+        found = await rows(pipeline, f"SELECT * FROM sms.receipt_completeness WHERE hour = {hour} AND {OURS}")
+        sent = {(m["provider"], m["carrier"]) for m in msgs}
+        counts = {(c["provider"], c["carrier"]): c["sent"] for c in found}
+        return found if counts == {k: sum(1 for m in msgs if (m["provider"], m["carrier"]) == k) for k in sent} else None
+
+    completeness = await eventually(caught_up, timeout=60)
     for c in completeness:
         group = [m for m in msgs if (m["provider"], m["carrier"]) == (c["provider"], c["carrier"])]
         final = [m for m in group if m["outcome_stage"] == "receipt"]
