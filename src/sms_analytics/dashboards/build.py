@@ -32,6 +32,7 @@ from typing import Any
 import msgspec
 
 from sms_analytics.dashboards import alerting, pipeline_health
+from sms_analytics.model.rootcause import UNKNOWN_LABEL
 from sms_analytics.sinks.rollups import MATURATION_SECONDS
 
 DATASOURCE = {"type": "grafana-clickhouse-datasource", "uid": alerting.DATASOURCE_UID}
@@ -57,7 +58,7 @@ VARIABLES = (
 # The region variable's value for messages the data cannot place (not a mainland mobile number, a segment
 # phonenumbers does not know): '' as stored, shown as this text (a second column of the variable's query), so
 # it stays selectable and filters with `province IN ('')` like any province.
-UNKNOWN_REGION = "(unknown)"
+UNKNOWN_REGION = UNKNOWN_LABEL
 
 # quantilesDD(relative_accuracy, levels...): 0.005 is the accuracy, so q = [p50, p90, p95, p99].
 # Filters on the template variables, by the columns a source has.

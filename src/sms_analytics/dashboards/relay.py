@@ -225,11 +225,6 @@ def explained(query: Query, alerts: Sequence[tuple[Alert, Scope | None]]) -> lis
     return out
 
 
-def alert_key(alert: Alert) -> bytes:
-    """The record key on sms.alerts.v1, as the stream writes it."""
-    return f"{alert.rule}|{alert.key}".encode()
-
-
 def install(app: web.Application, query: Query, publisher: Publishes, webhooks: Callable[[], Iterable[Webhook]],
             token: str | None) -> None:
     """Add POST /v1/grafana/alerts to `app` (the query endpoint's). `query` is the warehouse's read (run
@@ -249,7 +244,7 @@ def install(app: web.Application, query: Query, publisher: Publishes, webhooks: 
                 return web.json_response({"error": str(exc)[:500]}, status=400)
             alerts = await asyncio.to_thread(explained, query, parsed)
             for alert in alerts:
-                await publisher.publish_record(topics.ALERTS, alert_key(alert), msgspec.json.encode(alert), PATH)
+                await publisher.publish_record(topics.ALERTS, alert.record_key(), msgspec.json.encode(alert), PATH)
         except BrokerUnavailable as exc:
             return web.json_response({"error": f"broker unavailable: {exc}"[:500]}, status=503)
         hooks = tuple(webhooks())

@@ -23,14 +23,13 @@ from typing import Any, Literal
 from sms_analytics.model.knowledge import KnowledgeBase
 from sms_analytics.model.providers import CARRIER_NAMES, PROVIDERS
 from sms_analytics.model.region import PROVINCES
-from sms_analytics.model.rootcause import DIMENSIONS, Cause, SliceCounts, WindowCounts, explain
+from sms_analytics.model.rootcause import DIMENSIONS, UNKNOWN_LABEL, Cause, SliceCounts, WindowCounts, explain
 
 Query = Callable[[str], tuple[list[str], list[tuple[Any, ...]]]]
 Baseline = Literal["previous", "week"]
 BASELINES: tuple[Baseline, ...] = ("previous", "week")
 DAY_MS = 86_400_000
 WEEK_DAYS = 7
-UNKNOWN_LABEL = "(unknown)"  # how an empty value prints (a province the data cannot place)
 
 # One row per (dimension, value) and one for the whole window (dimension ''): failures, decided messages.
 # A dimension the scope fixes (carrier, province) is no slice: it holds the whole window.
@@ -108,8 +107,7 @@ def why_against(query: Query, provider: str, carrier: str | None, window: tuple[
     knowledge = kb or KnowledgeBase.load()
 
     def meaning(code: str) -> str:
-        entry = knowledge.lookup(provider, code, carrier or "")
-        return entry.description if entry else ""
+        return knowledge.meaning(provider, code, carrier or "")
 
     return explain(current, before, top=top, meaning=meaning)
 

@@ -162,6 +162,11 @@ class KnowledgeBase:
                     return found
         return None
 
+    def meaning(self, provider: str, code: str, carrier: str = "") -> str:
+        """The description of a provider's code (lookup), "" if the tables do not have it."""
+        entry = self.lookup(provider, code, carrier)
+        return entry.description if entry else ""
+
     def classify(
         self, provider: str, code: str, carrier: str = "", stage: str | None = None, description: str = ""
     ) -> tuple[str, bool, Entry | None]:

@@ -61,6 +61,7 @@ from collections.abc import Callable, Iterable
 import msgspec
 
 DIMENSIONS = ("carrier", "province", "template", "sign", "error_code")
+UNKNOWN_LABEL = "(unknown)"  # how an empty value prints (a province the data cannot place, a message without a sign)
 FAILURE_DIMENSIONS = ("error_code",)  # dimensions that partition failures, not messages
 
 

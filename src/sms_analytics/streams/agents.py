@@ -134,7 +134,7 @@ async def evaluate_alerts(streams: Streams, detector: Detector) -> None:
     sms.alerts.v1, the log and the webhooks."""
     for alert in detector.evaluate(now_ms()):
         streams.stats.alerts += 1
-        await streams.alerts.send(key=f"{alert.rule}|{alert.key}".encode(), value=msgspec.json.encode(alert))
+        await streams.alerts.send(key=alert.record_key(), value=msgspec.json.encode(alert))
         log.warning("alert", rule=alert.rule, key=alert.key, state=alert.state, summary=alert.summary,
                     causes=cause_lines(alert.causes))
         post_webhooks(detector.rules.webhooks, alert)

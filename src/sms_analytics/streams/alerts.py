@@ -33,7 +33,7 @@ from typing import Any
 import msgspec
 
 from sms_analytics.model.knowledge import KnowledgeBase
-from sms_analytics.model.rootcause import Cause, SliceCounts, WindowCounts, explain
+from sms_analytics.model.rootcause import UNKNOWN_LABEL, Cause, SliceCounts, WindowCounts, explain
 from sms_analytics.settings import AlertRules, ConversionRateRule
 
 # The conversion rule names a conversion's template from the message it converts when the conversion
@@ -64,6 +64,10 @@ class Alert(msgspec.Struct, kw_only=True):
     source: str = "stream"  # stream, or grafana (a Grafana rule's alert relayed by dashboards/relay.py)
     baseline: str = ""  # what the causes were measured against: previous | week ("" without causes)
     causes: list[Cause] = msgspec.field(default_factory=list)  # the top slices explaining a drop, largest first
+
+    def record_key(self) -> bytes:
+        """Its key on sms.alerts.v1 (the stream's alerts and the relayed Grafana ones alike)."""
+        return f"{self.rule}|{self.key}".encode()
 
 
 class _Window:
@@ -236,8 +240,7 @@ class _Slices:
 
 
 def _knowledge_meaning(provider: str, code: str, carrier: str) -> str:
-    entry = KnowledgeBase.load().lookup(provider, code, carrier)
-    return entry.description if entry else ""
+    return KnowledgeBase.load().meaning(provider, code, carrier)
 
 
 class Detector:
@@ -412,7 +415,7 @@ def cause_lines(causes: list[Cause]) -> list[str]:
     """A cause a line, for the text formats and the log: rank, slice, share, rates, an error code's meaning."""
     lines = []
     for i, c in enumerate(causes, 1):
-        line = (f"{i}. {c.dimension}={c.value or '(unknown)'}: {c.share:.0%} of the excess failures, "
+        line = (f"{i}. {c.dimension}={c.value or UNKNOWN_LABEL}: {c.share:.0%} of the excess failures, "
                 f"failure rate {c.rate:.1%} (baseline {c.baseline_rate:.1%})")
         lines.append(line + (f" — {c.meaning}" if c.meaning else ""))
     return lines
