@@ -70,40 +70,26 @@ async def _join_batch(streams: Streams, records: list[Any]) -> None:
     now = now_ms()
     stats.first_event_ms = stats.first_event_ms or now
     by_partition: dict[int, list[bytes]] = {}
-    delivered: list[Any] = []  # the delivery records this batch writes
-    changed: list[tuple[int, dict[str, Delivery | None]]] = []  # each partition's state changes
+    sent: list[Any] = []  # the records this batch writes
     tally = streams.detector.tally() if streams.detector is not None else None  # the batch's observations
     for record in records:
         by_partition.setdefault(record.message.partition, []).append(record.value)
     for partition, values in by_partition.items():
-        changes, sent = await _join_partition(streams, partition, values, tally, now)
-        changed.append((partition, changes))
-        delivered += sent
-    if tally is not None and streams.detector is not None:
-        streams.detector.add(tally, now)
-    # Deliveries first, then the state: a change reaches the changelog only once the broker has
-    # every delivery it produced. Written together, a worker that died (SIGKILL) or whose delivery
-    # record the broker refused could leave a state in the changelog without its delivery; its
-    # successor, restoring that state, would find the replayed events changing nothing and emit
-    # nothing: the message never reached the warehouse. In this order a replay finds the old state
-    # and emits the deliveries again (the warehouse merges repeats).
-    _note_offsets(stats.produced, await asyncio.gather(*delivered))
-    logged: list[Any] = []
-    for partition, changes in changed:
-        logged += await write_changes(streams.table, streams.store, partition, changes, f"batch|{partition}".encode())
+        sent += await _join_partition(streams, partition, values, tally, now)
     # The batch's events are acknowledged (and so their offsets committable) when the agent asks
     # for the next batch: wait until the broker has every delivery and state change they
     # produced, so a crash can never leave an event committed without its effects.
-    _note_offsets(stats.produced, await asyncio.gather(*logged))
+    if tally is not None and streams.detector is not None:
+        streams.detector.add(tally, now)
+    _note_offsets(stats.produced, await asyncio.gather(*sent))
     _note_offsets(stats.positions, [r.message for r in records])
     stats.last_event_ms = now_ms()
     stats.busy_seconds += time.perf_counter() - started
 
 
 async def _join_partition(streams: Streams, partition: int, values: list[bytes], tally: Tally | None,
-                          now: int) -> tuple[dict[str, Delivery | None], list[Any]]:
-    """Join one partition's records of a batch: its state changes (not yet in the store nor the
-    changelog) and the futures of the delivery records it wrote."""
+                          now: int) -> list[Any]:
+    """Join one partition's records of a batch; the futures of the records it wrote."""
     stats = streams.stats
     changes: dict[str, Delivery | None] = {}
     out: dict[str, Delivery] = {}
@@ -120,13 +106,13 @@ async def _join_partition(streams: Streams, partition: int, values: list[bytes],
             if tally is not None:
                 _observe(tally, event, joined)
         stats.events += len(events)
-    sent: list[Any] = []
+    sent = await write_changes(streams.table, streams.store, partition, changes, f"batch|{partition}".encode())
     emitted = list(out.values()) if streams.raw_phone else [_without_phone(d) for d in out.values()]
     for chunk in _chunks(emitted):
         sent.append(await streams.deliveries.send(value=encode_deliveries(chunk), partition=partition,
                                                   headers=delivery_headers(chunk)))
     stats.emitted += len(out)
-    return changes, sent
+    return sent
 
 
 async def evaluate_alerts(streams: Streams, detector: Detector) -> None:
