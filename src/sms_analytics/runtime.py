@@ -93,6 +93,7 @@ class Runtime:
         self._keeper: asyncio.Task[None] | None = None
         self._rotating = False  # a planned pause of the worker: still ready
         self._unrecovered = False  # a recovery failed part-way: the keeper tries again
+        self._recovering = False  # the stream is being restarted on a new broker: not ready
         self._incarnation = 0  # embedded mode: the stream's restarts on a new broker
         self.metrics = Metrics(self)  # served on /metrics (observability/metrics.py)
         self.ops_url = ""  # /healthz and /metrics of a process with neither receiver nor query endpoint
@@ -253,7 +254,7 @@ class Runtime:
     def readiness(self) -> dict[str, bool]:
         out: dict[str, bool] = {}
         if self.parts.worker:
-            out["worker"] = self._rotating or self.worker_ready()
+            out["worker"] = not self._recovering and (self._rotating or self.worker_ready())
         if self.parts.sink:
             out["sink"] = bool(self.sink and self.sink.ready)
         if self.warehouse is not None:
@@ -341,7 +342,7 @@ class Runtime:
                     if not self.broker.alive:
                         log.error("embedded_broker.died", bootstrap=self.bootstrap)
                     self._unrecovered = True  # until a recovery completes: a failed one is tried again
-                    await self._recover()
+                    await self._recover_watched()
                     self._unrecovered = False
                 elif (self.broker.resident_bytes > limit
                       and time.monotonic() - last_rotation >= s.sms_broker_rotate_min_seconds):
@@ -375,7 +376,7 @@ class Runtime:
         except Exception as exc:  # noqa: BLE001  (the broker or a restart failed: start again from the snapshot)
             log.error("embedded_broker.rotation_failed", error=f"{type(exc).__name__}: {exc}"[:300])
             self._unrecovered = True
-            await self._recover()
+            await self._recover_watched()
             self._unrecovered = False
             return False
         finally:
@@ -422,6 +423,31 @@ class Runtime:
         log.info("journal.checkpoint", snapshot_seq=seq, states=len(states), pruned=pruned, **phases.seconds)
         return seq, states, pruned
 
+    async def _recover_watched(self) -> None:
+        """`_recover`, begun again whenever the broker it started dies while it runs: a recovery waits
+        on its broker (faust's start retries a broker that is gone for ever), so a second death in the
+        middle of one would otherwise hang it, with the stream stopped and /healthz 503 until a restart.
+        Not ready (/healthz 503, "worker not ready") until a recovery completes."""
+        assert self.broker is not None
+        self._recovering = True
+        try:
+            while True:
+                dead = self.broker.process  # the one that died (or None): the recovery replaces it
+                task = asyncio.create_task(self._recover(), name="embedded-broker-recovery")
+                try:
+                    while not task.done() and not (self.broker.died and self.broker.process is not dead):
+                        await asyncio.wait([task], timeout=KEEPER_SECONDS)
+                finally:  # the keeper cancelled (the pipeline stops): the recovery with it
+                    if not task.done():
+                        task.cancel()
+                        await asyncio.gather(task, return_exceptions=True)
+                if not task.cancelled():
+                    task.result()  # a failed recovery raises: the keeper tries again
+                    return
+                log.error("embedded_broker.died_during_recovery", bootstrap=self.bootstrap)
+        finally:
+            self._recovering = False
+
     async def _recover(self) -> None:
         """Start again on an empty broker from the journal's snapshot, replaying every row after it:
         after the broker died, or a rotation failed. Nothing is lost (the rows are in the journal);
@@ -434,6 +460,9 @@ class Runtime:
         started = time.monotonic()
         if not self.broker.alive:
             await self.broker.restart()
+            # the pipeline's topics on the stand-in too: a commit to a topic it does not know is retried
+            # by the old worker's consumer for as long as its stop is given (STOP_SECONDS)
+            await self._ensure_topics()
         await self.forwarder.stop()
         if self.app is not None:
             try:

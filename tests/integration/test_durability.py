@@ -7,7 +7,8 @@ with SIGKILL at any moment loses no acknowledged record and counts none twice.
   flows, right after a 2xx answer, while the sink writes to the warehouse, and during the start
   (recovery) that follows an earlier kill. The driver behaves like the providers: every push not
   answered 2xx (refused, reset, 503, timeout) is retried until it is; a 2xx is the promise.
-- Only the embedded broker's process is SIGKILLed (a machine fault), twice; `up` recovers by itself.
+- Only the embedded broker's process is SIGKILLed (a machine fault), twice, the second time also
+  the broker its recovery resumes on; `up` recovers by itself.
 - No broker outlives its pipeline: after a SIGKILL of `up`, its broker is gone within 5 s.
 
 Ground truth: every message whose send and/or receipt push was acknowledged; its status
@@ -268,6 +269,15 @@ async def get_status(url: str, timeout: float = 2.0) -> int:
         return 0
 
 
+async def get_text(url: str, timeout: float = 2.0) -> str:
+    """Status and body of a GET, for a failure message."""
+    try:
+        async with aiohttp.ClientSession() as s, s.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as r:
+            return f"{r.status} {(await r.text())[:500]}"
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        return f"no answer ({type(exc).__name__})"
+
+
 async def wait_healthy(up: Up, timeout: float = 90.0) -> float:
     started = time.monotonic()
     while time.monotonic() - started < timeout:
@@ -469,6 +479,10 @@ class Driver:
         self.retries = 0
         self.on_ack: Callable[[Push], None] | None = None  # called the moment a 2xx arrives
         self.fast = asyncio.Event()  # stop pacing
+        # when set: the last block of the traffic waits for it, so that traffic is still flowing
+        # at a fault the test injects late (however long the recovery from an earlier one took)
+        self.hold_last: asyncio.Event | None = None
+        self.holding = False  # waiting at hold_last, everything before it answered
         self.pushes: list[Push] = []
 
     async def _push(self, session: aiohttp.ClientSession, push: Push, sem: asyncio.Semaphore) -> None:
@@ -518,6 +532,10 @@ class Driver:
         async with aiohttp.ClientSession(connector=connector) as session:
             started, paced_up_to = time.monotonic(), 0
             for made, phase in self.traffic.phases():
+                if self.hold_last is not None and made >= self.traffic.n and not self.hold_last.is_set():
+                    self.holding = True
+                    await self.hold_last.wait()
+                    self.holding = False
                 self.pushes.extend(phase)
                 t0 = time.monotonic()
                 await asyncio.gather(*(self._push(session, p, sem) for p in phase))
@@ -851,10 +869,11 @@ async def sigkilled_at_random_moments(up_factory: Callable[..., Up], external: d
 
 async def kill_broker_twice(up: Up, driver: Driver, feeding: asyncio.Task[None], rng: random.Random,
                             kills: list[str]) -> list[float]:
-    """SIGKILL the live broker process of `up` mid-traffic, twice; each time `up` must recover by
-    itself (still running, healthy, acknowledging pushes again) within 60 s."""
+    """SIGKILL the live broker process of `up` mid-traffic, twice; the second time, also the broker
+    its recovery starts the stream on, while the recovery waits for it. Each time `up` must recover
+    by itself (still running, healthy, acknowledging pushes again) within 60 s."""
     recovered: list[float] = []
-    for _ in range(2):
+    for kill in range(2):
         await asyncio.sleep(rng.uniform(2.0, 4.0))
         broker = up.live_broker()
         assert broker is not None, f"no live broker process of `up` found:\n{up.tail()}"
@@ -862,10 +881,14 @@ async def kill_broker_twice(up: Up, driver: Driver, feeding: asyncio.Task[None],
         os.kill(broker.pid, signal.SIGKILL)
         kills.append(f"broker pid {broker.pid} after {driver.acked_pushes} acknowledged pushes")
         t0 = time.monotonic()
+        if kill == 1:
+            await kill_during_recovery(up, kills)
+            if driver.hold_last is not None:
+                driver.hold_last.set()  # the held last block goes into the outage
         await asyncio.sleep(0.5)
         acked_before = driver.acked_pushes
         # recovered: `up` is still running, healthy, and acknowledges pushes again
-        while not (up.running() and (driver.acked_pushes > acked_before + 3 or feeding.done())
+        while not (up.running() and (driver.acked_pushes > acked_before + 3 or feeding.done() or driver.holding)
                    and await get_status(up.http + "/healthz") == 200):
             if not up.running():
                 raise AssertionError(f"`up` exited (rc {up.proc.returncode if up.proc else None}) after its "
@@ -873,11 +896,31 @@ async def kill_broker_twice(up: Up, driver: Driver, feeding: asyncio.Task[None],
             if time.monotonic() - t0 > 60:
                 raise AssertionError(
                     f"`up` did not recover within 60 s of its broker's SIGKILL ({kills[-1]}): /healthz "
-                    f"{await get_status(up.http + '/healthz')}, {driver.acked_pushes - acked_before} pushes "
+                    f"{await get_text(up.http + '/healthz')}, {driver.acked_pushes - acked_before} pushes "
                     f"acknowledged since, answers {dict(driver.answers)}\n{up.tail()}")
             await asyncio.sleep(0.3)
         recovered.append(time.monotonic() - t0)
     return recovered
+
+
+async def kill_during_recovery(up: Up, kills: list[str]) -> None:
+    """After a broker SIGKILL: a recovery starts a stand-in broker, then the broker the stream resumes
+    on, and waits for the stream to start on it. SIGKILL that second broker a moment after it
+    started, while the recovery waits on it (`embedded_broker.starting` lines of the log)."""
+    logged = len(up.log_text())
+    deadline = time.monotonic() + 50
+    while True:
+        started = [int(m.group(1)) for line in up.log_text()[logged:].splitlines()
+                   if "embedded_broker.starting" in line and (m := BROKER_LINE.search(line))]
+        if len(started) >= 2:
+            break
+        assert time.monotonic() < deadline, f"no recovery of `up` started after its broker's SIGKILL:\n{up.tail()}"
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)
+    broker = Pid.of(started[1])
+    assert broker is not None and broker.alive(), f"the recovery's broker {started[1]} is gone:\n{up.tail()}"
+    os.kill(broker.pid, signal.SIGKILL)
+    kills.append(f"broker pid {broker.pid} during the recovery")
 
 
 @pytest.mark.timeout(300)
@@ -888,6 +931,7 @@ async def test_broker_process_sigkilled_up_recovers_by_itself(up_factory: Callab
     now = time.time()
     traffic = Traffic(20_000, seed=rng.randrange(10**9), start_s=now - 240, span_s=200)
     driver = Driver(up, traffic)
+    driver.hold_last = asyncio.Event()
     kills: list[str] = []
     started = time.monotonic()
     up.start()
@@ -897,6 +941,7 @@ async def test_broker_process_sigkilled_up_recovers_by_itself(up_factory: Callab
         recovered = await kill_broker_twice(up, driver, feeding, rng, kills)
         await driver.finish(feeding, 120)
     finally:
+        driver.hold_last.set()
         feeding.cancel()  # the session's event loop outlives the test: no driver left retrying
     want = truth_counts(traffic.messages)
     got = await converge(up, want)

@@ -127,6 +127,11 @@ class BrokerProcess:
         return self.process is not None and self.process.poll() is None
 
     @property
+    def died(self) -> bool:
+        """It was started and has exited by itself (not stopped: a stopped broker has no process)."""
+        return self.process is not None and self.process.poll() is not None
+
+    @property
     def resident_bytes(self) -> int:
         return resident_bytes(self.process.pid) if self.alive and self.process else 0
 
