@@ -5,7 +5,9 @@ what the app declares is app.py's."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import time
 from typing import Any
 
 import faust
@@ -41,20 +43,47 @@ class _Consumer(aiokafka_driver.Consumer):
         acknowledged, it committed past that record, whose events were then never joined (a worker
         SIGKILLed then restarted lost exactly one record of sends so, under load). Here a run must
         start at the committed offset, or at an offset the consumer knows does not exist (faust's
-        gaps)."""
+        gaps).
+
+        A hold that lasts is a record faust dropped: its agent takes a partition's records in
+        order, so once later ones are acknowledged the one at the committed offset will not come
+        (faust drops the buffered records of a rebalance and fetches on from its position). After
+        REFETCH_AFTER_SECONDS the partition is read again from the committed offset (`_refetch`);
+        the join ignores what it has already seen, so the records read twice change nothing."""
         acked = self._acked[tp]
         committed = self._committed_offset[tp]
+        holds: dict[Any, list[float]] = self.__dict__.setdefault("_holds", {})
         if acked and committed is not None and min(acked) > committed and not self._gap[tp].at(committed):
-            held: set[tuple[Any, int]] | None = getattr(self, "_held", None)
-            if held is None:
-                held = set()
-                self._held = held
-            if (tp, committed) not in held:  # once per hold, not at every commit
-                held.add((tp, committed))
+            now = time.monotonic()
+            hold = holds.get(tp)
+            if hold is None or hold[0] != committed:  # once per hold, not at every commit
+                holds[tp] = [committed, now]
                 log.warning("worker.commit_held", topic=tp.topic, partition=tp.partition, committed=committed,
                             first_acknowledged=min(acked))
+            elif now - hold[1] >= REFETCH_AFTER_SECONDS:
+                hold[1] = now  # and again after as long, if the record still does not come
+                self._refetch(tp, committed, min(acked))
             return None
+        holds.pop(tp, None)
         return super()._new_offset(tp)
+
+    def _refetch(self, tp: Any, committed: int, first_acknowledged: int) -> None:
+        log.warning("worker.commit_held_refetch", topic=tp.topic, partition=tp.partition, committed=committed,
+                    first_acknowledged=first_acknowledged)
+        tasks: set[asyncio.Task[None]] = self.__dict__.setdefault("_refetches", set())
+        task = asyncio.get_running_loop().create_task(self._seek_back(tp, committed))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    async def _seek_back(self, tp: Any, offset: int) -> None:
+        try:  # faust's seek: the fetch position and the read offset its drain filters on
+            await self.seek_wait({tp: offset})
+        except Exception as exc:  # noqa: BLE001  (e.g. the partition was revoked meanwhile: nothing to read)
+            log.warning("worker.refetch_failed", topic=tp.topic, partition=tp.partition,
+                        error=f"{type(exc).__name__}: {exc}"[:200])
+
+
+REFETCH_AFTER_SECONDS = 5.0
 
 
 def transport(app: faust.App, fetch_max_wait_ms: int) -> Any:
