@@ -94,6 +94,9 @@ class Runtime:
         self._rotating = False  # a planned pause of the worker: still ready
         self._unrecovered = False  # a recovery failed part-way: the keeper tries again
         self._recovering = False  # the stream is being restarted on a new broker: not ready
+        # False from the moment a rotation or a recovery takes the stream apart until it runs again on
+        # the new broker: a stop that cuts one short has no stream to checkpoint
+        self._stream_whole = True
         self._incarnation = 0  # embedded mode: the stream's restarts on a new broker
         self.metrics = Metrics(self)  # served on /metrics (observability/metrics.py)
         self.ops_url = ""  # /healthz and /metrics of a process with neither receiver nor query endpoint
@@ -298,7 +301,12 @@ class Runtime:
         for publisher in (self.publisher, self._own_publisher):
             if publisher is not None:
                 await publisher.stop()
-        if self.forwarder is not None and self.broker is not None and self.broker.alive and self.app is not None:
+        whole = self._stream_whole
+        if not whole:
+            log.warning("runtime.stop_without_checkpoint", reason="a rotation or recovery of the embedded broker "
+                        "was cut short; the next start replays the journal from the last snapshot")
+        if (whole and self.forwarder is not None and self.broker is not None and self.broker.alive
+                and self.app is not None):
             try:  # a clean stop saves the stream's states: the next start has nothing to replay
                 await self._checkpoint()
             except Exception as exc:  # noqa: BLE001  (a failed checkpoint only costs a replay at the next start)
@@ -306,7 +314,13 @@ class Runtime:
         if self.forwarder is not None:
             await self.forwarder.stop()
         if self.app is not None:
-            await self.app.stop()
+            if whole:
+                await self.app.stop()
+            else:  # a worker whose start was cut short: its stop may wait on what never started
+                try:
+                    await asyncio.wait_for(self.app.stop(), STOP_SECONDS)
+                except Exception as exc:  # noqa: BLE001  (stopping anyway: nothing of it is needed any more)
+                    log.warning("worker.stop_failed", error=type(exc).__name__)
         await self._stop_sink(flush=True)
         if self.journal is not None:
             await self.journal.close()
@@ -366,6 +380,7 @@ class Runtime:
             if point is None:
                 return False
             seq, states, pruned = point
+            self._stream_whole = False
             closing = self.sink.closing if self.sink is not None else None
             await self.forwarder.stop()
             await self.broker.restart()
@@ -458,6 +473,7 @@ class Runtime:
         one: whatever they flush while stopping never reaches the broker the stream resumes on."""
         assert self.journal is not None and self.forwarder is not None and self.broker is not None
         started = time.monotonic()
+        self._stream_whole = False
         if not self.broker.alive:
             await self.broker.restart()
             # the pipeline's topics on the stand-in too: a commit to a topic it does not know is retried
@@ -484,6 +500,7 @@ class Runtime:
         await self._start_worker()
         self._start_sink()
         await self.forwarder.start(self.bootstrap, from_seq=self.journal.snapshot_seq)
+        self._stream_whole = True
 
     async def _ensure_topics(self) -> None:
         """The pipeline's topics with their configs; an existing one (the join's changelog too) with

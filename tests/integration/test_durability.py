@@ -955,6 +955,64 @@ async def test_broker_process_sigkilled_up_recovers_by_itself(up_factory: Callab
         f"{summary['lost_receipts']} receipts, doubled {summary['doubled']}\n{report}")
 
 
+# --- 2b. `up` stopped (SIGTERM) in the middle of a rotation ---------------------------------------
+
+@pytest.mark.timeout(300)
+async def test_up_stopped_during_a_rotation_stops_in_time_and_loses_nothing(up_factory: Callable[..., Up]) -> None:
+    """A SIGTERM that lands while a rotation starts the stream on its new broker: `up` must exit 0
+    within 20 s (the stream it would checkpoint is taken apart: it stops without a checkpoint), and
+    the next start replays the journal from the rotation's snapshot, losing and doubling nothing."""
+    rng = random.Random(SEED + 2)
+    print(f"\nDURABILITY_SEED={SEED}")
+    up = up_factory(SMS_BROKER_MAX_MEMORY_MB="48", SMS_BROKER_ROTATE_MIN_SECONDS="5")
+    traffic = Traffic(40_000, seed=rng.randrange(10**9), start_s=time.time() - 240, span_s=200)
+    driver = Driver(up, traffic)
+    up.start()
+    await wait_healthy(up)
+    feeding = asyncio.create_task(driver.run(paced_seconds=20))
+    try:
+        await rotation_under_way(up, feeding)
+        assert up.proc is not None
+        up.proc.send_signal(signal.SIGTERM)
+        stopping = time.monotonic()
+        try:
+            code: int | None = await asyncio.to_thread(up.proc.wait, 30)
+        except subprocess.TimeoutExpired:
+            code = None
+        stopped_in = time.monotonic() - stopping
+        log = up.log_text(since_start=True)
+        assert code == 0 and stopped_in < 20, (f"`up` stopped in {stopped_in:.1f} s (rc {code}) after a SIGTERM "
+                                               f"during a rotation:\n{up.tail()}")
+        assert "runtime.stop_without_checkpoint" in log, f"the SIGTERM missed the rotation:\n{up.tail()}"
+        up.start()
+        await wait_healthy(up)
+        await driver.finish(feeding, 120)
+    finally:
+        feeding.cancel()
+    want = truth_counts(traffic.messages)
+    got = await converge(up, want)
+    summary, report = await compare(up, traffic.messages, "stopped during a rotation")
+    print(f"\n{report}\n  stopped in {stopped_in:.1f} s; {driver.retries} retries, answers {dict(driver.answers)}")
+    assert not failures_of(summary) and got == want, (
+        f"SIGTERM during a rotation (seed {SEED}): lost {summary['lost_messages']} messages and "
+        f"{summary['lost_receipts']} receipts, doubled {summary['doubled']}\n{report}")
+
+
+async def rotation_under_way(up: Up, feeding: asyncio.Task[None]) -> None:
+    """Return a moment after a rotation replaced the broker (`embedded_broker.stopped`, then the new
+    one's `topics.created`), while the worker starts on the new one (about a second: its group join)."""
+    logged = len(up.log_text())
+    deadline = time.monotonic() + 60
+    while True:
+        lines = up.log_text()[logged:].splitlines()
+        stops = [i for i, line in enumerate(lines) if "embedded_broker.stopped" in line]
+        if stops and any("topics.created" in line for line in lines[stops[0]:]):
+            break
+        assert not feeding.done() and time.monotonic() < deadline, f"no rotation during the traffic:\n{up.tail()}"
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.2)
+
+
 # --- 3. no broker outlives its pipeline ----------------------------------------------------------
 
 @pytest.mark.timeout(120)
