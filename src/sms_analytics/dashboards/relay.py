@@ -27,7 +27,8 @@ has them, 503 when it cannot (Grafana retries), and posted to every `AlertRules.
 background (streams/agents.py `post_webhooks`). A body that is not such a payload: 400 with the reason,
 its raw bytes to sms.deadletter.v1 with the reason (endpoint /v1/grafana/alerts). `python -m
 sms_analytics.dashboards.relay` writes the Grafana side: the contact point and the notification policy
-(dashboards/provisioning/alerting/sms-relay.yaml).
+(dashboards/provisioning/alerting/sms-relay.yaml); `dashboards push` makes the same two over Grafana's HTTP API
+(dashboards/push.py, from contact_point() and route()).
 """
 
 from __future__ import annotations
@@ -258,7 +259,7 @@ def install(app: web.Application, query: Query, publisher: Publishes, webhooks: 
     app.router.add_post(PATH, relay)
 
 
-# --- the Grafana side: contact point and notification policy (file provisioning) ---------------------
+# --- the Grafana side: contact point and notification policy (the file, and dashboards push) ----------
 CONTACT_POINT = "sms-relay"
 DEFAULT_RECEIVER = "grafana-default-email"  # the root of Grafana's default policy tree, kept for other folders
 COMPOSE_SERVICE = "worker"  # docker-compose.yml: the service holding the warehouse and the query endpoint
@@ -268,21 +269,34 @@ RELAY_URL = f"http://{COMPOSE_SERVICE}:{COMPOSE_PORT}{PATH}"
 FILE = alerting.ARTEFACTS_DIR / "provisioning" / "alerting" / "sms-relay.yaml"
 
 
+GROUP_BY = ["grafana_folder", "alertname"]
+
+
+def contact_point(url: str, credentials: str) -> dict[str, Any]:
+    """The webhook integration of the contact point CONTACT_POINT: POST to the relay at `url` with
+    `Authorization: Bearer <credentials>` (the file gives $SMS_QUERY_TOKEN, `dashboards push` the token).
+    One shape for the provisioning file's receiver and the provisioning API's contact point."""
+    return {"uid": CONTACT_POINT, "type": "webhook", "disableResolveMessage": False,
+            "settings": {"url": url, "httpMethod": "POST", "authorization_scheme": "Bearer",
+                         "authorization_credentials": credentials}}
+
+
+def route(folder: str = alerting.FOLDER) -> dict[str, Any]:
+    """The notification policy routing the alerts of the folder titled `folder` (Grafana's grafana_folder
+    label is the folder's title) to CONTACT_POINT; for the file and `dashboards push` alike."""
+    return {"receiver": CONTACT_POINT, "object_matchers": [["grafana_folder", "=", folder]],
+            "group_by": list(GROUP_BY), "group_wait": "30s", "group_interval": "5m", "repeat_interval": "4h"}
+
+
 def provisioning(url: str = RELAY_URL) -> dict[str, Any]:
     """The contact point (a webhook to the relay, bearer token from $SMS_QUERY_TOKEN) and the notification
     policy routing the SMS folder's alerts to it (apiVersion 1). The policy file replaces the org's policy
     tree: its root stays Grafana's default receiver, so alerts of other folders go where they went."""
     return {
         "apiVersion": 1,
-        "contactPoints": [{"orgId": 1, "name": CONTACT_POINT, "receivers": [{
-            "uid": CONTACT_POINT, "type": "webhook", "disableResolveMessage": False,
-            "settings": {"url": url, "httpMethod": "POST", "authorization_scheme": "Bearer",
-                         "authorization_credentials": f"${BEARER_VARIABLE}"},
-        }]}],
-        "policies": [{"orgId": 1, "receiver": DEFAULT_RECEIVER, "group_by": ["grafana_folder", "alertname"],
-                      "routes": [{"receiver": CONTACT_POINT, "object_matchers": [["grafana_folder", "=", alerting.FOLDER]],
-                                  "group_by": ["grafana_folder", "alertname"], "group_wait": "30s",
-                                  "group_interval": "5m", "repeat_interval": "4h"}]}],
+        "contactPoints": [{"orgId": 1, "name": CONTACT_POINT,
+                           "receivers": [contact_point(url, f"${BEARER_VARIABLE}")]}],
+        "policies": [{"orgId": 1, "receiver": DEFAULT_RECEIVER, "group_by": list(GROUP_BY), "routes": [route()]}],
     }
 
 
