@@ -22,6 +22,18 @@ in a comment; the status code is always the documented one.
                GET  /api/v1/provisioning/folder/{f}/rule-groups/{g}  200 {title,folderUid,interval,rules} | 404
                PUT  /api/v1/provisioning/folder/{f}/rule-groups/{g}  200 body echoed | 400 (rules in the
                                                 body replace the group's rules, as in Grafana)
+               GET  /api/v1/provisioning/contact-points[?name=]  200 [EmbeddedContactPoint] (uid, name, type,
+                                                settings, disableResolveMessage, provenance when set); secure
+                                                settings read "[REDACTED]"
+               POST /api/v1/provisioning/contact-points       202 the contact point | 400 validation
+               PUT  /api/v1/provisioning/contact-points/{uid} 202 {"message":"contactpoint updated"} | 400 |
+                                                404; a "[REDACTED]" secure setting keeps the stored value
+               GET  /api/v1/provisioning/policies  200 the policy tree (Route: receiver, group_by, routes,
+                                                object_matchers, group_wait, ...; provenance when set)
+               PUT  /api/v1/provisioning/policies  202 {"message":"policies updated"} | 400 (the body
+                                                replaces the whole tree; every receiver must exist)
+               A new org has Grafana's defaults: the email contact point grafana-default-email and the tree
+               {"receiver": "grafana-default-email", "group_by": ["grafana_folder", "alertname"]}.
   auth         Authorization: Bearer <token> or Basic; 401 JSON otherwise (no credentials:
                "Unauthorized"/auth.unauthorized, bad token: "Invalid API key"/api-key.invalid, bad
                password: "Invalid username or password"/password-auth.failed).
@@ -51,6 +63,16 @@ RULE_REQUIRED = ("title", "condition", "data", "folderUID", "ruleGroup", "for", 
 QUERY_REQUIRED = ("refId", "datasourceUid", "model")
 RULE_FIELDS = (*RULE_REQUIRED, "labels", "annotations", "isPaused")
 PROM_DURATION = re.compile(r"^((\d+)y)?((\d+)w)?((\d+)d)?((\d+)h)?((\d+)m)?((\d+)s)?((\d+)ms)?$|^0$")
+CONTACT_POINT_TYPES = ("alertmanager", "dingding", "discord", "email", "googlechat", "kafka", "line", "opsgenie",
+                       "pagerduty", "pushover", "sensugo", "slack", "teams", "telegram", "threema", "victorops",
+                       "webhook", "wecom")
+SECURE_SETTINGS = {"webhook": ("password", "authorization_credentials"), "slack": ("token", "url")}  # of those used
+REDACTED = "[REDACTED]"
+DEFAULT_RECEIVER = "grafana-default-email"
+ROUTE_FIELDS = ("receiver", "group_by", "continue", "object_matchers", "matchers", "match", "match_re",
+                "mute_time_intervals", "active_time_intervals", "routes", "group_wait", "group_interval",
+                "repeat_interval")
+MATCH_TYPES = ("=", "!=", "=~", "!~")
 BASE_INTERVAL_S = 10       # [unified_alerting] base interval: group intervals must be multiples of it
 DEFAULT_INTERVAL_S = 60    # [unified_alerting] default evaluation interval of a new group
 
@@ -81,6 +103,13 @@ class State:
     dashboards: dict[str, dict[str, Any]] = field(default_factory=dict)  # uid -> {dashboard, folderUid, version, id}
     rules: dict[str, dict[str, Any]] = field(default_factory=dict)       # uid -> ProvisionedAlertRule
     intervals: dict[tuple[str, str], int] = field(default_factory=dict)  # (folderUid, group) -> seconds
+    contact_points: dict[str, dict[str, Any]] = field(default_factory=lambda: {  # uid -> EmbeddedContactPoint
+        "default-email": {"uid": "default-email", "name": DEFAULT_RECEIVER, "type": "email",
+                          "settings": {"addresses": "<example@email.com>"}, "disableResolveMessage": False,
+                          "provenance": ""}})
+    policies: dict[str, Any] = field(default_factory=lambda: {"receiver": DEFAULT_RECEIVER,
+                                                              "group_by": ["grafana_folder", "alertname"]})
+    policies_provenance: str = ""
     requests: list[dict[str, Any]] = field(default_factory=list)         # method, path, headers (no Authorization)
     next_id: int = 0
 
@@ -114,6 +143,11 @@ class GrafanaStandin:
         r.add_put("/api/v1/provisioning/alert-rules/{uid}", self.update_rule)
         r.add_get("/api/v1/provisioning/folder/{folder}/rule-groups/{group}", self.get_group)
         r.add_put("/api/v1/provisioning/folder/{folder}/rule-groups/{group}", self.put_group)
+        r.add_get("/api/v1/provisioning/contact-points", self.get_contact_points)
+        r.add_post("/api/v1/provisioning/contact-points", self.create_contact_point)
+        r.add_put("/api/v1/provisioning/contact-points/{uid}", self.update_contact_point)
+        r.add_get("/api/v1/provisioning/policies", self.get_policies)
+        r.add_put("/api/v1/provisioning/policies", self.put_policies)
         return app
 
     @web.middleware
@@ -150,6 +184,29 @@ class GrafanaStandin:
         except ValueError:
             return _message(400, "bad request data")
         return body if isinstance(body, dict) else _message(400, "bad request data")
+
+    async def _checked(self, request: web.Request,
+                       validate: Callable[[dict[str, Any]], str | None]) -> dict[str, Any] | web.Response:
+        """The JSON body, or the 400 Grafana answers when it does not decode or validate."""
+        body = await self._body(request)
+        if isinstance(body, web.Response):
+            return body
+        problem = validate(body)
+        return _message(400, problem) if problem else body
+
+    async def _update_of(self, request: web.Request, validate: Callable[[dict[str, Any]], str | None],
+                         store: dict[str, dict[str, Any]],
+                         not_found: web.Response) -> tuple[dict[str, Any], dict[str, Any]] | web.Response:
+        """A provisioning PUT's valid body and the stored object of the path's uid; else the 400, the
+        `not_found` answer, or the 403 of a provenance that may not change."""
+        body = await self._checked(request, validate)
+        if isinstance(body, web.Response):
+            return body
+        existing = store.get(request.match_info["uid"])
+        if existing is None:
+            return not_found
+        denied = self._provenance_denied(existing, self._provenance(request))
+        return denied if denied is not None else (body, existing)
 
     # --- folders ------------------------------------------------------------------------------------
 
@@ -386,12 +443,9 @@ class GrafanaStandin:
         return _json(200, self._rule_out(rule))
 
     async def create_rule(self, request: web.Request) -> web.Response:
-        body = await self._body(request)
+        body = await self._checked(request, self._validate_rule)
         if isinstance(body, web.Response):
             return body
-        problem = self._validate_rule(body)
-        if problem:
-            return _message(400, problem)
         uid = str(body.get("uid") or f"r{self.state.next_id + 1:09d}")
         if uid in self.state.rules:
             # ~ text
@@ -399,20 +453,11 @@ class GrafanaStandin:
         return _json(201, self._rule_out(self._store_rule(body, uid, self._provenance(request), None)))
 
     async def update_rule(self, request: web.Request) -> web.Response:
-        body = await self._body(request)
-        if isinstance(body, web.Response):
-            return body
-        problem = self._validate_rule(body)
-        if problem:
-            return _message(400, problem)
-        uid = request.match_info["uid"]
-        existing = self.state.rules.get(uid)
-        if existing is None:
-            return web.Response(status=404)
-        denied = self._provenance_denied(existing, self._provenance(request))
-        if denied is not None:
-            return denied
-        return _json(200, self._rule_out(self._store_rule(body, uid, self._provenance(request), existing)))
+        found = await self._update_of(request, self._validate_rule, self.state.rules, web.Response(status=404))
+        if isinstance(found, web.Response):
+            return found
+        body, existing = found
+        return _json(200, self._rule_out(self._store_rule(body, existing["uid"], self._provenance(request), existing)))
 
     async def get_group(self, request: web.Request) -> web.Response:
         folder, group = request.match_info["folder"], request.match_info["group"]
@@ -463,3 +508,127 @@ class GrafanaStandin:
                 self._store_rule(rule, uid, provenance, existing)
         self.state.intervals[(folder, group)] = interval
         return _json(200, body)
+
+    # --- contact points and the notification policy tree ----------------------------------------------
+
+    @staticmethod
+    def _contact_point_out(point: dict[str, Any]) -> dict[str, Any]:
+        """As GET gives it: secure settings redacted, provenance omitted when none (omitempty)."""
+        secure = SECURE_SETTINGS.get(point["type"], ())
+        settings = {k: REDACTED if k in secure and v else v for k, v in point["settings"].items()}
+        out = {**point, "settings": settings}
+        if not out["provenance"]:
+            del out["provenance"]
+        return out
+
+    def _validate_contact_point(self, point: dict[str, Any]) -> str | None:
+        """EmbeddedContactPoint.Valid and the integration's own settings check; None when valid."""
+        if not str(point.get("name") or "").strip():
+            return "invalid object specification: name should not be empty"  # ~ text
+        kind = point.get("type")
+        if kind not in CONTACT_POINT_TYPES:
+            return f"invalid object specification: unknown type {kind!r}"  # ~ text
+        settings = point.get("settings")
+        if not isinstance(settings, dict):
+            return "invalid object specification: settings should not be empty"  # ~ text
+        if kind == "webhook" and not settings.get("url"):
+            return "invalid object specification: could not find url property in settings"  # ~ text
+        if kind == "webhook" and settings.get("authorization_credentials") and (
+                settings.get("username") or settings.get("password")):
+            return "invalid object specification: both HTTP Basic Authentication and Authorization Header are set"
+        return None
+
+    async def get_contact_points(self, request: web.Request) -> web.Response:
+        name = request.query.get("name")
+        points = [p for p in self.state.contact_points.values() if not name or p["name"] == name]
+        return _json(200, [self._contact_point_out(p) for p in sorted(points, key=lambda p: p["name"])])
+
+    async def create_contact_point(self, request: web.Request) -> web.Response:
+        body = await self._checked(request, self._validate_contact_point)
+        if isinstance(body, web.Response):
+            return body
+        uid = str(body.get("uid") or f"c{self.state.next_id + 1:09d}")
+        self.state.new_id()
+        if uid in self.state.contact_points:
+            return _message(400, f"invalid object specification: contact point with uid {uid} already exists")  # ~
+        point = {"uid": uid, "name": body["name"], "type": body["type"], "settings": dict(body["settings"]),
+                 "disableResolveMessage": bool(body.get("disableResolveMessage", False)),
+                 "provenance": self._provenance(request)}
+        self.state.contact_points[uid] = point
+        out = {k: v for k, v in point.items() if k != "provenance" or v}
+        return _json(202, out)  # the contact point as created, as RoutePostContactPoint answers
+
+    async def update_contact_point(self, request: web.Request) -> web.Response:
+        uid = request.match_info["uid"]
+        found = await self._update_of(request, self._validate_contact_point, self.state.contact_points,
+                                      _message(404, f"contact point with uid {uid} not found"))  # ~ text
+        if isinstance(found, web.Response):
+            return found
+        body, existing = found
+        provenance = self._provenance(request)
+        secure = SECURE_SETTINGS.get(body["type"], ())
+        settings = {k: existing["settings"].get(k, "") if k in secure and v == REDACTED else v
+                    for k, v in body["settings"].items()}  # a redacted secret keeps the stored one
+        existing.update(name=body["name"], type=body["type"], settings=settings, provenance=provenance,
+                        disableResolveMessage=bool(body.get("disableResolveMessage", False)))
+        return _json(202, {"message": "contactpoint updated"})
+
+    async def get_policies(self, request: web.Request) -> web.Response:
+        tree = dict(self.state.policies)
+        if self.state.policies_provenance:
+            tree["provenance"] = self.state.policies_provenance
+        return _json(200, tree)
+
+    def _validate_route(self, route: Any, root: bool, receivers: set[str]) -> str | None:
+        """definitions.Route validation (ValidateChild / Validate) and ValidateReceivers."""
+        if not isinstance(route, dict):
+            return "bad request data"
+        receiver = route.get("receiver")
+        if root and not receiver:
+            return "invalid object specification: root route must specify a default receiver"
+        if root and any(route.get(k) for k in ("object_matchers", "matchers", "match", "match_re")):
+            return "invalid object specification: root route must not have any matchers"
+        if receiver and receiver not in receivers:
+            return f"invalid object specification: receiver '{receiver}' does not exist"  # ~ text
+        if not isinstance(route.get("group_by") or [], list):
+            return "bad request data"
+        for matcher in route.get("object_matchers") or []:
+            if not (isinstance(matcher, list) and len(matcher) == 3 and matcher[1] in MATCH_TYPES
+                    and all(isinstance(m, str) for m in matcher)):
+                return "bad request data"  # ObjectMatchers fails to unmarshal
+        for name in ("group_wait", "group_interval", "repeat_interval"):
+            value = route.get(name)
+            if value is not None and not (isinstance(value, str) and PROM_DURATION.match(value)):
+                return "bad request data"  # model.Duration fails to unmarshal
+        children = route.get("routes") or []
+        if not isinstance(children, list):
+            return "bad request data"
+        for child in children:
+            problem = self._validate_route(child, False, receivers)
+            if problem:
+                return problem
+        return None
+
+    @staticmethod
+    def _route_in(route: dict[str, Any]) -> dict[str, Any]:
+        """The fields Grafana's Route keeps (others are dropped on decode), children likewise."""
+        kept = {k: route[k] for k in ROUTE_FIELDS if route.get(k) not in (None, [], "")}
+        if kept.get("routes"):
+            kept["routes"] = [GrafanaStandin._route_in(child) for child in kept["routes"]]
+        return kept
+
+    async def put_policies(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        if isinstance(body, web.Response):
+            return body
+        receivers = {p["name"] for p in self.state.contact_points.values()}
+        problem = self._validate_route(body, True, receivers)
+        if problem:
+            return _message(400, problem)
+        provenance = self._provenance(request)
+        denied = self._provenance_denied({"provenance": self.state.policies_provenance}, provenance)
+        if denied is not None:
+            return denied
+        self.state.policies = self._route_in(body)
+        self.state.policies_provenance = provenance
+        return _json(202, {"message": "policies updated"})
