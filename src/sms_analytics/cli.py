@@ -395,21 +395,26 @@ def dashboards_push(
     clickhouse_database: str | None = typer.Option(None, help="[CLICKHOUSE_DATABASE]"),
     folder_uid: str = typer.Option("sms-analytics", help="Folder for the dashboards and alert rules."),
     folder_title: str = typer.Option("SMS analytics"),
+    relay_url: str | None = typer.Option(
+        None, help="The relay (POST /v1/grafana/alerts on the query endpoint) as Grafana reaches it; default "
+        "http://worker:8081/v1/grafana/alerts. Its bearer token: SMS_QUERY_TOKEN [GRAFANA_RELAY_URL]"),
 ) -> None:
-    """Upsert the folder, the ClickHouse datasource (uid sms-clickhouse), the dashboards and the alert rules.
-    Each option is a setting (in brackets) given on the command line."""
+    """Upsert the folder, the ClickHouse datasource (uid sms-clickhouse), the dashboards, the alert rules, the
+    sms-relay contact point and the policy route sending the folder's alerts to it (skipped without
+    SMS_QUERY_TOKEN). Each option is a setting (in brackets) given on the command line."""
     from sms_analytics.dashboards import push
 
     options = _settings(
         grafana_url=grafana_url, grafana_token=token, grafana_user=user, grafana_password=password,
         clickhouse_host=clickhouse_host, clickhouse_port=clickhouse_port, clickhouse_protocol=clickhouse_protocol,
         clickhouse_secure=clickhouse_secure, clickhouse_user=clickhouse_user, clickhouse_password=clickhouse_password,
-        clickhouse_database=clickhouse_database).grafana_push
+        clickhouse_database=clickhouse_database, grafana_relay_url=relay_url).grafana_push
     if options.url is None:
         raise startup.SettingInvalid("GRAFANA_URL", "", "must be set for dashboards push (or give --grafana-url)")
     try:
         outcomes = push.run(options.url, options.credentials, options.clickhouse, folder_uid=folder_uid,
-                            folder_title=folder_title, report=lambda outcome: typer.echo(outcome.line()))
+                            folder_title=folder_title, report=lambda outcome: typer.echo(outcome.line()),
+                            target=options.relay)
     except push.PushError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

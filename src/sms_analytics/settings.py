@@ -193,12 +193,22 @@ class GrafanaClickHouse(_Part):
     database: str
 
 
+class GrafanaRelay(_Part):
+    """The relay (dashboards/relay.py) as Grafana reaches it, for the `sms-relay` contact point: its URL
+    (None: relay.RELAY_URL, the compose worker's) and the bearer token it requires (SMS_QUERY_TOKEN)."""
+
+    url: str | None = None
+    token: SecretStr | None = None
+
+
 class GrafanaPush(_Part):
-    """Where `dashboards push` pushes to, with which credentials, and the datasource it sets up."""
+    """Where `dashboards push` pushes to, with which credentials, the datasource it sets up and the relay
+    its contact point posts to."""
 
     url: str | None
     credentials: GrafanaCredentials
     clickhouse: GrafanaClickHouse
+    relay: GrafanaRelay = GrafanaRelay()
 
 
 class Settings(BaseSettings):
@@ -378,6 +388,10 @@ class Settings(BaseSettings):
     clickhouse_user: str = Field(default="sms", description="The datasource's ClickHouse user.")
     clickhouse_password: SecretStr | None = Field(
         default=None, description="The datasource's password, stored encrypted in Grafana; unset: keep the stored one.")
+    grafana_relay_url: str | None = Field(
+        default=None, description="The relay endpoint (POST /v1/grafana/alerts on the query endpoint) as Grafana "
+        "reaches it, for the sms-relay contact point; unset: http://worker:8081/v1/grafana/alerts (docker-compose). "
+        "Its bearer token is SMS_QUERY_TOKEN.")
 
     # --- start-up -------------------------------------------------------------------------------
     sms_startup_wait_seconds: float = Field(
@@ -474,7 +488,8 @@ class Settings(BaseSettings):
             clickhouse=GrafanaClickHouse(host=self.clickhouse_host, port=self.clickhouse_port,
                                          protocol=self.clickhouse_protocol, secure=self.clickhouse_secure,
                                          username=self.clickhouse_user, password=_set(self.clickhouse_password),
-                                         database=self.clickhouse_database))
+                                         database=self.clickhouse_database),
+            relay=GrafanaRelay(url=self.grafana_relay_url or None, token=_set(self.sms_query_token)))
 
     @property
     def query_token(self) -> str | None:

@@ -11,11 +11,18 @@ Endpoints (Grafana HTTP API, all through grafana-client methods):
               /api/v1/provisioning/alert-rules; GET + PUT /api/v1/provisioning/folder/{folderUid}/
               rule-groups/{group} for the group's evaluation interval. Every alerting write sends
               `X-Disable-Provenance: true`, so the rules stay editable in the Grafana UI.
+  relay       GET /api/v1/provisioning/contact-points?name=sms-relay, then PUT
+              /api/v1/provisioning/contact-points/{uid} or POST /api/v1/provisioning/contact-points: the
+              webhook to the relay (relay.py); GET + PUT /api/v1/provisioning/policies: the org's policy tree
+              with our route (receiver sms-relay) added or updated in place, the root and every other route
+              kept; not put back when the route is already so. Also with `X-Disable-Provenance: true`.
+              Without the relay's bearer token (SMS_QUERY_TOKEN) both are skipped: the relay would refuse.
 
-The options (`GrafanaPush`: the Grafana, its credentials, ClickHouse as Grafana reaches it) are
-settings (settings.py; the CLI's options over the environment's). Secrets (the Grafana token or
-password, the ClickHouse password) are never printed: only titles, uids and versions are. Where
-this ends: the HTTP calls to Grafana; what the dashboards and rules are is build.py's and alerting.py's.
+The options (`GrafanaPush`: the Grafana, its credentials, ClickHouse and the relay as Grafana reaches
+them) are settings (settings.py; the CLI's options over the environment's). Secrets (the Grafana token
+or password, the ClickHouse password, the relay's token) are never printed: only titles, uids, URLs
+and versions are. Where this ends: the HTTP calls to Grafana; what the dashboards, rules, contact
+point and route are is build.py's, alerting.py's and relay.py's.
 """
 
 from __future__ import annotations
@@ -36,9 +43,9 @@ from grafana_client.client import (
     GrafanaUnauthorizedError,
 )
 
-from sms_analytics.dashboards import alerting, build
+from sms_analytics.dashboards import alerting, build, relay
 from sms_analytics.model.times import parse_duration
-from sms_analytics.settings import GrafanaClickHouse, GrafanaCredentials
+from sms_analytics.settings import GrafanaClickHouse, GrafanaCredentials, GrafanaRelay
 from sms_analytics.urls import redact
 
 FOLDER_UID = "sms-analytics"
@@ -47,7 +54,7 @@ DATASOURCE_UID = build.DATASOURCE["uid"]  # "sms-clickhouse", what every panel a
 DATASOURCE_TYPE = build.DATASOURCE["type"]
 DATASOURCE_NAME = "ClickHouse (sms)"
 TIMEOUT_S = 15.0
-
+NO_RELAY_TOKEN = "no SMS_QUERY_TOKEN: the relay refuses calls without its bearer token"
 
 
 class PushError(Exception):
@@ -68,10 +75,10 @@ def auth(credentials: GrafanaCredentials) -> str | tuple[str, str]:
 
 @dataclass(frozen=True)
 class Outcome:
-    kind: str     # folder, datasource, dashboard, alert rule, rule group
+    kind: str     # folder, datasource, dashboard, alert rule, rule group, contact point, notification policy
     uid: str
     title: str
-    action: str   # created, updated, unchanged
+    action: str   # created, updated, unchanged, skipped
     detail: str = ""
 
     def line(self) -> str:
@@ -124,6 +131,41 @@ def interval_seconds(text: str) -> int:
         return int(parse_duration(text))
     except ValueError:
         raise PushError(f"bad rule group interval {text!r}") from None
+
+
+def contact_point_body(target: GrafanaRelay) -> dict[str, Any]:
+    """The provisioning API's EmbeddedContactPoint (uid, name, type, settings, disableResolveMessage):
+    relay.contact_point() with the token itself, where the file has $SMS_QUERY_TOKEN."""
+    if target.token is None:
+        raise PushError(NO_RELAY_TOKEN)
+    return {**relay.contact_point(relay_url(target), target.token.get_secret_value()), "name": relay.CONTACT_POINT}
+
+
+def relay_url(target: GrafanaRelay) -> str:
+    url = target.url or relay.RELAY_URL
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise PushError(f"--relay-url must be an http(s) URL, got {redact(url)!r}")
+    return url
+
+
+def with_route(tree: dict[str, Any], route: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The policy tree (GET /api/v1/provisioning/policies) with `route` among its routes: the one routing to
+    the same receiver updated in place (its other fields, e.g. nested routes, kept), else appended. The
+    root and every other route stay as they are. Returns the tree to put back and created, updated or
+    unchanged (then nothing needs putting back)."""
+    routes = list(tree.get("routes") or [])
+    for n, existing in enumerate(routes):
+        if existing.get("receiver") == route["receiver"]:
+            if all(existing.get(k) == v for k, v in route.items()):
+                return tree, "unchanged"
+            routes[n] = {**existing, **route}
+            action = "updated"
+            break
+    else:
+        routes.append(route)
+        action = "created"
+    return {**{k: v for k, v in tree.items() if k != "provenance"}, "routes": routes}, action
 
 
 # --- the steps --------------------------------------------------------------------------------------
@@ -202,6 +244,42 @@ def set_group_interval(api: GrafanaApi, folder_uid: str, group: str, seconds: in
                    f"interval {seconds}s" + (f" (was {before}s)" if before is not None else ""))
 
 
+def upsert_contact_point(api: GrafanaApi, target: GrafanaRelay) -> Outcome:
+    """The contact point named relay.CONTACT_POINT: its integration of that uid (else the first of that
+    name) replaced, or created. Grafana never gives the token back (secure settings read "[REDACTED]"),
+    so an existing one is always put, with the token: a changed SMS_QUERY_TOKEN reaches Grafana too."""
+    body = contact_point_body(target)
+    prov = api.alertingprovisioning
+    found = [p for p in prov.get_contactpoints(name=relay.CONTACT_POINT) or [] if p.get("name") == relay.CONTACT_POINT]
+    url = redact(body["settings"]["url"])
+    if not found:
+        prov.create_contactpoint(body, disable_provenance=True)
+        return Outcome("contact point", body["uid"], relay.CONTACT_POINT, "created", f"webhook {url}, bearer token set")
+    existing = next((p for p in found if p.get("uid") == body["uid"]), found[0])
+    before = (existing.get("settings") or {}).get("url")
+    prov.update_contactpoint(existing["uid"], {**body, "uid": existing["uid"]}, disable_provenance=True)
+    was = f" (was {redact(str(before))})" if before and before != body["settings"]["url"] else ""
+    return Outcome("contact point", existing["uid"], relay.CONTACT_POINT, "updated",
+                   f"webhook {url}{was}, bearer token set")
+
+
+def policy_title(folder_title: str) -> str:
+    return f"grafana_folder = {folder_title}"
+
+
+def route_policy(api: GrafanaApi, folder_title: str) -> Outcome:
+    """Our route (relay.route(): the folder's alerts to the relay) in the org's policy tree, which a PUT
+    replaces whole: read it, add or update the route, put it back."""
+    prov = api.alertingprovisioning
+    route = relay.route(folder_title)
+    tree, action = with_route(prov.get_notification_policy_tree(), route)
+    if action != "unchanged":
+        prov.set_notification_policy_tree(tree, disable_provenance=True)
+    others = len(tree.get("routes") or []) - 1
+    return Outcome("notification policy", relay.CONTACT_POINT, policy_title(folder_title), action,
+                   f"root receiver {tree.get('receiver', '?')}, {others} other route{'s' if others != 1 else ''} kept")
+
+
 # --- the whole push ---------------------------------------------------------------------------------
 
 def connect(url: str, credentials: GrafanaCredentials, timeout: float = TIMEOUT_S) -> GrafanaApi:
@@ -217,10 +295,13 @@ def connect(url: str, credentials: GrafanaCredentials, timeout: float = TIMEOUT_
 
 
 def push(api: GrafanaApi, ch: GrafanaClickHouse, folder_uid: str = FOLDER_UID, folder_title: str = FOLDER_TITLE,
-         report: Callable[[Outcome], None] = lambda outcome: None, where: str = "Grafana") -> list[Outcome]:
+         report: Callable[[Outcome], None] = lambda outcome: None, where: str = "Grafana",
+         target: GrafanaRelay | None = None) -> list[Outcome]:
     """Folder, then datasource, then dashboards, then alert rules and their group intervals (rules
-    need the folder; panels and rules name the datasource by uid). `report` sees each outcome as it
-    happens. Raises PushError with an operator-facing message."""
+    need the folder; panels and rules name the datasource by uid), then the relay's contact point and
+    the policy route to it (the route names the contact point). `target`: the relay as Grafana reaches
+    it; without its token (or None) those two are skipped. `report` sees each outcome as it happens.
+    Raises PushError with an operator-facing message."""
     outcomes: list[Outcome] = []
 
     def step(what: str, call: Callable[[], Outcome]) -> None:
@@ -238,6 +319,12 @@ def push(api: GrafanaApi, ch: GrafanaClickHouse, folder_uid: str = FOLDER_UID, f
             step(f"alert rule {rule['uid']}", partial(upsert_rule, api, converted))
         seconds = interval_seconds(group["interval"])
         step(f"rule group {group['name']}", partial(set_group_interval, api, folder_uid, group["name"], seconds))
+    if target is None or target.token is None:
+        for kind, title in (("contact point", relay.CONTACT_POINT), ("notification policy", policy_title(folder_title))):
+            step(kind, partial(Outcome, kind, relay.CONTACT_POINT, title, "skipped", NO_RELAY_TOKEN))
+        return outcomes
+    step(f"contact point {relay.CONTACT_POINT}", partial(upsert_contact_point, api, target))
+    step("notification policy", partial(route_policy, api, folder_title))
     return outcomes
 
 
@@ -254,8 +341,9 @@ def _guarded(what: str, where: str, call: Callable[[], Outcome]) -> Outcome:
         raise PushError(f"{where} did not answer in time at {what}") from None
     except GrafanaClientError as exc:
         hint = {403: " (the token needs the Admin role, or Editor with datasource and alerting rights; a "
-                     "datasource provisioned from a file is read-only; a rule provisioned from a file, or by the "
-                     "API without X-Disable-Provenance, can only be changed the same way)",
+                     "datasource provisioned from a file is read-only; a rule, contact point or policy tree "
+                     "provisioned from a file, or by the API without X-Disable-Provenance, can only be changed "
+                     "the same way)",
                 409: " (a datasource or folder with the same name but another uid exists?)",
                 412: " (a dashboard with the same name in that folder?)"}.get(exc.status_code, "")
         raise PushError(f"{where} refused {what}: {exc.status_code} {_message(exc) or 'no message'}{hint}") from None
@@ -279,11 +367,13 @@ def _short(text: str, limit: int = 300) -> str:
 
 def run(url: str, credentials: GrafanaCredentials, ch: GrafanaClickHouse, folder_uid: str = FOLDER_UID,
         folder_title: str = FOLDER_TITLE, report: Callable[[Outcome], None] = lambda outcome: None,
-        timeout: float = TIMEOUT_S) -> list[Outcome]:
+        timeout: float = TIMEOUT_S, target: GrafanaRelay | None = None) -> list[Outcome]:
     """Connect and push; what the CLI calls."""
+    if target is not None and target.token is not None:
+        relay_url(target)  # a bad --relay-url fails before anything is pushed
     api = connect(url, credentials, timeout=timeout)
     try:
-        return push(api, ch, folder_uid, folder_title, report, where=f"Grafana at {redact(url)}")
+        return push(api, ch, folder_uid, folder_title, report, where=f"Grafana at {redact(url)}", target=target)
     finally:
         api.client.s.close()
 

@@ -14,15 +14,18 @@ import pytest
 import pytest_asyncio
 import yaml
 
-from sms_analytics.dashboards import alerting, build, push
-from sms_analytics.settings import GrafanaClickHouse, GrafanaCredentials, Settings
+from sms_analytics.dashboards import alerting, build, push, relay
+from sms_analytics.settings import GrafanaClickHouse, GrafanaCredentials, GrafanaRelay, Settings
 from tests import grafana_provisioning
 from tests.conftest import serve
-from tests.grafana_standin import RULE_REQUIRED, GrafanaStandin
+from tests.grafana_standin import DEFAULT_RECEIVER, REDACTED, RULE_REQUIRED, GrafanaStandin
 
 TOKEN = "glsa_standin_token_0123456789"
 CH_PASSWORD = "ch-secret-9f8e7d6c5b4a"
-ALERTING_WRITES = ("/api/v1/provisioning/alert-rules", "/api/v1/provisioning/folder/")
+RELAY_TOKEN = "sms-query-token-7c6b5a4f3e"  # SMS_QUERY_TOKEN: the relay's bearer token
+ALERTING_WRITES = ("/api/v1/provisioning/alert-rules", "/api/v1/provisioning/folder/",
+                   "/api/v1/provisioning/contact-points", "/api/v1/provisioning/policies")
+RELAY_PATHS = ("/api/v1/provisioning/contact-points", "/api/v1/provisioning/policies")
 
 
 @pytest_asyncio.fixture
@@ -48,13 +51,28 @@ def clickhouse(**given: Any) -> GrafanaClickHouse:
     return GrafanaClickHouse.model_validate({**defaults, "password": CH_PASSWORD, **given})
 
 
-async def run_push(url: str, credentials: GrafanaCredentials | None = None, **ch: Any) -> list[push.Outcome]:
-    return await asyncio.to_thread(push.run, url, credentials or GrafanaCredentials(token=TOKEN), clickhouse(**ch))
+async def run_push(url: str, credentials: GrafanaCredentials | None = None, target: GrafanaRelay | None = None,
+                   **ch: Any) -> list[push.Outcome]:
+    return await asyncio.to_thread(push.run, url, credentials or GrafanaCredentials(token=TOKEN), clickhouse(**ch),
+                                   target=target or GrafanaRelay(token=RELAY_TOKEN))
 
 
-def counts(standin: GrafanaStandin) -> tuple[int, int, int, int]:
+def counts(standin: GrafanaStandin) -> tuple[int, int, int, int, int, int]:
+    """Folders, datasources, dashboards, rules, contact points (Grafana's default email one included) and
+    routes of the policy tree."""
     s = standin.state
-    return len(s.folders), len(s.datasources), len(s.dashboards), len(s.rules)
+    return (len(s.folders), len(s.datasources), len(s.dashboards), len(s.rules), len(s.contact_points),
+            len(s.policies.get("routes") or []))
+
+
+def relay_point(standin: GrafanaStandin) -> dict[str, Any]:
+    [point] = [p for p in standin.state.contact_points.values() if p["name"] == relay.CONTACT_POINT]
+    return point
+
+
+def outcome(outcomes: list[push.Outcome], kind: str) -> push.Outcome:
+    [found] = [o for o in outcomes if o.kind == kind]
+    return found
 
 
 # --- a push into an empty Grafana -------------------------------------------------------------------
@@ -97,7 +115,21 @@ async def test_push_into_empty_grafana_creates_everything(grafana: tuple[Grafana
         assert pushed["provenance"] == ""  # X-Disable-Provenance: editable in the UI
     assert state.intervals == {(push.FOLDER_UID, group["name"]): push.interval_seconds(group["interval"])}
 
+    # the relay's contact point (relay.contact_point(), the token itself) and the route to it
+    point = relay_point(standin)
+    assert point == {"uid": relay.CONTACT_POINT, "name": relay.CONTACT_POINT, "type": "webhook",
+                     "disableResolveMessage": False, "provenance": "",
+                     "settings": {"url": relay.RELAY_URL, "httpMethod": "POST", "authorization_scheme": "Bearer",
+                                  "authorization_credentials": RELAY_TOKEN}}
+    assert state.policies == {"receiver": DEFAULT_RECEIVER, "group_by": ["grafana_folder", "alertname"],
+                              "routes": [relay.route(push.FOLDER_TITLE)]}
+    assert state.policies["routes"][0]["object_matchers"] == [["grafana_folder", "=", "SMS analytics"]]
+    assert state.policies_provenance == ""
+    assert (outcome(outcomes, "contact point").action, outcome(outcomes, "notification policy").action) == (
+        "created", "created")
+
     writes = [r for r in state.requests if r["method"] != "GET" and r["path"].startswith(ALERTING_WRITES)]
+    assert {r["path"] for r in writes} >= set(RELAY_PATHS)
     assert writes and all(r["headers"].get("X-Disable-Provenance") == "true" for r in writes)
 
 
@@ -106,9 +138,17 @@ async def test_second_push_updates_instead_of_duplicating(grafana: tuple[Grafana
     await run_push(url)
     first = counts(standin)
     ids = {uid: r["id"] for uid, r in standin.state.rules.items()}
+    policies_before = standin.state.policies
+    puts = len([r for r in standin.state.requests if r["path"] == "/api/v1/provisioning/policies"])
     outcomes = await run_push(url, password=None)  # no password: the stored one is kept
-    assert counts(standin) == first == (1, 1, 2, 9)
+    assert counts(standin) == first == (1, 1, 2, 9, 2, 1)
     assert {o.action for o in outcomes} == {"updated", "unchanged"}
+    # the token cannot be read back to compare: the contact point is put again; the route is not
+    assert outcome(outcomes, "contact point").action == "updated"
+    assert outcome(outcomes, "notification policy").action == "unchanged"
+    policy_calls = [r for r in standin.state.requests if r["path"] == "/api/v1/provisioning/policies"][puts:]
+    assert [r["method"] for r in policy_calls] == ["GET"] and standin.state.policies is policies_before
+    assert relay_point(standin)["settings"]["authorization_credentials"] == RELAY_TOKEN
     s = standin.state
     assert s.folders[push.FOLDER_UID]["version"] == 2
     assert s.datasources["sms-clickhouse"]["version"] == 2 and s.secure["sms-clickhouse"] == {"password": CH_PASSWORD}
@@ -135,7 +175,7 @@ async def test_rule_group_interval_is_set_and_ui_rules_in_the_group_are_kept(
     outcomes = await run_push(url)
     assert "added-in-ui" in standin.state.rules  # a group PUT replaces the group's rules: push sends them back
     assert standin.state.intervals[(push.FOLDER_UID, alerting.GROUP)] == 60
-    assert outcomes[-1].detail == "interval 60s (was 300s)"
+    assert outcome(outcomes, "rule group").detail == "interval 60s (was 300s)"
 
 
 async def test_rule_owned_by_the_api_is_a_clear_error(grafana: tuple[GrafanaStandin, str]) -> None:
@@ -160,15 +200,86 @@ def test_api_rules_are_the_provisioning_file_rules() -> None:
         push.interval_seconds("1 minute")
 
 
+# --- the relay's contact point and notification policy ------------------------------------------------
+
+async def test_the_route_joins_the_users_policy_tree(grafana: tuple[GrafanaStandin, str]) -> None:
+    standin, url = grafana
+    pager = {"uid": "team-pager", "name": "team-pager", "type": "webhook",
+             "settings": {"url": "http://pager.example/hook"}}
+    user_route = {"receiver": DEFAULT_RECEIVER, "object_matchers": [["team", "=", "db"]], "continue": True}
+    user_tree = {"receiver": "team-pager", "group_by": ["alertname"], "repeat_interval": "12h", "routes": [user_route]}
+    ui = {"Authorization": f"Bearer {TOKEN}", "X-Disable-Provenance": "true"}  # made in the UI: no provenance
+    async with aiohttp.ClientSession(url, headers=ui) as http:
+        async with http.post("/api/v1/provisioning/contact-points", json=pager) as resp:
+            assert resp.status == 202
+        async with http.put("/api/v1/provisioning/policies", json=user_tree) as resp:
+            assert resp.status == 202
+    outcomes = await run_push(url)
+    assert standin.state.policies == {**user_tree, "routes": [user_route, relay.route(push.FOLDER_TITLE)]}
+    policy = outcome(outcomes, "notification policy")
+    assert (policy.action, policy.detail) == ("created", "root receiver team-pager, 1 other route kept")
+    assert {p["name"] for p in standin.state.contact_points.values()} == {DEFAULT_RECEIVER, "team-pager", "sms-relay"}
+
+    outcomes = await run_push(url)  # nothing differs: the tree is not put back
+    assert outcome(outcomes, "notification policy").action == "unchanged"
+    assert standin.state.policies == {**user_tree, "routes": [user_route, relay.route(push.FOLDER_TITLE)]}
+
+
+async def test_a_changed_route_is_updated_in_place(grafana: tuple[GrafanaStandin, str]) -> None:
+    standin, url = grafana
+    await run_push(url)
+    nested = {"receiver": DEFAULT_RECEIVER, "object_matchers": [["severity", "=", "page"]]}
+    user_route = {"receiver": DEFAULT_RECEIVER, "object_matchers": [["team", "=", "db"]]}
+    ours = {**relay.route(push.FOLDER_TITLE), "group_wait": "1m", "routes": [nested]}  # edited in the UI
+    standin.state.policies["routes"] = [ours, user_route]
+    outcomes = await run_push(url)
+    assert outcome(outcomes, "notification policy").action == "updated"
+    assert standin.state.policies["routes"] == [{**relay.route(push.FOLDER_TITLE), "routes": [nested]}, user_route]
+    assert standin.state.policies["receiver"] == DEFAULT_RECEIVER
+
+
+async def test_a_changed_relay_url_updates_the_contact_point(grafana: tuple[GrafanaStandin, str]) -> None:
+    standin, url = grafana
+    await run_push(url)
+    moved = "https://query.internal:8443/v1/grafana/alerts"
+    outcomes = await run_push(url, target=GrafanaRelay(url=moved, token=RELAY_TOKEN))
+    point = outcome(outcomes, "contact point")
+    assert (point.action, point.detail) == ("updated", f"webhook {moved} (was {relay.RELAY_URL}), bearer token set")
+    assert relay_point(standin)["settings"] == {**relay.contact_point(moved, RELAY_TOKEN)["settings"]}
+    assert counts(standin)[4] == 2  # updated, not added
+    assert outcome(outcomes, "notification policy").action == "unchanged"
+    with pytest.raises(push.PushError, match="--relay-url must be an http"):
+        await run_push(url, target=GrafanaRelay(url="worker:8081", token=RELAY_TOKEN))
+
+
+async def test_no_query_token_skips_the_relay_with_the_reason(grafana: tuple[GrafanaStandin, str]) -> None:
+    standin, url = grafana
+    outcomes = await run_push(url, target=GrafanaRelay(url="http://worker:8081/v1/grafana/alerts"))
+    skipped = [o for o in outcomes if o.action == "skipped"]
+    assert [o.kind for o in skipped] == ["contact point", "notification policy"]
+    assert all(o.detail == push.NO_RELAY_TOKEN and "SMS_QUERY_TOKEN" in o.line() for o in skipped)
+    assert push.summary(outcomes) == "13 created, 2 skipped, 1 unchanged"
+    assert counts(standin) == (1, 1, 2, 9, 1, 0)  # Grafana's defaults untouched
+    assert not [r for r in standin.state.requests if r["path"].startswith(RELAY_PATHS)]
+
+
+async def test_a_file_provisioned_contact_point_is_a_clear_error(grafana: tuple[GrafanaStandin, str]) -> None:
+    standin, url = grafana
+    await run_push(url)
+    relay_point(standin)["provenance"] = "file"  # as in a Grafana provisioned from sms-relay.yaml
+    with pytest.raises(push.PushError, match=r"refused contact point sms-relay: 403 .*contact point or policy tree"):
+        await run_push(url)
+
+
 # --- auth and errors --------------------------------------------------------------------------------
 
 async def test_basic_auth_push_and_wrong_password(grafana: tuple[GrafanaStandin, str]) -> None:
     standin, url = grafana
     with pytest.raises(push.PushError, match=r"rejected the credentials \(401 Invalid username or password\)"):
         await run_push(url, GrafanaCredentials(user="admin", password="wrong"))
-    assert counts(standin) == (0, 0, 0, 0)
+    assert counts(standin) == (0, 0, 0, 0, 1, 0)
     await run_push(url, GrafanaCredentials(user="admin", password="admin-pass"))
-    assert counts(standin) == (1, 1, 2, 9)
+    assert counts(standin) == (1, 1, 2, 9, 2, 1)
     basic = "Basic " + base64.b64encode(b"admin:admin-pass").decode()
     assert basic not in str(standin.state.requests)  # the stand-in's log keeps no Authorization header
 
@@ -239,3 +350,32 @@ async def test_standin_rejects_what_grafana_rejects(grafana: tuple[GrafanaStandi
             assert resp.status == 200 and (await resp.json())["status"] == "success"
         async with http.post("/api/dashboards/db", json={"dashboard": build.overview(), "folderUid": "f1"}) as resp:
             assert resp.status == 412 and (await resp.json())["status"] == "name-exists"  # no overwrite
+        # contact points and policies: secrets redacted, a redacted one kept, receivers must exist
+        point = {**relay.contact_point(relay.RELAY_URL, RELAY_TOKEN), "name": relay.CONTACT_POINT}
+        for broken in ({**point, "settings": {}}, {**point, "type": "carrier-pigeon"}, {**point, "name": ""}):
+            async with http.post("/api/v1/provisioning/contact-points", json=broken) as resp:
+                assert resp.status == 400
+        async with http.post("/api/v1/provisioning/contact-points", json=point) as resp:
+            assert resp.status == 202
+        async with http.post("/api/v1/provisioning/contact-points", json=point) as resp:
+            assert resp.status == 400  # the uid is taken
+        async with http.get("/api/v1/provisioning/contact-points", params={"name": relay.CONTACT_POINT}) as resp:
+            [listed] = await resp.json()
+            assert listed["settings"]["authorization_credentials"] == REDACTED and "provenance" in listed
+        async with http.put("/api/v1/provisioning/contact-points/" + listed["uid"], json=listed) as resp:
+            assert resp.status == 202 and await resp.json() == {"message": "contactpoint updated"}
+        async with http.put("/api/v1/provisioning/contact-points/nope", json=listed) as resp:
+            assert resp.status == 404
+        async with http.get("/api/v1/provisioning/policies") as resp:
+            assert await resp.json() == {"receiver": DEFAULT_RECEIVER, "group_by": ["grafana_folder", "alertname"]}
+        for tree in ({"group_by": ["alertname"]}, {"receiver": "nobody"},
+                     {"receiver": DEFAULT_RECEIVER, "routes": [{"receiver": "nobody"}]},
+                     {"receiver": DEFAULT_RECEIVER, "object_matchers": [["a", "=", "b"]]},
+                     {"receiver": DEFAULT_RECEIVER, "routes": [{"object_matchers": [["a", "==", "b"]]}]},
+                     {"receiver": DEFAULT_RECEIVER, "group_wait": "soon"}):
+            async with http.put("/api/v1/provisioning/policies", json=tree) as resp:
+                assert resp.status == 400, tree
+        async with http.put("/api/v1/provisioning/policies", json={"receiver": relay.CONTACT_POINT}) as resp:
+            assert resp.status == 202 and await resp.json() == {"message": "policies updated"}
+        async with http.get("/api/v1/provisioning/policies") as resp:
+            assert await resp.json() == {"receiver": relay.CONTACT_POINT, "provenance": "api"}
