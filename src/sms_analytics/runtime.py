@@ -355,9 +355,7 @@ class Runtime:
                 if not self.broker.alive or self._unrecovered:
                     if not self.broker.alive:
                         log.error("embedded_broker.died", bootstrap=self.bootstrap)
-                    self._unrecovered = True  # until a recovery completes: a failed one is tried again
                     await self._recover_watched()
-                    self._unrecovered = False
                 elif (self.broker.resident_bytes > limit
                       and time.monotonic() - last_rotation >= s.sms_broker_rotate_min_seconds):
                     await self.rotate()  # postponed (False) while the stream cannot catch up: tried again later
@@ -390,9 +388,7 @@ class Runtime:
             await self._resume(_by_partition(states))
         except Exception as exc:  # noqa: BLE001  (the broker or a restart failed: start again from the snapshot)
             log.error("embedded_broker.rotation_failed", error=f"{type(exc).__name__}: {exc}"[:300])
-            self._unrecovered = True
             await self._recover_watched()
-            self._unrecovered = False
             return False
         finally:
             self._rotating = False
@@ -442,9 +438,11 @@ class Runtime:
         """`_recover`, begun again whenever the broker it started dies while it runs: a recovery waits
         on its broker (faust's start retries a broker that is gone for ever), so a second death in the
         middle of one would otherwise hang it, with the stream stopped and /healthz 503 until a restart.
-        Not ready (/healthz 503, "worker not ready") until a recovery completes."""
+        Not ready (/healthz 503, "worker not ready") until a recovery completes; one that fails leaves
+        `_unrecovered` set, and the keeper tries again."""
         assert self.broker is not None
         self._recovering = True
+        self._unrecovered = True
         try:
             while True:
                 dead = self.broker.process  # the one that died (or None): the recovery replaces it
@@ -458,6 +456,7 @@ class Runtime:
                         await asyncio.gather(task, return_exceptions=True)
                 if not task.cancelled():
                     task.result()  # a failed recovery raises: the keeper tries again
+                    self._unrecovered = False
                     return
                 log.error("embedded_broker.died_during_recovery", bootstrap=self.bootstrap)
         finally:
