@@ -618,13 +618,10 @@ class GrafanaStandin:
         return kept
 
     async def put_policies(self, request: web.Request) -> web.Response:
-        body = await self._body(request)
+        receivers = {p["name"] for p in self.state.contact_points.values()}
+        body = await self._checked(request, lambda tree: self._validate_route(tree, True, receivers))
         if isinstance(body, web.Response):
             return body
-        receivers = {p["name"] for p in self.state.contact_points.values()}
-        problem = self._validate_route(body, True, receivers)
-        if problem:
-            return _message(400, problem)
         provenance = self._provenance(request)
         denied = self._provenance_denied({"provenance": self.state.policies_provenance}, provenance)
         if denied is not None:

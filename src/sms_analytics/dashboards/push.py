@@ -143,10 +143,16 @@ def contact_point_body(target: GrafanaRelay) -> dict[str, Any]:
 
 def relay_url(target: GrafanaRelay) -> str:
     url = target.url or relay.RELAY_URL
+    _http_url(url, "--relay-url")
+    return url
+
+
+def _http_url(url: str, option: str) -> urllib.parse.SplitResult:
+    """`url` split, or the PushError naming `option` when it is not an http(s) URL with a host."""
     parsed = urllib.parse.urlsplit(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise PushError(f"--relay-url must be an http(s) URL, got {redact(url)!r}")
-    return url
+        raise PushError(f"{option} must be an http(s) URL, got {redact(url)!r}")
+    return parsed
 
 
 def with_route(tree: dict[str, Any], route: dict[str, Any]) -> tuple[dict[str, Any], str]:
@@ -283,9 +289,7 @@ def route_policy(api: GrafanaApi, folder_title: str) -> Outcome:
 # --- the whole push ---------------------------------------------------------------------------------
 
 def connect(url: str, credentials: GrafanaCredentials, timeout: float = TIMEOUT_S) -> GrafanaApi:
-    parsed = urllib.parse.urlsplit(url)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise PushError(f"--grafana-url must be an http(s) URL, got {redact(url)!r}")
+    parsed = _http_url(url, "--grafana-url")
     if parsed.username or parsed.password:
         raise PushError("put no credentials in --grafana-url: use --token or --user/--password")
     # grafana-client appends "api" to the path as given: a sub-path needs its trailing slash.
