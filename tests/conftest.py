@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -224,6 +224,24 @@ async def eventually(check: Callable[[], Any], timeout: float = 15.0, interval: 
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
+
+
+async def rolled_up_within(pipeline: Runtime, check: Callable[[], Awaitable[Any]]) -> Any:
+    """`check` until it holds, for as long as a few rollup rounds take on a loaded machine: a round
+    waits three times the last one's length (sinks/writer.py), and with the whole suite's data in
+    the session's warehouse a round on 2 busy cores can take 10 s or more. On failure the message
+    says where the rollups were."""
+    try:
+        return await eventually(check, timeout=150, interval=1.0)
+    except AssertionError as exc:
+        sink, rollups = pipeline.sink, pipeline.rollups
+        timings = sink.stats.rollup_seconds if sink is not None else None
+        state = (f"rollup rounds {timings.count}, last {timings.last:.1f} s, mean "
+                 f"{timings.total / max(1, timings.count):.1f} s, failures {sink.stats.rollup_failures}; "
+                 if sink is not None and timings is not None else "no sink; ")
+        if rollups is not None:
+            state += f"dirty minutes {len(rollups.dirty)}, recomputed {rollups.recomputed_minutes}"
+        raise AssertionError(f"{exc}; {state}") from None
 
 
 async def wait_healthy(base_url: str, died: Callable[[], str | None] = lambda: None, timeout: float = 90) -> None:

@@ -18,7 +18,7 @@ import orjson
 import pytest
 
 from sms_analytics.runtime import Runtime
-from tests.conftest import HASH_KEY, TOKEN, eventually, rows
+from tests.conftest import HASH_KEY, TOKEN, eventually, rolled_up_within, rows
 
 pytestmark = pytest.mark.pipeline
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -78,7 +78,7 @@ async def test_every_readme_query_answers(pipeline: Runtime) -> None:
                                    "WHERE template = 'SMS_ADHOC_1' GROUP BY provider ORDER BY provider")
         return got if [(r["provider"], r["sent"]) for r in got] == [("aliyun", 4), ("tencent", 1)] else None
 
-    await eventually(rolled_up, timeout=40)
+    await rolled_up_within(pipeline, rolled_up)
     digest = hmac.new(HASH_KEY.encode(), f"+86{phone}".encode(), hashlib.sha256).hexdigest()
     for sql, params in adhoc_queries():
         if "hash" in params:

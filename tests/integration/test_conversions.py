@@ -12,7 +12,7 @@ import aiohttp
 import orjson
 
 from sms_analytics.runtime import Runtime
-from tests.conftest import eventually, rows
+from tests.conftest import eventually, rolled_up_within, rows
 from tests.integration.test_pipeline import post
 
 
@@ -85,6 +85,6 @@ async def test_conversions_in_either_order_and_repeated_match_the_ground_truth(p
         value = (int(found[0]["c"]), int(found[0]["u"]), int(found[0]["s"]))
         return value if value == (5, 2, sum(truth.values())) and int(level[0]["c"]) == 5 else None
 
-    await eventually(rolled, timeout=40)
+    await rolled_up_within(pipeline, rolled)
     stored = await rows(pipeline, f"SELECT count() AS n FROM sms.conversions FINAL WHERE message_id = '{ids['B']}'")
     assert stored[0]["n"] == 2  # the repeat folded; the second conversion is kept as reported

@@ -28,7 +28,7 @@ from sms_analytics.sources.aliyun.client import AliyunClient
 from sms_analytics.sources.base.metadata import MetadataPull
 from sms_analytics.sources.tencent import feeds as tencent_feeds
 from sms_analytics.sources.tencent.client import TencentClient
-from tests.conftest import TOKEN, eventually, rows, serve
+from tests.conftest import TOKEN, eventually, rolled_up_within, rows, serve
 
 pytestmark = pytest.mark.pipeline
 
@@ -127,16 +127,16 @@ async def _type_reaches_a_panel(pipeline: Runtime, verification: str, marketing:
     now = datetime.now(UTC).replace(microsecond=0)
     await _send(pipeline, [(verification, sign)] * 2 + [(marketing, sign)] * 3, now - timedelta(minutes=1))
     where = f"template IN ('{verification}', '{marketing}')"
-    await eventually(lambda: _when(2, rows(pipeline, f"SELECT DISTINCT template FROM sms.rollup_minute WHERE {where}")),
-                     timeout=30)
+    await rolled_up_within(pipeline, lambda: _when(2, rows(pipeline, f"SELECT DISTINCT template FROM sms.rollup_minute "
+                                                           f"WHERE {where}")))
     start, end = now - timedelta(minutes=10), now + timedelta(minutes=1)
     dashboard = build.overview()
     (variable,) = [v for v in dashboard["templating"]["list"] if v["name"] == "template"]
     variable_sql = expand(build.variable_query(variable), start=start, end=end, interval_s=60,
                           variables={"provider": "All"}, all_values={"provider": ["aliyun"]})
     # the variable reads the hourly rows, which the same recompute writes just after the minutes
-    options = await eventually(lambda: _when(2, rows(pipeline, f"SELECT * FROM ({variable_sql}) WHERE {where}")),
-                               timeout=30)
+    options = await rolled_up_within(pipeline, lambda: _when(2, rows(pipeline, f"SELECT * FROM ({variable_sql}) "
+                                                                       f"WHERE {where}")))
     texts = {o["template"]: o["text"] for o in options}
     assert texts[verification] == f"login code ({verification})" and texts[marketing] == f"会员促销 ({marketing})"
 

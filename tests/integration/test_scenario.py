@@ -12,7 +12,6 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
@@ -28,7 +27,7 @@ from sms_analytics.simulate.payloads.aliyun import aliyun_report, aliyun_send
 from sms_analytics.simulate.payloads.common import random_phone
 from sms_analytics.simulate.payloads.kx import kx_report, kx_send
 from sms_analytics.simulate.payloads.tencent import tencent_send, tencent_status
-from tests.conftest import TOKEN, eventually, rows
+from tests.conftest import TOKEN, eventually, rolled_up_within, rows
 
 pytestmark = pytest.mark.pipeline
 OURS = "provider IN ('aliyun', 'kx', 'tencent')"  # other tests load providers of their own into nearby hours
@@ -216,24 +215,6 @@ async def test_scenario_matches_reference_and_rollups(pipeline: Runtime) -> None
     exact_in_ch = (await rows(pipeline, f"SELECT quantilesExactLow(0.5, 0.9, 0.99)(latency_ms) AS q FROM sms.messages "
                                          f"WHERE {where} AND status = 'delivered' AND latency_ms IS NOT NULL"))[0]["q"]
     assert [abs(a - b) <= 1000 for a, b in zip(exact_in_ch, exact, strict=False)] == [True] * 3
-
-
-async def rolled_up_within(pipeline: Runtime, check: Callable[[], Awaitable[Any]]) -> Any:
-    """`check` until it holds, for as long as a few rollup rounds take on a loaded machine: a round
-    waits three times the last one's length (sinks/writer.py), and with the whole suite's data in
-    the session's warehouse a round on 2 busy cores can take 10 s or more. On failure the message
-    says where the rollups were."""
-    try:
-        return await eventually(check, timeout=150, interval=1.0)
-    except AssertionError as exc:
-        sink, rollups = pipeline.sink, pipeline.rollups
-        timings = sink.stats.rollup_seconds if sink is not None else None
-        state = (f"rollup rounds {timings.count}, last {timings.last:.1f} s, mean "
-                 f"{timings.total / max(1, timings.count):.1f} s, failures {sink.stats.rollup_failures}; "
-                 if sink is not None and timings is not None else "no sink; ")
-        if rollups is not None:
-            state += f"dirty minutes {len(rollups.dirty)}, recomputed {rollups.recomputed_minutes}"
-        raise AssertionError(f"{exc}; {state}") from None
 
 
 def _has_sent(msgs: list[Msg], message_id: str) -> bool:
